@@ -1,0 +1,102 @@
+"""One error tree for Rota, rooted at :class:`RotaError`.
+
+User mistakes (:class:`UserError` and its children) are shown as one line and an exit code by the
+CLI; everything else is a bug or an environment failure and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class RotaError(Exception):
+    """Raised for every error Rota itself signals; the root of the tree."""
+
+
+class UserError(RotaError):
+    """Raised when input from a person is wrong; shown as one line, naming file and line if known."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
+        return f"{where}{self.message}"
+
+
+class DefinitionError(UserError):
+    """Raised when a flow definition is invalid: bad id, duplicate id, bad argument, bad edge."""
+
+
+class CycleError(DefinitionError):
+    """Raised when a flow's graph has a cycle; ``path`` lists the cycle, first node repeated."""
+
+    def __init__(self, path: Sequence[str], *, flow: str | None = None) -> None:
+        self.path = tuple(path)
+        where = f" in flow {flow!r}" if flow else ""
+        super().__init__(f"cycle{where}: {' -> '.join(self.path)}")
+
+
+class FlowLoadError(UserError):
+    """Raised when a flow file cannot be loaded: syntax error, import error, exception at import."""
+
+
+class FlowNotFound(UserError):
+    """Raised when a path or flow name given by a person names no flow."""
+
+
+class ParameterError(UserError):
+    """Raised when a run parameter is unknown, missing or malformed."""
+
+
+class ConfigError(UserError):
+    """Raised when configuration (environment, options) is invalid."""
+
+
+class PolicyError(DefinitionError):
+    """Raised when a retry policy, timeout or trigger rule is given an invalid value."""
+
+
+class NotFound(UserError):
+    """Raised when a run, task or attempt named by a person does not exist in the store."""
+
+
+class InvalidTransition(RotaError):
+    """Raised when a state change is not allowed by the state machine in ``model.states``."""
+
+    def __init__(self, kind: str, old: str, new: str, *, what: str = "") -> None:
+        self.kind = kind
+        self.old = old
+        self.new = new
+        self.what = what
+        label = f" ({what})" if what else ""
+        super().__init__(f"illegal {kind} transition{label}: {old} -> {new}")
+
+
+class StoreError(RotaError):
+    """Raised when the metadata store cannot be opened, migrated or written."""
+
+
+class ConcurrentUpdate(StoreError):
+    """Raised when a conditional write found a state other than the one expected."""
+
+
+class ArtifactError(RotaError):
+    """Raised when a task output cannot be written or read back."""
+
+
+class ExecutorError(RotaError):
+    """Raised when an executor cannot start or lost its workers."""
+
+
+class Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a task to skip itself; not a failure."""
+
+
+class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a task to ask for another attempt; not a failure by itself."""

@@ -1,0 +1,1 @@
+"""Pure values: the graph, task specs, the state machine, policies. No I/O."""

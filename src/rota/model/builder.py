@@ -1,0 +1,354 @@
+"""Authoring: the objects a flow file builds a graph with, in both styles.
+
+Operator style opens ``with Flow("name"):`` and creates task objects joined with ``>>``; TaskFlow
+style decorates a function with ``@flow`` whose body calls ``@task`` functions. Both record
+:class:`TaskNode` objects in the builder of the innermost open flow (a context variable, so
+nothing global) and both freeze into a validated :class:`~rota.model.dag.Dag`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import Any, Protocol
+
+from rota.errors import DefinitionError, ParameterError
+from rota.model.dag import (
+    REQUIRED,
+    Dag,
+    Operator,
+    ParamSpec,
+    Ref,
+    TaskSpec,
+    check_task_id,
+    refs_in,
+)
+from rota.model.policies import RetryPolicy, TriggerRule, coerce_timeout
+
+_current: ContextVar[FlowBuilder | None] = ContextVar("rota_flow_builder", default=None)
+
+
+class FlowBuilder:
+    """Collects the task nodes created while one flow is being defined."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.nodes: dict[str, TaskNode] = {}
+        self._calls: dict[str, int] = {}
+
+    @staticmethod
+    def current() -> FlowBuilder | None:
+        """The builder of the innermost flow being defined in this context, if any."""
+        return _current.get()
+
+    def auto_id(self, base: str) -> str:
+        """``base`` for the first call, then ``base__1``, ``base__2``, ... (as Airflow names them)."""
+        n = self._calls.get(base, 0)
+        self._calls[base] = n + 1
+        return base if n == 0 else f"{base}__{n}"
+
+    def add(self, node: TaskNode) -> None:
+        """Register *node*; its id must be new in this flow.
+
+        Raises:
+            DefinitionError: the id is taken.
+        """
+        if node.id in self.nodes:
+            raise DefinitionError(f"duplicate task id {node.id!r} in flow {self.name!r}")
+        self.nodes[node.id] = node
+
+    def freeze(self, params: Mapping[str, Any]) -> Dag:
+        """Turn the recorded nodes into a validated Dag."""
+        return Dag.build(self.name, (n.to_spec() for n in self.nodes.values()), params)
+
+
+class TaskNode:
+    """A task being defined: its operator, arguments and edges. ``a >> b`` makes b run after a.
+
+    Passing a node as an argument to another task makes a data edge: the downstream receives the
+    node's output in its place (also inside lists, tuples and dicts).
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        op: Operator,
+        *,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        retries: RetryPolicy | int | None = None,
+        retry_delay: timedelta | None = None,
+        timeout: timedelta | float | None = None,
+        tags: Iterable[str] = (),
+        trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
+    ) -> None:
+        builder = FlowBuilder.current()
+        if builder is None:
+            raise DefinitionError(
+                f"task {task_id!r} is defined outside a flow: create it inside "
+                "'with Flow(...):' or a @flow function"
+            )
+        self.id = check_task_id(task_id)
+        self.op = op
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        self.retry = RetryPolicy.coerce(retries, retry_delay)
+        self.timeout = coerce_timeout(timeout)
+        if isinstance(tags, str):
+            tags = (tags,)
+        self.tags = frozenset(tags)
+        self.trigger_rule = TriggerRule.coerce(trigger_rule)
+        self.flow = builder
+        self._after: dict[str, None] = {}
+        builder.add(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id!r} in flow {self.flow.name!r}>"
+
+    # --- edges ---------------------------------------------------------------------------------
+    def set_upstream(self, other: TaskNode) -> None:
+        """Make this task run after *other*.
+
+        Raises:
+            DefinitionError: *other* is not a task of the same flow.
+        """
+        if not isinstance(other, TaskNode):
+            raise DefinitionError(f"cannot make {self.id!r} depend on {other!r}: not a task")
+        if other.flow is not self.flow:
+            raise DefinitionError(
+                f"{other.id!r} (flow {other.flow.name!r}) and {self.id!r} "
+                f"(flow {self.flow.name!r}) are in different flows"
+            )
+        self._after[other.id] = None
+
+    def __rshift__(self, other: TaskNode | list[TaskNode]) -> Any:
+        for node in _as_nodes(other):
+            node.set_upstream(self)
+        return other
+
+    def __lshift__(self, other: TaskNode | list[TaskNode]) -> Any:
+        for node in _as_nodes(other):
+            self.set_upstream(node)
+        return other
+
+    def __rrshift__(self, other: list[TaskNode]) -> TaskNode:
+        # [a, b] >> self
+        for node in _as_nodes(other):
+            self.set_upstream(node)
+        return self
+
+    def __rlshift__(self, other: list[TaskNode]) -> TaskNode:
+        # [a, b] << self
+        for node in _as_nodes(other):
+            node.set_upstream(self)
+        return self
+
+    # --- freezing ------------------------------------------------------------------------------
+    def to_spec(self) -> TaskSpec:
+        """The frozen spec: node arguments replaced by refs, data edges added to upstream."""
+        args = _to_refs(self.args, self.flow)
+        kwargs = _to_refs(self.kwargs, self.flow)
+        upstream: dict[str, None] = {}
+        for value in (args, kwargs):
+            for tid in refs_in(value):
+                upstream[tid] = None
+        upstream.update(self._after)
+        return TaskSpec(
+            id=self.id,
+            op=self.op,
+            args=args,
+            kwargs=kwargs,
+            upstream=tuple(upstream),
+            retry=self.retry,
+            timeout=self.timeout,
+            tags=self.tags,
+            trigger_rule=self.trigger_rule,
+        )
+
+
+def _as_nodes(value: object) -> list[TaskNode]:
+    items = list(value) if isinstance(value, list | tuple | set) else [value]
+    for item in items:
+        if not isinstance(item, TaskNode):
+            raise DefinitionError(f"cannot chain {item!r} with >> or <<: not a task")
+    return items  # type: ignore[return-value]
+
+
+def _to_refs(value: Any, flow: FlowBuilder) -> Any:
+    if isinstance(value, TaskNode):
+        if value.flow is not flow:
+            raise DefinitionError(f"output of {value.id!r} is used in another flow")
+        return Ref(value.id)
+    if isinstance(value, list):
+        return [_to_refs(v, flow) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_to_refs(v, flow) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_refs(v, flow) for k, v in value.items()}
+    return value
+
+
+class FlowDefinition(Protocol):
+    """Anything a flow file defines that can be built into a Dag."""
+
+    name: str
+
+    @property
+    def params(self) -> tuple[ParamSpec, ...]: ...
+
+    def build(self, params: Mapping[str, Any] | None = None) -> Dag: ...
+
+
+def merge_params(
+    flow: str, specs: tuple[ParamSpec, ...], given: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The run's parameters: the defaults overridden by *given*.
+
+    Raises:
+        ParameterError: a given name is not a parameter, or a required one is missing.
+    """
+    given = dict(given or {})
+    known = {p.name for p in specs}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        names = ", ".join(sorted(known)) or "none"
+        raise ParameterError(
+            f"unknown parameter {unknown[0]!r} for flow {flow!r} (parameters: {names})"
+        )
+    out: dict[str, Any] = {}
+    for p in specs:
+        if p.name in given:
+            out[p.name] = given[p.name]
+        elif p.default is REQUIRED:
+            raise ParameterError(f"flow {flow!r} needs parameter {p.name!r} (-p {p.name}=...)")
+        else:
+            out[p.name] = p.default
+    return out
+
+
+def parse_param(spec: ParamSpec, raw: str) -> Any:
+    """Convert a ``-p name=value`` string to the type of the parameter's default.
+
+    Without a default (or a None default) the value is read as JSON when it parses, else as text.
+
+    Raises:
+        ParameterError: the text cannot be converted to the default's type.
+    """
+    default = spec.default
+    try:
+        if isinstance(default, bool):
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int | float):
+            return type(default)(raw)
+        if isinstance(default, str):
+            return raw
+        if isinstance(default, list | dict):
+            value = json.loads(raw)
+            if not isinstance(value, type(default)):
+                raise ValueError(raw)
+            return value
+    except ValueError:
+        kind = type(default).__name__
+        raise ParameterError(f"parameter {spec.name!r} expects {kind}, got {raw!r}") from None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+class Flow:
+    """An operator-style flow: ``with Flow("name") as f:`` then create tasks inside the block."""
+
+    def __init__(
+        self, name: str, *, params: Mapping[str, Any] | None = None, description: str = ""
+    ) -> None:
+        self.name = check_task_id(name, what="flow name")
+        self.description = description
+        self._params = tuple(ParamSpec(k, v) for k, v in (params or {}).items())
+        self._builder = FlowBuilder(self.name)
+        self._token: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name!r} ({len(self._builder.nodes)} tasks)>"
+
+    def __enter__(self) -> Flow:
+        self._token = _current.set(self._builder)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
+
+    @property
+    def params(self) -> tuple[ParamSpec, ...]:
+        return self._params
+
+    def build(self, params: Mapping[str, Any] | None = None) -> Dag:
+        """Validate the tasks created in the block and return the graph.
+
+        Raises:
+            ParameterError: unknown or missing parameters.
+            DefinitionError: an invalid graph (CycleError for a cycle).
+        """
+        return self._builder.freeze(merge_params(self.name, self._params, params))
+
+
+class FlowFunction:
+    """A TaskFlow-style flow: a function whose body, called with the run's parameters, calls tasks."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, description: str = "") -> None:
+        self.fn = fn
+        self.name = check_task_id(name or fn.__name__, what="flow name")
+        self.description = description or inspect.getdoc(fn) or ""
+        specs = []
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise DefinitionError(f"flow {self.name!r}: *args/**kwargs cannot be parameters")
+            specs.append(ParamSpec(p.name, REQUIRED if p.default is p.empty else p.default))
+        self._params = tuple(specs)
+
+    def __repr__(self) -> str:
+        return f"<flow {self.name!r}>"
+
+    @property
+    def params(self) -> tuple[ParamSpec, ...]:
+        return self._params
+
+    def build(self, params: Mapping[str, Any] | None = None) -> Dag:
+        """Call the flow body with the merged parameters, recording its tasks, and validate.
+
+        Raises:
+            ParameterError: unknown or missing parameters.
+            DefinitionError: an invalid graph (CycleError for a cycle).
+        """
+        values = merge_params(self.name, self._params, params)
+        builder = FlowBuilder(self.name)
+        token = _current.set(builder)
+        try:
+            self.fn(**values)
+        finally:
+            _current.reset(token)
+        return builder.freeze(values)
+
+
+def flow(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str = ""
+) -> Any:
+    """Decorate a function as a flow: ``@flow`` or ``@flow(name="nightly")``.
+
+    The function's parameters, with their defaults, are the flow's parameters.
+    """
+    if fn is not None:
+        return FlowFunction(fn, name, description)
+
+    def wrap(f: Callable[..., Any]) -> FlowFunction:
+        return FlowFunction(f, name, description)
+
+    return wrap

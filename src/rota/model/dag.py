@@ -1,0 +1,303 @@
+"""The validated graph of one flow, and the ready-set counter that drives a run.
+
+``Dag`` is a pure value: task specs, edges, parameters. ``ReadySet`` is graphlib's idea for our
+states: a per-task count of unfinished upstreams, updated on each completion, so a whole run costs
+O(edges) rather than a rescan of every task each step (DESIGN.md, invariant 4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final, Protocol, runtime_checkable
+
+from rota.errors import CycleError, DefinitionError
+from rota.model.policies import RetryPolicy, TriggerRule, UpstreamTally, decide
+from rota.model.states import TERMINAL, TaskState
+
+TASK_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}$")
+
+
+def check_task_id(task_id: object, *, what: str = "task id") -> str:
+    """Return *task_id* if it is a valid id.
+
+    Raises:
+        DefinitionError: not a string, not matching TASK_ID_PATTERN, or containing "..".
+    """
+    if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id) or ".." in task_id:
+        raise DefinitionError(
+            f"invalid {what} {task_id!r}: use letters, digits, '_', '.', '-' "
+            "(first character a letter, digit or '_'; at most 250; no '..')"
+        )
+    return task_id
+
+
+@runtime_checkable
+class Operator(Protocol):
+    """What a task does when it runs; implemented in ``rota.operators``."""
+
+    kind: str
+
+    def describe(self) -> str:
+        """A short human description (a function name, a command)."""
+
+    def code_hash(self) -> str:
+        """A digest of the code this operator runs, for flows' code hashes and resume checks."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A placeholder in a task's arguments for the output of task *task_id*."""
+
+    task_id: str
+
+
+def refs_in(value: object) -> Iterator[str]:
+    """Yield the task ids of every :class:`Ref` inside *value* (lists, tuples, dicts, sets)."""
+    if isinstance(value, Ref):
+        yield value.task_id
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from refs_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from refs_in(item)
+
+
+def resolve(value: Any, outputs: Mapping[str, Any]) -> Any:
+    """Replace every :class:`Ref` inside *value* with the output it names."""
+    if isinstance(value, Ref):
+        return outputs[value.task_id]
+    if isinstance(value, list):
+        return [resolve(v, outputs) for v in value]
+    if isinstance(value, tuple):
+        return tuple(resolve(v, outputs) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve(v, outputs) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One task of a flow: what it runs, with which arguments, after which tasks."""
+
+    id: str
+    op: Operator
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    upstream: tuple[str, ...] = ()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: timedelta | None = None
+    tags: frozenset[str] = frozenset()
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+
+    @property
+    def data_inputs(self) -> tuple[str, ...]:
+        """Upstream ids whose outputs this task reads (a subset of ``upstream``)."""
+        seen: dict[str, None] = {}
+        for tid in refs_in(self.args):
+            seen.setdefault(tid, None)
+        for tid in refs_in(self.kwargs):
+            seen.setdefault(tid, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    """A flow parameter: its name and default (``REQUIRED`` when it has none)."""
+
+    name: str
+    default: Any
+
+
+REQUIRED: Final = object()
+
+
+class Dag:
+    """A validated, acyclic graph of task specs. Build it with :meth:`Dag.build`."""
+
+    __slots__ = ("_downstream", "_order", "name", "params", "tasks")
+
+    def __init__(
+        self,
+        name: str,
+        tasks: Mapping[str, TaskSpec],
+        params: Mapping[str, Any],
+        order: tuple[str, ...],
+        downstream: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        self.name = name
+        self.tasks = dict(tasks)
+        self.params = dict(params)
+        self._order = order
+        self._downstream = dict(downstream)
+
+    @classmethod
+    def build(cls, name: str, specs: Iterable[TaskSpec], params: Mapping[str, Any]) -> Dag:
+        """Validate *specs* and return the graph.
+
+        Raises:
+            DefinitionError: an invalid or duplicate id, or an upstream that is not in the flow.
+            CycleError: the edges form a cycle (the error names it).
+        """
+        tasks: dict[str, TaskSpec] = {}
+        for spec in specs:
+            check_task_id(spec.id)
+            if spec.id in tasks:
+                raise DefinitionError(f"duplicate task id {spec.id!r} in flow {name!r}")
+            tasks[spec.id] = spec
+        downstream: dict[str, list[str]] = {tid: [] for tid in tasks}
+        for spec in tasks.values():
+            for up in spec.upstream:
+                if up not in tasks:
+                    raise DefinitionError(
+                        f"task {spec.id!r} depends on {up!r}, which is not in flow {name!r}"
+                    )
+                downstream[up].append(spec.id)
+        order = _topological_order(tasks, downstream, flow=name)
+        frozen = {tid: tuple(ds) for tid, ds in downstream.items()}
+        return cls(name, tasks, params, order, frozen)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Task ids in a topological order (upstreams first), stable for equal graphs."""
+        return self._order
+
+    def downstream(self, task_id: str) -> tuple[str, ...]:
+        """Ids of the tasks that directly depend on *task_id*."""
+        return self._downstream[task_id]
+
+    def edges(self) -> Iterator[tuple[str, str]]:
+        """Every (upstream, downstream) pair, in topological order of the upstream."""
+        for tid in self._order:
+            for down in self._downstream[tid]:
+                yield tid, down
+
+
+def _topological_order(
+    tasks: Mapping[str, TaskSpec], downstream: Mapping[str, list[str]], *, flow: str
+) -> tuple[str, ...]:
+    """Kahn's algorithm; on a cycle, find and name one with a depth-first search."""
+    indegree = {tid: len(spec.upstream) for tid, spec in tasks.items()}
+    ready = deque(tid for tid, n in indegree.items() if n == 0)
+    order: list[str] = []
+    while ready:
+        tid = ready.popleft()
+        order.append(tid)
+        for down in downstream[tid]:
+            indegree[down] -= 1
+            if indegree[down] == 0:
+                ready.append(down)
+    if len(order) != len(tasks):
+        raise CycleError(_find_cycle(tasks, {t for t, n in indegree.items() if n > 0}), flow=flow)
+    return tuple(order)
+
+
+def _find_cycle(tasks: Mapping[str, TaskSpec], stuck: set[str]) -> list[str]:
+    """Return one cycle among *stuck* tasks as a path whose last element repeats the first."""
+    start = min(stuck)
+    path: list[str] = []
+    index: dict[str, int] = {}
+    node = start
+    # Every stuck node has a stuck upstream, so walking upstream edges must revisit a node.
+    while node not in index:
+        index[node] = len(path)
+        path.append(node)
+        node = min(up for up in tasks[node].upstream if up in stuck)
+    cycle = [*path[index[node] :], node]
+    cycle.reverse()  # walked upstream; show it in the direction the edges point
+    return cycle
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The ready set's verdict on a task whose upstreams are all finished."""
+
+    task_id: str
+    state: TaskState  # QUEUED (run it), SKIPPED or UPSTREAM_FAILED
+
+
+class ReadySet:
+    """Tracks, per task, the upstreams still unfinished and how the finished ones ended.
+
+    Like ``graphlib.TopologicalSorter``: the caller takes :meth:`initial` decisions, runs tasks
+    anywhere, and reports each terminal outcome to :meth:`done`, which returns the decisions that
+    outcome unlocked (cascading skips and upstream failures through the graph at once).
+    """
+
+    def __init__(self, dag: Dag, finished: Mapping[str, TaskState] | None = None) -> None:
+        self._dag = dag
+        self._remaining = {tid: len(spec.upstream) for tid, spec in dag.tasks.items()}
+        self._tally = {tid: [0, 0, 0, 0] for tid in dag.tasks}
+        self._finished: dict[str, TaskState] = {}
+        for tid, state in (finished or {}).items():
+            self._record(tid, state)
+        self._initial: list[Decision] = []
+        for tid in dag.order:
+            if tid in self._finished or self._remaining[tid]:
+                continue
+            verdict = self._verdict(tid)
+            self._initial.append(Decision(tid, verdict))
+            if verdict is not TaskState.QUEUED:
+                self._initial.extend(self.done(tid, verdict))
+
+    def initial(self) -> list[Decision]:
+        """Decisions available before anything new finishes (roots, and resumed frontiers)."""
+        out, self._initial = self._initial, []
+        return out
+
+    def done(self, task_id: str, state: TaskState) -> list[Decision]:
+        """Record that *task_id* ended in terminal *state*; return the decisions it unlocked.
+
+        Raises:
+            ValueError: *state* is not terminal, or *task_id* was already reported.
+        """
+        out: list[Decision] = []
+        stack = [(task_id, state)]
+        while stack:
+            tid, st = stack.pop()
+            for down in self._record(tid, st):
+                verdict = self._verdict(down)
+                out.append(Decision(down, verdict))
+                if verdict is not TaskState.QUEUED:
+                    stack.append((down, verdict))
+        return out
+
+    def _record(self, task_id: str, state: TaskState) -> list[str]:
+        """Mark *task_id* finished; return the unfinished downstreams that became decidable."""
+        if state not in TERMINAL:
+            raise ValueError(f"{task_id}: {state} is not a terminal state")
+        if task_id in self._finished:
+            raise ValueError(f"{task_id} was already reported finished")
+        self._finished[task_id] = state
+        slot = _TALLY_SLOT[state]
+        unlocked = []
+        for down in self._dag.downstream(task_id):
+            self._tally[down][slot] += 1
+            self._remaining[down] -= 1
+            if self._remaining[down] == 0 and down not in self._finished:
+                unlocked.append(down)
+        return unlocked
+
+    def _verdict(self, task_id: str) -> TaskState:
+        rule = self._dag.tasks[task_id].trigger_rule
+        return decide(rule, UpstreamTally(*self._tally[task_id]))
+
+    @property
+    def finished(self) -> Mapping[str, TaskState]:
+        """Terminal states reported so far (including cascaded decisions)."""
+        return self._finished
+
+
+_TALLY_SLOT: Final[Mapping[TaskState, int]] = {
+    TaskState.SUCCESS: 0,
+    TaskState.FAILED: 1,
+    TaskState.SKIPPED: 2,
+    TaskState.UPSTREAM_FAILED: 3,
+}

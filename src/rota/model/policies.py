@@ -1,0 +1,155 @@
+"""Frozen, validated policy values: retries, timeouts, trigger rules.
+
+The arithmetic is pure; the engine applies it (retry behaviour arrives with the resilience issue,
+but the values are validated on construction from day one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from rota.errors import PolicyError
+from rota.model.states import TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How many times, and how late, a failed attempt is tried again.
+
+    Attributes:
+        max_attempts: attempts in all, the first one included (1 = no retry).
+        delay: wait before the second attempt.
+        backoff: factor applied to the delay for each further attempt (>= 1.0).
+        max_delay: cap on any single wait; None for no cap.
+        jitter: +/- fraction of the wait drawn at random (0 <= jitter < 1).
+        retry_on: exception types that may be retried.
+        give_up_on: exception types that fail at once, even if listed in ``retry_on``.
+    """
+
+    max_attempts: int = 1
+    delay: timedelta = timedelta(0)
+    backoff: float = 1.0
+    max_delay: timedelta | None = None
+    jitter: float = 0.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    give_up_on: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise PolicyError(f"max_attempts must be an int, got {self.max_attempts!r}")
+        if self.max_attempts < 1:
+            raise PolicyError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if not isinstance(self.delay, timedelta) or self.delay < timedelta(0):
+            raise PolicyError(f"delay must be a timedelta >= 0, got {self.delay!r}")
+        if self.backoff < 1.0:
+            raise PolicyError(f"backoff must be >= 1.0, got {self.backoff}")
+        if self.max_delay is not None and self.max_delay < timedelta(0):
+            raise PolicyError(f"max_delay must be >= 0, got {self.max_delay!r}")
+        if not 0.0 <= self.jitter < 1.0:
+            raise PolicyError(f"jitter must be in [0, 1), got {self.jitter}")
+
+    @classmethod
+    def coerce(cls, value: RetryPolicy | int | None, delay: timedelta | None = None) -> RetryPolicy:
+        """Turn the ``retries=`` shorthand (an int of extra attempts) into a policy.
+
+        Raises:
+            PolicyError: *value* is neither an int >= 0 nor a RetryPolicy.
+        """
+        if value is None:
+            return cls(delay=delay or timedelta(0))
+        if isinstance(value, RetryPolicy):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise PolicyError(f"retries must be an int >= 0 or a RetryPolicy, got {value!r}")
+        return cls(max_attempts=value + 1, delay=delay or timedelta(0))
+
+    def base_delay(self, attempt: int) -> timedelta:
+        """The wait after failed attempt *attempt* (1-based), before jitter."""
+        wait = self.delay * (self.backoff ** (attempt - 1))
+        if self.max_delay is not None:
+            wait = min(wait, self.max_delay)
+        return wait
+
+
+def coerce_timeout(value: timedelta | float | int | None) -> timedelta | None:
+    """Turn a ``timeout=`` value (timedelta or seconds) into a positive timedelta, or None.
+
+    Raises:
+        PolicyError: the value is not positive.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise PolicyError(f"timeout must be a timedelta or seconds, got {value!r}")
+    out = value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+    if out <= timedelta(0):
+        raise PolicyError(f"timeout must be positive, got {value!r}")
+    return out
+
+
+class TriggerRule(StrEnum):
+    """What a finished set of upstreams means for a task."""
+
+    ALL_SUCCESS = "all_success"
+    ALL_DONE = "all_done"
+    ALL_FAILED = "all_failed"
+    ONE_FAILED = "one_failed"
+    ONE_SUCCESS = "one_success"
+    NONE_FAILED = "none_failed"
+    NONE_SKIPPED = "none_skipped"
+    ALWAYS = "always"
+
+    @classmethod
+    def coerce(cls, value: TriggerRule | str) -> TriggerRule:
+        """Parse a rule name.
+
+        Raises:
+            PolicyError: the name is not a known rule.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(r.value for r in cls)
+            raise PolicyError(f"unknown trigger rule {value!r} (known: {known})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTally:
+    """How the finished upstreams of one task ended."""
+
+    success: int = 0
+    failed: int = 0
+    skipped: int = 0
+    upstream_failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.success + self.failed + self.skipped + self.upstream_failed
+
+
+def decide(rule: TriggerRule, tally: UpstreamTally) -> TaskState:
+    """What a task becomes once all its upstreams are finished.
+
+    Returns:
+        ``TaskState.QUEUED`` when the task should run, else ``SKIPPED`` or ``UPSTREAM_FAILED``.
+    """
+    if tally.total == 0 or rule in (TriggerRule.ALWAYS, TriggerRule.ALL_DONE):
+        return TaskState.QUEUED
+    failed = tally.failed + tally.upstream_failed
+    run, skip, fail = TaskState.QUEUED, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED
+    match rule:
+        case TriggerRule.ALL_SUCCESS:
+            return run if tally.success == tally.total else (fail if failed else skip)
+        case TriggerRule.ALL_FAILED:
+            return run if failed == tally.total else skip
+        case TriggerRule.ONE_FAILED:
+            return run if failed else skip
+        case TriggerRule.ONE_SUCCESS:
+            return run if tally.success else (fail if failed else skip)
+        case TriggerRule.NONE_FAILED:
+            return fail if failed else run
+        case TriggerRule.NONE_SKIPPED:
+            return skip if tally.skipped else run
+    raise AssertionError(f"unhandled trigger rule {rule}")  # pragma: no cover

@@ -1,0 +1,1 @@
+"""What tasks do: Python callables and shell commands (containers and sensors come later)."""

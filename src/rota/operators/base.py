@@ -1,0 +1,61 @@
+"""What every operator shares: the execution context handed to it by the attempt runner."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ExecContext:
+    """Facts about the attempt being run, given to operators (not a user-facing API yet)."""
+
+    run_id: str
+    flow: str
+    task_id: str
+    try_number: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def environ(self) -> dict[str, str]:
+        """Environment variables that describe this attempt to a child process."""
+        return {
+            "ROTA_RUN_ID": self.run_id,
+            "ROTA_FLOW": self.flow,
+            "ROTA_TASK_ID": self.task_id,
+            "ROTA_TRY_NUMBER": str(self.try_number),
+        }
+
+
+def digest(*parts: str) -> str:
+    """A short, stable hex digest of text parts."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def source_hash(fn: Callable[..., Any]) -> str:
+    """Digest of *fn*'s source with comments, docstrings and formatting normalised away.
+
+    Falls back to the compiled bytecode when the source is not available.
+    """
+    try:
+        src = textwrap.dedent(inspect.getsource(fn))
+        tree = ast.parse(src)
+    except (OSError, TypeError, SyntaxError):
+        code = getattr(fn, "__code__", None)
+        return digest(getattr(fn, "__qualname__", repr(fn)), repr(code.co_code if code else None))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            node.decorator_list = []
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return digest(ast.dump(tree, annotate_fields=False))

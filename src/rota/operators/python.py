@@ -1,0 +1,139 @@
+"""Python tasks: ``PythonTask(id, fn, ...)`` and the ``@task`` decorator."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from rota.errors import DefinitionError
+from rota.model.builder import FlowBuilder, TaskNode
+from rota.model.policies import RetryPolicy, TriggerRule
+from rota.operators.base import ExecContext, source_hash
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PythonOp:
+    """Calls a Python function with the task's resolved arguments; its return value is the output."""
+
+    fn: Callable[..., Any]
+    kind: str = "python"
+
+    def describe(self) -> str:
+        return f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', self.fn)}"
+
+    def code_hash(self) -> str:
+        return source_hash(self.fn)
+
+    def execute(self, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        """Run the function; exceptions propagate to the attempt runner."""
+        del ctx
+        return self.fn(*args, **kwargs)
+
+
+class PythonTask(TaskNode):
+    """An operator-style Python task: ``PythonTask("load", load_fn, args=(...), kwargs={...})``."""
+
+    def __init__(
+        self,
+        task_id: str,
+        fn: Callable[..., Any],
+        *,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        retries: RetryPolicy | int | None = None,
+        retry_delay: timedelta | None = None,
+        timeout: timedelta | float | None = None,
+        tags: Iterable[str] = (),
+        trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
+    ) -> None:
+        if not callable(fn):
+            raise DefinitionError(f"task {task_id!r}: {fn!r} is not callable")
+        args = tuple(args)
+        kwargs = dict(kwargs or {})
+        _check_call(task_id, fn, args, kwargs)
+        super().__init__(
+            task_id,
+            PythonOp(fn),
+            args=args,
+            kwargs=kwargs,
+            retries=retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            tags=tags,
+            trigger_rule=trigger_rule,
+        )
+
+
+def _check_call(task_id: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: trust the caller
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as err:
+        raise DefinitionError(f"task {task_id!r}: {err}") from None
+
+
+class TaskFunction:
+    """A function decorated with ``@task``. Called inside a flow it adds a task and returns its node.
+
+    Outside a flow it is the plain function, so it stays easy to unit-test.
+    """
+
+    def __init__(self, fn: Callable[..., Any], options: Mapping[str, Any]) -> None:
+        self.fn = fn
+        self.options = dict(options)
+        self.__name__ = getattr(fn, "__name__", "task")
+        self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+        self._takes_task_id = "task_id" in _param_names(fn)
+
+    def __repr__(self) -> str:
+        return f"<task {self.__qualname__}>"
+
+    def override(self, **options: Any) -> TaskFunction:
+        """A copy with other task options (``task_id``, ``retries``, ``timeout``, ``tags``...)."""
+        return TaskFunction(self.fn, {**self.options, **options})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        builder = FlowBuilder.current()
+        if builder is None:
+            return self.fn(*args, **kwargs)
+        options = dict(self.options)
+        if not self._takes_task_id and "task_id" in kwargs:
+            options["task_id"] = kwargs.pop("task_id")
+        task_id = options.pop("task_id", None) or builder.auto_id(self.__name__)
+        return PythonTask(task_id, self.fn, args=args, kwargs=kwargs, **options)
+
+
+def _param_names(fn: Callable[..., Any]) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+_TASK_OPTIONS = frozenset({"task_id", "retries", "retry_delay", "timeout", "tags", "trigger_rule"})
+
+
+def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Decorate a function as a task: ``@task`` or ``@task(retries=3, timeout=60, tags=["ml"])``.
+
+    Raises:
+        DefinitionError: an unknown option.
+    """
+    unknown = sorted(set(options) - _TASK_OPTIONS)
+    if unknown:
+        raise DefinitionError(f"unknown @task option {unknown[0]!r} (known: {', '.join(sorted(_TASK_OPTIONS))})")
+    if fn is not None:
+        return TaskFunction(fn, options)
+
+    def wrap(f: Callable[..., Any]) -> TaskFunction:
+        return TaskFunction(f, options)
+
+    return wrap

@@ -1,0 +1,114 @@
+"""Shell tasks: ``ShellTask(id, command, env=..., cwd=...)`` run by bash in a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from rota.errors import DefinitionError
+from rota.model.builder import TaskNode
+from rota.model.policies import RetryPolicy, TriggerRule
+from rota.operators.base import ExecContext, digest
+
+
+class ShellCommandFailed(Exception):
+    """Raised when a shell task's command exits with a non-zero code."""
+
+    def __init__(self, command: str, code: int) -> None:
+        self.code = code
+        super().__init__(f"command exited with code {code}: {command}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ShellOp:
+    """Runs *command* with ``bash -c``; stdout and stderr go to the attempt's log.
+
+    The output is the last non-empty line of stdout (None when it printed nothing), as Airflow's
+    BashOperator pushes it. *env* is added to the inherited environment.
+    """
+
+    command: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    kind: str = "shell"
+
+    def describe(self) -> str:
+        return self.command
+
+    def code_hash(self) -> str:
+        return digest(self.command, repr(sorted(self.env.items())), self.cwd or "")
+
+    def execute(self, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        """Run the command; raise ShellCommandFailed on a non-zero exit code."""
+        del args, kwargs
+        env = {**os.environ, **ctx.environ(), **self.env}
+        shell = shutil.which("bash") or "/bin/sh"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with subprocess.Popen(
+            [shell, "-c", self.command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.PIPE,
+            env=env,
+            cwd=self.cwd,
+            start_new_session=True,  # its own process group, so a timeout can end it whole
+        ) as proc:
+            last = None
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace")
+                sys.stdout.write(line)
+                if line.strip():
+                    last = line.rstrip("\n")
+            if proc.stderr is not None:
+                sys.stderr.write(proc.stderr.read().decode(errors="replace"))
+            code = proc.wait()
+        sys.stdout.flush()
+        if code != 0:
+            raise ShellCommandFailed(self.command, code)
+        return last
+
+
+def _has_fileno(stream: object) -> bool:
+    try:
+        stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+class ShellTask(TaskNode):
+    """An operator-style shell task: ``ShellTask("get", "curl ... > data.csv", env={...})``."""
+
+    def __init__(
+        self,
+        task_id: str,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        retries: RetryPolicy | int | None = None,
+        retry_delay: timedelta | None = None,
+        timeout: timedelta | float | None = None,
+        tags: Iterable[str] = (),
+        trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
+    ) -> None:
+        if not isinstance(command, str) or not command.strip():
+            raise DefinitionError(f"task {task_id!r}: command must be a non-empty string")
+        env_map = {str(k): str(v) for k, v in (env or {}).items()}
+        super().__init__(
+            task_id,
+            ShellOp(command, env_map, os.fspath(cwd) if cwd is not None else None),
+            retries=retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            tags=tags,
+            trigger_rule=trigger_rule,
+        )

@@ -1,0 +1,13 @@
+"""Everything durable about runs: the Store API and its SQL implementation."""
+
+from rota.store.base import (
+    AttemptRecord,
+    Change,
+    FlowRecord,
+    NewTask,
+    RunChange,
+    RunRecord,
+    Store,
+)
+
+__all__ = ["AttemptRecord", "Change", "FlowRecord", "NewTask", "RunChange", "RunRecord", "Store"]

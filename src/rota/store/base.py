@@ -1,0 +1,175 @@
+"""The Store protocol and the records it speaks in.
+
+The store is the truth (DESIGN.md, invariant 1): every state change of a run or a task attempt is a
+committed transaction made through :meth:`Store.apply`, which checks each change against the state
+machine in :mod:`rota.model.states` and writes it only if the row is still in the expected state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from rota.model.states import RunState, TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    """A flow the store has seen: its name, where it was loaded from and its code hash."""
+
+    name: str
+    path: str
+    code_hash: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run of a flow."""
+
+    run_id: str
+    flow: str
+    state: RunState
+    params: Mapping[str, Any]
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    flow_path: str = ""
+    flow_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt of one task in one run (a task that is retried has several).
+
+    The four timestamps split an attempt's life: ``queued_at`` (the engine decided to run it),
+    ``started_at`` (a worker began it), ``finished_at`` (the worker finished it and its output was
+    durable), ``committed_at`` (the outcome was committed to the store).
+    """
+
+    id: int
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    state: TaskState
+    operator: str = ""
+    code_hash: str = ""
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    committed_at: datetime | None = None
+    worker: str | None = None
+    exit_code: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    output_path: str | None = None
+    output_size: int | None = None
+    log_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task row to create with a run (first attempt, state ``scheduled``)."""
+
+    task_id: str
+    operator: str
+    code_hash: str
+    map_index: int = -1
+
+
+ATTEMPT_FIELDS = frozenset(
+    {
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "worker",
+        "exit_code",
+        "error_type",
+        "error_message",
+        "error_traceback",
+        "output_path",
+        "output_size",
+        "log_path",
+    }
+)
+"""Columns a :class:`Change` may set besides the state (``committed_at`` is set by the store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Move attempt *attempt_id* from *expect* to *new*, setting *fields* (see ATTEMPT_FIELDS)."""
+
+    attempt_id: int
+    expect: TaskState
+    new: TaskState
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunChange:
+    """Move run *run_id* from *expect* to *new* at time *at*."""
+
+    run_id: str
+    expect: RunState
+    new: RunState
+    at: datetime
+
+
+class Store(Protocol):
+    """The durable truth for flows, runs and attempts. Only implementations of this write SQL."""
+
+    def upsert_flow(self, name: str, path: str, code_hash: str, at: datetime) -> None:
+        """Record that flow *name* was loaded from *path* with *code_hash*."""
+
+    def create_run(
+        self,
+        run_id: str,
+        flow: str,
+        params: Mapping[str, Any],
+        tasks: Sequence[NewTask],
+        at: datetime,
+        *,
+        flow_path: str = "",
+        flow_hash: str = "",
+    ) -> RunRecord:
+        """Create a run (``queued``) and one ``scheduled`` attempt per task, in one transaction.
+
+        Raises:
+            StoreError: *run_id* exists already.
+        """
+
+    def apply(
+        self, changes: Sequence[Change], run_changes: Sequence[RunChange] = (), *, at: datetime
+    ) -> None:
+        """Commit *changes* and *run_changes* in one transaction, stamping ``committed_at=at``.
+
+        Each change is checked against the state machine first; then each row is updated only if
+        it is still in the expected state. If any row is not, nothing is written.
+
+        Raises:
+            InvalidTransition: a change is not allowed by the state machine (nothing written).
+            ConcurrentUpdate: a row was not in its expected state (nothing written).
+        """
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run *run_id*.
+
+        Raises:
+            NotFound: no such run.
+        """
+
+    def list_runs(self, flow: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first, optionally of one flow only."""
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        """Every attempt of run *run_id*, ordered by task creation then try number."""
+
+    def get_flow(self, name: str) -> FlowRecord | None:
+        """The flow record named *name*, if the store has seen it."""
+
+    def close(self) -> None:
+        """Release connections."""
