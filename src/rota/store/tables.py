@@ -1,0 +1,118 @@
+"""The SQL schema of the store, as SQLAlchemy Core tables.
+
+Migrations in ``migrations/versions`` create exactly these tables; a test compares the two. States
+are stored as their string values, timestamps as UTC (see :class:`UtcDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and read back as a timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps it as ``timestamptz``; SQLite, which has no time zones, as a naive UTC string
+    of fixed width (so it sorts in time order).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert an aware datetime to UTC (naive UTC for SQLite).
+
+        Raises:
+            ValueError: *value* is naive.
+        """
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: the store needs aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Return *value* as an aware UTC datetime."""
+        if value is None:
+            return None
+        stamp: datetime = value
+        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+metadata = MetaData()
+
+flows = Table(
+    "flows",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("code_hash", String, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String, primary_key=True),
+    Column("flow", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("ended_at", UtcDateTime),
+    Column("flow_path", Text, nullable=False, server_default=""),
+    Column("flow_hash", String, nullable=False, server_default=""),
+    Index("ix_runs_flow_created_at", "flow", "created_at"),
+)
+
+task_attempts = Table(
+    "task_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "run_id",
+        String,
+        ForeignKey("runs.run_id", name="fk_task_attempts_run_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("task_id", String, nullable=False),
+    Column("map_index", Integer, nullable=False, server_default="-1"),
+    Column("try_number", Integer, nullable=False),
+    Column("state", String, nullable=False),
+    Column("operator", String, nullable=False, server_default=""),
+    Column("code_hash", String, nullable=False, server_default=""),
+    Column("queued_at", UtcDateTime),
+    Column("dispatched_at", UtcDateTime),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("committed_at", UtcDateTime),
+    Column("worker", String),
+    Column("exit_code", Integer),
+    Column("error_type", String),
+    Column("error_message", Text),
+    Column("error_traceback", Text),
+    Column("output_path", Text),
+    Column("output_size", BigInteger),
+    Column("log_path", Text),
+    UniqueConstraint("run_id", "task_id", "map_index", "try_number", name="uq_task_attempts_try"),
+    Index("ix_task_attempts_run_id_state", "run_id", "state"),
+)
