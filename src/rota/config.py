@@ -1,4 +1,4 @@
-"""Settings: built once, at the edge, from the environment. Nothing reads the environment at import."""
+"""Settings: built once, at the edge, from the environment; nothing reads it at import."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ class RotaError(Exception):
 
 
 class UserError(RotaError):
-    """Raised when input from a person is wrong; shown as one line, naming file and line if known."""
+    """Raised when input from a person is wrong; shown as one line, with file and line if known."""
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
         self.message = message
@@ -94,9 +94,9 @@ class ExecutorError(RotaError):
     """Raised when an executor cannot start or lost its workers."""
 
 
-class Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Skip(Exception):
     """Raised by a task to skip itself; not a failure."""
 
 
-class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Retry(Exception):
     """Raised by a task to ask for another attempt; not a failure by itself."""

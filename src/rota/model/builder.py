@@ -45,7 +45,7 @@ class FlowBuilder:
         return _current.get()
 
     def auto_id(self, base: str) -> str:
-        """``base`` for the first call, then ``base__1``, ``base__2``, ... (as Airflow names them)."""
+        """``base`` for the first call, then ``base__1``, ``base__2``, ... (as Airflow does)."""
         n = self._calls.get(base, 0)
         self._calls[base] = n + 1
         return base if n == 0 else f"{base}__{n}"
@@ -301,9 +301,11 @@ class Flow:
 
 
 class FlowFunction:
-    """A TaskFlow-style flow: a function whose body, called with the run's parameters, calls tasks."""
+    """A TaskFlow-style flow: a function whose body, called with the parameters, calls tasks."""
 
-    def __init__(self, fn: Callable[..., Any], name: str | None = None, description: str = "") -> None:
+    def __init__(
+        self, fn: Callable[..., Any], name: str | None = None, description: str = ""
+    ) -> None:
         self.fn = fn
         self.name = check_task_id(name or fn.__name__, what="flow name")
         self.description = description or inspect.getdoc(fn) or ""

@@ -39,7 +39,9 @@ def check_task_id(task_id: object, *, what: str = "task id") -> str:
 class Operator(Protocol):
     """What a task does when it runs; implemented in ``rota.operators``."""
 
-    kind: str
+    @property
+    def kind(self) -> str:
+        """A short name of the operator type (``python``, ``shell``)."""
 
     def describe(self) -> str:
         """A short human description (a function name, a command)."""

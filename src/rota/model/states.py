@@ -1,7 +1,7 @@
 """Task and run states, the transition tables, and the one check every state change passes.
 
-The store's single writer calls :func:`check_task_transition` / :func:`check_run_transition` before it
-writes; nothing else changes state (DESIGN.md, invariant 1).
+The store's single writer calls :func:`check_task_transition` / :func:`check_run_transition`
+before it writes; nothing else changes state (DESIGN.md, invariant 1).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import textwrap
@@ -40,6 +41,7 @@ def digest(*parts: str) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def source_hash(fn: Callable[..., Any]) -> str:
     """Digest of *fn*'s source with comments, docstrings and formatting normalised away.
 
@@ -55,7 +57,8 @@ def source_hash(fn: Callable[..., Any]) -> str:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             node.decorator_list = []
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                if isinstance(body[0].value.value, str):
-                    node.body = body[1:] or [ast.Pass()]
+            first = body[0] if body else None
+            is_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            if is_doc and isinstance(first.value.value, str):  # type: ignore[union-attr]
+                node.body = body[1:] or [ast.Pass()]
     return digest(ast.dump(tree, annotate_fields=False))

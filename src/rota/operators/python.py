@@ -14,9 +14,9 @@ from rota.model.policies import RetryPolicy, TriggerRule
 from rota.operators.base import ExecContext, source_hash
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class PythonOp:
-    """Calls a Python function with the task's resolved arguments; its return value is the output."""
+    """Calls a function with the task's resolved arguments; its return value is the output."""
 
     fn: Callable[..., Any]
     kind: str = "python"
@@ -67,7 +67,9 @@ class PythonTask(TaskNode):
         )
 
 
-def _check_call(task_id: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+def _check_call(
+    task_id: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> None:
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins without a signature: trust the caller
@@ -79,7 +81,7 @@ def _check_call(task_id: str, fn: Callable[..., Any], args: tuple[Any, ...], kwa
 
 
 class TaskFunction:
-    """A function decorated with ``@task``. Called inside a flow it adds a task and returns its node.
+    """A function decorated with ``@task``; called inside a flow, it adds a task and returns it.
 
     Outside a flow it is the plain function, so it stays easy to unit-test.
     """
@@ -129,7 +131,9 @@ def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     """
     unknown = sorted(set(options) - _TASK_OPTIONS)
     if unknown:
-        raise DefinitionError(f"unknown @task option {unknown[0]!r} (known: {', '.join(sorted(_TASK_OPTIONS))})")
+        raise DefinitionError(
+            f"unknown @task option {unknown[0]!r} (known: {', '.join(sorted(_TASK_OPTIONS))})"
+        )
     if fn is not None:
         return TaskFunction(fn, options)
 

@@ -44,9 +44,10 @@ class RunRecord:
 class AttemptRecord:
     """One attempt of one task in one run (a task that is retried has several).
 
-    The four timestamps split an attempt's life: ``queued_at`` (the engine decided to run it),
-    ``started_at`` (a worker began it), ``finished_at`` (the worker finished it and its output was
-    durable), ``committed_at`` (the outcome was committed to the store).
+    The timestamps split an attempt's life into four waits: ``queued_at`` (the engine found it
+    ready) to ``dispatched_at`` (handed to the executor) is the queue wait; to ``started_at`` (a
+    worker began it) the dispatch; to ``finished_at`` (done, output durable) the execution; to
+    ``committed_at`` (the outcome committed to the store) the hand-off.
     """
 
     id: int
@@ -58,6 +59,7 @@ class AttemptRecord:
     operator: str = ""
     code_hash: str = ""
     queued_at: datetime | None = None
+    dispatched_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     committed_at: datetime | None = None
@@ -84,6 +86,7 @@ class NewTask:
 ATTEMPT_FIELDS = frozenset(
     {
         "queued_at",
+        "dispatched_at",
         "started_at",
         "finished_at",
         "worker",

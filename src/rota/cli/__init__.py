@@ -1,0 +1,1 @@
+"""The command line: parse, call the engine and store, render. Nothing imports it."""

@@ -1,0 +1,220 @@
+"""The ``rota`` subcommands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rota.cli import render
+from rota.cli.main import CliContext, cli, open_store, parse_params
+from rota.config import EXECUTORS
+from rota.errors import NotFound, UserError
+
+
+@cli.command("run")
+@click.argument("target")
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Set a flow parameter."
+)
+@click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
+@click.pass_obj
+def run_cmd(
+    ctx: CliContext,
+    target: str,
+    params: tuple[str, ...],
+    executor: str | None,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Run the flow TARGET (PATH[:FLOW]) to the end."""
+    from rota.engine.loader import resolve_target
+    from rota.engine.runner import Runner
+    from rota.executors.factory import open_executor
+    from rota.model.schedule import SystemClock
+
+    settings = ctx.settings.with_options(executor=executor, workers=workers)
+    loaded = resolve_target(target)
+    dag = loaded.build(parse_params(loaded, params))  # every definition error before any write
+    ex = open_executor(settings)  # before any thread starts: local workers are forked
+    try:
+        with open_store(settings) as store:
+            live = ctx.console.is_terminal and not as_json
+            display: Any = render.LiveProgress(ctx.console) if live else None
+            plain = None if (live or as_json) else render.PlainProgress(ctx.err)
+            hook = display.update if display else (plain.update if plain else None)
+            runner = Runner(store, ex, home=settings.home, clock=SystemClock(), on_progress=hook)
+            record = runner.create(dag, loaded.ref)
+            if not as_json:
+                ctx.err.print(f"run {record.run_id} of flow {loaded.name} started", highlight=False)
+            if display:
+                with display:
+                    summary = runner.drive(record.run_id, dag, loaded.ref)
+            else:
+                summary = runner.drive(record.run_id, dag, loaded.ref)
+    finally:
+        ex.close()
+    _finish(ctx, summary, dag, as_json)
+
+
+def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
+    ctx.exit_code = summary.exit_code
+    if as_json:
+        render.print_json(ctx.console, summary.to_json())
+        return
+    ctx.console.print(render.summary_table(summary))
+    _print_results(ctx, summary, dag)
+
+
+def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
+    """Show the outputs of the flow's final tasks (those nothing depends on)."""
+    from rota.artifacts.local import read_output
+    from rota.errors import ArtifactError
+
+    for tid in dag.order:
+        t = summary.tasks.get(tid)
+        if dag.downstream(tid) or t is None or not t.latest.output_path:
+            continue
+        try:
+            value = read_output(Path(t.latest.output_path), producer=tid)
+        except ArtifactError as err:
+            ctx.err.print(f"{tid}: {err}")
+            continue
+        text = repr(value)
+        ctx.console.print(f"{tid} → {text[:500]}{'…' if len(text) > 500 else ''}", highlight=False)
+
+
+@cli.group("runs")
+def runs_group() -> None:
+    """Inspect runs."""
+
+
+@runs_group.command("list")
+@click.option("--flow", help="Only runs of this flow.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    from rota.engine.report import run_json
+
+    with open_store(ctx.settings) as store:
+        runs = store.list_runs(flow, limit)
+    if as_json:
+        render.print_json(ctx.console, [run_json(r) for r in runs])
+    else:
+        ctx.console.print(render.runs_table(runs))
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
+    """Show RUN_ID: each task's state, attempts, and where its time went."""
+    from rota.engine.report import summarize
+
+    with open_store(ctx.settings) as store:
+        summary = summarize(store, run_id)
+    if as_json:
+        render.print_json(ctx.console, summary.to_json())
+        return
+    ctx.console.print(render.summary_table(summary, detail=True))
+    ctx.console.print(
+        "queue = ready → handed to the executor · dispatch = → a worker began · "
+        "execute = → output durable · hand-off = → committed to the store",
+        style="grey50",
+    )
+
+
+@cli.group("tasks")
+def tasks_group() -> None:
+    """Inspect task attempts."""
+
+
+@tasks_group.command("logs")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
+@click.pass_obj
+def tasks_logs(ctx: CliContext, run_id: str, task_id: str, attempt: int | None) -> None:
+    """Print what TASK_ID printed (stdout and stderr) in RUN_ID."""
+    with open_store(ctx.settings) as store:
+        store.get_run(run_id)
+        recs = [a for a in store.attempts(run_id) if a.task_id == task_id]
+    if not recs:
+        raise NotFound(f"run {run_id} has no task {task_id!r}")
+    if attempt is None:
+        rec = max(recs, key=lambda a: a.try_number)
+    else:
+        found = [a for a in recs if a.try_number == attempt]
+        if not found:
+            raise NotFound(f"task {task_id!r} of run {run_id} has no attempt {attempt}")
+        rec = found[0]
+    if not rec.log_path or not Path(rec.log_path).exists():
+        ctx.err.print(
+            f"(attempt {rec.try_number} of {task_id} printed nothing; state {rec.state.value})"
+        )
+        return
+    click.echo(Path(rec.log_path).read_text(encoding="utf-8", errors="replace"), nl=False)
+
+
+@cli.group("flows")
+def flows_group() -> None:
+    """Inspect flow files."""
+
+
+@flows_group.command("list")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_obj
+def flows_list(ctx: CliContext, path: Path, as_json: bool) -> None:
+    """List the flows defined under PATH; report each bad file (exit 2 if any)."""
+    from rota.engine.loader import load_path
+
+    result = load_path(path)
+    rows = []
+    for name, lf in sorted(result.flows.items()):
+        try:
+            tasks: int | str = len(lf.build())
+        except UserError as err:
+            tasks = "?"
+            result.errors.append(err)
+        params = {
+            p.name: (None if p.default is _required() else p.default) for p in lf.definition.params
+        }
+        rows.append({"flow": name, "file": lf.ref.path, "tasks": tasks, "params": params})
+    if as_json:
+        render.print_json(ctx.console, {"flows": rows, "errors": [str(e) for e in result.errors]})
+    else:
+        for row in rows:
+            ctx.console.print(
+                f"{row['flow']}  ({row['tasks']} tasks)  {row['file']}", highlight=False
+            )
+        for bad in result.errors:
+            ctx.err.print(f"rota: error: {bad}", highlight=False, soft_wrap=True)
+    if result.errors:
+        ctx.exit_code = 2
+
+
+def _required() -> object:
+    from rota.model.dag import REQUIRED
+
+    return REQUIRED
+
+
+@cli.command("graph")
+@click.argument("target")
+@click.option("--format", "fmt", type=click.Choice(["ascii", "mermaid", "dot"]), default="ascii")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE")
+@click.pass_obj
+def graph_cmd(ctx: CliContext, target: str, fmt: str, params: tuple[str, ...]) -> None:
+    """Print the graph of TARGET (PATH[:FLOW])."""
+    from rota.engine.loader import resolve_target
+
+    loaded = resolve_target(target)
+    dag = loaded.build(parse_params(loaded, params))
+    click.echo(render.graph_text(dag, fmt))

@@ -1,0 +1,106 @@
+"""The ``rota`` command. Thin: parse, call the engine and store, render.
+
+This is the only place that maps errors to exit codes: 0 success, 1 a run failed, 2 bad input
+(one line, no traceback, nothing stored), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from rich.console import Console
+
+from rota.config import Settings
+from rota.errors import ParameterError, UserError
+from rota.store.base import Store
+
+
+@dataclass
+class CliContext:
+    """What every command gets: settings from the environment, consoles, the exit code to use."""
+
+    settings: Settings
+    console: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+    exit_code: int = 0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str]) -> CliContext:
+        return cls(Settings.from_env(environ))
+
+
+@contextmanager
+def open_store(settings: Settings) -> Iterator[Store]:
+    """The store named by the settings, closed on exit."""
+    from rota.store.sql import open_store as _open
+
+    store = _open(settings.database_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rota")
+def cli() -> None:
+    """Rota: workflow orchestration for machine-learning pipelines."""
+
+
+def parse_params(loaded: Any, raw: tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``-p key=value`` options into typed parameter values.
+
+    Raises:
+        ParameterError: a malformed option or an unknown parameter.
+    """
+    from rota.model.builder import parse_param
+
+    specs = {p.name: p for p in loaded.definition.params}
+    out: dict[str, Any] = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParameterError(f"-p expects key=value, got {item!r}")
+        if key not in specs:
+            known = ", ".join(sorted(specs)) or "none"
+            raise ParameterError(
+                f"unknown parameter {key!r} for flow {loaded.name!r} (parameters: {known})"
+            )
+        out[key] = parse_param(specs[key], value)
+    return out
+
+
+from rota.cli import commands as _commands  # noqa: E402  (registers the commands on `cli`)
+
+del _commands
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``rota`` console script."""
+    obj = CliContext.from_env(dict(os.environ))
+    try:
+        cli.main(args=argv, prog_name="rota", standalone_mode=False, obj=obj)
+    except click.exceptions.Abort:
+        obj.err.print("rota: aborted")
+        raise SystemExit(130) from None
+    except click.ClickException as err:  # usage errors keep click's own message
+        err.show()
+        raise SystemExit(2) from None
+    except UserError as err:  # bad input: one line, no traceback, nothing stored
+        click.echo(f"rota: error: {err}", err=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        click.echo("rota: interrupted", err=True)
+        raise SystemExit(130) from None
+    sys.stdout.flush()
+    raise SystemExit(obj.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,152 @@
+"""Rendering runs, tasks and graphs for people (rich) and for programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from rota.engine.report import RunSummary, run_json
+from rota.engine.runner import Progress
+from rota.model.dag import Dag
+from rota.store.base import RunRecord
+
+STATE_STYLE = {
+    "success": "green",
+    "failed": "red",
+    "upstream_failed": "dark_orange",
+    "skipped": "grey50",
+    "running": "cyan",
+    "queued": "blue",
+    "scheduled": "grey50",
+    "interrupted": "magenta",
+}
+
+
+def styled(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def _fmt_s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
+
+
+def summary_table(summary: RunSummary, *, detail: bool = False) -> Table:
+    """Per-task states; with *detail*, the four waits of each task's latest attempt."""
+    run = summary.run
+    table = Table(title=f"run {run.run_id} · flow {run.flow} · ", title_justify="left")
+    table.title = Text.assemble(f"run {run.run_id} · flow {run.flow} · ", styled(run.state.value))
+    table.add_column("task")
+    table.add_column("state")
+    table.add_column("attempts", justify="right")
+    table.add_column("duration", justify="right")
+    if detail:
+        for col in ("queue", "dispatch", "execute", "hand-off"):
+            table.add_column(col, justify="right")
+        table.add_column("error")
+    for tid, t in summary.tasks.items():
+        row: list[Any] = [tid, styled(t.state.value), str(t.attempts), _fmt_s(t.duration_s)]
+        if detail:
+            w = t.waits()
+            row += [_fmt_s(w[k]) for k in ("queue_s", "dispatch_s", "execute_s", "handoff_s")]
+            row.append((t.latest.error_message or "")[:80])
+        table.add_row(*row)
+    return table
+
+
+def runs_table(runs: Iterable[RunRecord]) -> Table:
+    table = Table()
+    for col in ("run id", "flow", "state", "started", "ended"):
+        table.add_column(col)
+    for r in runs:
+        d = run_json(r)
+        table.add_row(
+            r.run_id, r.flow, styled(r.state.value), d["started"] or "-", d["ended"] or "-"
+        )
+    return table
+
+
+def print_json(console: Console, value: Any) -> None:
+    """Print *value* as one line of JSON (never wrapped, never styled)."""
+    console.file.write(json.dumps(value, default=str) + "\n")
+    console.file.flush()
+
+
+class LiveProgress:
+    """A live display of a run for a terminal: counts, and the tasks running now."""
+
+    def __init__(self, console: Console) -> None:
+        self._live = Live(Text("starting…"), console=console, refresh_per_second=10, transient=True)
+
+    def __enter__(self) -> LiveProgress:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(None, None, None)
+
+    def update(self, p: Progress) -> None:
+        line = Text.assemble(
+            (f"{p.done} done", "green"),
+            " · ",
+            (f"{len(p.running)} running", "cyan"),
+            " · ",
+            (f"{p.failed} failed", "red"),
+            " · ",
+            (f"{p.remaining} remaining", "grey50"),
+            f"  of {p.total}",
+        )
+        if p.running:
+            names = ", ".join(p.running[:8]) + (" …" if len(p.running) > 8 else "")
+            line.append(f"\nrunning: {names}")
+        self._live.update(line)
+
+
+class PlainProgress:
+    """Progress as plain lines, for logs and pipes: one line whenever the counts change."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._last: tuple[int, int] | None = None
+
+    def update(self, p: Progress) -> None:
+        key = (p.done, p.failed)
+        if key == self._last:
+            return
+        self._last = key
+        self._console.print(
+            f"[{p.run_id}] {p.done} done, {len(p.running)} running, {p.failed} failed, "
+            f"{p.remaining} remaining of {p.total}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def graph_text(dag: Dag, fmt: str) -> str:
+    """The graph as ``ascii`` (one line per task with its upstreams), ``mermaid`` or ``dot``."""
+    if fmt == "mermaid":
+        lines = ["flowchart LR"]
+        lines += [f"    {tid}[{tid}]" for tid in dag.order]
+        lines += [f"    {a} --> {b}" for a, b in dag.edges()]
+        return "\n".join(lines)
+    if fmt == "dot":
+        lines = [f'digraph "{dag.name}" {{', "    rankdir=LR;"]
+        lines += [f'    "{tid}";' for tid in dag.order]
+        lines += [f'    "{a}" -> "{b}";' for a, b in dag.edges()]
+        lines.append("}")
+        return "\n".join(lines)
+    depth: dict[str, int] = {}
+    for tid in dag.order:
+        ups = dag.tasks[tid].upstream
+        depth[tid] = 1 + max((depth[u] for u in ups), default=-1)
+    out = [f"flow {dag.name} ({len(dag)} tasks)"]
+    for tid in dag.order:
+        ups = dag.tasks[tid].upstream
+        arrow = f"  <- {', '.join(ups)}" if ups else ""
+        out.append(f"{'  ' * depth[tid]}{tid} [{dag.tasks[tid].op.kind}]{arrow}")
+    return "\n".join(out)

@@ -1,0 +1,113 @@
+"""Summaries of runs built from the store: what ``rota run --json`` and ``rota runs show`` print."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rota.model.states import RunState, TaskState
+from rota.store.base import AttemptRecord, RunRecord, Store
+
+
+def _seconds(a: datetime | None, b: datetime | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return round((b - a).total_seconds(), 6)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """The latest attempt of one task, with how many attempts it took and where time went."""
+
+    task_id: str
+    state: TaskState
+    attempts: int
+    latest: AttemptRecord
+
+    @property
+    def duration_s(self) -> float | None:
+        return _seconds(self.latest.started_at, self.latest.finished_at)
+
+    def waits(self) -> dict[str, float | None]:
+        """Seconds spent waiting in the engine's queue, in dispatch, executing, and in hand-off."""
+        a = self.latest
+        return {
+            "queue_s": _seconds(a.queued_at, a.dispatched_at),
+            "dispatch_s": _seconds(a.dispatched_at, a.started_at),
+            "execute_s": _seconds(a.started_at, a.finished_at),
+            "handoff_s": _seconds(a.finished_at, a.committed_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """A run and its tasks, as stored."""
+
+    run: RunRecord
+    tasks: dict[str, TaskSummary]
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def state(self) -> RunState:
+        return self.run.state
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the run succeeded, 1 otherwise."""
+        return 0 if self.run.state is RunState.SUCCESS else 1
+
+    def to_json(self, *, detail: bool = False) -> dict[str, Any]:
+        """The ``--json`` shape: run id, flow, state and per task state, attempts, duration."""
+        tasks: dict[str, Any] = {}
+        for tid, t in self.tasks.items():
+            entry: dict[str, Any] = {
+                "state": t.state.value,
+                "attempts": t.attempts,
+                "duration_s": t.duration_s,
+            }
+            if detail:
+                entry.update(t.waits())
+                entry["error"] = t.latest.error_message
+            tasks[tid] = entry
+        return {
+            "run_id": self.run.run_id,
+            "flow": self.run.flow,
+            "state": self.run.state.value,
+            "tasks": tasks,
+        }
+
+
+def run_json(run: RunRecord) -> dict[str, Any]:
+    """One line of ``rota runs list --json``."""
+    return {
+        "run_id": run.run_id,
+        "flow": run.flow,
+        "state": run.state.value,
+        "started": run.started_at.isoformat() if run.started_at else None,
+        "ended": run.ended_at.isoformat() if run.ended_at else None,
+    }
+
+
+def summarize(store: Store, run_id: str) -> RunSummary:
+    """Read run *run_id* and its attempts back from the store.
+
+    Raises:
+        NotFound: no such run.
+    """
+    run = store.get_run(run_id)
+    latest: dict[str, AttemptRecord] = {}
+    counts: dict[str, int] = {}
+    for rec in store.attempts(run_id):
+        prev = latest.get(rec.task_id)
+        if prev is None or rec.try_number >= prev.try_number:
+            latest[rec.task_id] = rec
+        if rec.started_at is not None:
+            counts[rec.task_id] = counts.get(rec.task_id, 0) + 1
+    tasks = {
+        tid: TaskSummary(tid, rec.state, counts.get(tid, 0), rec) for tid, rec in latest.items()
+    }
+    return RunSummary(run, tasks)

@@ -1,0 +1,105 @@
+"""Running one attempt: load inputs, call the operator, write the output atomically, report.
+
+Shared by every executor. Success is reported only after the output is durable (DESIGN.md,
+invariant 2); a task that raises :class:`~rota.errors.Skip` is reported as skipped, not failed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from rota.artifacts.local import OutputCache, read_output, write_output
+from rota.errors import Skip
+from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo
+from rota.model.dag import resolve
+from rota.operators.base import ExecContext
+
+
+class Capture(Protocol):
+    """Where an attempt's printed output goes (see ``executors.logs``)."""
+
+    def end(self, log_path: str) -> str | None: ...
+
+
+def load_inputs(spec: AttemptSpec, cache: OutputCache) -> dict[str, Any]:
+    """The outputs of the upstreams *spec* reads, from memory when this process has them.
+
+    Raises:
+        ArtifactError: an input is missing or unreadable (the message names it and its producer).
+    """
+    values: dict[str, Any] = {}
+    for ref in spec.inputs:
+        if ref.path is None:
+            values[ref.task_id] = None
+            continue
+        hit, value = cache.get(ref.path)
+        if not hit:
+            value = read_output(Path(ref.path), producer=ref.task_id)
+            cache.put(ref.path, value, Path(ref.path).stat().st_size)
+        values[ref.task_id] = value
+    return values
+
+
+def run_attempt(
+    spec: AttemptSpec,
+    cache: OutputCache,
+    begin: Callable[[], None],
+    capture: Capture,
+    worker: str,
+) -> AttemptOutcome:
+    """Run *spec* here and now; never raises for the task's own errors.
+
+    *begin* starts output capture; *capture.end* stops it and names the log file, if any.
+    """
+    started = time.time()
+    begin()
+    output_path: str | None = None
+    size: int | None = None
+    error: ErrorInfo | None = None
+    skipped = False
+    try:
+        inputs = load_inputs(spec, cache)
+        args = resolve(spec.args, inputs)
+        kwargs = resolve(dict(spec.kwargs), inputs)
+        ctx = ExecContext(spec.run_id, spec.flow, spec.task_id, spec.try_number, spec.params)
+        value = spec.op.execute(ctx, args, kwargs)  # type: ignore[attr-defined]
+        if value is not None:
+            size = write_output(Path(spec.output_path), value)
+            cache.put(spec.output_path, value, size)
+            output_path = spec.output_path
+    except Skip as sig:
+        skipped = True
+        print(f"[rota] task skipped itself: {sig}", file=sys.stderr)
+    except Exception as err:
+        error = describe_error(err)
+        traceback.print_exc(file=sys.stderr)
+    log_path = capture.end(spec.log_path)
+    return AttemptOutcome(
+        attempt_id=spec.attempt_id,
+        ok=error is None,
+        started_at=started,
+        finished_at=time.time(),
+        worker=worker,
+        output_path=output_path,
+        output_size=size,
+        log_path=log_path,
+        error=error,
+        skipped=skipped,
+    )
+
+
+def describe_error(err: BaseException) -> ErrorInfo:
+    """Text form of an exception, with the exit code of a failed shell command."""
+    tb = "".join(traceback.format_exception(err))
+    code = getattr(err, "code", None)
+    return ErrorInfo(
+        type_name=type(err).__qualname__,
+        message=str(err) or type(err).__name__,
+        traceback=tb,
+        exit_code=code if isinstance(code, int) else None,
+    )

@@ -1,0 +1,102 @@
+"""The Executor protocol and the values that cross it.
+
+An executor runs attempts and reports what happened to them. It knows nothing of scheduling and
+never touches the store: the engine decides what to submit and commits what it hears back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rota.model.dag import Operator
+
+
+@dataclass(frozen=True, slots=True)
+class InputRef:
+    """Where an upstream's output is: a file, or nothing (the upstream returned None)."""
+
+    task_id: str
+    path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSpec:
+    """Everything a worker needs to run one attempt; picklable, so it can cross processes.
+
+    ``op`` is shipped separately by process executors (cloudpickled once per worker and operator).
+    ``modules`` are (module name, file path) pairs to import first, so that objects the flow file
+    defines unpickle by reference.
+    """
+
+    attempt_id: int
+    run_id: str
+    flow: str
+    task_id: str
+    map_index: int
+    try_number: int
+    op: Operator
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    inputs: tuple[InputRef, ...]
+    output_path: str
+    log_path: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    modules: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Why an attempt failed, as text: it crosses processes and goes to the store."""
+
+    type_name: str
+    message: str
+    traceback: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarted:
+    """A worker began attempt *attempt_id* at *at* (epoch seconds)."""
+
+    attempt_id: int
+    at: float
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """How attempt *attempt_id* ended. When ``ok``, its output (if any) is already durable."""
+
+    attempt_id: int
+    ok: bool
+    started_at: float
+    finished_at: float
+    worker: str
+    output_path: str | None = None
+    output_size: int | None = None
+    log_path: str | None = None
+    error: ErrorInfo | None = None
+    skipped: bool = False
+
+
+AttemptEvent = AttemptStarted | AttemptOutcome
+
+
+class Executor(Protocol):
+    """Runs task attempts somewhere. Knows nothing of scheduling or the store."""
+
+    name: str
+
+    def capacity(self) -> int:
+        """Free slots now; the engine submits at most this many before polling again."""
+
+    def submit(self, attempt: AttemptSpec) -> None:
+        """Start *attempt* (or queue it inside the executor's capacity)."""
+
+    def poll(self, timeout: float) -> list[AttemptEvent]:
+        """Events since the last call, waiting at most *timeout* seconds for the first one."""
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop the workers; with *cancel*, do not wait for running attempts."""

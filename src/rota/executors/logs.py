@@ -1,0 +1,151 @@
+"""Capturing what an attempt prints into one log file per attempt.
+
+Process workers redirect the file descriptors 1 and 2 (so C extensions and child processes are
+captured too) into a scratch file that becomes the attempt's log only if something was written.
+Thread workers route ``sys.stdout``/``sys.stderr`` per thread into a buffer that is written out only
+if non-empty; a child process asks for ``fileno()`` and gets the real log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+
+class FdCapture:
+    """Per-attempt capture of fds 1 and 2 in a worker process (one attempt at a time)."""
+
+    def __init__(self, scratch_dir: Path) -> None:
+        self._dir = scratch_dir
+        self._devnull = os.open(os.devnull, os.O_WRONLY)
+        self._fd: int | None = None
+        self._path = scratch_dir / f".scratch-{os.getpid()}.log"
+
+    def begin(self) -> None:
+        """Send fds 1 and 2 to the scratch file."""
+        _flush_std()
+        if self._fd is None:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(self._fd, 1)
+        os.dup2(self._fd, 2)
+
+    def end(self, log_path: str) -> str | None:
+        """Stop capturing; keep the output as *log_path* if there was any, and return that path."""
+        _flush_std()
+        os.dup2(self._devnull, 1)
+        os.dup2(self._devnull, 2)
+        assert self._fd is not None
+        if os.fstat(self._fd).st_size == 0:
+            return None
+        target = Path(log_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path, target)
+        os.close(self._fd)
+        self._fd = None
+        return log_path
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+
+
+class _Buffer:
+    """One attempt's output in a thread: text in memory until a child process needs a real fd."""
+
+    def __init__(self, log_path: str) -> None:
+        self.log_path = log_path
+        self.text = io.StringIO()
+        self.file: IO[str] | None = None
+
+    def real_file(self) -> IO[str]:
+        if self.file is None:
+            Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+            self.file.write(self.text.getvalue())
+            self.file.flush()
+            self.text = io.StringIO()
+        return self.file
+
+
+class _Router(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: writes go to the current thread's attempt buffer."""
+
+    def __init__(self, capture: ThreadCapture, fallback: IO[str]) -> None:
+        self._capture = capture
+        self._fallback = fallback
+
+    def write(self, s: str) -> int:
+        buf = self._capture.current()
+        if buf is None:
+            return self._fallback.write(s)
+        if buf.file is not None:
+            return buf.file.write(s)
+        return buf.text.write(s)
+
+    def flush(self) -> None:
+        buf = self._capture.current()
+        if buf is None:
+            self._fallback.flush()
+        elif buf.file is not None:
+            buf.file.flush()
+
+    def fileno(self) -> int:
+        buf = self._capture.current()
+        if buf is None:
+            return self._fallback.fileno()
+        return buf.real_file().fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+
+class ThreadCapture:
+    """Per-thread capture of sys.stdout/sys.stderr for the thread and in-process executors."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._saved: tuple[Any, Any] | None = None
+
+    def install(self) -> None:
+        """Put the routers in place of sys.stdout and sys.stderr."""
+        if self._saved is None:
+            self._saved = (sys.stdout, sys.stderr)
+            sys.stdout = _Router(self, sys.stdout)
+            sys.stderr = _Router(self, sys.stderr)
+
+    def uninstall(self) -> None:
+        """Restore sys.stdout and sys.stderr."""
+        if self._saved is not None:
+            sys.stdout, sys.stderr = self._saved
+            self._saved = None
+
+    def current(self) -> _Buffer | None:
+        return getattr(self._local, "buffer", None)
+
+    def begin(self, log_path: str) -> None:
+        """Start capturing this thread's output for the attempt whose log is *log_path*."""
+        self._local.buffer = _Buffer(log_path)
+
+    def end(self, log_path: str) -> str | None:
+        """Stop capturing; write the log if anything was printed and return its path."""
+        buf: _Buffer | None = getattr(self._local, "buffer", None)
+        self._local.buffer = None
+        if buf is None:
+            return None
+        if buf.file is not None:
+            buf.file.close()
+            return log_path
+        text = buf.text.getvalue()
+        if not text:
+            return None
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_path).write_text(text, encoding="utf-8")
+        return log_path

@@ -1,0 +1,122 @@
+"""Executors that run attempts in the engine's own process: sequentially, or in threads."""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+import threading
+import time
+from collections import deque
+
+from rota.artifacts.local import OutputCache
+from rota.executors.attempt import run_attempt
+from rota.executors.base import AttemptEvent, AttemptOutcome, AttemptSpec, AttemptStarted
+from rota.executors.logs import ThreadCapture
+
+
+class InProcessExecutor:
+    """Runs one attempt at a time, in the calling thread, when :meth:`poll` is called.
+
+    For debugging: a breakpoint in a task stops the whole run right there.
+    """
+
+    name = "inprocess"
+
+    def __init__(self) -> None:
+        self._pending: deque[AttemptSpec] = deque()
+        self._cache = OutputCache()
+        self._capture = ThreadCapture()
+        self._capture.install()
+
+    def capacity(self) -> int:
+        return 0 if self._pending else 1
+
+    def submit(self, attempt: AttemptSpec) -> None:
+        self._pending.append(attempt)
+
+    def poll(self, timeout: float) -> list[AttemptEvent]:
+        del timeout
+        if not self._pending:
+            return []
+        spec = self._pending.popleft()
+        return list(_run_with_events(spec, self._cache, self._capture, f"inprocess:{os.getpid()}"))
+
+    def close(self, *, cancel: bool = False) -> None:
+        del cancel
+        self._capture.uninstall()
+
+
+def _run_with_events(
+    spec: AttemptSpec, cache: OutputCache, capture: ThreadCapture, worker: str
+) -> tuple[AttemptStarted, AttemptOutcome]:
+    outcome = run_attempt(spec, cache, lambda: capture.begin(spec.log_path), capture, worker)
+    return AttemptStarted(spec.attempt_id, outcome.started_at, worker), outcome
+
+
+class ThreadExecutor:
+    """Runs attempts in a pool of threads of this process (good for I/O-bound tasks)."""
+
+    name = "threads"
+
+    def __init__(self, workers: int) -> None:
+        self._size = max(1, workers)
+        self._inbox: queue.SimpleQueue[AttemptSpec | None] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[AttemptEvent] = queue.SimpleQueue()
+        self._busy = 0
+        self._cache = OutputCache()
+        self._capture = ThreadCapture()
+        self._capture.install()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"rota-worker-{i}", daemon=True)
+            for i in range(self._size)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def capacity(self) -> int:
+        return self._size - self._busy
+
+    def submit(self, attempt: AttemptSpec) -> None:
+        self._busy += 1
+        self._inbox.put(attempt)
+
+    def poll(self, timeout: float) -> list[AttemptEvent]:
+        out: list[AttemptEvent] = []
+        try:
+            out.append(
+                self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
+            )
+        except queue.Empty:
+            return out
+        while True:
+            try:
+                out.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        self._busy -= sum(1 for e in out if isinstance(e, AttemptOutcome))
+        return out
+
+    def _work(self) -> None:
+        worker = f"thread:{os.getpid()}:{threading.current_thread().name}"
+        while True:
+            spec = self._inbox.get()
+            if spec is None:
+                return
+            self._events.put(AttemptStarted(spec.attempt_id, time.time(), worker))
+            outcome = run_attempt(
+                spec,
+                self._cache,
+                functools.partial(self._capture.begin, spec.log_path),
+                self._capture,
+                worker,
+            )
+            self._events.put(outcome)
+
+    def close(self, *, cancel: bool = False) -> None:
+        for _ in self._threads:
+            self._inbox.put(None)
+        if not cancel:
+            for t in self._threads:
+                t.join()
+        self._capture.uninstall()

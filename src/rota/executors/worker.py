@@ -1,0 +1,70 @@
+"""The loop of one warm worker process of the local pool.
+
+It receives attempts over a pipe, runs them one at a time and sends back a "started" and a
+"done" message for each. It keeps unpickled operators and recent outputs in memory between
+attempts, and exits at once when the engine that started it goes away (its lifeline pipe closes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import threading
+import time
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from rota.artifacts.local import OutputCache
+from rota.executors.attempt import describe_error, run_attempt
+from rota.executors.base import AttemptOutcome, AttemptSpec
+from rota.executors.logs import FdCapture
+from rota.flowfile import import_flow_file
+
+Message = tuple[int, tuple[tuple[str, str], ...], Any, bytes | None, bytes]
+"""(attempt id, modules to import, operator key, pickled operator or None if sent before to this
+worker, pickled spec without its operator)."""
+
+
+def _watch_lifeline(lifeline: Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv()
+    # The engine is gone: end this worker and its process group's children now, so no orphan
+    # finishes a task behind the back of whoever resumes the run.
+    os._exit(70)
+
+
+def worker_main(conn: Connection, lifeline: Connection, logs_dir: str, cache_bytes: int) -> None:
+    """Serve attempts from *conn* until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
+    threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    ops: dict[Any, Any] = {}
+    cache = OutputCache(cache_bytes)
+    capture = FdCapture(Path(logs_dir))
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        attempt_id, modules, op_key, op_blob, spec_blob = pickle.loads(data)
+        try:
+            for _name, path in modules:
+                import_flow_file(Path(path))
+            if op_blob is not None:
+                ops[op_key] = pickle.loads(op_blob)
+            spec: AttemptSpec = pickle.loads(spec_blob)
+        except Exception as err:
+            now = time.time()
+            conn.send(
+                AttemptOutcome(attempt_id, False, now, now, worker, error=describe_error(err))
+            )
+            continue
+        spec = replace(spec, op=ops[op_key])
+        conn.send(("started", spec.attempt_id, time.time(), worker))
+        outcome = run_attempt(spec, cache, capture.begin, capture, worker)
+        conn.send(outcome)
