@@ -14,7 +14,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class ExecContext:
-    """Facts about the attempt being run, given to operators (not a user-facing API yet)."""
+    """Facts about the attempt being run; a Python task with a ``ctx`` parameter receives it."""
 
     run_id: str
     flow: str

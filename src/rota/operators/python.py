@@ -19,6 +19,7 @@ class PythonOp:
     """Calls a function with the task's resolved arguments; its return value is the output."""
 
     fn: Callable[..., Any]
+    takes_ctx: bool = False
     kind: str = "python"
 
     def describe(self) -> str:
@@ -28,8 +29,9 @@ class PythonOp:
         return source_hash(self.fn)
 
     def execute(self, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-        """Run the function; exceptions propagate to the attempt runner."""
-        del ctx
+        """Run the function (given *ctx* if it has a ``ctx`` parameter); exceptions propagate."""
+        if self.takes_ctx:
+            return self.fn(*args, **kwargs, ctx=ctx)
         return self.fn(*args, **kwargs)
 
 
@@ -53,10 +55,13 @@ class PythonTask(TaskNode):
             raise DefinitionError(f"task {task_id!r}: {fn!r} is not callable")
         args = tuple(args)
         kwargs = dict(kwargs or {})
-        _check_call(task_id, fn, args, kwargs)
+        takes_ctx = "ctx" in _param_names(fn)
+        if takes_ctx and "ctx" in kwargs:
+            raise DefinitionError(f"task {task_id!r}: 'ctx' is given by Rota at run time")
+        _check_call(task_id, fn, args, {**kwargs, "ctx": None} if takes_ctx else kwargs)
         super().__init__(
             task_id,
-            PythonOp(fn),
+            PythonOp(fn, takes_ctx),
             args=args,
             kwargs=kwargs,
             retries=retries,

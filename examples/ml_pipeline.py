@@ -1,0 +1,121 @@
+"""A real ML pipeline: extract -> clean -> features -> train -> evaluate -> deploy.
+
+It learns to read hand-written digits (the data set ships inside scikit-learn, so nothing is
+downloaded): a stratified train/test split, a scaler fitted on the training part only, a linear
+classifier trained epoch by epoch, accuracy on the held-out part, and a deploy step that writes the
+model to a versioned folder only when the accuracy passes ``threshold``.
+
+    rota run examples/ml_pipeline.py -p threshold=0.9 -p epochs=10
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rota import flow, task
+
+
+@task(tags=["data"])
+def extract() -> dict[str, Any]:
+    """Load the 8x8 digit images (1,797 samples, 64 pixel features, 10 classes)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    print(f"extracted {digits.data.shape[0]} images of {digits.data.shape[1]} pixels")
+    return {"X": digits.data, "y": digits.target}
+
+
+@task(tags=["data"])
+def clean(raw: dict[str, Any]) -> dict[str, Any]:
+    """Drop duplicate images and pixels that never vary; scale pixel values to [0, 1]."""
+    X = np.asarray(raw["X"], dtype=np.float64)
+    y = np.asarray(raw["y"])
+    _, first = np.unique(X, axis=0, return_index=True)
+    keep_rows = np.sort(first)
+    X, y = X[keep_rows], y[keep_rows]
+    keep_cols = X.std(axis=0) > 0
+    X = X[:, keep_cols] / 16.0
+    print(f"kept {len(keep_rows)} rows and {int(keep_cols.sum())} of {keep_cols.size} pixels")
+    return {"X": X, "y": y}
+
+
+@task(tags=["features"])
+def features(data: dict[str, Any], test_size: float, seed: int) -> dict[str, Any]:
+    """Stratified train/test split, then a scaler fitted on the training part only."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X_train, X_test, y_train, y_test = train_test_split(
+        data["X"], data["y"], test_size=test_size, random_state=seed, stratify=data["y"]
+    )
+    scaler = StandardScaler().fit(X_train)
+    return {
+        "X_train": scaler.transform(X_train),
+        "X_test": scaler.transform(X_test),
+        "y_train": y_train,
+        "y_test": y_test,
+        "scaler": scaler,
+    }
+
+
+@task(tags=["ml"])
+def train(feats: dict[str, Any], epochs: int, seed: int) -> Any:
+    """A logistic-loss linear classifier trained one epoch (one shuffled pass) at a time."""
+    from sklearn.linear_model import SGDClassifier
+
+    model = SGDClassifier(loss="log_loss", alpha=1e-4, random_state=seed)
+    classes = np.unique(feats["y_train"])
+    rng = np.random.default_rng(seed)
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(feats["y_train"]))
+        model.partial_fit(feats["X_train"][order], feats["y_train"][order], classes=classes)
+        print(f"epoch {epoch}/{epochs}: training accuracy "
+              f"{model.score(feats['X_train'], feats['y_train']):.4f}")
+    return model
+
+
+@task(tags=["ml"])
+def evaluate(model: Any, feats: dict[str, Any]) -> dict[str, float]:
+    """Accuracy on the held-out test part."""
+    accuracy = float(model.score(feats["X_test"], feats["y_test"]))
+    print(f"held-out accuracy {accuracy:.4f} on {len(feats['y_test'])} images")
+    return {"accuracy": accuracy, "n_test": float(len(feats["y_test"]))}
+
+
+@task(tags=["deploy"])
+def deploy(
+    model: Any, feats: dict[str, Any], metrics: dict[str, float], threshold: float, model_dir: str, ctx: Any
+) -> dict[str, Any]:
+    """Write model, scaler and metrics to ``<model_dir>/digits/<run id>/`` if accuracy >= threshold.
+
+    The folder is named after the run, so a re-run of this task overwrites, never duplicates.
+    """
+    accuracy = metrics["accuracy"]
+    if accuracy < threshold:
+        print(f"not deployed: accuracy {accuracy:.4f} < threshold {threshold}")
+        return {"deployed": False, "accuracy": accuracy, "path": None}
+    root = Path(model_dir or Path(os.environ.get("ROTA_HOME", Path.home() / ".rota")) / "models")
+    target = root / "digits" / ctx.run_id
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / "model.pkl.tmp"
+    tmp.write_bytes(pickle.dumps({"model": model, "scaler": feats["scaler"]}))
+    tmp.replace(target / "model.pkl")
+    (target / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"deployed to {target}")
+    return {"deployed": True, "accuracy": accuracy, "path": str(target)}
+
+
+@flow
+def ml_pipeline(
+    threshold: float = 0.9, epochs: int = 10, test_size: float = 0.25, seed: int = 0, model_dir: str = ""
+) -> None:
+    """Train and, if good enough, deploy a digit classifier."""
+    feats = features(clean(extract()), test_size=test_size, seed=seed)
+    model = train(feats, epochs=epochs, seed=seed)
+    deploy(model, feats, evaluate(model, feats), threshold=threshold, model_dir=model_dir)
