@@ -28,7 +28,7 @@ def check(summary: dict[str, float]) -> str:
     return "ok"
 
 
-with Flow("shell_and_python", params={"rows": 100}) as shell_and_python:
+with Flow("shell_and_python") as shell_and_python:
     prepare = ShellTask("prepare", 'mkdir -p "$WORK" && echo "working in $WORK"', env={"WORK": WORK})
     generate = ShellTask(
         "generate",

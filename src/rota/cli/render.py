@@ -39,8 +39,11 @@ def _fmt_s(value: float | None) -> str:
 def summary_table(summary: RunSummary, *, detail: bool = False) -> Table:
     """Per-task states; with *detail*, the four waits of each task's latest attempt."""
     run = summary.run
-    table = Table(title=f"run {run.run_id} · flow {run.flow} · ", title_justify="left")
-    table.title = Text.assemble(f"run {run.run_id} · flow {run.flow} · ", styled(run.state.value))
+    table = Table(
+        title=Text.assemble(f"run {run.run_id} · flow {run.flow} · ", styled(run.state.value)),
+        title_justify="left",
+        min_width=60,
+    )
     table.add_column("task")
     table.add_column("state")
     table.add_column("attempts", justify="right")

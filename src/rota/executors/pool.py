@@ -46,7 +46,7 @@ class _Worker:
     lifeline: Connection
     index: int
     outstanding: set[int] = field(default_factory=set)
-    known_ops: set[Any] = field(default_factory=set)
+    known_ops: set[int] = field(default_factory=set)
 
 
 class LocalPoolExecutor:
@@ -65,11 +65,14 @@ class LocalPoolExecutor:
         self._logs_dir = logs_dir
         self._prefetch = max(1, prefetch)
         self._cache_bytes = cache_bytes
-        self._blobs: dict[Any, bytes] = {}
+        self._blobs: dict[int, bytes] = {}
+        self._op_ids: dict[Any, int] = {}
         self._keep: list[Any] = []  # operators keyed by id() stay alive so ids are not reused
         self._holder: dict[str, _Worker] = {}
         self._ctx = _context()
-        self._workers = [self._spawn(i) for i in range(max(1, workers))]
+        self._workers: list[_Worker] = []
+        for i in range(max(1, workers)):
+            self._workers.append(self._spawn(i))
         self._by_conn = {w.conn: w for w in self._workers}
 
     def _spawn(self, index: int) -> _Worker:
@@ -77,9 +80,15 @@ class LocalPoolExecutor:
 
         ours, theirs = self._ctx.Pipe(duplex=True)
         life_r, life_w = self._ctx.Pipe(duplex=False)
+        # A forked child inherits every descriptor: it must close the engine's ends of its own and
+        # the other workers' pipes, or they would never see end-of-file when the engine goes away.
+        inherited: list[int] = []
+        if self._ctx.get_start_method() == "fork":
+            engine_ends = [ours, life_w] + [c for w in self._workers for c in (w.conn, w.lifeline)]
+            inherited = [c.fileno() for c in engine_ends if not c.closed]
         proc = self._ctx.Process(
             target=worker_main,
-            args=(theirs, life_r, self._logs_dir, self._cache_bytes),
+            args=(theirs, life_r, self._logs_dir, self._cache_bytes, inherited),
             name=f"rota-worker-{index}",
             daemon=True,
         )
@@ -122,15 +131,20 @@ class LocalPoolExecutor:
                 return holder
         return min(self._workers, key=lambda w: len(w.outstanding))
 
-    def _op_key(self, op: Any) -> Any:
+    def _op_key(self, op: Any) -> int:
+        """A small int naming *op*: equal operators share one, so they are pickled once."""
         try:
-            hash(op)
+            key: Any = ("op", op)
+            hash(key)
         except TypeError:
             self._keep.append(op)
-            return ("id", id(op))
-        return op
+            key = ("id", id(op))
+        found = self._op_ids.get(key)
+        if found is None:
+            found = self._op_ids[key] = len(self._op_ids)
+        return found
 
-    def _blob(self, key: Any, op: Any) -> bytes:
+    def _blob(self, key: int, op: Any) -> bytes:
         blob = self._blobs.get(key)
         if blob is None:
             blob = cloudpickle.dumps(op, protocol=pickle.HIGHEST_PROTOCOL)

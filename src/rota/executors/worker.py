@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -38,8 +39,17 @@ def _watch_lifeline(lifeline: Connection) -> None:
     os._exit(70)
 
 
-def worker_main(conn: Connection, lifeline: Connection, logs_dir: str, cache_bytes: int) -> None:
-    """Serve attempts from *conn* until it closes."""
+def worker_main(
+    conn: Connection,
+    lifeline: Connection,
+    logs_dir: str,
+    cache_bytes: int,
+    inherited: Sequence[int] = (),
+) -> None:
+    """Serve attempts from *conn* until it closes; first close the *inherited* engine-side fds."""
+    for fd in inherited:
+        with contextlib.suppress(OSError):
+            os.close(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
     worker = f"{socket.gethostname()}:{os.getpid()}"
