@@ -22,6 +22,14 @@ class UserError(RotaError):
         self.line = line
         super().__init__(self.__str__())
 
+    def locate(self, file: str, line: int | None) -> UserError:
+        """Attach the file (and line) the error comes from, unless one is known; return self."""
+        if self.file is None:
+            self.file = file
+            self.line = line
+            self.args = (str(self),)
+        return self
+
     def __str__(self) -> str:
         where = ""
         if self.file is not None:

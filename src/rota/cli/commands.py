@@ -66,6 +66,8 @@ def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
         render.print_json(ctx.console, summary.to_json())
         return
     ctx.console.print(render.summary_table(summary))
+    for line in render.error_lines(summary):
+        ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
     _print_results(ctx, summary, dag)
 
 
@@ -123,6 +125,8 @@ def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
         render.print_json(ctx.console, summary.to_json())
         return
     ctx.console.print(render.summary_table(summary, detail=True))
+    for line in render.error_lines(summary):
+        ctx.console.print(line, style="red", highlight=False, soft_wrap=True)
     ctx.console.print(
         "queue = ready → handed to the executor · dispatch = → a worker began · "
         "execute = → output durable · hand-off = → committed to the store",

@@ -51,15 +51,23 @@ def summary_table(summary: RunSummary, *, detail: bool = False) -> Table:
     if detail:
         for col in ("queue", "dispatch", "execute", "hand-off"):
             table.add_column(col, justify="right")
-        table.add_column("error")
     for tid, t in summary.tasks.items():
         row: list[Any] = [tid, styled(t.state.value), str(t.attempts), _fmt_s(t.duration_s)]
         if detail:
             w = t.waits()
             row += [_fmt_s(w[k]) for k in ("queue_s", "dispatch_s", "execute_s", "handoff_s")]
-            row.append((t.latest.error_message or "")[:80])
         table.add_row(*row)
     return table
+
+
+def error_lines(summary: RunSummary) -> list[str]:
+    """One line per failed task: its error type and message."""
+    out = []
+    for tid, t in summary.tasks.items():
+        if t.latest.error_message:
+            kind = t.latest.error_type or "error"
+            out.append(f"{tid} (attempt {t.latest.try_number}): {kind}: {t.latest.error_message}")
+    return out
 
 
 def runs_table(runs: Iterable[RunRecord]) -> Table:

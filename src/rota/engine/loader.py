@@ -41,8 +41,8 @@ class LoadedFlow:
         try:
             return self.definition.build(params)
         except UserError as err:
-            if err.file is None and path is not None:
-                raise type(err)(err.message, file=str(path), line=_line_in(err, path)) from None
+            if path is not None:
+                err.locate(str(path), _line_in(err, path))
             raise
         except Exception as err:
             if path is None:

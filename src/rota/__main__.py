@@ -1,0 +1,5 @@
+"""``python -m rota``: the same as the ``rota`` command."""
+
+from rota.cli.main import main
+
+main()
