@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import RotaCli
 
 GOOD = """
@@ -63,7 +64,10 @@ def test_bad_file_is_one_line_with_file_and_line_exit_2(
 def test_flow_body_error_names_the_line_in_the_flow(
     rota: RotaCli, write_flow: Callable[[str, str], Path]
 ) -> None:
-    src = "from rota import flow, task\n\n@task\ndef one(x):\n    return x\n\n@flow\ndef f():\n    one()\n"
+    src = (
+        "from rota import flow, task\n\n@task\ndef one(x):\n    return x\n\n"
+        "@flow\ndef f():\n    one()\n"
+    )
     path = write_flow("missing_arg.py", src)
     result = rota("run", str(path))
     assert result.code == 2

@@ -149,7 +149,7 @@ def test_local_executor_runs_tasks_in_parallel_in_worker_processes(
         stderr=subprocess.PIPE,
         text=True,
     )
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     rows = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert sorted(r["name"] for r in rows) == ["a", "b"]
