@@ -9,6 +9,8 @@ PostgreSQL through psycopg 3. Opening a store migrates its schema when, and only
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -273,7 +275,7 @@ class SqlStore:
                 return f"run {rc.run_id!r} is {state or 'missing'}, expected {rc.expect.value}"
             ids = [c.attempt_id for c in err.changes]
             query = select(_ta.id, _ta.state).where(_ta.id.in_(ids))
-            found: dict[int, str] = dict(conn.execute(query).tuples().all())
+            found: dict[int, str] = {row.id: row.state for row in conn.execute(query)}
         wrong = [
             f"attempt {c.attempt_id} is {found.get(c.attempt_id, 'missing')}, "
             f"expected {c.expect.value}"
@@ -314,9 +316,9 @@ class SqlStore:
 
     def _upgrade(self) -> None:
         """Run Alembic's upgrade to head holding the write lock (SQLite) or an advisory lock."""
-        from alembic import command  # noqa: PLC0415 - imported only when migrating
-        from alembic.config import Config  # noqa: PLC0415
-        from alembic.util import CommandError  # noqa: PLC0415
+        from alembic import command  # imported only when migrating: start-up time
+        from alembic.config import Config
+        from alembic.util import CommandError
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -405,14 +407,14 @@ def _update_run(conn: Connection, change: RunChange) -> None:
 def _flow_upsert(dialect: str, row: dict[str, Any]) -> Executable:
     """An INSERT … ON CONFLICT (name) DO UPDATE for the flows table, in *dialect*."""
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         pg = pg_insert(flows).values(row)
         return pg.on_conflict_do_update(
             index_elements=[flows.c.name],
             set_={k: pg.excluded[k] for k in ("path", "code_hash", "updated_at")},
         )
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     lite = sqlite_insert(flows).values(row)
     return lite.on_conflict_do_update(
@@ -522,11 +524,33 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # sqlite3 must not BEGIN (or COMMIT) on its own
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database to WAL mode (stored in the file, so usually already done).
+
+    Raises:
+        sqlite3.OperationalError: the database stayed locked for the whole busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            # Switching a new file to WAL while another process does the same fails at once with
+            # "database is locked": SQLite's busy handler does not cover it, so we wait here.
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
 
 def _sqlite_begin(conn: Connection) -> None:

@@ -1,0 +1,448 @@
+"""The Store contract: every implementation passes this one suite (add new backends to BACKENDS).
+
+SQLite runs on a real file in tmp_path; PostgreSQL on a real server (tests/conftest.py), one fresh
+database per test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import textwrap
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from rota.errors import ConcurrentUpdate, InvalidTransition, NotFound, StoreError
+from rota.model.states import RunState, TaskState, task_successors
+from rota.store.base import ATTEMPT_FIELDS, AttemptRecord, Change, NewTask, RunChange
+from rota.store.sql import HEAD_REVISION, MIGRATIONS_DIR, SqlStore, open_store
+from rota.store.tables import metadata
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+T0 = datetime(2024, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+PLUS2 = timezone(timedelta(hours=2))
+_run_ids = itertools.count()
+
+# Run states a run can be driven to from queued, and how (run transitions mirror task ones).
+RUN_PATHS: dict[RunState, list[RunState]] = {
+    RunState.QUEUED: [],
+    RunState.RUNNING: [RunState.RUNNING],
+    RunState.SUCCESS: [RunState.RUNNING, RunState.SUCCESS],
+    RunState.FAILED: [RunState.FAILED],
+    RunState.INTERRUPTED: [RunState.RUNNING, RunState.INTERRUPTED],
+}
+RUN_EDGES = [
+    (RunState.QUEUED, RunState.RUNNING),
+    (RunState.QUEUED, RunState.FAILED),
+    (RunState.RUNNING, RunState.SUCCESS),
+    (RunState.RUNNING, RunState.FAILED),
+    (RunState.RUNNING, RunState.INTERRUPTED),
+    (RunState.FAILED, RunState.RUNNING),
+    (RunState.INTERRUPTED, RunState.RUNNING),
+    (RunState.INTERRUPTED, RunState.FAILED),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="module")
+def shared_postgres_url(postgres_database_factory: Callable[[], str]) -> str:
+    """One PostgreSQL database for this module, emptied before each test (creating one is slow)."""
+    return postgres_database_factory()
+
+
+@pytest.fixture
+def fresh_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh database of *backend*, with no tables yet."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/home/rota.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a database of *backend* holding no flows, runs or attempts."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/home/rota.db"
+    url: str = request.getfixturevalue("shared_postgres_url")
+    with open_store(url) as store, store.engine.begin() as conn:
+        conn.execute(text("TRUNCATE task_attempts, runs, flows RESTART IDENTITY"))
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    """An open store on an empty database."""
+    with open_store(store_url) as opened:
+        yield opened
+
+
+def new_run(store: SqlStore, tasks: int = 1, *, at: datetime = T0) -> list[AttemptRecord]:
+    """Create a run with *tasks* tasks; return their attempts."""
+    run_id = f"run-{next(_run_ids)}"
+    specs = [NewTask(f"t{i}", "python", f"hash{i}") for i in range(tasks)]
+    store.create_run(run_id, "flow", {}, specs, at)
+    return store.attempts(run_id)
+
+
+def state_of(store: SqlStore, attempt: AttemptRecord) -> TaskState:
+    """The stored state of *attempt* now."""
+    return next(a.state for a in store.attempts(attempt.run_id) if a.id == attempt.id)
+
+
+def task_path(target: TaskState) -> list[TaskState]:
+    """The shortest state sequence leading from scheduled to *target* (excluding scheduled)."""
+    paths: dict[TaskState, list[TaskState]] = {TaskState.SCHEDULED: []}
+    todo = deque([TaskState.SCHEDULED])
+    while todo:
+        state = todo.popleft()
+        for nxt in sorted(task_successors(state)):
+            if nxt not in paths:
+                paths[nxt] = [*paths[state], nxt]
+                todo.append(nxt)
+    return paths[target]
+
+
+def drive(store: SqlStore, attempt: AttemptRecord, path: list[TaskState]) -> None:
+    """Move *attempt* along *path*, one apply per step."""
+    state = attempt.state
+    for nxt in path:
+        store.apply([Change(attempt.id, state, nxt)], at=T0)
+        state = nxt
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def test_create_run_makes_a_queued_run_and_scheduled_first_attempts(store: SqlStore) -> None:
+    tasks = [NewTask("extract", "python", "h1"), NewTask("train", "shell", "h2", map_index=3)]
+    created = store.create_run("r1", "ml", {"lr": 0.1}, tasks, T0, flow_path="f.py", flow_hash="x")
+    assert created == store.get_run("r1")
+    assert (created.state, created.flow, created.flow_path, created.flow_hash) == (
+        RunState.QUEUED, "ml", "f.py", "x",
+    )  # fmt: skip
+    assert created.started_at is None and created.ended_at is None
+    rows = store.attempts("r1")
+    assert [(a.task_id, a.operator, a.code_hash, a.map_index) for a in rows] == [
+        ("extract", "python", "h1", -1), ("train", "shell", "h2", 3),
+    ]  # fmt: skip
+    assert {(a.try_number, a.state, a.committed_at) for a in rows} == {
+        (1, TaskState.SCHEDULED, None)
+    }
+    assert rows[0].id < rows[1].id
+
+
+def test_params_round_trip_as_json(store: SqlStore) -> None:
+    params = {"lr": 0.25, "layers": [64, 32], "name": "naïve ✓", "opt": {"on": True, "x": None}}
+    store.create_run("r1", "f", params, [], T0)
+    assert store.get_run("r1").params == params
+
+
+def test_timestamps_come_back_as_aware_utc(store: SqlStore) -> None:
+    local = T0.astimezone(PLUS2)
+    store.create_run("r1", "f", {}, [NewTask("a", "python", "h")], local)
+    (attempt,) = store.attempts("r1")
+    store.apply([Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED, {"queued_at": local})],
+                at=local)  # fmt: skip
+    run, (attempt,) = store.get_run("r1"), store.attempts("r1")
+    for stamp in (run.created_at, attempt.queued_at, attempt.committed_at):
+        assert stamp == T0
+        assert stamp is not None and stamp.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_are_refused_and_nothing_is_written(store: SqlStore) -> None:
+    (attempt,) = new_run(store)
+    naive = T0.replace(tzinfo=None)
+    with pytest.raises(ValueError, match="naive"):
+        store.create_run("r-naive", "f", {}, [], naive)
+    with pytest.raises(ValueError, match="naive"):
+        store.apply([Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED)], at=naive)
+    assert state_of(store, attempt) is TaskState.SCHEDULED
+    assert [r.run_id for r in store.list_runs()] == [attempt.run_id]
+
+
+def test_list_runs_newest_first_then_by_run_id(store: SqlStore) -> None:
+    for run_id, flow, minutes in [("a", "f", 0), ("b", "g", 2), ("c", "f", 1), ("d", "f", 1)]:
+        store.create_run(run_id, flow, {}, [], T0 + timedelta(minutes=minutes))
+    assert [r.run_id for r in store.list_runs()] == ["b", "d", "c", "a"]
+    assert [r.run_id for r in store.list_runs(flow="f")] == ["d", "c", "a"]
+    assert [r.run_id for r in store.list_runs(flow="f", limit=2)] == ["d", "c"]
+    assert store.list_runs(flow="none") == []
+
+
+def test_unknown_run_raises_not_found_in_one_line(store: SqlStore) -> None:
+    with pytest.raises(NotFound) as caught:
+        store.get_run("nope")
+    assert "nope" in str(caught.value) and "\n" not in str(caught.value)
+    assert store.attempts("nope") == []
+
+
+def test_duplicate_run_id_raises_store_error_and_keeps_the_first(store: SqlStore) -> None:
+    store.create_run("r1", "f", {"v": 1}, [NewTask("a", "python", "h")], T0)
+    with pytest.raises(StoreError, match="r1"):
+        store.create_run("r1", "g", {"v": 2}, [NewTask("b", "python", "h")], T0)
+    assert store.get_run("r1").params == {"v": 1}
+    assert [a.task_id for a in store.attempts("r1")] == ["a"]
+
+
+def test_flows_are_upserted(store: SqlStore) -> None:
+    assert store.get_flow("ml") is None
+    store.upsert_flow("ml", "a.py", "h1", T0)
+    store.upsert_flow("ml", "b.py", "h2", T0.astimezone(PLUS2) + timedelta(seconds=1))
+    flow = store.get_flow("ml")
+    assert flow is not None
+    assert (flow.path, flow.code_hash, flow.updated_at) == ("b.py", "h2", T0 + timedelta(seconds=1))
+
+
+# --- task transitions -------------------------------------------------------------------------
+
+TASK_EDGES = [(old, new) for old in TaskState for new in sorted(task_successors(old))]
+ILLEGAL_TASK_EDGES = [
+    (old, new) for old in TaskState for new in TaskState if new not in task_successors(old)
+]
+
+
+@pytest.mark.parametrize(("old", "new"), TASK_EDGES, ids=str)
+def test_every_legal_task_transition_is_written(
+    store: SqlStore, old: TaskState, new: TaskState
+) -> None:
+    (attempt,) = new_run(store)
+    drive(store, attempt, task_path(old))
+    store.apply([Change(attempt.id, old, new)], at=T0 + timedelta(hours=1))
+    (after,) = store.attempts(attempt.run_id)
+    assert (after.state, after.committed_at) == (new, T0 + timedelta(hours=1))
+
+
+def test_illegal_task_transitions_raise_and_write_nothing(store: SqlStore) -> None:
+    first, second = new_run(store, 2)
+    legal = Change(first.id, TaskState.SCHEDULED, TaskState.QUEUED)
+    for old, new in ILLEGAL_TASK_EDGES:
+        with pytest.raises(InvalidTransition) as caught:
+            store.apply([legal, Change(second.id, old, new)], at=T0)
+        assert (caught.value.old, caught.value.new) == (old.value, new.value)
+    assert [a.state for a in store.attempts(first.run_id)] == [TaskState.SCHEDULED] * 2
+
+
+def test_fields_are_written_and_unknown_fields_refused(store: SqlStore) -> None:
+    (attempt,) = new_run(store)
+    fields = {
+        "queued_at": T0, "dispatched_at": T0 + timedelta(seconds=1), "started_at": T0,
+        "finished_at": T0.astimezone(PLUS2), "worker": "w1", "exit_code": 0, "error_type": "E",
+        "error_message": "m", "error_traceback": "tb\n" * 100, "output_path": "/o",
+        "output_size": 2**40, "log_path": "/l",
+    }  # fmt: skip
+    assert set(fields) == set(ATTEMPT_FIELDS)
+    for bad in ({"state": "success"}, {"committed_at": T0}, {"bogus": 1}):
+        with pytest.raises(ValueError, match="unknown field"):
+            store.apply([Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED, bad)], at=T0)
+    assert state_of(store, attempt) is TaskState.SCHEDULED
+    store.apply([Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED, fields)], at=T0)
+    (after,) = store.attempts(attempt.run_id)
+    assert {name: getattr(after, name) for name in fields} == fields
+
+
+def test_a_change_applies_only_from_its_expected_state(store: SqlStore) -> None:
+    first, second = new_run(store, 2)
+    store.apply([Change(first.id, TaskState.SCHEDULED, TaskState.QUEUED)], at=T0)
+    batch = [
+        Change(second.id, TaskState.SCHEDULED, TaskState.QUEUED),
+        Change(first.id, TaskState.SCHEDULED, TaskState.QUEUED),
+    ]
+    with pytest.raises(ConcurrentUpdate, match=f"attempt {first.id} is queued"):
+        store.apply(batch, at=T0)
+    assert [a.state for a in store.attempts(first.run_id)] == [
+        TaskState.QUEUED, TaskState.SCHEDULED,
+    ]  # fmt: skip
+
+
+def test_a_batch_is_all_or_nothing(store: SqlStore) -> None:
+    attempts = new_run(store, 4)
+    drive(store, attempts[3], [TaskState.QUEUED])
+    ok = [
+        Change(attempts[0].id, TaskState.SCHEDULED, TaskState.QUEUED, {"queued_at": T0}),
+        Change(attempts[1].id, TaskState.SCHEDULED, TaskState.SKIPPED),
+        Change(attempts[2].id, TaskState.SCHEDULED, TaskState.UPSTREAM_FAILED, {"worker": "w"}),
+    ]
+    run_id = attempts[0].run_id
+    start = RunChange(run_id, RunState.QUEUED, RunState.RUNNING, T0)
+    stale = Change(attempts[3].id, TaskState.SCHEDULED, TaskState.QUEUED, {"queued_at": T0})
+    with pytest.raises(ConcurrentUpdate):
+        store.apply([*ok, stale], [start], at=T0)
+    wrong_run = RunChange(run_id, RunState.RUNNING, RunState.SUCCESS, T0)
+    with pytest.raises(ConcurrentUpdate, match="run"):
+        store.apply(ok, [wrong_run], at=T0)
+    after = store.attempts(run_id)
+    assert [a.state for a in after[:3]] == [TaskState.SCHEDULED] * 3
+    assert {a.committed_at for a in after[:3]} == {None}
+    assert store.get_run(run_id).state is RunState.QUEUED
+    store.apply(ok, [start], at=T0)
+    assert [a.state for a in store.attempts(run_id)][:3] == [c.new for c in ok]
+
+
+def test_one_attempt_may_move_twice_in_one_batch(store: SqlStore) -> None:
+    (attempt,) = new_run(store)
+    store.apply(
+        [
+            Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED, {"queued_at": T0}),
+            Change(attempt.id, TaskState.QUEUED, TaskState.RUNNING, {"worker": "w"}),
+            Change(attempt.id, TaskState.RUNNING, TaskState.SUCCESS, {"output_size": 1}),
+        ],
+        at=T0,
+    )
+    (after,) = store.attempts(attempt.run_id)
+    assert (after.state, after.queued_at, after.worker, after.output_size) == (
+        TaskState.SUCCESS, T0, "w", 1,
+    )  # fmt: skip
+
+
+def test_an_empty_apply_writes_nothing(store: SqlStore) -> None:
+    store.apply([], at=T0)
+    assert store.list_runs() == []
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.booleans(), st.sampled_from(TaskState), st.sampled_from(TaskState)),
+        max_size=12,
+    )
+)
+def test_the_store_agrees_with_the_state_machine(
+    store: SqlStore, steps: list[tuple[bool, TaskState, TaskState]]
+) -> None:
+    (attempt,) = new_run(store)
+    model = TaskState.SCHEDULED
+    for from_model, drawn_expect, drawn_new in steps:
+        expect, new, successors = drawn_expect, drawn_new, sorted(task_successors(model))
+        if from_model and successors:  # about half the steps try a legal move from the true state
+            expect, new = model, successors[list(TaskState).index(new) % len(successors)]
+        change = Change(attempt.id, expect, new)
+        if new not in task_successors(expect):
+            with pytest.raises(InvalidTransition):
+                store.apply([change], at=T0)
+        elif expect is not model:
+            with pytest.raises(ConcurrentUpdate):
+                store.apply([change], at=T0)
+        else:
+            store.apply([change], at=T0)
+            model = new
+        assert state_of(store, attempt) is model
+
+
+# --- run transitions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("old", "new"), RUN_EDGES, ids=str)
+def test_every_legal_run_transition_stamps_start_and_end(
+    store: SqlStore, old: RunState, new: RunState
+) -> None:
+    run_id = new_run(store)[0].run_id
+    state, at = RunState.QUEUED, T0
+    for nxt in RUN_PATHS[old]:
+        at += timedelta(minutes=1)
+        store.apply([], [RunChange(run_id, state, nxt, at)], at=at)
+        state = nxt
+    before = store.get_run(run_id)
+    later = at + timedelta(minutes=1)
+    store.apply([], [RunChange(run_id, old, new, later)], at=later)
+    run = store.get_run(run_id)
+    assert run.state is new
+    if new is RunState.RUNNING:
+        assert run.started_at == (before.started_at or later)
+        assert run.ended_at is None
+    else:
+        assert (run.started_at, run.ended_at) == (before.started_at, later)
+
+
+def test_illegal_or_stale_run_transitions_write_nothing(store: SqlStore) -> None:
+    run_id = new_run(store)[0].run_id
+    with pytest.raises(InvalidTransition):
+        store.apply([], [RunChange(run_id, RunState.QUEUED, RunState.SUCCESS, T0)], at=T0)
+    with pytest.raises(ConcurrentUpdate, match="is queued, expected running"):
+        store.apply([], [RunChange(run_id, RunState.RUNNING, RunState.SUCCESS, T0)], at=T0)
+    with pytest.raises(ConcurrentUpdate, match="missing"):
+        store.apply([], [RunChange("ghost", RunState.RUNNING, RunState.SUCCESS, T0)], at=T0)
+    assert store.get_run(run_id).state is RunState.QUEUED
+
+
+# --- opening and migrating --------------------------------------------------------------------
+
+
+def _versions(store: SqlStore) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def test_opening_again_is_idempotent_and_keeps_data(store: SqlStore, store_url: str) -> None:
+    store.create_run("r1", "f", {}, [], T0)
+    with open_store(store_url) as again:
+        assert again.get_run("r1").run_id == "r1"
+        assert _versions(again) == [HEAD_REVISION]
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_migrated_schema_matches_the_tables(store: SqlStore) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+_OPENER = textwrap.dedent(
+    """
+    import pathlib, sys
+    from rota.store.sql import open_store
+    print("ready", flush=True)
+    go = pathlib.Path(sys.argv[2])
+    while not go.exists():
+        pass
+    open_store(sys.argv[1]).close()
+    """
+)
+
+
+def test_processes_opening_a_fresh_database_together_all_succeed(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    command = [sys.executable, "-c", _OPENER, fresh_url, str(go)]
+    openers = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    for opener in openers:  # every child has imported everything; now release them at once
+        assert opener.stdout is not None and opener.stdout.readline() == "ready\n"
+    go.touch()
+    results = [opener.communicate(timeout=60) for opener in openers]
+    assert [(o.returncode, err) for o, (_, err) in zip(openers, results, strict=True)] == [
+        (0, "")
+    ] * len(openers)
+    with open_store(fresh_url) as store:
+        assert _versions(store) == [HEAD_REVISION]
+        store.create_run("r1", "f", {}, [NewTask("a", "python", "h")], T0)
