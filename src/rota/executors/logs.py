@@ -112,14 +112,18 @@ class ThreadCapture:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self._lock = threading.Lock()
         self._saved: tuple[Any, Any] | None = None
 
     def install(self) -> None:
-        """Put the routers in place of sys.stdout and sys.stderr."""
-        if self._saved is None:
-            self._saved = (sys.stdout, sys.stderr)
-            sys.stdout = _Router(self, sys.stdout)
-            sys.stderr = _Router(self, sys.stderr)
+        """Put the routers in place of sys.stdout and sys.stderr (again, if someone replaced them)."""
+        with self._lock:
+            if self._saved is None:
+                self._saved = (sys.stdout, sys.stderr)
+            if not isinstance(sys.stdout, _Router):
+                sys.stdout = _Router(self, sys.stdout)
+            if not isinstance(sys.stderr, _Router):
+                sys.stderr = _Router(self, sys.stderr)
 
     def uninstall(self) -> None:
         """Restore sys.stdout and sys.stderr."""
@@ -132,6 +136,7 @@ class ThreadCapture:
 
     def begin(self, log_path: str) -> None:
         """Start capturing this thread's output for the attempt whose log is *log_path*."""
+        self.install()
         self._local.buffer = _Buffer(log_path)
 
     def end(self, log_path: str) -> str | None:

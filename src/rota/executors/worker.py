@@ -12,6 +12,7 @@ import os
 import pickle
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -51,6 +52,10 @@ def worker_main(
         with contextlib.suppress(OSError):
             os.close(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
+    # Print through fds 1 and 2 whatever the forking process had put in place of sys.stdout, so
+    # that FdCapture sees everything a task prints.
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     ops: dict[Any, Any] = {}
