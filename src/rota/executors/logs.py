@@ -116,7 +116,7 @@ class ThreadCapture:
         self._saved: tuple[Any, Any] | None = None
 
     def install(self) -> None:
-        """Put the routers in place of sys.stdout and sys.stderr (again, if someone replaced them)."""
+        """Put the routers in place of sys.stdout and sys.stderr (again, if they were replaced)."""
         with self._lock:
             if self._saved is None:
                 self._saved = (sys.stdout, sys.stderr)
