@@ -1,34 +1,16 @@
-"""Helpers for end-to-end tests of the ``rota`` command, run in a real subprocess."""
+"""Fixtures for end-to-end tests of the ``rota`` command, run in a real subprocess."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        """The last stdout line, parsed."""
-        return json.loads(self.out.strip().splitlines()[-1])
-
-
-RotaCli = Callable[..., Result]
+from clihelp import Result, RotaCli
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from conftest import RotaCli
+from clihelp import RotaCli
 
 GOOD = """
 from rota import flow, task

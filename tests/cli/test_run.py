@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import REPO, RotaCli
+from clihelp import REPO, RotaCli
 
 ML_EXAMPLE = str(REPO / "examples" / "ml_pipeline.py")
 ML_TASKS = ["extract", "clean", "features", "train", "evaluate", "deploy"]
