@@ -23,7 +23,8 @@ from sqlalchemy import text
 from rota.errors import ConcurrentUpdate, InvalidTransition, NotFound, StoreError
 from rota.model.states import RunState, TaskState, task_successors
 from rota.store.base import ATTEMPT_FIELDS, AttemptRecord, Change, NewTask, RunChange
-from rota.store.sql import HEAD_REVISION, MIGRATIONS_DIR, SqlStore, open_store
+from rota.store.connect import HEAD_REVISION, MIGRATIONS_DIR
+from rota.store.sql import SqlStore, open_store
 from rota.store.tables import metadata
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -1,38 +1,22 @@
 """The SQL store: one SQLAlchemy Core implementation of :class:`~rota.store.base.Store`.
 
-It runs on SQLite (the embedded default: WAL, ``synchronous=FULL``, a busy timeout, and every write
-transaction opened with ``BEGIN IMMEDIATE`` so writers queue instead of failing half-way) and on
-PostgreSQL through psycopg 3. Opening a store migrates its schema when, and only when, the
-``alembic_version`` row is not the head revision, under a lock that makes concurrent openers wait.
+It runs on SQLite (the embedded default) and on PostgreSQL through psycopg 3; how it connects and
+migrates is in :mod:`rota.store.connect`. Opening a store migrates its schema when, and only when,
+the ``alembic_version`` row is not the head revision. :meth:`SqlStore.apply` is the one writer of
+states: conditional ``UPDATE … WHERE id = :id AND state = :expect`` statements, one executemany per
+set of columns, all in one transaction whose row counts must all match.
 """
 
 from __future__ import annotations
 
-import re
-import sqlite3
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    RowMapping,
-    bindparam,
-    column,
-    create_engine,
-    event,
-    func,
-    insert,
-    select,
-    table,
-)
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, func, insert, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql import Executable
 
 from rota.errors import ConcurrentUpdate, NotFound, StoreError
@@ -53,23 +37,12 @@ from rota.store.base import (
     RunChange,
     RunRecord,
 )
+from rota.store.connect import HEAD_REVISION, connect, schema_revision, upgrade, writer
 from rota.store.tables import flows, runs, task_attempts
 
-HEAD_REVISION: Final = "0001"
-"""The newest migration in ``migrations/versions`` (a test checks it against Alembic's head)."""
-
-MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
-"""The Alembic script location."""
-
-SQLITE_BUSY_TIMEOUT_S: Final = 30.0
-"""How long a SQLite writer waits for the write lock before giving up."""
-
-_MIGRATION_LOCK: Final = 0x526F7461  # PostgreSQL advisory lock key ("Rota" in ASCII)
-_WRITE: Final = "rota_write"  # execution option: this connection's transactions will write
 _RUN_ENDED: Final = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.INTERRUPTED})
 
 _ta = task_attempts.c
-_VERSION: Final = table("alembic_version", column("version_num")).c.version_num
 _ATTEMPT_UPDATE: Final = task_attempts.update().where(
     _ta.id == bindparam("b_id"), _ta.state == bindparam("b_expect")
 )
@@ -117,10 +90,7 @@ def open_store(url: str) -> SqlStore:
     Raises:
         StoreError: the URL is invalid, the database cannot be opened, or migrating it failed.
     """
-    parsed = _parse_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        _make_parent(parsed)
-    store = SqlStore(_create_engine(parsed))
+    store = SqlStore(connect(url))
     try:
         store.migrate()
     except BaseException:
@@ -134,8 +104,7 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        # Same pool and events; its transactions start with BEGIN IMMEDIATE on SQLite.
-        self._writer = engine.execution_options(**{_WRITE: True})
+        self._writer = writer(engine)
         self.url: Final = engine.url.render_as_string(hide_password=True)
 
     @property
@@ -162,9 +131,8 @@ class SqlStore:
             StoreError: the database cannot be reached, or a migration failed.
         """
         with self._errors("open"):
-            if self._revision() == HEAD_REVISION:
-                return
-            self._upgrade()
+            if schema_revision(self._engine) != HEAD_REVISION:
+                upgrade(self._engine)
 
     def upsert_flow(self, name: str, path: str, code_hash: str, at: datetime) -> None:
         """Record that flow *name* was loaded from *path* with *code_hash*."""
@@ -301,37 +269,6 @@ class SqlStore:
         except sa_exc.SQLAlchemyError as err:
             raise StoreError(f"cannot {doing} in {self.url}: {_first_line(err)}") from err
 
-    def _revision(self) -> str | None:
-        """The schema revision recorded in the database, or None if it has none."""
-        with self._engine.connect() as conn:
-            try:
-                found = conn.execute(select(_VERSION)).scalar()
-            except sa_exc.ProgrammingError:
-                return None  # psycopg: no such table
-            except sa_exc.OperationalError as err:
-                if "no such table" in str(err.orig):
-                    return None
-                raise
-        return None if found is None else str(found)
-
-    def _upgrade(self) -> None:
-        """Run Alembic's upgrade to head holding the write lock (SQLite) or an advisory lock."""
-        from alembic import command  # imported only when migrating: start-up time
-        from alembic.config import Config
-        from alembic.util import CommandError
-
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        config.set_main_option("path_separator", "os")
-        with self._write() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
-            config.attributes["connection"] = conn
-            try:
-                command.upgrade(config, "head")
-            except CommandError as err:  # e.g. the database has a revision newer than ours
-                raise StoreError(f"cannot migrate {self.url}: {_first_line(err)}") from err
-
 
 def _check(changes: Sequence[Change], run_changes: Sequence[RunChange], at: datetime) -> None:
     """Check every change against the state machine and the field list, before any I/O.
@@ -458,102 +395,3 @@ def _first_line(err: BaseException) -> str:
     orig = getattr(err, "orig", None)
     text = str(orig if orig is not None else err).strip()
     return text.splitlines()[0] if text else type(err).__name__
-
-
-def _parse_url(url: str) -> URL:
-    """Parse *url*, accepting only SQLite and PostgreSQL (psycopg 3).
-
-    Raises:
-        StoreError: the URL is malformed or names another database.
-    """
-    try:
-        parsed = make_url(url)
-    except sa_exc.ArgumentError:
-        _bad_url(url, "not a database URL")
-    backend = parsed.get_backend_name()
-    if backend in ("postgres", "postgresql"):
-        if parsed.drivername in ("postgres", "postgresql"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        elif parsed.drivername != "postgresql+psycopg":
-            _bad_url(url, "use postgresql+psycopg:// (psycopg 3)")
-    elif backend != "sqlite":
-        _bad_url(url, "Rota stores runs in SQLite or PostgreSQL")
-    return parsed
-
-
-def _bad_url(url: str, why: str) -> NoReturn:
-    """Raise StoreError for *url*, with any password masked.
-
-    Raises:
-        StoreError: always.
-    """
-    masked = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-    raise StoreError(f"invalid database URL {masked}: {why}")
-
-
-def _make_parent(url: URL) -> None:
-    """Create the folder of a SQLite file.
-
-    Raises:
-        StoreError: the folder cannot be created.
-    """
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    folder = Path(database).expanduser().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StoreError(f"cannot create folder {folder} for {url}: {err.strerror}") from err
-
-
-def _create_engine(url: URL) -> Engine:
-    """An engine for *url*; on SQLite with the pragmas and BEGIN handling Rota needs."""
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url)
-    engine = create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
-    )
-    event.listen(engine, "connect", _sqlite_connect)
-    event.listen(engine, "begin", _sqlite_begin)
-    return engine
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    """Set up a new SQLite connection: we emit BEGIN ourselves; WAL, full sync, foreign keys."""
-    dbapi_connection.isolation_level = None  # sqlite3 must not BEGIN (or COMMIT) on its own
-    cursor = dbapi_connection.cursor()
-    try:
-        _use_wal(cursor)
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        cursor.close()
-
-
-def _use_wal(cursor: Any) -> None:
-    """Switch the database to WAL mode (stored in the file, so usually already done).
-
-    Raises:
-        sqlite3.OperationalError: the database stayed locked for the whole busy timeout.
-    """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
-    pause = 0.005
-    while True:
-        try:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as err:
-            # Switching a new file to WAL while another process does the same fails at once with
-            # "database is locked": SQLite's busy handler does not cover it, so we wait here.
-            if "locked" not in str(err) or time.monotonic() > deadline:
-                raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    """Begin a transaction: IMMEDIATE (take the write lock now) for writers, deferred for reads."""
-    writes = conn.get_execution_options().get(_WRITE, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

@@ -1,0 +1,185 @@
+"""Connecting to the store's database: URLs, engines, SQLite's settings, schema migrations.
+
+SQLite gets WAL, ``synchronous=FULL``, a busy timeout and foreign keys on every connection, and
+SQLAlchemy emits the ``BEGIN`` itself (the pysqlite recipe in SQLAlchemy's SQLite docs): ``BEGIN
+IMMEDIATE`` on the :func:`writer` engine, so a writer takes the lock before it reads and waits for
+it instead of failing half-way; a plain deferred ``BEGIN`` for reads.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+from sqlalchemy import Connection, Engine, column, create_engine, event, func, select, table
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+
+from rota.errors import StoreError
+
+HEAD_REVISION: Final = "0001"
+"""The newest migration in ``migrations/versions`` (a test checks it against Alembic's head)."""
+
+MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
+"""The Alembic script location."""
+
+SQLITE_BUSY_TIMEOUT_S: Final = 30.0
+"""How long a SQLite writer waits for the write lock before giving up."""
+
+_WRITE: Final = "rota_write"  # execution option: this connection's transactions will write
+_MIGRATION_LOCK: Final = 0x526F7461  # PostgreSQL advisory lock key ("Rota" in ASCII)
+_VERSION: Final = table("alembic_version", column("version_num")).c.version_num
+
+
+def connect(url: str) -> Engine:
+    """An engine for *url*, creating a SQLite file's folder; nothing is opened yet.
+
+    Raises:
+        StoreError: the URL is invalid or names another database; the folder cannot be made.
+    """
+    parsed = _parse_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed)
+    _make_parent(parsed)
+    engine = create_engine(
+        parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+    )
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """*engine* for write transactions: same pool, but SQLite begins them ``IMMEDIATE``."""
+    return engine.execution_options(**{_WRITE: True})
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The schema revision recorded in the database, or None if it has no schema yet."""
+    with engine.connect() as conn:
+        try:
+            found = conn.execute(select(_VERSION)).scalar()
+        except sa_exc.ProgrammingError:
+            return None  # psycopg: no such table
+        except sa_exc.OperationalError as err:
+            if "no such table" in str(err.orig):
+                return None
+            raise
+    return None if found is None else str(found)
+
+
+def upgrade(engine: Engine) -> None:
+    """Run Alembic's upgrade to head, holding SQLite's write lock or a PostgreSQL advisory lock.
+
+    Concurrent callers wait for the lock, then find the schema at head and do nothing.
+
+    Raises:
+        StoreError: Alembic refused, e.g. the database has a revision newer than ours.
+    """
+    from alembic import command  # imported only when migrating: CLI start-up time
+    from alembic.config import Config
+    from alembic.util import CommandError
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    with writer(engine).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+        config.attributes["connection"] = conn
+        try:
+            command.upgrade(config, "head")
+        except CommandError as err:
+            where = engine.url.render_as_string(hide_password=True)
+            first = (str(err).strip().splitlines() or ["refused"])[0]
+            raise StoreError(f"cannot migrate {where}: {first}") from err
+
+
+def _parse_url(url: str) -> URL:
+    """Parse *url*, accepting only SQLite and PostgreSQL (psycopg 3).
+
+    Raises:
+        StoreError: the URL is malformed or names another database.
+    """
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        _bad_url(url, "not a database URL")
+    backend = parsed.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        if parsed.drivername in ("postgres", "postgresql"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        elif parsed.drivername != "postgresql+psycopg":
+            _bad_url(url, "use postgresql+psycopg:// (psycopg 3)")
+    elif backend != "sqlite":
+        _bad_url(url, "Rota stores runs in SQLite or PostgreSQL")
+    return parsed
+
+
+def _bad_url(url: str, why: str) -> NoReturn:
+    """Raise StoreError for *url*, with any password masked.
+
+    Raises:
+        StoreError: always.
+    """
+    masked = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    raise StoreError(f"invalid database URL {masked}: {why}")
+
+
+def _make_parent(url: URL) -> None:
+    """Create the folder of a SQLite file.
+
+    Raises:
+        StoreError: the folder cannot be created.
+    """
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    folder = Path(database).expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"cannot create folder {folder} for {url}: {err.strerror}") from err
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Set up a new SQLite connection: we emit BEGIN ourselves; WAL, full sync, foreign keys."""
+    dbapi_connection.isolation_level = None  # sqlite3 must not BEGIN (or COMMIT) on its own
+    cursor = dbapi_connection.cursor()
+    try:
+        _use_wal(cursor)
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database to WAL mode (stored in the file, so usually already done).
+
+    Raises:
+        sqlite3.OperationalError: the database stayed locked for the whole busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            # Switching a new file to WAL while another process does the same fails at once with
+            # "database is locked": SQLite's busy handler does not cover it, so we wait here.
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Begin a transaction: IMMEDIATE (take the write lock now) for writers, deferred for reads."""
+    writes = conn.get_execution_options().get(_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
