@@ -10,6 +10,7 @@ import itertools
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -173,6 +174,9 @@ def test_naive_datetimes_are_refused_and_nothing_is_written(store: SqlStore) -> 
         store.create_run("r-naive", "f", {}, [], naive)
     with pytest.raises(ValueError, match="naive"):
         store.apply([Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED)], at=naive)
+    with pytest.raises(ValueError, match="naive"):
+        store.apply([Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED,
+                            {"queued_at": naive})], at=T0)  # fmt: skip
     assert state_of(store, attempt) is TaskState.SCHEDULED
     assert [r.run_id for r in store.list_runs()] == [attempt.run_id]
 
@@ -314,6 +318,40 @@ def test_one_attempt_may_move_twice_in_one_batch(store: SqlStore) -> None:
 def test_an_empty_apply_writes_nothing(store: SqlStore) -> None:
     store.apply([], at=T0)
     assert store.list_runs() == []
+
+
+def test_racing_writers_move_each_attempt_once(store: SqlStore, store_url: str) -> None:
+    attempts, writers = new_run(store, 25), 4
+    won: list[list[int]] = [[] for _ in range(writers)]
+    failures: list[BaseException] = []
+    start = threading.Barrier(writers)
+
+    def claim_all(number: int, mine: SqlStore) -> None:
+        try:
+            start.wait()
+            for attempt in attempts:
+                change = Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED,
+                                {"worker": f"w{number}"})  # fmt: skip
+                try:
+                    mine.apply([change], at=T0)
+                    won[number].append(attempt.id)
+                except ConcurrentUpdate:
+                    pass
+        except BaseException as err:  # reported below: a thread's exception would be lost
+            failures.append(err)
+
+    stores = [open_store(store_url) for _ in range(writers)]
+    threads = [threading.Thread(target=claim_all, args=(n, s)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for opened in stores:
+        opened.close()
+    assert failures == []
+    assert sorted(itertools.chain(*won)) == [a.id for a in attempts]
+    workers = {a.id: a.worker for a in store.attempts(attempts[0].run_id)}
+    assert workers == {i: f"w{n}" for n, ids in enumerate(won) for i in ids}
 
 
 @settings(

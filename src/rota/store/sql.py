@@ -40,6 +40,7 @@ from rota.store.base import (
 from rota.store.connect import HEAD_REVISION, connect, schema_revision, upgrade, writer
 from rota.store.tables import flows, runs, task_attempts
 
+_TIME_FIELDS: Final = frozenset(name for name in ATTEMPT_FIELDS if name.endswith("_at"))
 _RUN_ENDED: Final = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.INTERRUPTED})
 
 _ta = task_attempts.c
@@ -280,12 +281,25 @@ def _check(changes: Sequence[Change], run_changes: Sequence[RunChange], at: date
     _aware(at)
     for change in changes:
         check_task_transition(change.expect, change.new, what=f"attempt {change.attempt_id}")
-        if change.fields and not ATTEMPT_FIELDS.issuperset(change.fields):
-            unknown = ", ".join(sorted(set(change.fields) - ATTEMPT_FIELDS))
-            raise ValueError(f"attempt {change.attempt_id}: unknown field(s) {unknown}")
+        if change.fields:
+            _check_fields(change)
     for run_change in run_changes:
         check_run_transition(run_change.expect, run_change.new, what=f"run {run_change.run_id}")
         _aware(run_change.at)
+
+
+def _check_fields(change: Change) -> None:
+    """Check that *change* sets only ATTEMPT_FIELDS, and timestamps that are aware.
+
+    Raises:
+        ValueError: an unknown field, or a naive datetime.
+    """
+    if not ATTEMPT_FIELDS.issuperset(change.fields):
+        unknown = ", ".join(sorted(set(change.fields) - ATTEMPT_FIELDS))
+        raise ValueError(f"attempt {change.attempt_id}: unknown field(s) {unknown}")
+    for name in _TIME_FIELDS.intersection(change.fields):
+        if change.fields[name] is not None:
+            _aware(change.fields[name])
 
 
 def _group(changes: Sequence[Change]) -> list[list[Change]]:
