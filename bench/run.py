@@ -1,0 +1,359 @@
+"""Rota's orchestration overhead on the peers' workloads (see bench/README.md).
+
+Usage: python bench/run.py [--executor local|threads|inprocess] [--workers N]
+                           [--workload W1,W2,W3,L10K] [--repeat N] [--cli] [--json]
+
+Workloads (all tasks no-op Python functions unless said otherwise):
+
+- W1: a linear chain of 200 tasks (ordering edges, ``a >> b``).
+- W2: 1 root -> 1000 independent tasks -> 1 join (1002 tasks).
+- W3: extract -> clean -> features -> train -> evaluate -> deploy, a list of 10,000 Python floats
+  passed from each step to the next through data edges (the peers' exact step functions).
+- L10K: 100 layers x 100 tasks; task i of layer k depends on tasks i and (i + 1) % 100 of
+  layer k - 1 (10,000 tasks, 19,800 edges).
+
+Each workload runs in its own child process (so its peak RSS is its own): one uncounted warm-up
+run, then ``--repeat`` measured runs, each with a fresh temporary ROTA_HOME (SQLite file store),
+a fresh executor, and ``time.perf_counter()`` around ``Runner.run`` only. ``--cli`` also times
+whole ``rota run`` processes of W2 from the outside. The flows are module-level ``@flow``
+functions, so ``rota run bench/run.py:w2`` works too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rota import PythonTask, flow, task
+from rota.artifacts.local import read_output
+from rota.engine.report import RunSummary
+from rota.engine.runner import FlowRef, Runner
+from rota.executors.base import Executor
+from rota.model.builder import FlowFunction
+from rota.model.schedule import SystemClock
+from rota.store.sql import open_store
+
+N_CHAIN = 200
+N_FAN = 1000
+N_FLOATS = 10_000
+LAYERS = 100
+WIDTH = 100
+EXECUTORS = ("local", "threads", "inprocess")
+MIB = 1024.0  # ru_maxrss is in KiB on Linux
+
+
+# --- task functions (the peers' W3 steps, verbatim in effect) ------------------------------------
+def noop() -> None:
+    """A task that does nothing."""
+
+
+@task
+def extract() -> list[float]:
+    return [i * 0.001 for i in range(N_FLOATS)]
+
+
+@task
+def clean(xs: list[float]) -> list[float]:
+    return [x if x == x else 0.0 for x in xs]  # noqa: PLR0124 (NaN -> 0.0, as the peers)
+
+
+@task
+def features(xs: list[float]) -> list[float]:
+    return [x * 2.0 + 1.0 for x in xs]
+
+
+@task
+def train(xs: list[float]) -> list[float]:
+    w = sum(xs) / len(xs)
+    return [x * w for x in xs]
+
+
+@task
+def evaluate(xs: list[float]) -> list[float]:
+    return [x * 0.5 for x in xs]
+
+
+@task
+def deploy(xs: list[float]) -> dict[str, float]:
+    assert len(xs) == N_FLOATS
+    return {"n": len(xs), "checksum": round(sum(xs), 6)}
+
+
+# --- flows ---------------------------------------------------------------------------------------
+@flow(name="w1")
+def w1() -> None:
+    """A linear chain of N_CHAIN no-op tasks."""
+    prev = PythonTask("step_0", noop)
+    for i in range(1, N_CHAIN):
+        prev = prev >> PythonTask(f"step_{i}", noop)
+
+
+@flow(name="w2")
+def w2() -> None:
+    """root -> N_FAN independent no-ops -> join."""
+    root = PythonTask("root", noop)
+    join = PythonTask("join", noop)
+    for i in range(N_FAN):
+        root >> PythonTask(f"leaf_{i}", noop) >> join
+
+
+@flow(name="w3")
+def w3() -> None:
+    """Six steps passing a list of N_FLOATS floats through data edges."""
+    deploy(evaluate(train(features(clean(extract())))))
+
+
+@flow(name="l10k")
+def l10k() -> None:
+    """LAYERS x WIDTH no-ops; each depends on tasks i and (i + 1) % WIDTH of the layer before."""
+    prev = [PythonTask(f"t_0_{i}", noop) for i in range(WIDTH)]
+    for k in range(1, LAYERS):
+        layer = [PythonTask(f"t_{k}_{i}", noop) for i in range(WIDTH)]
+        for i, node in enumerate(layer):
+            [prev[i], prev[(i + 1) % WIDTH]] >> node
+        prev = layer
+
+
+# --- workloads -----------------------------------------------------------------------------------
+def _deploy_ok(summary: RunSummary) -> bool:
+    path = summary.tasks["deploy"].latest.output_path
+    if not path:
+        return False
+    return read_output(Path(path), producer="deploy").get("n") == N_FLOATS
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    definition: FlowFunction
+    n_tasks: int
+    extra_check: Callable[[RunSummary], bool] | None = None
+
+
+WORKLOADS: dict[str, Workload] = {
+    "W1": Workload("W1", w1, N_CHAIN),
+    "W2": Workload("W2", w2, N_FAN + 2),
+    "W3": Workload("W3", w3, 6, _deploy_ok),
+    "L10K": Workload("L10K", l10k, LAYERS * WIDTH),
+}
+
+
+def all_succeeded(summary: RunSummary, wl: Workload) -> bool:
+    """The run and every one of its n_tasks tasks are recorded as succeeded (the peers' ``ok``)."""
+    tasks = summary.tasks.values()
+    ok = summary.state.value == "success" and len(tasks) == wl.n_tasks
+    ok = ok and all(t.state.value == "success" for t in tasks)
+    return ok and (wl.extra_check is None or wl.extra_check(summary))
+
+
+# --- one workload, in this process ---------------------------------------------------------------
+def make_executor(kind: str, workers: int, logs_dir: Path) -> Executor:
+    """The executor named *kind*; create it before any thread or store (local workers fork)."""
+    if kind == "local":
+        from rota.executors.pool import LocalPoolExecutor
+
+        return LocalPoolExecutor(workers, str(logs_dir))
+    from rota.executors.threads import InProcessExecutor, ThreadExecutor
+
+    return ThreadExecutor(workers) if kind == "threads" else InProcessExecutor()
+
+
+def timed_run(wl: Workload, kind: str, workers: int) -> tuple[float, bool]:
+    """One run of *wl* in a fresh ROTA_HOME: (seconds inside Runner.run, every task succeeded)."""
+    dag = wl.definition.build()
+    with tempfile.TemporaryDirectory(prefix="rota_bench_") as tmp:
+        home = Path(tmp)
+        ex = make_executor(kind, workers, home / "logs")
+        store = open_store(f"sqlite:///{home}/rota.db")
+        try:
+            runner = Runner(store, ex, home=home, clock=SystemClock())
+            t0 = time.perf_counter()
+            summary = runner.run(dag, FlowRef(wl.definition.name))
+            run_s = time.perf_counter() - t0
+            ok = all_succeeded(summary, wl)
+        finally:
+            ex.close()
+            store.close()
+    return run_s, ok
+
+
+def max_rss_mib(who: int) -> float:
+    return round(resource.getrusage(who).ru_maxrss / MIB, 1)
+
+
+def bench_workload(wl: Workload, kind: str, workers: int, repeat: int) -> dict[str, Any]:
+    """Warm-up, then *repeat* measured runs; the figures as one JSON-able dict."""
+    _, warm_ok = timed_run(wl, kind, workers)
+    runs = [timed_run(wl, kind, workers) for _ in range(repeat)]
+    times = [t for t, _ in runs]
+    median = statistics.median(times)
+    return {
+        "tool": "rota",
+        "workload": wl.key,
+        "n_tasks": wl.n_tasks,
+        "executor": kind,
+        "workers": workers if kind != "inprocess" else 1,
+        "n_runs": repeat,
+        "run_s": round(median, 4),
+        "run_s_min": round(min(times), 4),
+        "run_s_max": round(max(times), 4),
+        "run_s_all": [round(t, 4) for t in times],
+        "ms_per_task": round(median * 1000 / wl.n_tasks, 3),
+        "ok": warm_ok and all(ok for _, ok in runs),
+        "maxrss_self_mb": max_rss_mib(resource.RUSAGE_SELF),
+        "maxrss_children_mb": max_rss_mib(resource.RUSAGE_CHILDREN),
+    }
+
+
+# --- the driver: one child process per workload --------------------------------------------------
+def run_child(key: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run workload *key* in a fresh interpreter and return the JSON line it prints."""
+    cmd = [sys.executable, __file__, "--single", key]
+    cmd += ["--executor", args.executor, "--workers", str(args.workers)]
+    cmd += ["--repeat", str(args.repeat)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"workload {key} printed nothing (exit status {proc.returncode})")
+    return json.loads(lines[-1])
+
+
+def wait_timed(cmd: Sequence[str], env: dict[str, str], out: Path) -> tuple[float, int, int]:
+    """Run *cmd* to the end: (wall seconds, exit status, max RSS in KiB of it or a descendant)."""
+    with out.open("w") as fh:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, proc.returncode, usage.ru_maxrss
+
+
+def cli_once(args: argparse.Namespace) -> tuple[float, bool, float]:
+    """One ``rota run bench/run.py:w2 --json`` in a fresh ROTA_HOME: (wall s, ok, max RSS MiB)."""
+    with tempfile.TemporaryDirectory(prefix="rota_bench_cli_") as tmp:
+        env = {**os.environ, "ROTA_HOME": tmp}
+        env.pop("ROTA_DATABASE_URL", None)
+        cmd = [sys.executable, "-m", "rota", "run", f"{__file__}:w2", "--json"]
+        cmd += ["--executor", args.executor, "--workers", str(args.workers)]
+        out = Path(tmp) / "stdout.json"
+        wall, code, rss = wait_timed(cmd, env, out)
+        lines = out.read_text().strip().splitlines()
+        report = json.loads(lines[-1]) if lines else {}
+    tasks = report.get("tasks", {}).values()
+    ok = code == 0 and report.get("state") == "success" and len(tasks) == N_FAN + 2
+    ok = ok and all(t["state"] == "success" for t in tasks)
+    return wall, ok, round(rss / MIB, 1)
+
+
+def bench_cli(args: argparse.Namespace) -> dict[str, Any]:
+    """Whole-process wall time of ``rota run`` on W2: a warm-up, then --repeat timed processes."""
+    cli_once(args)
+    runs = [cli_once(args) for _ in range(args.repeat)]
+    walls = [w for w, _, _ in runs]
+    return {
+        "tool": "rota",
+        "workload": "W2 via `rota run` (whole process)",
+        "n_tasks": N_FAN + 2,
+        "executor": args.executor,
+        "workers": args.workers if args.executor != "inprocess" else 1,
+        "n_runs": args.repeat,
+        "wall_s": round(statistics.median(walls), 4),
+        "wall_s_min": round(min(walls), 4),
+        "wall_s_max": round(max(walls), 4),
+        "ok": all(ok for _, ok, _ in runs),
+        "maxrss_largest_process_mb": max(r for _, _, r in runs),
+    }
+
+
+# --- output --------------------------------------------------------------------------------------
+HEADER = (
+    f"{'workload':<9}{'tasks':>6}  {'executor':<12}{'n':>2}  {'in-run s median (min-max)':<27}"
+    f"{'ms/task':>8}  {'RSS MiB':>8}{'children':>9}  ok"
+)
+
+
+def table_row(rec: dict[str, Any]) -> str:
+    spread = f"{rec['run_s']:.3f} ({rec['run_s_min']:.3f}-{rec['run_s_max']:.3f})"
+    ex = f"{rec['executor']}/{rec['workers']}"
+    return (
+        f"{rec['workload']:<9}{rec['n_tasks']:>6}  {ex:<12}{rec['n_runs']:>2}  {spread:<27}"
+        f"{rec['ms_per_task']:>8.3f}  {rec['maxrss_self_mb']:>8.1f}"
+        f"{rec['maxrss_children_mb']:>9.1f}  {rec['ok']}"
+    )
+
+
+def cli_row(rec: dict[str, Any]) -> str:
+    spread = f"{rec['wall_s']:.3f} ({rec['wall_s_min']:.3f}-{rec['wall_s_max']:.3f})"
+    return (
+        f"{rec['workload']}, {rec['executor']}/{rec['workers']}, n={rec['n_runs']}: "
+        f"wall {spread} s, largest process {rec['maxrss_largest_process_mb']:.1f} MiB, "
+        f"ok={rec['ok']}"
+    )
+
+
+def print_table(records: list[dict[str, Any]], cli: dict[str, Any] | None) -> None:
+    print(HEADER)
+    print("-" * len(HEADER))
+    for rec in records:
+        print(table_row(rec))
+    if cli is not None:
+        print()
+        print(cli_row(cli))
+
+
+# --- command line --------------------------------------------------------------------------------
+def workload_list(text: str) -> list[str]:
+    keys = [k.strip().upper() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in WORKLOADS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload {unknown[0]!r} ({', '.join(WORKLOADS)})"
+        )
+    return keys
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--executor", choices=EXECUTORS, default="local")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workload", type=workload_list, default=list(WORKLOADS))
+    ap.add_argument("--repeat", type=int, default=3, help="measured runs after one warm-up")
+    ap.add_argument("--json", action="store_true", help="one JSON line per workload")
+    ap.add_argument("--cli", action="store_true", help="also time whole `rota run` W2 processes")
+    ap.add_argument("--single", choices=list(WORKLOADS), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.workers < 1 or args.repeat < 1:
+        ap.error("--workers and --repeat must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    if args.single:  # internal: one workload in this process, one JSON line on stdout
+        rec = bench_workload(WORKLOADS[args.single], args.executor, args.workers, args.repeat)
+        print(json.dumps(rec), flush=True)
+        return 0 if rec["ok"] else 1
+    records = [run_child(key, args) for key in args.workload]
+    cli = bench_cli(args) if args.cli else None
+    if args.json:
+        for rec in [*records, *([cli] if cli else [])]:
+            print(json.dumps(rec))
+    else:
+        print_table(records, cli)
+    return 0 if all(r["ok"] for r in records) and (cli is None or cli["ok"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
