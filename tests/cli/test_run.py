@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -193,3 +195,51 @@ def test_threads_and_inprocess_executors_run_the_same_flow(
         assert set(summary["tasks"]) == {"a", "b", "b__1", "b__2", "b__3", "b__4", "c"}
         logs = rota("tasks", "logs", summary["run_id"], "c")
         assert logs.out.strip() == "sum 105", executor
+
+
+SLOW = """
+import time
+from rota import flow, task
+
+@task
+def nap(i: int) -> int:
+    time.sleep(0.5)
+    return i
+
+@flow
+def slow():
+    for i in range(8):
+        nap(i)
+"""
+
+
+def test_sigterm_interrupts_the_run_and_marks_attempts_interrupted(
+    home: Path, rota: RotaCli, write_flow: Callable[[str, str], Path]
+) -> None:
+    path = write_flow("slow.py", SLOW)
+    env = {**os.environ, "ROTA_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rota", "run", str(path), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # wait until the first two tasks are done, then stop the runner
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = rota("runs", "list", "--json").json() if (home / "rota.db").exists() else []
+        if runs:
+            tasks = rota("runs", "show", runs[0]["run_id"], "--json").json()["tasks"]
+            if sum(t["state"] == "success" for t in tasks.values()) >= 2:
+                break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    summary = rota("runs", "show", runs[0]["run_id"], "--json").json()
+    assert summary["state"] == "interrupted"
+    states = [t["state"] for t in summary["tasks"].values()]
+    assert "interrupted" in states
+    assert set(states) <= {"success", "interrupted", "scheduled"}

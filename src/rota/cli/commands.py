@@ -40,6 +40,7 @@ def run_cmd(
     loaded = resolve_target(target)
     dag = loaded.build(parse_params(loaded, params))  # every definition error before any write
     ex = open_executor(settings)  # before any thread starts: local workers are forked
+    cancel = True
     try:
         with open_store(settings) as store:
             live = ctx.console.is_terminal and not as_json
@@ -55,8 +56,9 @@ def run_cmd(
                     summary = runner.drive(record.run_id, dag, loaded.ref)
             else:
                 summary = runner.drive(record.run_id, dag, loaded.ref)
+        cancel = False
     finally:
-        ex.close()
+        ex.close(cancel=cancel)
     _finish(ctx, summary, dag, as_json)
 
 
@@ -76,9 +78,13 @@ def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
     from rota.artifacts.local import read_output
     from rota.errors import ArtifactError
 
-    for tid in dag.order:
+    sinks = [tid for tid in dag.order if not dag.downstream(tid)]
+    if len(sinks) > 5:
+        ctx.console.print(f"{len(sinks)} final tasks; their outputs are under the run's artifacts")
+        return
+    for tid in sinks:
         t = summary.tasks.get(tid)
-        if dag.downstream(tid) or t is None or not t.latest.output_path:
+        if t is None or not t.latest.output_path:
             continue
         try:
             value = read_output(Path(t.latest.output_path), producer=tid)

@@ -7,6 +7,7 @@ This is the only place that maps errors to exit codes: 0 success, 1 a run failed
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,13 +82,19 @@ from rota.cli import commands as _commands  # noqa: E402  (registers the command
 del _commands
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``rota`` console script."""
+    # SIGTERM stops a run the way Ctrl-C does: attempts in flight are marked interrupted.
+    signal.signal(signal.SIGTERM, _interrupt)
     obj = CliContext.from_env(dict(os.environ))
     try:
         cli.main(args=argv, prog_name="rota", standalone_mode=False, obj=obj)
     except click.exceptions.Abort:
-        obj.err.print("rota: aborted")
+        click.echo("rota: interrupted", err=True)
         raise SystemExit(130) from None
     except click.ClickException as err:  # usage errors keep click's own message
         err.show()

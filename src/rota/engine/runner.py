@@ -8,6 +8,7 @@ commits in batches. The store is the truth; this object's dictionaries only mirr
 from __future__ import annotations
 
 import secrets
+import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -277,26 +278,22 @@ class _RunLoop:
         )
 
     def abort(self) -> None:
-        """Mark what was in flight as interrupted and the run as interrupted (best effort)."""
-        self.pending = []
-        for attempt_id, tid in list(self.in_flight.items()):
-            if self.state[tid] in (TaskState.QUEUED, TaskState.RUNNING):
-                self.pending.append(Change(attempt_id, self.state[tid], TaskState.INTERRUPTED))
+        """Mark unfinished queued and running attempts, and the run, as interrupted (best effort).
+
+        Changes made before the interruption are committed first, so the conditional writes below
+        find the states they expect.
+        """
+        now = self.r.clock.now()
+        for tid, state in self.state.items():
+            if state in (TaskState.QUEUED, TaskState.RUNNING):
+                self.change(tid, TaskState.INTERRUPTED, {"finished_at": now})
+        run_change = RunChange(self.run_rec.run_id, RunState.RUNNING, RunState.INTERRUPTED, now)
         try:
-            self.writer.put(
-                self.pending,
-                [
-                    RunChange(
-                        self.run_rec.run_id,
-                        RunState.RUNNING,
-                        RunState.INTERRUPTED,
-                        self.r.clock.now(),
-                    )
-                ],
-            )
+            self.writer.put(self.pending, [run_change])
+            self.pending = []
             self.writer.close()
-        except Exception:  # the original error matters more; the heartbeat will catch up later
-            pass
+        except Exception as err:  # the interruption matters more; a later resume sorts it out
+            print(f"rota: could not record the interruption: {err}", file=sys.stderr)
 
     def report_progress(self, *, force: bool = False) -> None:
         hook = self.r.on_progress
