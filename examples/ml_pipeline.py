@@ -75,8 +75,10 @@ def train(feats: dict[str, Any], epochs: int, seed: int) -> Any:
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(feats["y_train"]))
         model.partial_fit(feats["X_train"][order], feats["y_train"][order], classes=classes)
-        print(f"epoch {epoch}/{epochs}: training accuracy "
-              f"{model.score(feats['X_train'], feats['y_train']):.4f}")
+        print(
+            f"epoch {epoch}/{epochs}: training accuracy "
+            f"{model.score(feats['X_train'], feats['y_train']):.4f}"
+        )
     return model
 
 
@@ -90,7 +92,12 @@ def evaluate(model: Any, feats: dict[str, Any]) -> dict[str, float]:
 
 @task(tags=["deploy"])
 def deploy(
-    model: Any, feats: dict[str, Any], metrics: dict[str, float], threshold: float, model_dir: str, ctx: Any
+    model: Any,
+    feats: dict[str, Any],
+    metrics: dict[str, float],
+    threshold: float,
+    model_dir: str,
+    ctx: Any,
 ) -> dict[str, Any]:
     """Write model, scaler and metrics to ``<model_dir>/digits/<run id>/`` if accuracy >= threshold.
 
@@ -113,7 +120,11 @@ def deploy(
 
 @flow
 def ml_pipeline(
-    threshold: float = 0.9, epochs: int = 10, test_size: float = 0.25, seed: int = 0, model_dir: str = ""
+    threshold: float = 0.9,
+    epochs: int = 10,
+    test_size: float = 0.25,
+    seed: int = 0,
+    model_dir: str = "",
 ) -> None:
     """Train and, if good enough, deploy a digit classifier."""
     feats = features(clean(extract()), test_size=test_size, seed=seed)

@@ -1,6 +1,6 @@
 """Shell and Python tasks in one operator-style flow, joined with ``>>``.
 
-    rota run examples/shell_and_python.py
+rota run examples/shell_and_python.py
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def check(summary: dict[str, float]) -> str:
 
 
 with Flow("shell_and_python") as shell_and_python:
-    prepare = ShellTask("prepare", 'mkdir -p "$WORK" && echo "working in $WORK"', env={"WORK": WORK})
+    prepare = ShellTask(
+        "prepare", 'mkdir -p "$WORK" && echo "working in $WORK"', env={"WORK": WORK}
+    )
     generate = ShellTask(
         "generate",
         'seq 1 100 | awk \'BEGIN{print "i,square"} {print $1","$1*$1}\' > "$WORK/squares.csv"'
