@@ -6,11 +6,12 @@ rota run examples/shell_and_python.py
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from rota import Flow, PythonTask, ShellTask
 
-WORK = os.environ.get("ROTA_EXAMPLE_DIR", "/tmp/rota-example")
+WORK = os.environ.get("ROTA_EXAMPLE_DIR") or os.path.join(tempfile.gettempdir(), "rota-example")
 
 
 def summarize(csv_path: str) -> dict[str, float]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-# --- PostgreSQL: a real server per test session (recipe: /work/shared/ENVIRONMENT.md) -------------
+# --- PostgreSQL: a real server per test session (initdb + pg_ctl as the postgres user) --------
 
 
 def _postgres_bindir() -> Path:
