@@ -4,10 +4,20 @@ from rota.store.base import (
     AttemptRecord,
     Change,
     FlowRecord,
+    NewAttempt,
     NewTask,
     RunChange,
     RunRecord,
     Store,
 )
 
-__all__ = ["AttemptRecord", "Change", "FlowRecord", "NewTask", "RunChange", "RunRecord", "Store"]
+__all__ = [
+    "AttemptRecord",
+    "Change",
+    "FlowRecord",
+    "NewAttempt",
+    "NewTask",
+    "RunChange",
+    "RunRecord",
+    "Store",
+]

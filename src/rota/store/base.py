@@ -38,6 +38,8 @@ class RunRecord:
     ended_at: datetime | None = None
     flow_path: str = ""
     flow_hash: str = ""
+    owner: str | None = None
+    heartbeat_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class AttemptRecord:
     state: TaskState
     operator: str = ""
     code_hash: str = ""
+    not_before: datetime | None = None
     queued_at: datetime | None = None
     dispatched_at: datetime | None = None
     started_at: datetime | None = None
@@ -81,6 +84,22 @@ class NewTask:
     operator: str
     code_hash: str
     map_index: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttempt:
+    """A further attempt of a task (a retry, or a re-run on resume), created ``scheduled``.
+
+    ``not_before`` persists a retry's back-off: no runner starts it earlier, even after a restart.
+    """
+
+    run_id: str
+    task_id: str
+    try_number: int
+    operator: str
+    code_hash: str
+    map_index: int = -1
+    not_before: datetime | None = None
 
 
 ATTEMPT_FIELDS = frozenset(
@@ -157,6 +176,37 @@ class Store(Protocol):
             InvalidTransition: a change is not allowed by the state machine (nothing written).
             ConcurrentUpdate: a row was not in its expected state (nothing written).
         """
+
+    def add_attempts(
+        self,
+        changes: Sequence[Change],
+        new: Sequence[NewAttempt],
+        run_changes: Sequence[RunChange] = (),
+        *,
+        at: datetime,
+    ) -> list[AttemptRecord]:
+        """Apply *changes* and *run_changes* and insert *new* attempts, in one transaction.
+
+        Returns:
+            The inserted attempts, in the order of *new*.
+
+        Raises:
+            InvalidTransition, ConcurrentUpdate: as for :meth:`apply` (nothing written).
+            StoreError: an attempt with that try number exists already (nothing written).
+        """
+
+    def acquire(self, run_id: str, owner: str, *, expect: str | None, at: datetime) -> bool:
+        """Make *owner* the runner of *run_id* if its owner is still *expect* (None: no owner).
+
+        Returns:
+            False when another runner changed the owner first.
+        """
+
+    def heartbeat(self, run_id: str, owner: str, at: datetime) -> bool:
+        """Record that *owner* still drives *run_id*; False if it is no longer the owner."""
+
+    def release(self, run_id: str, owner: str) -> None:
+        """Give up ownership of *run_id* if *owner* holds it."""
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run *run_id*.

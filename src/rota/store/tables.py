@@ -81,6 +81,8 @@ runs = Table(
     Column("ended_at", UtcDateTime),
     Column("flow_path", Text, nullable=False, server_default=""),
     Column("flow_hash", String, nullable=False, server_default=""),
+    Column("owner", String),
+    Column("heartbeat_at", UtcDateTime),
     Index("ix_runs_flow_created_at", "flow", "created_at"),
 )
 
@@ -100,6 +102,7 @@ task_attempts = Table(
     Column("state", String, nullable=False),
     Column("operator", String, nullable=False, server_default=""),
     Column("code_hash", String, nullable=False, server_default=""),
+    Column("not_before", UtcDateTime),
     Column("queued_at", UtcDateTime),
     Column("dispatched_at", UtcDateTime),
     Column("started_at", UtcDateTime),

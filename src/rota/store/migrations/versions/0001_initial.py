@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(timezone=True)),
         sa.Column("flow_path", sa.Text(), nullable=False, server_default=""),
         sa.Column("flow_hash", sa.String(), nullable=False, server_default=""),
+        sa.Column("owner", sa.String()),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
     )
     op.create_index("ix_runs_flow_created_at", "runs", ["flow", "created_at"])
     op.create_table(
@@ -48,6 +50,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(), nullable=False),
         sa.Column("operator", sa.String(), nullable=False, server_default=""),
         sa.Column("code_hash", sa.String(), nullable=False, server_default=""),
+        sa.Column("not_before", sa.DateTime(timezone=True)),
         sa.Column("queued_at", sa.DateTime(timezone=True)),
         sa.Column("dispatched_at", sa.DateTime(timezone=True)),
         sa.Column("started_at", sa.DateTime(timezone=True)),

@@ -1,0 +1,266 @@
+"""The SQL statements behind :class:`~rota.store.sql.SqlStore`'s writes, and their checks.
+
+Every state change is checked against the state machine before any I/O, then written by a
+conditional ``UPDATE … WHERE id = :id AND state = :expect`` whose row count must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select
+from sqlalchemy.sql import Executable
+
+from rota.model.states import (
+    TASK_INITIAL,
+    RunState,
+    TaskState,
+    check_run_transition,
+    check_task_transition,
+)
+from rota.store.base import (
+    ATTEMPT_FIELDS,
+    AttemptRecord,
+    Change,
+    NewAttempt,
+    RunChange,
+    RunRecord,
+)
+from rota.store.tables import flows, runs, task_attempts
+
+_TIME_FIELDS: Final = frozenset(name for name in ATTEMPT_FIELDS if name.endswith("_at"))
+_RUN_ENDED: Final = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.INTERRUPTED})
+
+_ta = task_attempts.c
+_ATTEMPT_UPDATE: Final = task_attempts.update().where(
+    _ta.id == bindparam("b_id"), _ta.state == bindparam("b_expect")
+)
+"""Executed with column names as extra keys: SQLAlchemy turns those into the SET clause."""
+
+_RUN_START: Final = (
+    runs.update()
+    .where(runs.c.run_id == bindparam("b_id"), runs.c.state == bindparam("b_expect"))
+    .values(
+        state=bindparam("b_new"),
+        started_at=func.coalesce(
+            runs.c.started_at, bindparam("b_at", type_=runs.c.started_at.type)
+        ),
+        ended_at=None,
+    )
+)
+_RUN_END: Final = (
+    runs.update()
+    .where(runs.c.run_id == bindparam("b_id"), runs.c.state == bindparam("b_expect"))
+    .values(state=bindparam("b_new"), ended_at=bindparam("b_at", type_=runs.c.ended_at.type))
+)
+_RUN_OTHER: Final = (
+    runs.update()
+    .where(runs.c.run_id == bindparam("b_id"), runs.c.state == bindparam("b_expect"))
+    .values(state=bindparam("b_new"))
+)
+
+
+class Mismatch(Exception):
+    """Raised inside a write transaction to roll it back; carries the changes that did not match."""
+
+    def __init__(self, changes: Sequence[Change] = (), run_change: RunChange | None = None) -> None:
+        super().__init__("rows not in their expected state")
+        self.changes = changes
+        self.run_change = run_change
+
+
+def check_changes(
+    changes: Sequence[Change], run_changes: Sequence[RunChange], at: datetime
+) -> None:
+    """Check every change against the state machine and the field list, before any I/O.
+
+    Raises:
+        InvalidTransition: a change is not allowed by the state machine.
+        ValueError: a change sets a field outside ATTEMPT_FIELDS, or a time is naive.
+    """
+    to_utc(at)
+    for change in changes:
+        check_task_transition(change.expect, change.new, what=f"attempt {change.attempt_id}")
+        if change.fields:
+            check_fields(change)
+    for run_change in run_changes:
+        check_run_transition(run_change.expect, run_change.new, what=f"run {run_change.run_id}")
+        to_utc(run_change.at)
+
+
+def check_fields(change: Change) -> None:
+    """Check that *change* sets only ATTEMPT_FIELDS, and timestamps that are aware.
+
+    Raises:
+        ValueError: an unknown field, or a naive datetime.
+    """
+    if not ATTEMPT_FIELDS.issuperset(change.fields):
+        unknown = ", ".join(sorted(set(change.fields) - ATTEMPT_FIELDS))
+        raise ValueError(f"attempt {change.attempt_id}: unknown field(s) {unknown}")
+    for name in _TIME_FIELDS.intersection(change.fields):
+        if change.fields[name] is not None:
+            to_utc(change.fields[name])
+
+
+def group_changes(changes: Sequence[Change]) -> list[list[Change]]:
+    """Split *changes* into groups that set the same columns, one executemany each.
+
+    When an attempt appears more than once, only neighbours are grouped, so order is kept.
+    """
+    if len({c.attempt_id for c in changes}) == len(changes):
+        by_columns: dict[frozenset[str], list[Change]] = {}
+        for change in changes:
+            by_columns.setdefault(frozenset(change.fields), []).append(change)
+        # Sorted ids: concurrent PostgreSQL writers lock rows in one order (fewer deadlocks).
+        return [sorted(g, key=lambda c: c.attempt_id) for g in by_columns.values()]
+    runs_of_same: list[list[Change]] = []
+    for change in changes:
+        if runs_of_same and runs_of_same[-1][0].fields.keys() == change.fields.keys():
+            runs_of_same[-1].append(change)
+        else:
+            runs_of_same.append([change])
+    return runs_of_same
+
+
+def update_attempts(conn: Connection, group: list[Change], at: datetime) -> None:
+    """Conditionally update the attempts of *group* (all setting the same columns).
+
+    Raises:
+        Mismatch: fewer rows than changes were in their expected state.
+    """
+    params = [
+        {"b_id": c.attempt_id, "b_expect": c.expect.value, "state": c.new.value,
+         "committed_at": at, **c.fields}
+        for c in group
+    ]  # fmt: skip
+    if conn.execute(_ATTEMPT_UPDATE, params).rowcount != len(group):
+        raise Mismatch(changes=group)
+
+
+def update_run(conn: Connection, change: RunChange) -> None:
+    """Conditionally move one run, stamping started_at/ended_at.
+
+    Raises:
+        Mismatch: the run is not in its expected state.
+    """
+    if change.new is RunState.RUNNING:
+        stmt = _RUN_START
+    elif change.new in _RUN_ENDED:
+        stmt = _RUN_END
+    else:
+        stmt = _RUN_OTHER
+    params = {"b_id": change.run_id, "b_expect": change.expect.value,
+              "b_new": change.new.value, "b_at": change.at}  # fmt: skip
+    if conn.execute(stmt, params).rowcount != 1:
+        raise Mismatch(run_change=change)
+
+
+def flow_upsert(dialect: str, row: dict[str, Any]) -> Executable:
+    """An INSERT … ON CONFLICT (name) DO UPDATE for the flows table, in *dialect*."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg = pg_insert(flows).values(row)
+        return pg.on_conflict_do_update(
+            index_elements=[flows.c.name],
+            set_={k: pg.excluded[k] for k in ("path", "code_hash", "updated_at")},
+        )
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    lite = sqlite_insert(flows).values(row)
+    return lite.on_conflict_do_update(
+        index_elements=[flows.c.name],
+        set_={k: lite.excluded[k] for k in ("path", "code_hash", "updated_at")},
+    )
+
+
+def run_row(record: RunRecord) -> dict[str, Any]:
+    """The runs-table row of a new run."""
+    return {
+        "run_id": record.run_id, "flow": record.flow, "state": record.state.value,
+        "params": record.params, "created_at": record.created_at,
+        "flow_path": record.flow_path, "flow_hash": record.flow_hash,
+    }  # fmt: skip
+
+
+def run_record(row: RowMapping) -> RunRecord:
+    """A RunRecord from a runs-table row."""
+    return RunRecord(**{**row, "state": RunState(row["state"])})
+
+
+def attempt_record(row: RowMapping) -> AttemptRecord:
+    """An AttemptRecord from a task_attempts row."""
+    return AttemptRecord(**{**row, "state": TaskState(row["state"])})
+
+
+def to_utc(at: datetime) -> datetime:
+    """*at* in UTC.
+
+    Raises:
+        ValueError: *at* is naive.
+    """
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"naive datetime {at.isoformat()}: the store needs aware datetimes")
+    return at.astimezone(UTC)
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of the driver's message (SQLAlchemy's own adds SQL and parameters)."""
+    orig = getattr(err, "orig", None)
+    text = str(orig if orig is not None else err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def insert_attempts(conn: Connection, new: Sequence[NewAttempt]) -> list[AttemptRecord]:
+    """Insert *new* attempts (state ``scheduled``) and read them back, in order."""
+    if not new:
+        return []
+    rows = [
+        {"run_id": n.run_id, "task_id": n.task_id, "map_index": n.map_index,
+         "try_number": n.try_number, "state": TASK_INITIAL.value, "operator": n.operator,
+         "code_hash": n.code_hash,
+         "not_before": to_utc(n.not_before) if n.not_before is not None else None}
+        for n in new
+    ]  # fmt: skip
+    conn.execute(insert(task_attempts), rows)
+    keys = {(n.task_id, n.map_index, n.try_number) for n in new}
+    run_ids = {n.run_id for n in new}
+    query = select(task_attempts).where(_ta.run_id.in_(run_ids), _ta.state == TASK_INITIAL.value)
+    found = {}
+    for row in conn.execute(query):
+        key = (row.task_id, row.map_index, row.try_number)
+        if key in keys:
+            found[(row.run_id, *key)] = attempt_record(row._mapping)
+    return [found[(n.run_id, n.task_id, n.map_index, n.try_number)] for n in new]
+
+
+def set_owner(
+    conn: Connection, run_id: str, owner: str | None, expect: str | None, at: datetime | None
+) -> bool:
+    """Conditionally set the owner (and heartbeat) of a run; True if the row matched."""
+    cond = runs.c.owner.is_(None) if expect is None else runs.c.owner == expect
+    stmt = (
+        runs.update()
+        .where(runs.c.run_id == run_id, cond)
+        .values(owner=owner, heartbeat_at=to_utc(at) if at is not None else runs.c.heartbeat_at)
+    )
+    return bool(conn.execute(stmt).rowcount == 1)
+
+
+__all__ = [
+    "Mismatch",
+    "attempt_record",
+    "check_changes",
+    "first_line",
+    "flow_upsert",
+    "group_changes",
+    "insert_attempts",
+    "run_record",
+    "run_row",
+    "set_owner",
+    "to_utc",
+    "update_attempts",
+    "update_run",
+]
