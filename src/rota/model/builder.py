@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from rota.errors import DefinitionError, ParameterError
+from rota.model.callbacks import CallbackArg, Callbacks
 from rota.model.dag import (
     REQUIRED,
     Dag,
@@ -28,14 +29,48 @@ from rota.model.dag import (
 )
 from rota.model.policies import RetryPolicy, TriggerRule, coerce_timeout
 
+
+class FlowOptions:
+    """Flow-wide settings: defaults for every task that does not set its own, and run callbacks.
+
+    Args:
+        default_retries: ``retries=`` for tasks that set none (an int or a RetryPolicy).
+        default_retry_delay: ``retry_delay=`` to go with an int ``default_retries``.
+        default_timeout: ``timeout=`` for tasks that set none.
+        on_success, on_failure, on_retry: task callbacks for tasks that set none.
+        on_run_success, on_run_failure: called once when a run of the flow ends.
+    """
+
+    def __init__(
+        self,
+        *,
+        default_retries: RetryPolicy | int | None = None,
+        default_retry_delay: timedelta | None = None,
+        default_timeout: timedelta | float | None = None,
+        on_success: CallbackArg = None,
+        on_failure: CallbackArg = None,
+        on_retry: CallbackArg = None,
+        on_run_success: CallbackArg = None,
+        on_run_failure: CallbackArg = None,
+    ) -> None:
+        given = default_retries is not None or default_retry_delay is not None
+        self.retry = RetryPolicy.coerce(default_retries, default_retry_delay) if given else None
+        self.timeout = coerce_timeout(default_timeout)
+        self.callbacks = Callbacks.of(on_success, on_failure, on_retry)
+        self.run_callbacks = Callbacks.of(on_run_success, on_run_failure)
+
+
+NO_OPTIONS = FlowOptions()
+
 _current: ContextVar[FlowBuilder | None] = ContextVar("rota_flow_builder", default=None)
 
 
 class FlowBuilder:
     """Collects the task nodes created while one flow is being defined."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, options: FlowOptions = NO_OPTIONS) -> None:
         self.name = name
+        self.options = options
         self.nodes: dict[str, TaskNode] = {}
         self._calls: dict[str, int] = {}
 
@@ -62,7 +97,8 @@ class FlowBuilder:
 
     def freeze(self, params: Mapping[str, Any]) -> Dag:
         """Turn the recorded nodes into a validated Dag."""
-        return Dag.build(self.name, (n.to_spec() for n in self.nodes.values()), params)
+        specs = (n.to_spec() for n in self.nodes.values())
+        return Dag.build(self.name, specs, params, self.options.run_callbacks)
 
 
 class TaskNode:
@@ -84,6 +120,9 @@ class TaskNode:
         timeout: timedelta | float | None = None,
         tags: Iterable[str] = (),
         trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
+        on_success: CallbackArg = None,
+        on_failure: CallbackArg = None,
+        on_retry: CallbackArg = None,
     ) -> None:
         builder = FlowBuilder.current()
         if builder is None:
@@ -95,12 +134,14 @@ class TaskNode:
         self.op = op
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
-        self.retry = RetryPolicy.coerce(retries, retry_delay)
+        given = retries is not None or retry_delay is not None
+        self.retry = RetryPolicy.coerce(retries, retry_delay) if given else None
         self.timeout = coerce_timeout(timeout)
         if isinstance(tags, str):
             tags = (tags,)
         self.tags = frozenset(tags)
         self.trigger_rule = TriggerRule.coerce(trigger_rule)
+        self.callbacks = Callbacks.of(on_success, on_failure, on_retry)
         self.flow = builder
         self._after: dict[str, None] = {}
         builder.add(self)
@@ -156,16 +197,18 @@ class TaskNode:
             for tid in refs_in(value):
                 upstream[tid] = None
         upstream.update(self._after)
+        defaults = self.flow.options
         return TaskSpec(
             id=self.id,
             op=self.op,
             args=args,
             kwargs=kwargs,
             upstream=tuple(upstream),
-            retry=self.retry,
-            timeout=self.timeout,
+            retry=self.retry or defaults.retry or RetryPolicy(),
+            timeout=self.timeout or defaults.timeout,
             tags=self.tags,
             trigger_rule=self.trigger_rule,
+            callbacks=self.callbacks.with_defaults(defaults.callbacks),
         )
 
 
@@ -268,12 +311,17 @@ class Flow:
     """An operator-style flow: ``with Flow("name") as f:`` then create tasks inside the block."""
 
     def __init__(
-        self, name: str, *, params: Mapping[str, Any] | None = None, description: str = ""
+        self,
+        name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        description: str = "",
+        **options: Any,
     ) -> None:
         self.name = check_task_id(name, what="flow name")
         self.description = description
         self._params = tuple(ParamSpec(k, v) for k, v in (params or {}).items())
-        self._builder = FlowBuilder(self.name)
+        self._builder = FlowBuilder(self.name, _options(self.name, options))
         self._token: Any = None
 
     def __repr__(self) -> str:
@@ -304,10 +352,15 @@ class FlowFunction:
     """A TaskFlow-style flow: a function whose body, called with the parameters, calls tasks."""
 
     def __init__(
-        self, fn: Callable[..., Any], name: str | None = None, description: str = ""
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        description: str = "",
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.fn = fn
         self.name = check_task_id(name or fn.__name__, what="flow name")
+        self.options = _options(self.name, options or {})
         self.description = description or inspect.getdoc(fn) or ""
         specs = []
         for p in inspect.signature(fn).parameters.values():
@@ -331,7 +384,7 @@ class FlowFunction:
             DefinitionError: an invalid graph (CycleError for a cycle).
         """
         values = merge_params(self.name, self._params, params)
-        builder = FlowBuilder(self.name)
+        builder = FlowBuilder(self.name, self.options)
         token = _current.set(builder)
         try:
             self.fn(**values)
@@ -340,17 +393,33 @@ class FlowFunction:
         return builder.freeze(values)
 
 
-def flow(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str = ""
-) -> Any:
-    """Decorate a function as a flow: ``@flow`` or ``@flow(name="nightly")``.
+def _options(flow: str, options: Mapping[str, Any]) -> FlowOptions:
+    try:
+        return FlowOptions(**options)
+    except TypeError:
+        known = ", ".join(sorted(inspect.signature(FlowOptions).parameters))
+        unknown = sorted(set(options) - set(inspect.signature(FlowOptions).parameters))
+        raise DefinitionError(
+            f"flow {flow!r}: unknown option {unknown[0] if unknown else options!r} (known: {known})"
+        ) from None
 
-    The function's parameters, with their defaults, are the flow's parameters.
+
+def flow(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str = "",
+    **options: Any,
+) -> Any:
+    """Decorate a function as a flow: ``@flow`` or ``@flow(name="nightly", default_retries=2)``.
+
+    The function's parameters, with their defaults, are the flow's parameters; *options* are
+    those of :class:`FlowOptions`.
     """
     if fn is not None:
-        return FlowFunction(fn, name, description)
+        return FlowFunction(fn, name, description, options)
 
     def wrap(f: Callable[..., Any]) -> FlowFunction:
-        return FlowFunction(f, name, description)
+        return FlowFunction(f, name, description, options)
 
     return wrap

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, Final, Protocol, runtime_checkable
 
 from rota.errors import CycleError, DefinitionError
+from rota.model.callbacks import NO_CALLBACKS, Callbacks
 from rota.model.policies import RetryPolicy, TriggerRule, UpstreamTally, decide
 from rota.model.states import TERMINAL, TaskState
 
@@ -95,6 +96,7 @@ class TaskSpec:
     timeout: timedelta | None = None
     tags: frozenset[str] = frozenset()
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    callbacks: Callbacks = NO_CALLBACKS
 
     @property
     def data_inputs(self) -> tuple[str, ...]:
@@ -121,7 +123,7 @@ REQUIRED: Final = object()
 class Dag:
     """A validated, acyclic graph of task specs. Build it with :meth:`Dag.build`."""
 
-    __slots__ = ("_downstream", "_order", "name", "params", "tasks")
+    __slots__ = ("_downstream", "_order", "callbacks", "name", "params", "tasks")
 
     def __init__(
         self,
@@ -130,16 +132,24 @@ class Dag:
         params: Mapping[str, Any],
         order: tuple[str, ...],
         downstream: Mapping[str, tuple[str, ...]],
+        callbacks: Callbacks = NO_CALLBACKS,
     ) -> None:
         self.name = name
+        self.callbacks = callbacks
         self.tasks = dict(tasks)
         self.params = dict(params)
         self._order = order
         self._downstream = dict(downstream)
 
     @classmethod
-    def build(cls, name: str, specs: Iterable[TaskSpec], params: Mapping[str, Any]) -> Dag:
-        """Validate *specs* and return the graph.
+    def build(
+        cls,
+        name: str,
+        specs: Iterable[TaskSpec],
+        params: Mapping[str, Any],
+        callbacks: Callbacks = NO_CALLBACKS,
+    ) -> Dag:
+        """Validate *specs* and return the graph; *callbacks* are the run-level ones.
 
         Raises:
             DefinitionError: an invalid or duplicate id, or an upstream that is not in the flow.
@@ -161,7 +171,7 @@ class Dag:
                 downstream[up].append(spec.id)
         order = _topological_order(tasks, downstream, flow=name)
         frozen = {tid: tuple(ds) for tid, ds in downstream.items()}
-        return cls(name, tasks, params, order, frozen)
+        return cls(name, tasks, params, order, frozen, callbacks)
 
     def __len__(self) -> int:
         return len(self.tasks)

@@ -1,11 +1,13 @@
 """Frozen, validated policy values: retries, timeouts, trigger rules.
 
-The arithmetic is pure; the engine applies it (retry behaviour arrives with the resilience issue,
-but the values are validated on construction from day one).
+The arithmetic is pure; the engine applies it. Errors cross processes as text, so a policy
+matches exceptions by the qualified names of their classes (the error's MRO), not by identity.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -65,12 +67,37 @@ class RetryPolicy:
             raise PolicyError(f"retries must be an int >= 0 or a RetryPolicy, got {value!r}")
         return cls(max_attempts=value + 1, delay=delay or timedelta(0))
 
+    def should_retry(self, attempt: int, error_mro: Sequence[str]) -> bool:
+        """Whether failed attempt *attempt* (1-based) of an error of class MRO *error_mro* retries.
+
+        An error listed (or subclassing one listed) in ``give_up_on``, or not in ``retry_on``,
+        fails at once.
+        """
+        if attempt >= self.max_attempts:
+            return False
+        names = set(error_mro)
+        if any(qualified_name(t) in names for t in self.give_up_on):
+            return False
+        return any(qualified_name(t) in names for t in self.retry_on)
+
+    def delay_after(self, attempt: int, rng: random.Random) -> timedelta:
+        """The wait after failed attempt *attempt*, with jitter drawn from *rng*."""
+        wait = self.base_delay(attempt)
+        if self.jitter:
+            wait = wait * rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
+        return wait
+
     def base_delay(self, attempt: int) -> timedelta:
         """The wait after failed attempt *attempt* (1-based), before jitter."""
         wait = self.delay * (self.backoff ** (attempt - 1))
         if self.max_delay is not None:
             wait = min(wait, self.max_delay)
         return wait
+
+
+def qualified_name(cls: type) -> str:
+    """``module.QualName`` of a class, as error MROs list them."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def coerce_timeout(value: timedelta | float | int | None) -> timedelta | None:

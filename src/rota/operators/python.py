@@ -10,6 +10,7 @@ from typing import Any
 
 from rota.errors import DefinitionError
 from rota.model.builder import FlowBuilder, TaskNode
+from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.operators.base import ExecContext, source_hash
 
@@ -50,6 +51,9 @@ class PythonTask(TaskNode):
         timeout: timedelta | float | None = None,
         tags: Iterable[str] = (),
         trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
+        on_success: CallbackArg = None,
+        on_failure: CallbackArg = None,
+        on_retry: CallbackArg = None,
     ) -> None:
         if not callable(fn):
             raise DefinitionError(f"task {task_id!r}: {fn!r} is not callable")
@@ -69,6 +73,9 @@ class PythonTask(TaskNode):
             timeout=timeout,
             tags=tags,
             trigger_rule=trigger_rule,
+            on_success=on_success,
+            on_failure=on_failure,
+            on_retry=on_retry,
         )
 
 
@@ -125,7 +132,19 @@ def _param_names(fn: Callable[..., Any]) -> set[str]:
         return set()
 
 
-_TASK_OPTIONS = frozenset({"task_id", "retries", "retry_delay", "timeout", "tags", "trigger_rule"})
+_TASK_OPTIONS = frozenset(
+    {
+        "task_id",
+        "retries",
+        "retry_delay",
+        "timeout",
+        "tags",
+        "trigger_rule",
+        "on_success",
+        "on_failure",
+        "on_retry",
+    }
+)
 
 
 def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:

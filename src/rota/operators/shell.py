@@ -13,6 +13,7 @@ from typing import Any
 
 from rota.errors import DefinitionError
 from rota.model.builder import TaskNode
+from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.operators.base import ExecContext, digest
 
@@ -99,6 +100,9 @@ class ShellTask(TaskNode):
         timeout: timedelta | float | None = None,
         tags: Iterable[str] = (),
         trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
+        on_success: CallbackArg = None,
+        on_failure: CallbackArg = None,
+        on_retry: CallbackArg = None,
     ) -> None:
         if not isinstance(command, str) or not command.strip():
             raise DefinitionError(f"task {task_id!r}: command must be a non-empty string")
@@ -111,4 +115,7 @@ class ShellTask(TaskNode):
             timeout=timeout,
             tags=tags,
             trigger_rule=trigger_rule,
+            on_success=on_success,
+            on_failure=on_failure,
+            on_retry=on_retry,
         )

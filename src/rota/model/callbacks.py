@@ -1,0 +1,103 @@
+"""Callbacks: what a flow asks to be told when a task or a run succeeds, fails or retries.
+
+Callbacks are plain callables taking one :class:`CallbackContext`. The engine calls them after
+the state change is committed, off its main loop; one that raises is logged and never changes a
+state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rota.errors import DefinitionError
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackContext:
+    """What a callback is told: the event, the run, and (for task events) the attempt and error."""
+
+    event: str  # success | failure | retry | run_success | run_failure
+    run_id: str
+    flow: str
+    state: str
+    task_id: str | None = None
+    try_number: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the context (the body a webhook notifier posts)."""
+        return {
+            "event": self.event,
+            "run_id": self.run_id,
+            "flow": self.flow,
+            "state": self.state,
+            "task_id": self.task_id,
+            "try_number": self.try_number,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "params": {k: v if isinstance(v, str | int | float | bool) else repr(v)
+                       for k, v in self.params.items()},
+        }  # fmt: skip
+
+
+Callback = Callable[[CallbackContext], object]
+
+CallbackArg = Callback | Iterable[Callback] | None
+
+
+def _callables(name: str, value: CallbackArg) -> tuple[Callback, ...] | None:
+    if value is None:
+        return None
+    items = [value] if callable(value) else list(value)
+    for item in items:
+        if not callable(item):
+            raise DefinitionError(f"{name} must be a callable or a list of callables, got {item!r}")
+    return tuple(items)
+
+
+@dataclass(frozen=True, slots=True)
+class Callbacks:
+    """The callables to call per event; None means "not set here" (a default may apply)."""
+
+    on_success: tuple[Callback, ...] | None = None
+    on_failure: tuple[Callback, ...] | None = None
+    on_retry: tuple[Callback, ...] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        on_success: CallbackArg = None,
+        on_failure: CallbackArg = None,
+        on_retry: CallbackArg = None,
+    ) -> Callbacks:
+        """Validate callables (one, or a list) per event.
+
+        Raises:
+            DefinitionError: a value is not callable.
+        """
+        return cls(
+            _callables("on_success", on_success),
+            _callables("on_failure", on_failure),
+            _callables("on_retry", on_retry),
+        )
+
+    def with_defaults(self, defaults: Callbacks) -> Callbacks:
+        """Per event, these callbacks if set, else *defaults*'."""
+        return Callbacks(
+            self.on_success if self.on_success is not None else defaults.on_success,
+            self.on_failure if self.on_failure is not None else defaults.on_failure,
+            self.on_retry if self.on_retry is not None else defaults.on_retry,
+        )
+
+    def for_event(self, event: str) -> tuple[Callback, ...]:
+        """The callables for *event* (``success``, ``failure``, ``retry``)."""
+        found: tuple[Callback, ...] | None = getattr(self, f"on_{event}", None)
+        return found or ()
+
+
+NO_CALLBACKS = Callbacks()
