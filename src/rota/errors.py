@@ -102,6 +102,14 @@ class ExecutorError(RotaError):
     """Raised when an executor cannot start or lost its workers."""
 
 
+class TaskTimeout(RotaError):
+    """Raised (or reported) when an attempt runs past its timeout; retried like any failure."""
+
+
+class WorkerLost(RotaError):
+    """Reported when the worker process running an attempt died before reporting its outcome."""
+
+
 class Skip(Exception):
     """Raised by a task to skip itself; not a failure."""
 

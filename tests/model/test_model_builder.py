@@ -369,11 +369,6 @@ def test_unknown_task_option() -> None:
         task(plain, colour="red")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: TaskFunction.override does not check option names; an unknown one surfaces "
-    "as a TypeError from PythonTask when the task is called in a flow",
-)
 def test_override_with_an_unknown_option_is_a_definition_error() -> None:
     @flow
     def bad() -> None:
@@ -384,11 +379,6 @@ def test_override_with_an_unknown_option_is_a_definition_error() -> None:
         bad.build()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: FlowBuilder.auto_id does not skip ids already taken (Airflow's "
-    "get_unique_task_id does), so an automatic id can collide with an explicit one",
-)
 def test_automatic_ids_skip_taken_ids() -> None:
     @flow
     def clash() -> None:

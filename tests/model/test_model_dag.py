@@ -164,11 +164,6 @@ def test_invalid_ids(tid: object) -> None:
             build(spec(tid))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: TASK_ID_PATTERN ends with '$', which also matches before a trailing newline, "
-    "so 'abc\\n' is accepted (use fullmatch or \\Z)",
-)
 def test_id_with_trailing_newline_is_invalid() -> None:
     with pytest.raises(DefinitionError):
         check_task_id("abc\n")
@@ -362,11 +357,6 @@ def test_resume_cascades_a_finished_failure() -> None:
     assert ids(rs.initial()) == {"b": S.UPSTREAM_FAILED, "c": S.UPSTREAM_FAILED}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on resume, ReadySet.__init__ cascades a non-run frontier decision with done(), "
-    "which queues a downstream task, then its loop over dag.order queues that task again",
-)
 def test_resume_decides_each_task_once() -> None:
     # The runner resumes with its SUCCESS tasks as `finished`: an alert (one_failed) is then
     # skipped and a cleanup (all_done) after it must be queued once, not twice.
@@ -474,7 +464,6 @@ def test_ready_set_resume_from_successful_prefix_all_success(dag: Dag, data: st.
     drive(ReadySet(plain, finished=done), plain, data, done)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resume can decide a task twice (see above)")
 @given(dag=random_dags(), data=st.data())
 @PROPERTY
 def test_ready_set_resume_from_successful_prefix_any_rules(dag: Dag, data: st.DataObject) -> None:

@@ -168,11 +168,6 @@ def test_source_hash_without_source_falls_back_to_bytecode() -> None:
     ],
     ids=["constant", "attribute"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: without source, source_hash digests only co_code, which leaves out constants "
-    "and names, so changing `x + 1` to `x + 2` (or `x.imag` to `x.real`) keeps the hash",
-)
 def test_source_hash_fallback_changes_with_constants_and_names(before: str, after: str) -> None:
     assert source_hash(exec_fn(after)) != source_hash(exec_fn(before))
 

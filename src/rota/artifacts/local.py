@@ -64,6 +64,29 @@ def read_output(path: Path, *, producer: str) -> Any:
         raise ArtifactError(f"output of task {producer!r} at {path} is unreadable: {err}") from err
 
 
+class FileCheckpoint:
+    """A task's checkpoint as one file: saved like an output (temp file, fsync, rename)."""
+
+    def __init__(self, path: Path, *, producer: str) -> None:
+        self.path = path
+        self.producer = producer
+
+    def save(self, obj: Any) -> None:
+        """Replace the checkpoint with *obj*; a crash mid-save keeps the previous one."""
+        write_output(self.path, obj)
+
+    def load(self, default: Any = None) -> Any:
+        """The last saved object, or *default* when nothing was saved yet."""
+        if not self.path.exists():
+            return default
+        return read_output(self.path, producer=self.producer)
+
+
+def checkpoint_path(root: Path, run_id: str, task_id: str, map_index: int = -1) -> Path:
+    """Where the checkpoint of (*run_id*, *task_id*, *map_index*) lives under *root*."""
+    return output_path(root, run_id, task_id, map_index)
+
+
 class OutputCache:
     """Outputs kept in memory by the process that produced or read them, least recently used first
     out, bounded by their pickled size."""

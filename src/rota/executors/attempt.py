@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from rota.artifacts.local import OutputCache, read_output, write_output
+from rota.artifacts.local import FileCheckpoint, OutputCache, read_output, write_output
 from rota.errors import Skip
 from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo
 from rota.model.dag import resolve
-from rota.operators.base import ExecContext
+from rota.model.policies import qualified_name
+from rota.operators.base import ExecContext, NoCheckpoint
 
 
 class Capture(Protocol):
@@ -45,16 +46,39 @@ def load_inputs(spec: AttemptSpec, cache: OutputCache) -> dict[str, Any]:
     return values
 
 
+def make_context(spec: AttemptSpec, *, own_session: bool) -> ExecContext:
+    """The context an attempt's operator (and a task's ``ctx`` parameter) receives."""
+    checkpoint = (
+        FileCheckpoint(Path(spec.checkpoint_path), producer=spec.task_id)
+        if spec.checkpoint_path
+        else NoCheckpoint()
+    )
+    deadline = time.monotonic() + spec.timeout if spec.timeout else None
+    return ExecContext(
+        spec.run_id,
+        spec.flow,
+        spec.task_id,
+        spec.try_number,
+        spec.params,
+        checkpoint=checkpoint,
+        deadline=deadline,
+        own_session=own_session,
+    )
+
+
 def run_attempt(
     spec: AttemptSpec,
     cache: OutputCache,
     begin: Callable[[], None],
     capture: Capture,
     worker: str,
+    *,
+    own_session: bool = True,
 ) -> AttemptOutcome:
     """Run *spec* here and now; never raises for the task's own errors.
 
     *begin* starts output capture; *capture.end* stops it and names the log file, if any.
+    *own_session* is False in worker processes (see :class:`ExecContext`).
     """
     started = time.time()
     begin()
@@ -66,7 +90,7 @@ def run_attempt(
         inputs = load_inputs(spec, cache)
         args = resolve(spec.args, inputs)
         kwargs = resolve(dict(spec.kwargs), inputs)
-        ctx = ExecContext(spec.run_id, spec.flow, spec.task_id, spec.try_number, spec.params)
+        ctx = make_context(spec, own_session=own_session)
         value = spec.op.execute(ctx, args, kwargs)  # type: ignore[attr-defined]
         if value is not None:
             size = write_output(Path(spec.output_path), value)
@@ -102,4 +126,5 @@ def describe_error(err: BaseException) -> ErrorInfo:
         message=str(err) or type(err).__name__,
         traceback=tb,
         exit_code=code if isinstance(code, int) else None,
+        mro=tuple(qualified_name(c) for c in type(err).__mro__),
     )

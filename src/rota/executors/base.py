@@ -44,6 +44,8 @@ class AttemptSpec:
     log_path: str
     params: Mapping[str, Any] = field(default_factory=dict)
     modules: tuple[tuple[str, str], ...] = ()
+    timeout: float | None = None
+    checkpoint_path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,17 @@ class ErrorInfo:
     message: str
     traceback: str = ""
     exit_code: int | None = None
+    mro: tuple[str, ...] = ()
+    """Qualified names of the error's classes, most derived first (retry policies match these)."""
+
+
+TIMEOUT_MRO = ("rota.errors.TaskTimeout", "rota.errors.RotaError", "builtins.Exception")
+LOST_MRO = ("rota.errors.WorkerLost", "rota.errors.RotaError", "builtins.Exception")
+
+
+def timeout_error(seconds: float) -> ErrorInfo:
+    """The error of an attempt ended because it ran past its timeout."""
+    return ErrorInfo("TaskTimeout", f"timed out after {seconds:g}s", mro=TIMEOUT_MRO)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import pickle
+import signal
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -23,11 +25,13 @@ import cloudpickle
 
 from rota.errors import ExecutorError
 from rota.executors.base import (
+    LOST_MRO,
     AttemptEvent,
     AttemptOutcome,
     AttemptSpec,
     AttemptStarted,
     ErrorInfo,
+    timeout_error,
 )
 
 
@@ -61,6 +65,7 @@ class LocalPoolExecutor:
         *,
         prefetch: int = 1,
         cache_bytes: int = 256 * 1024 * 1024,
+        kill_grace: float = 2.0,
     ) -> None:
         self._logs_dir = logs_dir
         self._prefetch = max(1, prefetch)
@@ -69,6 +74,8 @@ class LocalPoolExecutor:
         self._op_ids: dict[Any, int] = {}
         self._keep: list[Any] = []  # operators keyed by id() stay alive so ids are not reused
         self._holder: dict[str, _Worker] = {}
+        self._timeouts: dict[int, float] = {}
+        self._watch = _Deadlines(kill_grace)
         self._ctx = _context()
         self._workers: list[_Worker] = []
         for i in range(max(1, workers)):
@@ -122,6 +129,8 @@ class LocalPoolExecutor:
             spec_blob = cloudpickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL)
         msg = (attempt.attempt_id, attempt.modules, key, blob, spec_blob)
         worker.outstanding.add(attempt.attempt_id)
+        if attempt.timeout:
+            self._timeouts[attempt.attempt_id] = attempt.timeout
         worker.conn.send_bytes(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _choose(self, attempt: AttemptSpec) -> _Worker:
@@ -156,7 +165,8 @@ class LocalPoolExecutor:
         if not busy:
             return []
         events: list[AttemptEvent] = []
-        for ready in wait(busy, timeout):
+        timeout = min(timeout, self._watch.next_due(time.monotonic()))
+        for ready in wait(busy, max(0.0, timeout)):
             conn = cast(Connection, ready)
             worker = self._by_conn[conn]
             try:
@@ -164,34 +174,37 @@ class LocalPoolExecutor:
                     events.append(self._receive(worker, conn.recv()))
             except (EOFError, OSError):
                 events.extend(self._replace_dead(worker))
+        self._watch.enforce(time.monotonic())
         return events
 
     def _receive(self, worker: _Worker, msg: Any) -> AttemptEvent:
         if isinstance(msg, AttemptOutcome):
             worker.outstanding.discard(msg.attempt_id)
+            self._watch.forget(msg.attempt_id)
             if msg.output_path:
                 self._holder[msg.output_path] = worker
             return msg
         _tag, attempt_id, at, name = msg
+        limit = self._timeouts.pop(attempt_id, None)
+        if limit is not None:
+            self._watch.start(attempt_id, worker.proc.pid, limit, time.monotonic())
         return AttemptStarted(attempt_id, at, name)
 
     def _replace_dead(self, worker: _Worker) -> list[AttemptEvent]:
         worker.proc.join(timeout=1)
         code = worker.proc.exitcode
         now = time.time()
-        lost = [
-            AttemptOutcome(
-                attempt_id,
-                False,
-                now,
-                now,
-                f"worker-{worker.index}",
-                error=ErrorInfo(
-                    "WorkerLost", f"worker process died (exit code {code})", exit_code=code
-                ),
+        lost_error = ErrorInfo(
+            "WorkerLost", f"worker process died (exit code {code})", exit_code=code, mro=LOST_MRO
+        )
+        lost = []
+        for attempt_id in sorted(worker.outstanding):
+            limit = self._watch.forget(attempt_id)
+            error = timeout_error(limit) if limit is not None else lost_error
+            self._timeouts.pop(attempt_id, None)
+            lost.append(
+                AttemptOutcome(attempt_id, False, now, now, f"worker-{worker.index}", error=error)
             )
-            for attempt_id in sorted(worker.outstanding)
-        ]
         self._close_worker(worker)
         fresh = self._spawn(worker.index)
         self._workers[worker.index] = fresh
@@ -209,9 +222,54 @@ class LocalPoolExecutor:
     def close(self, *, cancel: bool = False) -> None:
         for w in self._workers:
             self._close_worker(w)  # the worker sees EOF and returns; the lifeline ends it if busy
+            if cancel:  # end the worker and whatever its task started (its process group)
+                with contextlib.suppress(OSError):
+                    os.killpg(w.proc.pid, signal.SIGKILL)
         deadline = time.monotonic() + (0.5 if cancel else 5.0)
         for w in self._workers:
             w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
             if w.proc.is_alive():
-                w.proc.kill()
+                with contextlib.suppress(OSError):
+                    os.killpg(w.proc.pid, signal.SIGKILL)
                 w.proc.join(timeout=5)
+
+
+class _Deadlines:
+    """Timeouts of running attempts: SIGTERM to the worker's group at the deadline, SIGKILL after
+    a grace period. The worker's death then reports the attempt as timed out."""
+
+    def __init__(self, grace: float) -> None:
+        self._grace = grace
+        self._due: dict[int, tuple[int, float, float]] = {}  # attempt -> (pgid, deadline, limit)
+        self._kill_at: dict[int, float] = {}  # pgid -> when to SIGKILL
+
+    def start(self, attempt_id: int, pgid: int, limit: float, now: float) -> None:
+        self._due[attempt_id] = (pgid, now + limit, limit)
+
+    def forget(self, attempt_id: int) -> float | None:
+        """Stop watching *attempt_id*; return its limit if it was ended for running past it."""
+        entry = self._due.pop(attempt_id, None)
+        if entry is None:
+            return None
+        pgid, _, limit = entry
+        ended = self._kill_at.pop(pgid, None) is not None
+        return limit if ended else None
+
+    def next_due(self, now: float) -> float:
+        """Seconds until the next deadline or kill, or infinity."""
+        times = [d for _, d, _ in self._due.values()] + list(self._kill_at.values())
+        return min(times, default=now + 3600.0) - now
+
+    def enforce(self, now: float) -> None:
+        for pgid, deadline, _ in self._due.values():
+            if now >= deadline and pgid not in self._kill_at:
+                _signal_group(pgid, signal.SIGTERM)
+                self._kill_at[pgid] = now + self._grace
+        for pgid, kill_at in self._kill_at.items():
+            if now >= kill_at:
+                _signal_group(pgid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, sig)

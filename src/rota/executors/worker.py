@@ -37,6 +37,8 @@ def _watch_lifeline(lifeline: Connection) -> None:
         lifeline.recv()
     # The engine is gone: end this worker and its process group's children now, so no orphan
     # finishes a task behind the back of whoever resumes the run.
+    with contextlib.suppress(OSError):
+        os.killpg(0, signal.SIGKILL)
     os._exit(70)
 
 
@@ -51,7 +53,10 @@ def worker_main(
     for fd in inherited:
         with contextlib.suppress(OSError):
             os.close(fd)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
+    # Its own process group: the engine ends a timed-out attempt by ending this group (the worker
+    # and whatever the task started), and a terminal's Ctrl-C reaches the engine only.
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Print through fds 1 and 2 whatever the forking process had put in place of sys.stdout, so
     # that FdCapture sees everything a task prints.
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
@@ -81,5 +86,5 @@ def worker_main(
             continue
         spec = replace(spec, op=ops[op_key])
         conn.send(("started", spec.attempt_id, time.time(), worker))
-        outcome = run_attempt(spec, cache, capture.begin, capture, worker)
+        outcome = run_attempt(spec, cache, capture.begin, capture, worker, own_session=False)
         conn.send(outcome)

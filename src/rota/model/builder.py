@@ -82,8 +82,12 @@ class FlowBuilder:
     def auto_id(self, base: str) -> str:
         """``base`` for the first call, then ``base__1``, ``base__2``, ... (as Airflow does)."""
         n = self._calls.get(base, 0)
+        candidate = base if n == 0 else f"{base}__{n}"
+        while candidate in self.nodes:  # skip ids taken explicitly
+            n += 1
+            candidate = f"{base}__{n}"
         self._calls[base] = n + 1
-        return base if n == 0 else f"{base}__{n}"
+        return candidate
 
     def add(self, node: TaskNode) -> None:
         """Register *node*; its id must be new in this flow.

@@ -28,7 +28,7 @@ def check_task_id(task_id: object, *, what: str = "task id") -> str:
     Raises:
         DefinitionError: not a string, not matching TASK_ID_PATTERN, or containing "..".
     """
-    if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id) or ".." in task_id:
+    if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id) or ".." in task_id:
         raise DefinitionError(
             f"invalid {what} {task_id!r}: use letters, digits, '_', '.', '-' "
             "(first character a letter, digit or '_'; at most 250; no '..')"
@@ -251,13 +251,16 @@ class ReadySet:
         for tid, state in (finished or {}).items():
             self._record(tid, state)
         self._initial: list[Decision] = []
+        decided: set[str] = set()
         for tid in dag.order:
-            if tid in self._finished or self._remaining[tid]:
+            if tid in self._finished or tid in decided or self._remaining[tid]:
                 continue
             verdict = self._verdict(tid)
-            self._initial.append(Decision(tid, verdict))
+            found = [Decision(tid, verdict)]
             if verdict is not TaskState.QUEUED:
-                self._initial.extend(self.done(tid, verdict))
+                found.extend(self.done(tid, verdict))  # a cascade may decide later tasks too
+            decided.update(d.task_id for d in found)
+            self._initial.extend(found)
 
     def initial(self) -> list[Decision]:
         """Decisions available before anything new finishes (roots, and resumed frontiers)."""

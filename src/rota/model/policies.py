@@ -6,6 +6,7 @@ matches exceptions by the qualified names of their classes (the error's MRO), no
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,12 +46,14 @@ class RetryPolicy:
             raise PolicyError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if not isinstance(self.delay, timedelta) or self.delay < timedelta(0):
             raise PolicyError(f"delay must be a timedelta >= 0, got {self.delay!r}")
-        if self.backoff < 1.0:
-            raise PolicyError(f"backoff must be >= 1.0, got {self.backoff}")
-        if self.max_delay is not None and self.max_delay < timedelta(0):
-            raise PolicyError(f"max_delay must be >= 0, got {self.max_delay!r}")
-        if not 0.0 <= self.jitter < 1.0:
-            raise PolicyError(f"jitter must be in [0, 1), got {self.jitter}")
+        if not _is_real(self.backoff) or not self.backoff >= 1.0:
+            raise PolicyError(f"backoff must be a number >= 1.0, got {self.backoff!r}")
+        if self.max_delay is not None and (
+            not isinstance(self.max_delay, timedelta) or self.max_delay < timedelta(0)
+        ):
+            raise PolicyError(f"max_delay must be a timedelta >= 0 or None, got {self.max_delay!r}")
+        if not _is_real(self.jitter) or not 0.0 <= self.jitter < 1.0:
+            raise PolicyError(f"jitter must be in [0, 1), got {self.jitter!r}")
 
     @classmethod
     def coerce(cls, value: RetryPolicy | int | None, delay: timedelta | None = None) -> RetryPolicy:
@@ -95,6 +98,11 @@ class RetryPolicy:
         return wait
 
 
+def _is_real(value: object) -> bool:
+    """A finite int or float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def qualified_name(cls: type) -> str:
     """``module.QualName`` of a class, as error MROs list them."""
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -108,7 +116,7 @@ def coerce_timeout(value: timedelta | float | int | None) -> timedelta | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool):
+    if not isinstance(value, timedelta) and not _is_real(value):
         raise PolicyError(f"timeout must be a timedelta or seconds, got {value!r}")
     out = value if isinstance(value, timedelta) else timedelta(seconds=float(value))
     if out <= timedelta(0):

@@ -9,18 +9,48 @@ import inspect
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+
+class Checkpoint(Protocol):
+    """A task's own progress store: the last object saved survives retries and resumes."""
+
+    def save(self, obj: Any) -> None:
+        """Replace the checkpoint with *obj*, atomically (a crash keeps the previous one)."""
+
+    def load(self, default: Any = None) -> Any:
+        """The last object saved by any attempt of this task in this run, else *default*."""
+
+
+class NoCheckpoint:
+    """The checkpoint of a context that has none: saving is an error."""
+
+    def save(self, obj: Any) -> None:
+        raise RuntimeError("this attempt has no checkpoint store")
+
+    def load(self, default: Any = None) -> Any:
+        return default
 
 
 @dataclass(frozen=True, slots=True)
 class ExecContext:
-    """Facts about the attempt being run; a Python task with a ``ctx`` parameter receives it."""
+    """Facts about the attempt being run; a Python task with a ``ctx`` parameter receives it.
+
+    Attributes:
+        checkpoint: ``ctx.checkpoint.save(obj)`` / ``ctx.checkpoint.load()``.
+        deadline: ``time.monotonic()`` value at which the attempt times out, if it has a timeout.
+        own_session: whether a shell command gets its own process group (and enforces the deadline
+            itself); False in worker processes, whose whole group the executor ends on a timeout.
+    """
 
     run_id: str
     flow: str
     task_id: str
     try_number: int
     params: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint: Checkpoint = field(default_factory=NoCheckpoint)
+    deadline: float | None = None
+    own_session: bool = True
 
     def environ(self) -> dict[str, str]:
         """Environment variables that describe this attempt to a child process."""
@@ -41,6 +71,16 @@ def digest(*parts: str) -> str:
     return h.hexdigest()
 
 
+def _code_text(code: Any) -> str:
+    """Bytecode with its constants (nested code objects too), names and variables, as text."""
+    if code is None:
+        return "None"
+    consts = [
+        _code_text(c) if hasattr(c, "co_code") else repr(c) for c in getattr(code, "co_consts", ())
+    ]
+    return repr((code.co_code, consts, code.co_names, code.co_varnames))
+
+
 @functools.lru_cache(maxsize=4096)
 def source_hash(fn: Callable[..., Any]) -> str:
     """Digest of *fn*'s source with comments, docstrings and formatting normalised away.
@@ -52,7 +92,7 @@ def source_hash(fn: Callable[..., Any]) -> str:
         tree = ast.parse(src)
     except (OSError, TypeError, SyntaxError):
         code = getattr(fn, "__code__", None)
-        return digest(getattr(fn, "__qualname__", repr(fn)), repr(code.co_code if code else None))
+        return digest(getattr(fn, "__qualname__", repr(fn)), _code_text(code))
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             node.decorator_list = []

@@ -111,7 +111,12 @@ class TaskFunction:
         return f"<task {self.__qualname__}>"
 
     def override(self, **options: Any) -> TaskFunction:
-        """A copy with other task options (``task_id``, ``retries``, ``timeout``, ``tags``...)."""
+        """A copy with other task options (``task_id``, ``retries``, ``timeout``, ``tags``...).
+
+        Raises:
+            DefinitionError: an unknown option.
+        """
+        _check_options(options)
         return TaskFunction(self.fn, {**self.options, **options})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -147,17 +152,20 @@ _TASK_OPTIONS = frozenset(
 )
 
 
+def _check_options(options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - _TASK_OPTIONS)
+    if unknown:
+        known = ", ".join(sorted(_TASK_OPTIONS))
+        raise DefinitionError(f"unknown @task option {unknown[0]!r} (known: {known})")
+
+
 def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Decorate a function as a task: ``@task`` or ``@task(retries=3, timeout=60, tags=["ml"])``.
 
     Raises:
         DefinitionError: an unknown option.
     """
-    unknown = sorted(set(options) - _TASK_OPTIONS)
-    if unknown:
-        raise DefinitionError(
-            f"unknown @task option {unknown[0]!r} (known: {', '.join(sorted(_TASK_OPTIONS))})"
-        )
+    _check_options(options)
     if fn is not None:
         return TaskFunction(fn, options)
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from rota.errors import DefinitionError
+from rota.errors import DefinitionError, TaskTimeout
 from rota.model.builder import TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
@@ -46,7 +50,8 @@ class ShellOp:
         return digest(self.command, repr(sorted(self.env.items())), self.cwd or "")
 
     def execute(self, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-        """Run the command; raise ShellCommandFailed on a non-zero exit code."""
+        """Run the command; raise ShellCommandFailed on a non-zero exit, TaskTimeout past the
+        deadline (enforced here only when the command has its own process group)."""
         del args, kwargs
         env = {**os.environ, **ctx.environ(), **self.env}
         shell = shutil.which("bash") or "/bin/sh"
@@ -59,22 +64,63 @@ class ShellOp:
             stderr=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.PIPE,
             env=env,
             cwd=self.cwd,
-            start_new_session=True,  # its own process group, so a timeout can end it whole
+            start_new_session=ctx.own_session,
         ) as proc:
-            last = None
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.decode(errors="replace")
-                sys.stdout.write(line)
-                if line.strip():
-                    last = line.rstrip("\n")
+            lines: list[str] = []
+            pump = threading.Thread(target=_pump, args=(proc, lines), daemon=True)
+            pump.start()
+            code = _wait(proc, ctx)
+            pump.join()
             if proc.stderr is not None:
                 sys.stderr.write(proc.stderr.read().decode(errors="replace"))
-            code = proc.wait()
         sys.stdout.flush()
+        if code is None:
+            raise TaskTimeout(f"command timed out: {self.command}")
         if code != 0:
             raise ShellCommandFailed(self.command, code)
-        return last
+        return lines[-1] if lines else None
+
+
+def _pump(proc: subprocess.Popen[bytes], lines: list[str]) -> None:
+    """Copy the command's stdout to ours, keeping its last non-empty line."""
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode(errors="replace")
+        sys.stdout.write(line)
+        if line.strip():
+            lines.append(line.rstrip("\n"))
+            del lines[:-1]
+
+
+def _wait(proc: subprocess.Popen[bytes], ctx: ExecContext) -> int | None:
+    """The exit code, or None when the deadline passed and the command's group was ended."""
+    if ctx.deadline is None or not ctx.own_session:
+        return proc.wait()
+    try:
+        return proc.wait(timeout=max(0.0, ctx.deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        end_group(proc.pid, grace=KILL_GRACE_S)
+        proc.wait()
+        return None
+
+
+KILL_GRACE_S = 2.0
+"""Seconds between SIGTERM and SIGKILL when a timed-out process group is ended."""
+
+
+def end_group(pgid: int, *, grace: float) -> None:
+    """SIGTERM process group *pgid*, then SIGKILL it if anything is left after *grace* seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _has_fileno(stream: object) -> bool:
