@@ -22,12 +22,14 @@ class Settings:
         database_url: ``ROTA_DATABASE_URL``; default ``sqlite:///$ROTA_HOME/rota.db``.
         executor: ``ROTA_EXECUTOR`` (``local``, ``threads`` or ``inprocess``); default ``local``.
         workers: ``ROTA_WORKERS``; default the number of CPUs.
+        fault_points: ``ROTA_FAULT_POINTS``, for crash tests only (see ``rota.engine.faults``).
     """
 
     home: Path
     database_url: str
     executor: str = "local"
     workers: int = 0
+    fault_points: str = ""
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -55,6 +57,7 @@ class Settings:
             database_url=url,
             executor=environ.get("ROTA_EXECUTOR", "local") or "local",
             workers=workers,
+            fault_points=environ.get("ROTA_FAULT_POINTS", ""),
         )
 
     def with_options(self, *, executor: str | None = None, workers: int | None = None) -> Settings:

@@ -38,9 +38,9 @@ EXPECTED_TASK: dict[str, set[str]] = {
 EXPECTED_RUN: dict[str, set[str]] = {
     "queued": {"running", "failed"},
     "running": {"success", "failed", "interrupted"},
-    "failed": {"running"},
-    "interrupted": {"running", "failed"},
-    "success": set(),
+    "failed": {"running", "queued"},  # resumed, or tasks cleared
+    "interrupted": {"running", "failed", "queued"},
+    "success": {"queued"},  # tasks cleared: queued for a resume
 }
 
 TASK_PAIRS = list(itertools.product(TaskState, TaskState))

@@ -32,13 +32,32 @@ def run_cmd(
 ) -> None:
     """Run the flow TARGET (PATH[:FLOW]) to the end."""
     from rota.engine.loader import resolve_target
-    from rota.engine.runner import Runner
+
+    loaded = resolve_target(target)
+    dag = loaded.build(parse_params(loaded, params))  # every definition error before any write
+
+    def go(runner: Any) -> Any:
+        record = runner.create(dag, loaded.ref)
+        if not as_json:
+            ctx.err.print(f"run {record.run_id} of flow {loaded.name} started", highlight=False)
+        runner.options.faults.hit("run_created")
+        return lambda: runner.drive(record.run_id, dag, loaded.ref)
+
+    summary = _drive(ctx, executor, workers, as_json, go)
+    _finish(ctx, summary, dag, as_json)
+
+
+def _drive(
+    ctx: CliContext, executor: str | None, workers: int | None, as_json: bool, prepare: Any
+) -> Any:
+    """Open the executor and store, let *prepare* set the run up, then drive it with a display."""
+    from rota.engine.faults import FaultPoints
+    from rota.engine.runner import Runner, RunnerOptions
     from rota.executors.factory import open_executor
     from rota.model.schedule import SystemClock
 
     settings = ctx.settings.with_options(executor=executor, workers=workers)
-    loaded = resolve_target(target)
-    dag = loaded.build(parse_params(loaded, params))  # every definition error before any write
+    options = RunnerOptions(faults=FaultPoints(settings.fault_points))
     ex = open_executor(settings)  # before any thread starts: local workers are forked
     cancel = True
     try:
@@ -47,19 +66,24 @@ def run_cmd(
             display: Any = render.LiveProgress(ctx.console) if live else None
             plain = None if (live or as_json) else render.PlainProgress(ctx.err)
             hook = display.update if display else (plain.update if plain else None)
-            runner = Runner(store, ex, home=settings.home, clock=SystemClock(), on_progress=hook)
-            record = runner.create(dag, loaded.ref)
-            if not as_json:
-                ctx.err.print(f"run {record.run_id} of flow {loaded.name} started", highlight=False)
+            runner = Runner(
+                store,
+                ex,
+                home=settings.home,
+                clock=SystemClock(),
+                on_progress=hook,
+                options=options,
+            )
+            drive = prepare(runner)
             if display:
                 with display:
-                    summary = runner.drive(record.run_id, dag, loaded.ref)
+                    summary = drive()
             else:
-                summary = runner.drive(record.run_id, dag, loaded.ref)
+                summary = drive()
         cancel = False
     finally:
         ex.close(cancel=cancel)
-    _finish(ctx, summary, dag, as_json)
+    return summary
 
 
 def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
@@ -93,6 +117,97 @@ def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
             continue
         text = repr(value)
         ctx.console.print(f"{tid} → {text[:500]}{'…' if len(text) > 500 else ''}", highlight=False)
+
+
+def _load_run_flow(ctx: CliContext, run_id: str | None, last: str | None) -> tuple[Any, Any, Any]:
+    """The run to resume and its flow, loaded from the run's flow file with its parameters."""
+    from rota.engine.loader import resolve_target
+    from rota.model.states import RunState
+
+    if (run_id is None) == (last is None):
+        raise UserError("give either RUN_ID or --last FLOW")
+    with open_store(ctx.settings) as store:
+        if run_id is not None:
+            run = store.get_run(run_id)
+        else:
+            unfinished = [r for r in store.list_runs(last) if r.state is not RunState.SUCCESS]
+            if not unfinished:
+                raise NotFound(f"flow {last!r} has no unfinished run")
+            run = unfinished[0]
+    if not run.flow_path:
+        raise UserError(f"run {run.run_id} does not record its flow file; cannot load its code")
+    loaded = resolve_target(f"{run.flow_path}:{run.flow}")
+    return run, loaded, loaded.build(run.params)
+
+
+@cli.command("resume")
+@click.argument("run_id", required=False)
+@click.option("--last", metavar="FLOW", help="Resume the latest unfinished run of FLOW.")
+@click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
+@click.pass_obj
+def resume_cmd(
+    ctx: CliContext,
+    run_id: str | None,
+    last: str | None,
+    executor: str | None,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Continue a failed or interrupted run: only what did not succeed runs again.
+
+    A task whose code changed since it succeeded runs again with everything downstream of it.
+    """
+    run, loaded, dag = _load_run_flow(ctx, run_id, last)
+
+    def say(plan: Any) -> None:
+        out = ctx.err
+        out.print(
+            f"resuming run {run.run_id} of flow {run.flow}: {len(plan.new)} task(s) to run, "
+            f"{len(plan.kept)} succeeded task(s) kept",
+            highlight=False,
+        )
+        for tid, why in plan.reasons.items():
+            out.print(f"  {tid}: {why}", highlight=False, soft_wrap=True)
+
+    def go(runner: Any) -> Any:
+        return lambda: runner.resume(run.run_id, dag, loaded.ref, on_plan=say)
+
+    summary = _drive(ctx, executor, workers, as_json, go)
+    _finish(ctx, summary, dag, as_json)
+
+
+@cli.command("clear")
+@click.argument("run_id")
+@click.option("--task", "tasks", multiple=True, required=True, metavar="ID", help="Task to reset.")
+@click.option("--downstream", is_flag=True, help="Also every task downstream of those.")
+@click.option("--upstream", is_flag=True, help="Also every task upstream of those.")
+@click.pass_obj
+def clear_cmd(
+    ctx: CliContext, run_id: str, tasks: tuple[str, ...], downstream: bool, upstream: bool
+) -> None:
+    """Reset tasks of RUN_ID so that `rota resume RUN_ID` runs them again."""
+    from rota.engine.runner import clear_tasks
+    from rota.model.schedule import SystemClock
+
+    run, _loaded, dag = _load_run_flow(ctx, run_id, None)
+    with open_store(ctx.settings) as store:
+        cleared = clear_tasks(
+            store,
+            run.run_id,
+            dag,
+            tasks,
+            now=SystemClock().now(),
+            downstream=downstream,
+            upstream=upstream,
+        )
+    ctx.console.print(
+        f"cleared {len(cleared)} task(s) of run {run.run_id}: {', '.join(cleared)}; "
+        f"run `rota resume {run.run_id}` to run them",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @cli.group("runs")

@@ -1,29 +1,31 @@
-"""The runner: drives one run of a flow from its first ready task to its final state.
+"""The runner: creates runs and drives them, resumes them, and clears tasks for a re-run.
 
-The loop takes ready tasks from the :class:`~rota.model.dag.ReadySet` counter, hands them to an
-executor, and turns what the executor reports into state changes, which a :class:`BatchWriter`
-commits in batches. The store is the truth; this object's dictionaries only mirror it for speed.
+Driving a run means holding its lease (one runner per run, renewed by a heartbeat) and running
+the loop in :mod:`rota.engine.loop` until every task has a final state. The store is the truth;
+the runner only decides what happens next and asks the store to record it.
 """
 
 from __future__ import annotations
 
+import random
 import secrets
-import sys
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from rota.artifacts.local import output_path
+from rota.engine.callbacks import CallbackRunner
+from rota.engine.faults import NO_FAULTS, FaultPoints
+from rota.engine.lease import RunnerId, acquire
 from rota.engine.report import RunSummary, summarize
+from rota.engine.resume import ResumePlan, latest_attempts, plan_resume, sweep_stale
 from rota.engine.writer import BatchWriter
-from rota.executors.base import AttemptOutcome, AttemptSpec, AttemptStarted, Executor, InputRef
-from rota.model.dag import Dag, Decision, ReadySet
+from rota.errors import NotFound, UserError
+from rota.executors.base import Executor
+from rota.model.dag import Dag
 from rota.model.schedule import Clock
-from rota.model.states import FAILURES, RunState, TaskState
-from rota.store.base import AttemptRecord, Change, NewTask, RunChange, RunRecord, Store
+from rota.model.states import RunState, TaskState
+from rota.store.base import AttemptRecord, NewAttempt, NewTask, RunChange, RunRecord, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +56,26 @@ class Progress:
 ProgressHook = Callable[[Progress], None]
 
 
+@dataclass(frozen=True, slots=True)
+class RunnerOptions:
+    """Tuning of the runner; the defaults suit a person at a terminal.
+
+    Attributes:
+        heartbeat_every: seconds between lease renewals.
+        stale_after: a lease not renewed for this long may be taken over.
+        faults: named points at which to kill this process (crash tests only).
+        seed: seed of the random draws for retry jitter (None: from the OS).
+    """
+
+    heartbeat_every: float = 5.0
+    stale_after: timedelta = timedelta(seconds=30)
+    faults: FaultPoints = field(default_factory=lambda: NO_FAULTS)
+    seed: int | None = None
+
+
 def new_run_id(now: datetime) -> str:
     """A sortable, readable run id: UTC time plus a random suffix."""
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
-
-
-def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 class Runner:
@@ -75,14 +90,20 @@ class Runner:
         clock: Clock,
         on_progress: ProgressHook | None = None,
         progress_every: float = 0.1,
+        options: RunnerOptions | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
+        self.home = home
         self.artifacts_dir = home / "artifacts"
         self.logs_dir = home / "logs"
+        self.checkpoints_dir = home / "checkpoints"
         self.clock = clock
         self.on_progress = on_progress
         self.progress_every = progress_every
+        self.options = options or RunnerOptions()
+        self.me = RunnerId.current()
+        self.rng = random.Random(self.options.seed)
 
     def create(self, dag: Dag, flow: FlowRef, run_id: str | None = None) -> RunRecord:
         """Record a new run of *dag*: the run row and one scheduled attempt per task."""
@@ -102,13 +123,65 @@ class Runner:
     def run(self, dag: Dag, flow: FlowRef, run_id: str | None = None) -> RunSummary:
         """Create a run of *dag* and drive it to the end."""
         record = self.create(dag, flow, run_id)
+        self.options.faults.hit("run_created")
         return self.drive(record.run_id, dag, flow)
 
     def drive(self, run_id: str, dag: Dag, flow: FlowRef) -> RunSummary:
-        """Run every task of *run_id* that is not finished yet, then set the run's final state."""
-        run = self.store.get_run(run_id)
-        writer = BatchWriter(self.store, self.clock.now)
-        loop = _RunLoop(self, run, dag, flow, writer)
+        """Take the run's lease and run every task that is not finished yet.
+
+        Raises:
+            RunBusy: another live runner drives the run.
+        """
+        taken = acquire(self.store, run_id, self.me, self.clock.now(), self.options.stale_after)
+        if taken.previous is not None:
+            latest = latest_attempts(self.store.attempts(run_id))
+            sweep = sweep_stale(taken.run, latest, self.clock.now())
+            self.store.apply(sweep.changes, sweep.run_changes, at=self.clock.now())
+        return self._drive_owned(run_id, dag, flow)
+
+    def resume(
+        self,
+        run_id: str,
+        dag: Dag,
+        flow: FlowRef,
+        on_plan: Callable[[ResumePlan], None] | None = None,
+    ) -> RunSummary:
+        """Continue a failed or interrupted run, re-running only what must run again.
+
+        Raises:
+            RunBusy: another live runner drives the run.
+            UserError: the run succeeded (nothing to resume).
+        """
+        now = self.clock.now()
+        taken = acquire(self.store, run_id, self.me, now, self.options.stale_after)
+        try:
+            if taken.run.state is RunState.SUCCESS:
+                raise UserError(
+                    f"run {run_id} succeeded; nothing to resume "
+                    f"(rota clear {run_id} --task ID re-runs chosen tasks)"
+                )
+            plan = plan_resume(taken.run, dag, self.store.attempts(run_id), now)
+            self.store.add_attempts(plan.changes, plan.new, plan.run_changes, at=now)
+        except BaseException:
+            self.store.release(run_id, str(self.me))
+            raise
+        if on_plan is not None:
+            on_plan(plan)
+        return self._drive_owned(run_id, dag, flow)
+
+    def _drive_owned(self, run_id: str, dag: Dag, flow: FlowRef) -> RunSummary:
+        from rota.engine.loop import RunLoop
+
+        me = str(self.me)
+
+        def beat() -> bool:
+            return self.store.heartbeat(run_id, me, self.clock.now())
+
+        writer = BatchWriter(
+            self.store, self.clock.now, heartbeat=beat, every=self.options.heartbeat_every
+        )
+        callbacks = CallbackRunner(self.logs_dir / run_id / "callbacks.log")
+        loop = RunLoop(self, self.store.get_run(run_id), dag, flow, writer, callbacks)
         try:
             loop.start()
             loop.run()
@@ -117,193 +190,78 @@ class Runner:
         except BaseException:
             loop.abort()
             raise
+        finally:
+            callbacks.close()
+            self.store.release(run_id, me)
         return summarize(self.store, run_id)
 
 
-class _RunLoop:
-    """The per-run state of :meth:`Runner.drive`, split out to keep each step small."""
+def clear_tasks(
+    store: Store,
+    run_id: str,
+    dag: Dag,
+    task_ids: Iterable[str],
+    *,
+    now: datetime,
+    downstream: bool = False,
+    upstream: bool = False,
+    stale_after: timedelta = timedelta(seconds=30),
+) -> list[str]:
+    """Reset *task_ids* (and their cones) of *run_id* so that a resume runs them again.
 
-    def __init__(
-        self, runner: Runner, run: RunRecord, dag: Dag, flow: FlowRef, writer: BatchWriter
-    ):
-        self.r = runner
-        self.run_rec = run
-        self.dag = dag
-        self.flow = flow
-        self.writer = writer
-        self.attempt: dict[str, AttemptRecord] = {}
-        self.state: dict[str, TaskState] = {}
-        self.outputs: dict[str, str | None] = {}
-        self.ready: deque[str] = deque()
-        self.in_flight: dict[int, str] = {}
-        self.dispatched: dict[int, datetime] = {}
-        self.pending: list[Change] = []
-        self.modules = ((flow.module, flow.path),) if flow.module and flow.path else ()
-        self._last_progress = 0.0
+    Tasks not run yet are left as they are. The run is queued again for the resume.
 
-    # --- setup ---------------------------------------------------------------------------------
-    def start(self) -> None:
-        for rec in self.r.store.attempts(self.run_rec.run_id):
-            current = self.attempt.get(rec.task_id)
-            if current is None or rec.try_number > current.try_number:
-                self.attempt[rec.task_id] = rec
-        finished: dict[str, TaskState] = {}
-        for tid, rec in self.attempt.items():
-            self.state[tid] = rec.state
-            if rec.state is TaskState.SUCCESS:
-                finished[tid] = rec.state
-                self.outputs[tid] = rec.output_path
-        self.ready_set = ReadySet(self.dag, finished)
-        self.writer.put(
-            [],
-            [
-                RunChange(
-                    self.run_rec.run_id, self.run_rec.state, RunState.RUNNING, self.r.clock.now()
-                )
-            ],
-        )
-        self.apply_decisions(self.ready_set.initial())
+    Returns:
+        The cleared task ids, in topological order.
 
-    # --- the loop ------------------------------------------------------------------------------
-    def run(self) -> None:
-        while True:
-            self.submit_ready()
-            self.flush()
-            if not self.in_flight:
-                break
-            self.handle(self.r.executor.poll(0.05))
-            self.report_progress()
-        self.report_progress(force=True)
+    Raises:
+        NotFound: a task id is not in the flow.
+        RunBusy: another live runner drives the run.
+    """
+    chosen = _with_cones(dag, task_ids, downstream=downstream, upstream=upstream)
+    me = RunnerId.current()
+    taken = acquire(store, run_id, me, now, stale_after)
+    try:
+        latest = latest_attempts(store.attempts(run_id))
+        plan = sweep_stale(taken.run, latest, now)
+        state = RunState.INTERRUPTED if plan.run_changes else taken.run.state
+        if state is not RunState.QUEUED:
+            plan.run_changes.append(RunChange(run_id, state, RunState.QUEUED, now))
+        new = [
+            _next_attempt(run_id, dag, tid, latest.get(tid))
+            for tid in chosen
+            if tid not in latest or latest[tid].state is not TaskState.SCHEDULED
+        ]
+        store.add_attempts(plan.changes, new, plan.run_changes, at=now)
+    finally:
+        store.release(run_id, str(me))
+    return chosen
 
-    def submit_ready(self) -> None:
-        free = self.r.executor.capacity()
-        while self.ready and free > 0:
-            tid = self.ready.popleft()
-            rec = self.attempt[tid]
-            self.dispatched[rec.id] = self.r.clock.now()
-            self.in_flight[rec.id] = tid
-            self.r.executor.submit(self.attempt_spec(tid, rec))
-            free -= 1
 
-    def attempt_spec(self, tid: str, rec: AttemptRecord) -> AttemptSpec:
-        spec = self.dag.tasks[tid]
-        run_id = self.run_rec.run_id
-        inputs = tuple(InputRef(up, self.outputs.get(up)) for up in spec.data_inputs)
-        log = self.r.logs_dir / run_id / tid / f"{rec.try_number}.log"
-        return AttemptSpec(
-            attempt_id=rec.id,
-            run_id=run_id,
-            flow=self.flow.name,
-            task_id=tid,
-            map_index=rec.map_index,
-            try_number=rec.try_number,
-            op=spec.op,
-            args=spec.args,
-            kwargs=spec.kwargs,
-            inputs=inputs,
-            output_path=str(output_path(self.r.artifacts_dir, run_id, tid, rec.map_index)),
-            log_path=str(log),
-            params=self.dag.params,
-            modules=self.modules,
-        )
+def _with_cones(
+    dag: Dag, task_ids: Iterable[str], *, downstream: bool, upstream: bool
+) -> list[str]:
+    chosen: set[str] = set()
+    for tid in task_ids:
+        if tid not in dag.tasks:
+            raise NotFound(f"flow {dag.name!r} has no task {tid!r}")
+        chosen.add(tid)
+    stack = list(chosen)
+    while stack:
+        tid = stack.pop()
+        nxt: list[str] = []
+        if downstream:
+            nxt.extend(dag.downstream(tid))
+        if upstream:
+            nxt.extend(dag.tasks[tid].upstream)
+        for other in nxt:
+            if other not in chosen:
+                chosen.add(other)
+                stack.append(other)
+    return [tid for tid in dag.order if tid in chosen]
 
-    def handle(self, events: list[Any]) -> None:
-        for event in events:
-            if isinstance(event, AttemptStarted):
-                self.on_started(event)
-            else:
-                self.on_outcome(event)
 
-    def on_started(self, ev: AttemptStarted) -> None:
-        tid = self.in_flight[ev.attempt_id]
-        fields = {
-            "dispatched_at": self.dispatched.get(ev.attempt_id),
-            "started_at": _ts(ev.at),
-            "worker": ev.worker,
-        }
-        self.change(tid, TaskState.RUNNING, fields)
-
-    def on_outcome(self, out: AttemptOutcome) -> None:
-        tid = self.in_flight.pop(out.attempt_id)
-        self.dispatched.pop(out.attempt_id, None)
-        if self.state[tid] is TaskState.QUEUED:  # it never started (its worker was lost)
-            self.change(
-                tid, TaskState.RUNNING, {"started_at": _ts(out.started_at), "worker": out.worker}
-            )
-        fields: dict[str, Any] = {
-            "finished_at": _ts(out.finished_at),
-            "log_path": out.log_path,
-            "output_path": out.output_path,
-            "output_size": out.output_size,
-        }
-        if out.error is not None:
-            fields.update(
-                error_type=out.error.type_name,
-                error_message=out.error.message[:4000],
-                error_traceback=out.error.traceback[-20000:],
-                exit_code=out.error.exit_code,
-            )
-        if out.ok and not out.skipped:
-            new = TaskState.SUCCESS
-            self.outputs[tid] = out.output_path
-        else:
-            new = TaskState.SKIPPED if out.skipped else TaskState.FAILED
-        self.change(tid, new, fields)
-        self.apply_decisions(self.ready_set.done(tid, new))
-
-    def apply_decisions(self, decisions: list[Decision]) -> None:
-        for d in decisions:
-            if d.state is TaskState.QUEUED:
-                self.change(d.task_id, TaskState.QUEUED, {"queued_at": self.r.clock.now()})
-                self.ready.append(d.task_id)
-            else:
-                self.change(d.task_id, d.state, {})
-
-    def change(self, tid: str, new: TaskState, fields: dict[str, Any]) -> None:
-        rec = self.attempt[tid]
-        self.pending.append(Change(rec.id, self.state[tid], new, fields))
-        self.state[tid] = new
-
-    def flush(self) -> None:
-        if self.pending:
-            self.writer.put(self.pending)
-            self.pending = []
-
-    # --- the end -------------------------------------------------------------------------------
-    def finish(self) -> None:
-        failed = any(s in FAILURES for s in self.state.values())
-        final = RunState.FAILED if failed else RunState.SUCCESS
-        self.writer.put(
-            [], [RunChange(self.run_rec.run_id, RunState.RUNNING, final, self.r.clock.now())]
-        )
-
-    def abort(self) -> None:
-        """Mark unfinished queued and running attempts, and the run, as interrupted (best effort).
-
-        Changes made before the interruption are committed first, so the conditional writes below
-        find the states they expect.
-        """
-        now = self.r.clock.now()
-        for tid, state in self.state.items():
-            if state in (TaskState.QUEUED, TaskState.RUNNING):
-                self.change(tid, TaskState.INTERRUPTED, {"finished_at": now})
-        run_change = RunChange(self.run_rec.run_id, RunState.RUNNING, RunState.INTERRUPTED, now)
-        try:
-            self.writer.put(self.pending, [run_change])
-            self.pending = []
-            self.writer.close()
-        except Exception as err:  # the interruption matters more; a later resume sorts it out
-            print(f"rota: could not record the interruption: {err}", file=sys.stderr)
-
-    def report_progress(self, *, force: bool = False) -> None:
-        hook = self.r.on_progress
-        if hook is None:
-            return
-        now = self.r.clock.monotonic()
-        if not force and now - self._last_progress < self.r.progress_every:
-            return
-        self._last_progress = now
-        done = sum(1 for s in self.state.values() if s in (TaskState.SUCCESS, TaskState.SKIPPED))
-        failed = sum(1 for s in self.state.values() if s in FAILURES)
-        running = tuple(t for t in self.in_flight.values() if self.state[t] is TaskState.RUNNING)
-        hook(Progress(self.run_rec.run_id, len(self.dag), done, failed, running))
+def _next_attempt(run_id: str, dag: Dag, tid: str, rec: AttemptRecord | None) -> NewAttempt:
+    spec = dag.tasks[tid]
+    try_number = (rec.try_number if rec is not None else 0) + 1
+    return NewAttempt(run_id, tid, try_number, spec.op.kind, spec.op.code_hash())

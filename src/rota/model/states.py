@@ -55,9 +55,11 @@ _R = RunState
 _RUN_ALLOWED: Final[Mapping[RunState, frozenset[RunState]]] = {
     _R.QUEUED: frozenset({_R.RUNNING, _R.FAILED}),
     _R.RUNNING: frozenset({_R.SUCCESS, _R.FAILED, _R.INTERRUPTED}),
-    # A failed or interrupted run can be resumed; a successful one is finished for good.
-    _R.FAILED: frozenset({_R.RUNNING}),
-    _R.INTERRUPTED: frozenset({_R.RUNNING, _R.FAILED}),
+    # A failed or interrupted run can be resumed; any finished run can have tasks cleared,
+    # which queues it again for a resume.
+    _R.SUCCESS: frozenset({_R.QUEUED}),
+    _R.FAILED: frozenset({_R.RUNNING, _R.QUEUED}),
+    _R.INTERRUPTED: frozenset({_R.RUNNING, _R.FAILED, _R.QUEUED}),
 }
 
 TASK_INITIAL: Final = TaskState.SCHEDULED

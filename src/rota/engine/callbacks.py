@@ -1,0 +1,59 @@
+"""Calling flow and task callbacks off the runner's loop; a callback's error is only logged."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from rota.model.callbacks import Callback, CallbackContext
+
+
+class CallbackRunner:
+    """Runs callbacks in a few threads; :meth:`close` waits for those still running."""
+
+    def __init__(self, log_path: Path | None = None, *, threads: int = 4) -> None:
+        self._log_path = log_path
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads = threads
+        self._futures: list[Future[None]] = []
+        self._lock = threading.Lock()
+
+    def fire(self, callbacks: tuple[Callback, ...], ctx: CallbackContext) -> None:
+        """Call each of *callbacks* with *ctx*, in the background."""
+        if not callbacks:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="rota-callback")
+        for cb in callbacks:
+            self._futures.append(self._pool.submit(self._call, cb, ctx))
+
+    def _call(self, cb: Callback, ctx: CallbackContext) -> None:
+        try:
+            cb(ctx)
+        except Exception:
+            name = getattr(cb, "__qualname__", None) or type(cb).__name__
+            where = f"task {ctx.task_id}" if ctx.task_id else f"run {ctx.run_id}"
+            text = f"callback {name} for {ctx.event} of {where} failed:\n{traceback.format_exc()}"
+            self._log(text)
+
+    def _log(self, text: str) -> None:
+        print(f"rota: {text.splitlines()[0]} (see the callbacks log)", file=sys.stderr)
+        if self._log_path is None:
+            return
+        with self._lock:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            with self._log_path.open("a", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait (at most *timeout* seconds each) for callbacks still running."""
+        for fut in self._futures:
+            # errors were logged already; a callback still hanging after *timeout* is left behind
+            with contextlib.suppress(Exception):
+                fut.result(timeout=timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
