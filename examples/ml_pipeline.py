@@ -6,6 +6,7 @@ classifier trained epoch by epoch, accuracy on the held-out part, and a deploy s
 model to a versioned folder only when the accuracy passes ``threshold``.
 
     rota run examples/ml_pipeline.py -p threshold=0.9 -p epochs=10
+    rota run examples/ml_pipeline.py -p fail_at_epoch=5   # the retry resumes at epoch 6
 """
 
 from __future__ import annotations
@@ -64,21 +65,34 @@ def features(data: dict[str, Any], test_size: float, seed: int) -> dict[str, Any
     }
 
 
-@task(tags=["ml"])
-def train(feats: dict[str, Any], epochs: int, seed: int) -> Any:
-    """A logistic-loss linear classifier trained one epoch (one shuffled pass) at a time."""
+@task(tags=["ml"], retries=1)
+def train(feats: dict[str, Any], epochs: int, seed: int, fail_at_epoch: int, ctx: Any) -> Any:
+    """A logistic-loss linear classifier trained one epoch (one shuffled pass) at a time.
+
+    Each epoch is checkpointed, so a retry (or a resume) goes on from the last finished epoch.
+    ``fail_at_epoch`` injects a failure right after that epoch in the first attempt.
+    """
     from sklearn.linear_model import SGDClassifier
 
-    model = SGDClassifier(loss="log_loss", alpha=1e-4, random_state=seed)
+    state = ctx.checkpoint.load()
+    if state is None:
+        model = SGDClassifier(loss="log_loss", alpha=1e-4, random_state=seed)
+        rng = np.random.default_rng(seed)
+        done = 0
+    else:
+        model, done = state["model"], state["epoch"]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        print(f"resuming from the checkpoint of epoch {done}")
     classes = np.unique(feats["y_train"])
-    rng = np.random.default_rng(seed)
-    for epoch in range(1, epochs + 1):
+    for epoch in range(done + 1, epochs + 1):
         order = rng.permutation(len(feats["y_train"]))
         model.partial_fit(feats["X_train"][order], feats["y_train"][order], classes=classes)
-        print(
-            f"epoch {epoch}/{epochs}: training accuracy "
-            f"{model.score(feats['X_train'], feats['y_train']):.4f}"
-        )
+        score = model.score(feats["X_train"], feats["y_train"])
+        print(f"epoch {epoch}/{epochs}: training accuracy {score:.4f}")
+        ctx.checkpoint.save({"model": model, "epoch": epoch, "rng": rng.bit_generator.state})
+        if epoch == fail_at_epoch and ctx.try_number == 1:
+            raise RuntimeError(f"injected failure after epoch {epoch}")
     return model
 
 
@@ -125,8 +139,9 @@ def ml_pipeline(
     test_size: float = 0.25,
     seed: int = 0,
     model_dir: str = "",
+    fail_at_epoch: int = 0,
 ) -> None:
     """Train and, if good enough, deploy a digit classifier."""
     feats = features(clean(extract()), test_size=test_size, seed=seed)
-    model = train(feats, epochs=epochs, seed=seed)
+    model = train(feats, epochs=epochs, seed=seed, fail_at_epoch=fail_at_epoch)
     deploy(model, feats, evaluate(model, feats), threshold=threshold, model_dir=model_dir)

@@ -2,11 +2,15 @@
 
 from rota.errors import RotaError, Skip, UserError
 from rota.model.builder import Flow, flow
+from rota.model.callbacks import CallbackContext
 from rota.model.policies import RetryPolicy, TriggerRule
+from rota.notifiers import CommandNotifier, WebhookNotifier
 from rota.operators.python import PythonTask, task
 from rota.operators.shell import ShellTask
 
 __all__ = [
+    "CallbackContext",
+    "CommandNotifier",
     "Flow",
     "PythonTask",
     "RetryPolicy",
@@ -15,6 +19,7 @@ __all__ = [
     "Skip",
     "TriggerRule",
     "UserError",
+    "WebhookNotifier",
     "flow",
     "task",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,11 +31,42 @@ class PythonOp:
     def code_hash(self) -> str:
         return source_hash(self.fn)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A @task function is not reachable by its own name (the name holds the TaskFunction),
+        # so plain pickling would copy its code by value and tracebacks would lose the file.
+        # Refer to it through the TaskFunction instead when that is importable.
+        where = _task_reference(self.fn)
+        if where is not None:
+            return (_load_task_op, (*where, self.takes_ctx))
+        return (PythonOp, (self.fn, self.takes_ctx))
+
     def execute(self, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         """Run the function (given *ctx* if it has a ``ctx`` parameter); exceptions propagate."""
         if self.takes_ctx:
             return self.fn(*args, **kwargs, ctx=ctx)
         return self.fn(*args, **kwargs)
+
+
+def _task_reference(fn: Callable[..., Any]) -> tuple[str, str] | None:
+    """(module, qualname) of the TaskFunction wrapping *fn*, when importable by that name."""
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    qualname = getattr(fn, "__qualname__", "")
+    if module is None or "<" in qualname:
+        return None
+    target: Any = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if isinstance(target, TaskFunction) and target.fn is fn:
+        return module.__name__, qualname
+    return None
+
+
+def _load_task_op(module: str, qualname: str, takes_ctx: bool) -> PythonOp:
+    """Unpickle a PythonOp by reference: import *module* and take its TaskFunction's function."""
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return PythonOp(target.fn, takes_ctx)
 
 
 class PythonTask(TaskNode):
