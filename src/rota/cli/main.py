@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 
 from rota.config import Settings
-from rota.errors import ParameterError, UserError
+from rota.errors import ParameterError, RotaError, UserError
 from rota.store.base import Store
 
 
@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("rota: interrupted", err=True)
         raise SystemExit(130) from None
+    except RotaError as err:  # the store or an executor failed: one line unless ROTA_DEBUG
+        if os.environ.get("ROTA_DEBUG"):
+            raise
+        click.echo(f"rota: {type(err).__name__}: {err} (set ROTA_DEBUG=1 for details)", err=True)
+        raise SystemExit(1) from None
     sys.stdout.flush()
     raise SystemExit(obj.exit_code)
 

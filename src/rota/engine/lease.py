@@ -50,12 +50,16 @@ class RunnerId:
 
 
 def _start_time(pid: int) -> str | None:
-    """The start time of process *pid* in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    """The start time of live process *pid* in clock ticks since boot (/proc/PID/stat field 22);
+    None when there is no such process or it is a zombie (dead, not yet reaped)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
 
 
 def provably_dead(owner: RunnerId) -> bool:

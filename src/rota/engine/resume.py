@@ -81,6 +81,7 @@ def plan_resume(
     for tid in changed:
         for down in _cone(dag, tid):
             plan.reasons.setdefault(down, f"downstream of {tid}, whose code changed")
+    plan.reasons = {tid: plan.reasons[tid] for tid in dag.order if tid in plan.reasons}
     for tid in dag.order:
         rec = latest.get(tid)
         if tid not in plan.reasons:
