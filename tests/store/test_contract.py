@@ -23,7 +23,14 @@ from sqlalchemy import text
 
 from rota.errors import ConcurrentUpdate, InvalidTransition, NotFound, StoreError
 from rota.model.states import RunState, TaskState, task_successors
-from rota.store.base import ATTEMPT_FIELDS, AttemptRecord, Change, NewTask, RunChange
+from rota.store.base import (
+    ATTEMPT_FIELDS,
+    AttemptRecord,
+    Change,
+    NewAttempt,
+    NewTask,
+    RunChange,
+)
 from rota.store.connect import HEAD_REVISION, MIGRATIONS_DIR
 from rota.store.sql import SqlStore, open_store
 from rota.store.tables import metadata
@@ -51,6 +58,10 @@ RUN_EDGES = [
     (RunState.FAILED, RunState.RUNNING),
     (RunState.INTERRUPTED, RunState.RUNNING),
     (RunState.INTERRUPTED, RunState.FAILED),
+    # tasks cleared: the run is queued again for a resume
+    (RunState.SUCCESS, RunState.QUEUED),
+    (RunState.FAILED, RunState.QUEUED),
+    (RunState.INTERRUPTED, RunState.QUEUED),
 ]
 
 
@@ -406,6 +417,8 @@ def test_every_legal_run_transition_stamps_start_and_end(
     if new is RunState.RUNNING:
         assert run.started_at == (before.started_at or later)
         assert run.ended_at is None
+    elif new is RunState.QUEUED:  # queued again: its times stay until it runs again
+        assert (run.started_at, run.ended_at) == (before.started_at, before.ended_at)
     else:
         assert (run.started_at, run.ended_at) == (before.started_at, later)
 
@@ -419,6 +432,58 @@ def test_illegal_or_stale_run_transitions_write_nothing(store: SqlStore) -> None
     with pytest.raises(ConcurrentUpdate, match="missing"):
         store.apply([], [RunChange("ghost", RunState.RUNNING, RunState.SUCCESS, T0)], at=T0)
     assert store.get_run(run_id).state is RunState.QUEUED
+
+
+# --- further attempts and the run lease --------------------------------------------------------
+
+
+def test_add_attempts_moves_the_old_and_inserts_the_next_in_one_transaction(
+    store: SqlStore,
+) -> None:
+    (first,) = new_run(store)
+    drive(store, first, task_path(TaskState.RUNNING))
+    retry_at = T0 + timedelta(seconds=30)
+    change = Change(first.id, TaskState.RUNNING, TaskState.UP_FOR_RETRY, {"error_type": "E"})
+    nxt = NewAttempt(first.run_id, "t0", 2, "python", "hash0", not_before=retry_at)
+    (second,) = store.add_attempts([change], [nxt], at=T0)
+    assert (second.try_number, second.state, second.not_before) == (
+        2,
+        TaskState.SCHEDULED,
+        retry_at,
+    )
+    rows = store.attempts(first.run_id)
+    assert [(a.try_number, a.state) for a in rows] == [
+        (1, TaskState.UP_FOR_RETRY), (2, TaskState.SCHEDULED),
+    ]  # fmt: skip
+    # the same try again: refused, and the accompanying change is rolled back with it
+    third = NewAttempt(first.run_id, "t0", 2, "python", "hash0")
+    stale = Change(second.id, TaskState.SCHEDULED, TaskState.QUEUED)
+    with pytest.raises(StoreError, match="exists already"):
+        store.add_attempts([stale], [third], at=T0)
+    assert state_of(store, second) is TaskState.SCHEDULED
+    # a change that does not match writes nothing, not even the new attempt
+    with pytest.raises(ConcurrentUpdate):
+        store.add_attempts([change], [NewAttempt(first.run_id, "t0", 3, "python", "h")], at=T0)
+    assert len(store.attempts(first.run_id)) == 2
+
+
+def test_the_lease_is_conditional(store: SqlStore) -> None:
+    run_id = new_run(store)[0].run_id
+    assert store.acquire(run_id, "host:1:a", expect=None, at=T0)
+    assert not store.acquire(run_id, "host:2:b", expect=None, at=T0)  # taken
+    later = T0 + timedelta(seconds=5)
+    assert store.heartbeat(run_id, "host:1:a", later)
+    assert not store.heartbeat(run_id, "host:2:b", later)
+    run = store.get_run(run_id)
+    assert (run.owner, run.heartbeat_at) == ("host:1:a", later)
+    # a takeover names the owner it replaces; only one of two racers wins
+    assert store.acquire(run_id, "host:2:b", expect="host:1:a", at=later)
+    assert not store.acquire(run_id, "host:3:c", expect="host:1:a", at=later)
+    assert not store.heartbeat(run_id, "host:1:a", later)  # the old owner learns it lost
+    store.release(run_id, "host:1:a")  # not the owner: no effect
+    assert store.get_run(run_id).owner == "host:2:b"
+    store.release(run_id, "host:2:b")
+    assert store.get_run(run_id).owner is None
 
 
 # --- opening and migrating --------------------------------------------------------------------
