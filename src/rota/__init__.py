@@ -1,7 +1,7 @@
 """Rota: a workflow orchestrator for machine-learning pipelines."""
 
 from rota.errors import RotaError, Skip, UserError
-from rota.model.builder import Flow, flow
+from rota.model.builder import Flow, flow, unmapped
 from rota.model.callbacks import CallbackContext
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.notifiers import CommandNotifier, WebhookNotifier
@@ -22,6 +22,7 @@ __all__ = [
     "WebhookNotifier",
     "flow",
     "task",
+    "unmapped",
 ]
 
 __version__ = "0.1.0"

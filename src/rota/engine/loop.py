@@ -4,6 +4,9 @@ Each step takes the decisions of the :class:`~rota.model.dag.ReadySet` counter, 
 ready, and turns executor events into state changes queued on the :class:`BatchWriter`. A failed
 attempt whose retry policy allows it is followed by a new attempt that waits (persisted in the
 store as ``not_before``) until its back-off has passed.
+
+Work is keyed by (task id, map index): -1 for a plain task or a mapped task as a whole, 0..n-1
+for the instances a mapped task fans out into once the lengths of its inputs are known.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rota.artifacts.local import checkpoint_path, output_path
 from rota.engine.callbacks import CallbackRunner
+from rota.engine.mapping import MapState, expand_args, map_length
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import AttemptOutcome, AttemptSpec, AttemptStarted, InputRef
 from rota.model.callbacks import CallbackContext
@@ -25,6 +28,9 @@ from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRec
 
 if TYPE_CHECKING:
     from rota.engine.runner import FlowRef, Runner
+
+Key = tuple[str, int]
+Output = str | None | tuple[str | None, ...]
 
 
 def _ts(epoch: float) -> datetime:
@@ -49,36 +55,56 @@ class RunLoop:
         self.flow = flow
         self.writer = writer
         self.callbacks = callbacks
-        self.attempt: dict[str, AttemptRecord] = {}
-        self.state: dict[str, TaskState] = {}
-        self.outputs: dict[str, str | None] = {}
-        self.ready: deque[str] = deque()
-        self.waiting: list[tuple[datetime, str]] = []  # (not_before, task) heap
-        self.in_flight: dict[int, str] = {}
+        self.attempt: dict[Key, AttemptRecord] = {}
+        self.state: dict[Key, TaskState] = {}
+        self.outputs: dict[str, Output] = {}
+        self.lengths: dict[str, int | None] = {}
+        self.maps: dict[str, MapState] = {}
+        self.ready: deque[Key] = deque()
+        self.waiting: list[tuple[datetime, Key]] = []  # (not_before, key) heap
+        self.in_flight: dict[int, Key] = {}
         self.dispatched: dict[int, datetime] = {}
         self.pending: list[Change] = []
         self.hooks: list[Hook] = []
         self.modules = ((flow.module, flow.path),) if flow.module and flow.path else ()
+        self.inputs = {tid: spec.data_inputs for tid, spec in dag.tasks.items()}
+        run_id = run.run_id
+        self.dirs = (
+            f"{runner.artifacts_dir}/{run_id}",
+            f"{runner.logs_dir}/{run_id}",
+            f"{runner.checkpoints_dir}/{run_id}",
+        )
         self._last_progress = 0.0
 
     # --- setup ---------------------------------------------------------------------------------
     def start(self) -> None:
         for rec in self.r.store.attempts(self.run_rec.run_id):
-            current = self.attempt.get(rec.task_id)
+            key = (rec.task_id, rec.map_index)
+            current = self.attempt.get(key)
             if current is None or rec.try_number > current.try_number:
-                self.attempt[rec.task_id] = rec
+                self.attempt[key] = rec
         finished: dict[str, TaskState] = {}
-        for tid, rec in self.attempt.items():
-            self.state[tid] = rec.state
-            if rec.state is TaskState.SUCCESS and tid in self.dag.tasks:
+        for key, rec in self.attempt.items():
+            self.state[key] = rec.state
+            tid, index = key
+            if rec.state is TaskState.SUCCESS and index < 0 and tid in self.dag.tasks:
                 finished[tid] = rec.state
                 self.outputs[tid] = rec.output_path
+                self.lengths[tid] = rec.output_length
+        for tid in finished:
+            if self.dag.tasks[tid].mapped:
+                self.outputs[tid] = self._instance_outputs(tid)
         self.ready_set = ReadySet(self.dag, finished)
         now = self.r.clock.now()
-        self.writer.put(
-            [], [RunChange(self.run_rec.run_id, self.run_rec.state, RunState.RUNNING, now)]
-        )
+        run_id = self.run_rec.run_id
+        self.writer.put([], [RunChange(run_id, self.run_rec.state, RunState.RUNNING, now)])
         self.apply_decisions(self.ready_set.initial())
+
+    def _instance_outputs(self, tid: str) -> tuple[str | None, ...]:
+        found = sorted(
+            (k[1], rec.output_path) for k, rec in self.attempt.items() if k[0] == tid and k[1] >= 0
+        )
+        return tuple(path for _, path in found)
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -102,46 +128,55 @@ class RunLoop:
         """Queue the retries whose back-off has passed."""
         now = self.r.clock.now()
         while self.waiting and self.waiting[0][0] <= now:
-            _, tid = heapq.heappop(self.waiting)
-            self.change(tid, TaskState.QUEUED, {"queued_at": now})
-            self.ready.append(tid)
+            _, key = heapq.heappop(self.waiting)
+            self.change(key, TaskState.QUEUED, {"queued_at": now})
+            self.ready.append(key)
 
     def submit_ready(self) -> None:
         free = self.r.executor.capacity()
         while self.ready and free > 0:
-            tid = self.ready.popleft()
-            rec = self.attempt[tid]
+            key = self.ready.popleft()
+            rec = self.attempt[key]
             self.dispatched[rec.id] = self.r.clock.now()
-            self.in_flight[rec.id] = tid
-            self.r.executor.submit(self.attempt_spec(tid, rec))
+            self.in_flight[rec.id] = key
+            self.r.executor.submit(self.attempt_spec(key, rec))
             self.r.options.faults.hit("claimed")
             free -= 1
 
-    def attempt_spec(self, tid: str, rec: AttemptRecord) -> AttemptSpec:
+    def attempt_spec(self, key: Key, rec: AttemptRecord) -> AttemptSpec:
+        tid, index = key
         spec = self.dag.tasks[tid]
-        run_id = self.run_rec.run_id
-        inputs = tuple(InputRef(up, self.outputs.get(up)) for up in spec.data_inputs)
-        log = self.r.logs_dir / run_id / tid / f"{rec.try_number}.log"
+        kwargs = spec.kwargs
+        inputs = [self._input_ref(up) for up in self.inputs[tid]]
+        if index >= 0:
+            kwargs, extra = expand_args(spec, index, self.outputs)
+            inputs.extend(extra)
+        name = tid if index < 0 else f"{tid}@{index}"
+        artifacts, logs, checkpoints = self.dirs
         return AttemptSpec(
             attempt_id=rec.id,
-            run_id=run_id,
+            run_id=self.run_rec.run_id,
             flow=self.flow.name,
             task_id=tid,
-            map_index=rec.map_index,
+            map_index=index,
             try_number=rec.try_number,
             op=spec.op,
             args=spec.args,
-            kwargs=spec.kwargs,
-            inputs=inputs,
-            output_path=str(output_path(self.r.artifacts_dir, run_id, tid, rec.map_index)),
-            log_path=str(log),
+            kwargs=kwargs,
+            inputs=tuple(inputs),
+            output_path=f"{artifacts}/{name}",
+            log_path=f"{logs}/{name}/{rec.try_number}.log",
             params=self.dag.params,
             modules=self.modules,
             timeout=spec.timeout.total_seconds() if spec.timeout else None,
-            checkpoint_path=str(
-                checkpoint_path(self.r.checkpoints_dir, run_id, tid, rec.map_index)
-            ),
+            checkpoint_path=f"{checkpoints}/{name}",
         )
+
+    def _input_ref(self, up: str) -> InputRef:
+        out = self.outputs.get(up)
+        if isinstance(out, tuple):
+            return InputRef(up, None, parts=out)
+        return InputRef(up, out)
 
     def handle(self, events: list[Any]) -> None:
         for event in events:
@@ -151,95 +186,164 @@ class RunLoop:
                 self.on_outcome(event)
 
     def on_started(self, ev: AttemptStarted) -> None:
-        tid = self.in_flight[ev.attempt_id]
+        key = self.in_flight[ev.attempt_id]
         fields = {
             "dispatched_at": self.dispatched.get(ev.attempt_id),
             "started_at": _ts(ev.at),
             "worker": ev.worker,
         }
-        self.change(tid, TaskState.RUNNING, fields)
+        self.change(key, TaskState.RUNNING, fields)
 
     def on_outcome(self, out: AttemptOutcome) -> None:
-        tid = self.in_flight.pop(out.attempt_id)
+        key = self.in_flight.pop(out.attempt_id)
         self.dispatched.pop(out.attempt_id, None)
-        if self.state[tid] is TaskState.QUEUED:  # it never started (its worker was lost)
+        if self.state[key] is TaskState.QUEUED:  # it never started (its worker was lost)
             fields0 = {"started_at": _ts(out.started_at), "worker": out.worker}
-            self.change(tid, TaskState.RUNNING, fields0)
+            self.change(key, TaskState.RUNNING, fields0)
         fields = _outcome_fields(out)
         if out.ok and not out.skipped:
             if out.output_path:
                 self.r.options.faults.hit("output_written")
-            self.outputs[tid] = out.output_path
-            self.finish_task(tid, TaskState.SUCCESS, fields, out)
+            self.finish(key, TaskState.SUCCESS, fields, out)
             self.hooks.append(lambda: self.r.options.faults.hit("success_committed"))
         elif out.skipped:
-            self.finish_task(tid, TaskState.SKIPPED, fields, out)
-        elif self.should_retry(tid, out):
-            self.retry(tid, out, fields)
+            self.finish(key, TaskState.SKIPPED, fields, out)
+        elif self.should_retry(key, out):
+            self.retry(key, out, fields)
         else:
-            self.finish_task(tid, TaskState.FAILED, fields, out)
+            self.finish(key, TaskState.FAILED, fields, out)
 
-    def finish_task(
-        self, tid: str, new: TaskState, fields: dict[str, Any], out: AttemptOutcome
+    def finish(
+        self, key: Key, new: TaskState, fields: dict[str, Any], out: AttemptOutcome | None
     ) -> None:
-        self.change(tid, new, fields)
+        """Record that the attempt of *key* ended in *new*, and what that unlocks."""
+        tid, index = key
+        self.change(key, new, fields)
         event = {TaskState.SUCCESS: "success", TaskState.FAILED: "failure"}.get(new)
-        if event is not None:
-            self.fire(tid, event, out)
+        if event is not None and out is not None:
+            self.fire(key, event, out)
+        if index >= 0:
+            self.instance_done(tid, index, new, out)
+            return
+        if new is TaskState.SUCCESS and not self.dag.tasks[tid].mapped and out is not None:
+            self.outputs[tid] = out.output_path
+            self.lengths[tid] = out.output_length
         self.apply_decisions(self.ready_set.done(tid, new))
 
-    def should_retry(self, tid: str, out: AttemptOutcome) -> bool:
-        policy = self.dag.tasks[tid].retry
-        mro = out.error.mro if out.error is not None else ()
-        return policy.should_retry(self.attempt[tid].try_number, mro)
+    def instance_done(
+        self, tid: str, index: int, new: TaskState, out: AttemptOutcome | None
+    ) -> None:
+        """Count a mapped task's instance; end the mapped task when its last instance ends."""
+        ms = self.maps[tid]
+        ms.record(index, new, out.output_path if out is not None else None)
+        if ms.left:
+            return
+        final = TaskState.FAILED if ms.failed else TaskState.SUCCESS
+        self.outputs[tid] = ms.outputs()
+        fields: dict[str, Any] = {"finished_at": self.r.clock.now(), "output_length": ms.size}
+        if ms.failed:
+            fields.update(error_type="MappedInstancesFailed", error_message=ms.describe_failures())
+        self.change((tid, -1), final, fields)
+        self.apply_decisions(self.ready_set.done(tid, final))
 
-    def retry(self, tid: str, out: AttemptOutcome, fields: dict[str, Any]) -> None:
+    def should_retry(self, key: Key, out: AttemptOutcome) -> bool:
+        policy = self.dag.tasks[key[0]].retry
+        mro = out.error.mro if out.error is not None else ()
+        return policy.should_retry(self.attempt[key].try_number, mro)
+
+    def retry(self, key: Key, out: AttemptOutcome, fields: dict[str, Any]) -> None:
         """Record the failed attempt as up_for_retry and create the next one, waiting its delay.
 
         The two writes are one transaction, made at once (not batched): a runner killed during
         the back-off finds the next attempt and its ``not_before`` in the store.
         """
-        rec = self.attempt[tid]
+        tid, index = key
+        rec = self.attempt[key]
         spec = self.dag.tasks[tid]
         delay = spec.retry.delay_after(rec.try_number, self.r.rng)
         self.flush()
         self.writer.flush()
-        old = Change(rec.id, self.state[tid], TaskState.UP_FOR_RETRY, fields)
+        old = Change(rec.id, self.state[key], TaskState.UP_FOR_RETRY, fields)
         nxt = NewAttempt(
             self.run_rec.run_id,
             tid,
             rec.try_number + 1,
             spec.op.kind,
             spec.op.code_hash(),
-            rec.map_index,
+            index,
             not_before=_ts(out.finished_at) + delay,
         )
         (new,) = self.r.store.add_attempts([old], [nxt], at=self.r.clock.now())
-        self.attempt[tid] = new
-        self.state[tid] = TaskState.SCHEDULED
-        self.fire(tid, "retry", out, try_number=rec.try_number)
-        self.enqueue(tid)
+        self.attempt[key] = new
+        self.state[key] = TaskState.SCHEDULED
+        self.fire(key, "retry", out, try_number=rec.try_number)
+        self.enqueue(key)
 
     def apply_decisions(self, decisions: list[Decision]) -> None:
         for d in decisions:
-            if d.state is TaskState.QUEUED:
-                self.enqueue(d.task_id)
+            key = (d.task_id, -1)
+            if d.state is not TaskState.QUEUED:
+                self.change(key, d.state, {})
+            elif self.dag.tasks[d.task_id].mapped:
+                self.expand(d.task_id)
             else:
-                self.change(d.task_id, d.state, {})
+                self.enqueue(key)
 
-    def enqueue(self, tid: str) -> None:
-        """Queue *tid* now, or keep it scheduled until its ``not_before`` (a retry's back-off)."""
-        not_before = self.attempt[tid].not_before
-        if not_before is not None and not_before > self.r.clock.now():
-            heapq.heappush(self.waiting, (not_before, tid))
+    def expand(self, tid: str) -> None:
+        """Fan mapped task *tid* out into one instance per element of its mapped inputs."""
+        key = (tid, -1)
+        now = self.r.clock.now()
+        self.change(key, TaskState.QUEUED, {"queued_at": now})
+        self.change(key, TaskState.RUNNING, {"started_at": now})
+        size, problem = map_length(self.dag.tasks[tid], self.outputs, self.lengths)
+        if problem is not None:
+            fields = {"finished_at": now, "error_type": "MapError", "error_message": problem}
+            self.change(key, TaskState.FAILED, fields)
+            self.apply_decisions(self.ready_set.done(tid, TaskState.FAILED))
             return
-        self.change(tid, TaskState.QUEUED, {"queued_at": self.r.clock.now()})
-        self.ready.append(tid)
+        ms = self.maps[tid] = MapState(size)
+        missing = [i for i in range(size) if (tid, i) not in self.attempt]
+        if missing:
+            spec = self.dag.tasks[tid]
+            self.flush()
+            self.writer.flush()
+            new = [
+                NewAttempt(self.run_rec.run_id, tid, 1, spec.op.kind, spec.op.code_hash(), i)
+                for i in missing
+            ]
+            for rec in self.r.store.add_attempts([], new, at=now):
+                self.attempt[(tid, rec.map_index)] = rec
+                self.state[(tid, rec.map_index)] = rec.state
+        for i in range(size):
+            rec = self.attempt[(tid, i)]
+            if rec.state is TaskState.SUCCESS:
+                ms.record(i, TaskState.SUCCESS, rec.output_path)
+            else:
+                self.enqueue((tid, i))
+        if not ms.left:
+            self.instance_done_all(tid)
 
-    def change(self, tid: str, new: TaskState, fields: dict[str, Any]) -> None:
-        rec = self.attempt[tid]
-        self.pending.append(Change(rec.id, self.state[tid], new, fields))
-        self.state[tid] = new
+    def instance_done_all(self, tid: str) -> None:
+        """A mapped task with nothing to run (no elements, or all reused): end it now."""
+        ms = self.maps[tid]
+        self.outputs[tid] = ms.outputs()
+        fields = {"finished_at": self.r.clock.now(), "output_length": ms.size}
+        self.change((tid, -1), TaskState.SUCCESS, fields)
+        self.apply_decisions(self.ready_set.done(tid, TaskState.SUCCESS))
+
+    def enqueue(self, key: Key) -> None:
+        """Queue *key* now, or keep it scheduled until its ``not_before`` (a retry's back-off)."""
+        not_before = self.attempt[key].not_before
+        if not_before is not None and not_before > self.r.clock.now():
+            heapq.heappush(self.waiting, (not_before, key))
+            return
+        self.change(key, TaskState.QUEUED, {"queued_at": self.r.clock.now()})
+        self.ready.append(key)
+
+    def change(self, key: Key, new: TaskState, fields: dict[str, Any]) -> None:
+        rec = self.attempt[key]
+        self.pending.append(Change(rec.id, self.state[key], new, fields))
+        self.state[key] = new
 
     def flush(self) -> None:
         if self.pending or self.hooks:
@@ -249,8 +353,9 @@ class RunLoop:
 
     # --- callbacks -----------------------------------------------------------------------------
     def fire(
-        self, tid: str, event: str, out: AttemptOutcome, *, try_number: int | None = None
+        self, key: Key, event: str, out: AttemptOutcome, *, try_number: int | None = None
     ) -> None:
+        tid, index = key
         callbacks = self.dag.tasks[tid].callbacks.for_event(event)
         if not callbacks:
             return
@@ -260,8 +365,8 @@ class RunLoop:
             run_id=self.run_rec.run_id,
             flow=self.dag.name,
             state={"success": "success", "failure": "failed", "retry": "up_for_retry"}[event],
-            task_id=tid,
-            try_number=try_number or self.attempt[tid].try_number,
+            task_id=tid if index < 0 else f"{tid}@{index}",
+            try_number=try_number or self.attempt[key].try_number,
             error_type=err.type_name if err else None,
             error_message=err.message if err else None,
             traceback=err.traceback if err else None,
@@ -270,8 +375,10 @@ class RunLoop:
         self.hooks.append(lambda: self.callbacks.fire(callbacks, ctx))
 
     # --- the end -------------------------------------------------------------------------------
-    def finish(self) -> None:
-        failed = any(s in FAILURES for t, s in self.state.items() if t in self.dag.tasks)
+    def finish_run(self) -> None:
+        failed = any(
+            s in FAILURES for (t, i), s in self.state.items() if i < 0 and t in self.dag.tasks
+        )
         final = RunState.FAILED if failed else RunState.SUCCESS
         now = self.r.clock.now()
         change = RunChange(self.run_rec.run_id, RunState.RUNNING, final, now)
@@ -292,9 +399,9 @@ class RunLoop:
         find the states they expect.
         """
         now = self.r.clock.now()
-        for tid, state in self.state.items():
+        for key, state in self.state.items():
             if state in (TaskState.QUEUED, TaskState.RUNNING):
-                self.change(tid, TaskState.INTERRUPTED, {"finished_at": now})
+                self.change(key, TaskState.INTERRUPTED, {"finished_at": now})
         run_change = RunChange(self.run_rec.run_id, RunState.RUNNING, RunState.INTERRUPTED, now)
         try:
             self.writer.put(self.pending, [run_change])
@@ -313,9 +420,14 @@ class RunLoop:
         if not force and now - self._last_progress < self.r.progress_every:
             return
         self._last_progress = now
-        done = sum(1 for s in self.state.values() if s in (TaskState.SUCCESS, TaskState.SKIPPED))
-        failed = sum(1 for s in self.state.values() if s in FAILURES)
-        running = tuple(t for t in self.in_flight.values() if self.state[t] is TaskState.RUNNING)
+        plain = [(k, s) for k, s in self.state.items() if k[1] < 0]
+        done = sum(1 for _, s in plain if s in (TaskState.SUCCESS, TaskState.SKIPPED))
+        failed = sum(1 for _, s in plain if s in FAILURES)
+        running = tuple(
+            k[0] if k[1] < 0 else f"{k[0]}@{k[1]}"
+            for k in self.in_flight.values()
+            if self.state[k] is TaskState.RUNNING
+        )
         hook(Progress(self.run_rec.run_id, len(self.dag), done, failed, running))
 
 
@@ -325,6 +437,7 @@ def _outcome_fields(out: AttemptOutcome) -> dict[str, Any]:
         "log_path": out.log_path,
         "output_path": out.output_path,
         "output_size": out.output_size,
+        "output_length": out.output_length,
     }
     if out.error is not None:
         fields.update(

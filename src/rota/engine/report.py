@@ -24,6 +24,7 @@ class TaskSummary:
     state: TaskState
     attempts: int
     latest: AttemptRecord
+    mapped: dict[str, int] | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -69,6 +70,8 @@ class RunSummary:
                 "attempts": t.attempts,
                 "duration_s": t.duration_s,
             }
+            if t.mapped is not None:
+                entry["mapped"] = t.mapped
             if detail:
                 entry.update(t.waits())
                 entry["error"] = t.latest.error_message
@@ -95,19 +98,39 @@ def run_json(run: RunRecord) -> dict[str, Any]:
 def summarize(store: Store, run_id: str) -> RunSummary:
     """Read run *run_id* and its attempts back from the store.
 
+    A mapped task appears once (its row as a whole), with its instances counted in ``mapped``.
+
     Raises:
         NotFound: no such run.
     """
     run = store.get_run(run_id)
     latest: dict[str, AttemptRecord] = {}
     counts: dict[str, int] = {}
+    instances: dict[str, dict[int, AttemptRecord]] = {}
     for rec in store.attempts(run_id):
+        if rec.map_index >= 0:
+            seen = instances.setdefault(rec.task_id, {})
+            prev_inst = seen.get(rec.map_index)
+            if prev_inst is None or rec.try_number >= prev_inst.try_number:
+                seen[rec.map_index] = rec
+            continue
         prev = latest.get(rec.task_id)
         if prev is None or rec.try_number >= prev.try_number:
             latest[rec.task_id] = rec
         if rec.started_at is not None:
             counts[rec.task_id] = counts.get(rec.task_id, 0) + 1
     tasks = {
-        tid: TaskSummary(tid, rec.state, counts.get(tid, 0), rec) for tid, rec in latest.items()
+        tid: TaskSummary(tid, rec.state, counts.get(tid, 0), rec, _mapped(instances.get(tid)))
+        for tid, rec in latest.items()
     }
     return RunSummary(run, tasks)
+
+
+def _mapped(instances: dict[int, AttemptRecord] | None) -> dict[str, int] | None:
+    """Counts of a mapped task's instances by the state of their latest attempts."""
+    if instances is None:
+        return None
+    out: dict[str, int] = {"count": len(instances)}
+    for rec in instances.values():
+        out[rec.state.value] = out.get(rec.state.value, 0) + 1
+    return out

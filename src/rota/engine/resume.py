@@ -7,11 +7,12 @@ running, tasks new in the flow, and a succeeded task whose code changed, with it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from rota.model.dag import Dag
+from rota.model.dag import Dag, TaskSpec
 from rota.model.states import RunState, TaskState
 from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRecord
 
@@ -30,16 +31,22 @@ class ResumePlan:
 
 
 def latest_attempts(records: Iterable[AttemptRecord]) -> dict[str, AttemptRecord]:
-    """The latest attempt (highest try) of each task."""
-    latest: dict[str, AttemptRecord] = {}
+    """The latest attempt (highest try) of each task (of a mapped task as a whole)."""
+    return {tid: rec for (tid, index), rec in latest_by_key(records).items() if index < 0}
+
+
+def latest_by_key(records: Iterable[AttemptRecord]) -> dict[tuple[str, int], AttemptRecord]:
+    """The latest attempt of each (task, map index): mapped instances have their own."""
+    latest: dict[tuple[str, int], AttemptRecord] = {}
     for rec in records:
-        prev = latest.get(rec.task_id)
+        key = (rec.task_id, rec.map_index)
+        prev = latest.get(key)
         if prev is None or rec.try_number > prev.try_number:
-            latest[rec.task_id] = rec
+            latest[key] = rec
     return latest
 
 
-def sweep_stale(run: RunRecord, latest: dict[str, AttemptRecord], now: datetime) -> ResumePlan:
+def sweep_stale(run: RunRecord, latest: Mapping[Any, AttemptRecord], now: datetime) -> ResumePlan:
     """Mark what a dead runner left queued or running as interrupted, and the run too."""
     plan = ResumePlan()
     for rec in latest.values():
@@ -69,19 +76,10 @@ def plan_resume(
     run: RunRecord, dag: Dag, records: Iterable[AttemptRecord], now: datetime
 ) -> ResumePlan:
     """What resuming *run* with the current *dag* re-runs (see the module docstring)."""
-    latest = latest_attempts(records)
-    plan = sweep_stale(run, latest, now)
-    changed: list[str] = []
-    for tid in dag.order:
-        why = _why(latest.get(tid), dag.tasks[tid].op.code_hash())
-        if why is not None:
-            plan.reasons[tid] = why
-            if why.startswith("code changed"):
-                changed.append(tid)
-    for tid in changed:
-        for down in _cone(dag, tid):
-            plan.reasons.setdefault(down, f"downstream of {tid}, whose code changed")
-    plan.reasons = {tid: plan.reasons[tid] for tid in dag.order if tid in plan.reasons}
+    by_key = latest_by_key(records)
+    latest = {tid: rec for (tid, index), rec in by_key.items() if index < 0}
+    plan = sweep_stale(run, by_key, now)
+    plan.reasons = _reasons(dag, latest)
     for tid in dag.order:
         rec = latest.get(tid)
         if tid not in plan.reasons:
@@ -89,16 +87,38 @@ def plan_resume(
                 plan.kept.append(tid)
             continue
         spec = dag.tasks[tid]
-        plan.new.append(
-            NewAttempt(
-                run.run_id,
-                tid,
-                (rec.try_number + 1) if rec is not None else 1,
-                spec.op.kind,
-                spec.op.code_hash(),
-            )
-        )
+        if rec is None or rec.state is not TaskState.SCHEDULED:
+            plan.new.append(_again(run.run_id, spec, tid, -1, rec))
+        code_changed = plan.reasons[tid].startswith(("code changed", "downstream of"))
+        for (task, index), inst in by_key.items():
+            if task != tid or index < 0 or inst.state is TaskState.SCHEDULED:
+                continue
+            if inst.state is not TaskState.SUCCESS or code_changed:
+                plan.new.append(_again(run.run_id, spec, tid, index, inst))
     return plan
+
+
+def _reasons(dag: Dag, latest: Mapping[str, AttemptRecord]) -> dict[str, str]:
+    """Why each task that must run again does, in graph order."""
+    reasons: dict[str, str] = {}
+    changed: list[str] = []
+    for tid in dag.order:
+        why = _why(latest.get(tid), dag.tasks[tid].op.code_hash())
+        if why is not None:
+            reasons[tid] = why
+            if why.startswith("code changed"):
+                changed.append(tid)
+    for tid in changed:
+        for down in _cone(dag, tid):
+            reasons.setdefault(down, f"downstream of {tid}, whose code changed")
+    return {tid: reasons[tid] for tid in dag.order if tid in reasons}
+
+
+def _again(
+    run_id: str, spec: TaskSpec, tid: str, index: int, rec: AttemptRecord | None
+) -> NewAttempt:
+    try_number = (rec.try_number + 1) if rec is not None else 1
+    return NewAttempt(run_id, tid, try_number, spec.op.kind, spec.op.code_hash(), index)
 
 
 def _cone(dag: Dag, start: str) -> list[str]:

@@ -185,7 +185,7 @@ class Runner:
         try:
             loop.start()
             loop.run()
-            loop.finish()
+            loop.finish_run()
             writer.close()
         except BaseException:
             loop.abort()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rota.artifacts.local import FileCheckpoint, OutputCache, read_output, write_output
-from rota.errors import Skip
+from rota.errors import ArtifactError, Skip
 from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo
 from rota.model.dag import resolve
 from rota.model.policies import qualified_name
@@ -27,6 +27,16 @@ class Capture(Protocol):
     def end(self, log_path: str) -> str | None: ...
 
 
+def _load(path: str | None, producer: str, cache: OutputCache) -> Any:
+    if path is None:
+        return None
+    hit, value = cache.get(path)
+    if not hit:
+        value = read_output(Path(path), producer=producer)
+        cache.put(path, value, Path(path).stat().st_size)
+    return value
+
+
 def load_inputs(spec: AttemptSpec, cache: OutputCache) -> dict[str, Any]:
     """The outputs of the upstreams *spec* reads, from memory when this process has them.
 
@@ -35,15 +45,25 @@ def load_inputs(spec: AttemptSpec, cache: OutputCache) -> dict[str, Any]:
     """
     values: dict[str, Any] = {}
     for ref in spec.inputs:
-        if ref.path is None:
-            values[ref.task_id] = None
+        producer = ref.task_id.split("@", 1)[0]
+        if ref.parts is not None:
+            values[ref.task_id] = [_load(p, producer, cache) for p in ref.parts]
             continue
-        hit, value = cache.get(ref.path)
-        if not hit:
-            value = read_output(Path(ref.path), producer=ref.task_id)
-            cache.put(ref.path, value, Path(ref.path).stat().st_size)
+        value = _load(ref.path, producer, cache)
+        if ref.index is not None:
+            try:
+                value = value[ref.index]
+            except (TypeError, IndexError, KeyError) as err:
+                raise ArtifactError(
+                    f"cannot take element {ref.index} of the output of task {producer!r}: {err}"
+                ) from None
         values[ref.task_id] = value
     return values
+
+
+def output_length(value: Any) -> int | None:
+    """len() of a list or tuple output, which a downstream .map() can fan out over."""
+    return len(value) if isinstance(value, list | tuple) else None
 
 
 def make_context(spec: AttemptSpec, *, own_session: bool) -> ExecContext:
@@ -84,6 +104,7 @@ def run_attempt(
     begin()
     output_path: str | None = None
     size: int | None = None
+    length: int | None = None
     error: ErrorInfo | None = None
     skipped = False
     try:
@@ -93,6 +114,7 @@ def run_attempt(
         ctx = make_context(spec, own_session=own_session)
         value = spec.op.execute(ctx, args, kwargs)  # type: ignore[attr-defined]
         if value is not None:
+            length = output_length(value)
             size = write_output(Path(spec.output_path), value)
             cache.put(spec.output_path, value, size)
             output_path = spec.output_path
@@ -111,6 +133,7 @@ def run_attempt(
         worker=worker,
         output_path=output_path,
         output_size=size,
+        output_length=length,
         log_path=log_path,
         error=error,
         skipped=skipped,

@@ -19,6 +19,10 @@ class InputRef:
 
     task_id: str
     path: str | None
+    index: int | None = None
+    """Take element *index* of the stored output (an instance of a mapped task)."""
+    parts: tuple[str | None, ...] | None = None
+    """The outputs of a mapped task's instances: the input is their list, in order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,8 @@ class AttemptOutcome:
     worker: str
     output_path: str | None = None
     output_size: int | None = None
+    output_length: int | None = None
+    """len() of a list or tuple output: what a downstream .map() fans out over."""
     log_path: str | None = None
     error: ErrorInfo | None = None
     skipped: bool = False

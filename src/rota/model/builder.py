@@ -127,6 +127,7 @@ class TaskNode:
         on_success: CallbackArg = None,
         on_failure: CallbackArg = None,
         on_retry: CallbackArg = None,
+        map_args: Iterable[str] = (),
     ) -> None:
         builder = FlowBuilder.current()
         if builder is None:
@@ -146,6 +147,10 @@ class TaskNode:
         self.tags = frozenset(tags)
         self.trigger_rule = TriggerRule.coerce(trigger_rule)
         self.callbacks = Callbacks.of(on_success, on_failure, on_retry)
+        self.map_args = tuple(map_args)
+        for name in self.map_args:
+            if name not in self.kwargs:
+                raise DefinitionError(f"task {task_id!r}: mapped argument {name!r} is not given")
         self.flow = builder
         self._after: dict[str, None] = {}
         builder.add(self)
@@ -213,7 +218,32 @@ class TaskNode:
             tags=self.tags,
             trigger_rule=self.trigger_rule,
             callbacks=self.callbacks.with_defaults(defaults.callbacks),
+            map_args=self.map_args,
         )
+
+
+class unmapped:
+    """Marks an argument of ``.map(...)`` as the same for every instance, even if it is a list."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def split_mapped(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Unwrap :class:`unmapped` values; return the arguments and the names mapped over.
+
+    Mapped: task outputs and list or tuple literals. Constant: everything else, and unmapped().
+    """
+    kwargs: dict[str, Any] = {}
+    mapped: list[str] = []
+    for name, value in arguments.items():
+        if isinstance(value, unmapped):
+            kwargs[name] = value.value
+            continue
+        kwargs[name] = value
+        if isinstance(value, TaskNode | list | tuple):
+            mapped.append(name)
+    return kwargs, tuple(mapped)
 
 
 def _as_nodes(value: object) -> list[TaskNode]:

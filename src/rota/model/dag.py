@@ -97,6 +97,12 @@ class TaskSpec:
     tags: frozenset[str] = frozenset()
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     callbacks: Callbacks = NO_CALLBACKS
+    map_args: tuple[str, ...] = ()
+    """Names of keyword arguments mapped over: one task instance per element, at run time."""
+
+    @property
+    def mapped(self) -> bool:
+        return bool(self.map_args)
 
     @property
     def data_inputs(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from rota.errors import DefinitionError
-from rota.model.builder import FlowBuilder, TaskNode
+from rota.model.builder import FlowBuilder, TaskNode, split_mapped
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.operators.base import ExecContext, source_hash
@@ -87,6 +87,7 @@ class PythonTask(TaskNode):
         on_success: CallbackArg = None,
         on_failure: CallbackArg = None,
         on_retry: CallbackArg = None,
+        map_args: Iterable[str] = (),
     ) -> None:
         if not callable(fn):
             raise DefinitionError(f"task {task_id!r}: {fn!r} is not callable")
@@ -109,6 +110,7 @@ class PythonTask(TaskNode):
             on_success=on_success,
             on_failure=on_failure,
             on_retry=on_retry,
+            map_args=map_args,
         )
 
 
@@ -161,6 +163,34 @@ class TaskFunction:
             options["task_id"] = kwargs.pop("task_id")
         task_id = options.pop("task_id", None) or builder.auto_id(self.__name__)
         return PythonTask(task_id, self.fn, args=args, kwargs=kwargs, **options)
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        """One task instance per element, decided at run time: ``process.map(items)``.
+
+        Task outputs and list literals are mapped over (several are zipped; their lengths must
+        agree); other values, and values wrapped in ``unmapped(...)``, are the same for every
+        instance. A downstream receiving the result gets the list of outputs, in order.
+
+        Raises:
+            DefinitionError: called outside a flow, nothing to map over, or bad arguments.
+        """
+        builder = FlowBuilder.current()
+        if builder is None:
+            raise DefinitionError(f"{self.__name__}.map() is only meaningful inside a flow")
+        options = dict(self.options)
+        if not self._takes_task_id and "task_id" in kwargs:
+            options["task_id"] = kwargs.pop("task_id")
+        task_id = options.pop("task_id", None) or builder.auto_id(self.__name__)
+        try:
+            bound = inspect.signature(self.fn).bind_partial(*args, **kwargs)
+        except TypeError as err:
+            raise DefinitionError(f"task {task_id!r}: {err}") from None
+        arguments, mapped = split_mapped(bound.arguments)
+        if not mapped:
+            raise DefinitionError(
+                f"task {task_id!r}: .map() needs a task output or a list to map over"
+            )
+        return PythonTask(task_id, self.fn, kwargs=arguments, map_args=mapped, **options)
 
 
 def _param_names(fn: Callable[..., Any]) -> set[str]:

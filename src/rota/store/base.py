@@ -73,6 +73,7 @@ class AttemptRecord:
     error_traceback: str | None = None
     output_path: str | None = None
     output_size: int | None = None
+    output_length: int | None = None
     log_path: str | None = None
 
 
@@ -115,6 +116,7 @@ ATTEMPT_FIELDS = frozenset(
         "error_traceback",
         "output_path",
         "output_size",
+        "output_length",
         "log_path",
     }
 )

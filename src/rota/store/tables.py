@@ -115,6 +115,7 @@ task_attempts = Table(
     Column("error_traceback", Text),
     Column("output_path", Text),
     Column("output_size", BigInteger),
+    Column("output_length", BigInteger),
     Column("log_path", Text),
     UniqueConstraint("run_id", "task_id", "map_index", "try_number", name="uq_task_attempts_try"),
     Index("ix_task_attempts_run_id_state", "run_id", "state"),

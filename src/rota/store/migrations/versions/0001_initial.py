@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("error_traceback", sa.Text()),
         sa.Column("output_path", sa.Text()),
         sa.Column("output_size", sa.BigInteger()),
+        sa.Column("output_length", sa.BigInteger()),
         sa.Column("log_path", sa.Text()),
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.run_id"], name="fk_task_attempts_run_id", ondelete="CASCADE"

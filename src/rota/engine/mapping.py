@@ -1,0 +1,84 @@
+"""Dynamic mapping: how many instances a mapped task gets, and what each one receives."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rota.executors.base import InputRef
+from rota.model.dag import Ref, TaskSpec
+from rota.model.states import TaskState
+
+Output = str | None | tuple[str | None, ...]
+
+
+def map_length(
+    spec: TaskSpec, outputs: Mapping[str, Output], lengths: Mapping[str, int | None]
+) -> tuple[int, str | None]:
+    """The number of instances of mapped task *spec*, or (0, why) when it cannot be mapped."""
+    sizes: dict[str, int] = {}
+    for name in spec.map_args:
+        value = spec.kwargs[name]
+        if isinstance(value, Ref):
+            out = outputs.get(value.task_id)
+            size = len(out) if isinstance(out, tuple) else lengths.get(value.task_id)
+            if size is None:
+                return 0, (
+                    f"cannot map over the output of {value.task_id!r}: it is not a list or a tuple"
+                )
+        else:
+            size = len(value)
+        sizes[name] = size
+    if len(set(sizes.values())) > 1:
+        detail = ", ".join(f"{n}={s}" for n, s in sizes.items())
+        return 0, f"mapped arguments have different lengths ({detail})"
+    return next(iter(sizes.values())), None
+
+
+def expand_args(
+    spec: TaskSpec, index: int, outputs: Mapping[str, Output]
+) -> tuple[dict[str, Any], list[InputRef]]:
+    """Instance *index*'s keyword arguments, and the extra inputs its elements come from."""
+    kwargs = dict(spec.kwargs)
+    extra: list[InputRef] = []
+    for name in spec.map_args:
+        value = kwargs[name]
+        if isinstance(value, Ref):
+            key = f"{value.task_id}@{index}"
+            out = outputs.get(value.task_id)
+            if isinstance(out, tuple):
+                extra.append(InputRef(key, out[index]))
+            else:
+                extra.append(InputRef(key, out, index=index))
+            kwargs[name] = Ref(key)
+        else:
+            kwargs[name] = value[index]
+    return kwargs, extra
+
+
+@dataclass
+class MapState:
+    """The instances of one mapped task: how many are left, failed, and their outputs."""
+
+    size: int
+    left: int = -1
+    failed: list[int] = field(default_factory=list)
+    paths: dict[int, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.left = self.size
+
+    def record(self, index: int, state: TaskState, path: str | None) -> None:
+        self.left -= 1
+        if state is TaskState.FAILED:
+            self.failed.append(index)
+        self.paths[index] = path if state is TaskState.SUCCESS else None
+
+    def outputs(self) -> tuple[str | None, ...]:
+        return tuple(self.paths.get(i) for i in range(self.size))
+
+    def describe_failures(self) -> str:
+        shown = ", ".join(str(i) for i in sorted(self.failed)[:10])
+        more = f" and {len(self.failed) - 10} more" if len(self.failed) > 10 else ""
+        return f"{len(self.failed)} of {self.size} mapped instances failed (index {shown}{more})"
