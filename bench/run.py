@@ -1,7 +1,7 @@
 """Rota's orchestration overhead on the peers' workloads (see bench/README.md).
 
 Usage: python bench/run.py [--executor local|threads|inprocess] [--workers N]
-                           [--workload W1,W2,W3,L10K] [--repeat N] [--cli] [--json]
+                           [--workload W1,W2,W3,L10K,M10K] [--repeat N] [--cli] [--json]
 
 Workloads (all tasks no-op Python functions unless said otherwise):
 
@@ -11,6 +11,9 @@ Workloads (all tasks no-op Python functions unless said otherwise):
   passed from each step to the next through data edges (the peers' exact step functions).
 - L10K: 100 layers x 100 tasks; task i of layer k depends on tasks i and (i + 1) % 100 of
   layer k - 1 (10,000 tasks, 19,800 edges).
+- M10K: a task returning range(10,000) as a list, a no-op mapped over it with ``.map`` (10,000
+  instances made at run time, each output stored), and a join receiving the 10,000 results;
+  ms/task is per mapped instance.
 
 Each workload runs in its own child process (so its peak RSS is its own): one uncounted warm-up
 run, then ``--repeat`` measured runs, each with a fresh temporary ROTA_HOME (SQLite file store),
@@ -47,6 +50,7 @@ from rota.store.sql import open_store
 N_CHAIN = 200
 N_FAN = 1000
 N_FLOATS = 10_000
+N_MAP = 10_000
 LAYERS = 100
 WIDTH = 100
 EXECUTORS = ("local", "threads", "inprocess")
@@ -125,6 +129,30 @@ def l10k() -> None:
         prev = layer
 
 
+@task
+def items() -> list[int]:
+    """The list a mapped task fans out over."""
+    return list(range(N_MAP))
+
+
+@task
+def one(x: int) -> int:
+    """A mapped instance: returns its element."""
+    return x
+
+
+@task
+def join(xs: list[int]) -> int:
+    """Receives every mapped result, in order."""
+    return len(xs)
+
+
+@flow(name="m10k")
+def m10k() -> None:
+    """One task fanned out over N_MAP elements at run time."""
+    join(one.map(items()))
+
+
 # --- workloads -----------------------------------------------------------------------------------
 def _deploy_ok(summary: RunSummary) -> bool:
     path = summary.tasks["deploy"].latest.output_path
@@ -133,12 +161,18 @@ def _deploy_ok(summary: RunSummary) -> bool:
     return read_output(Path(path), producer="deploy").get("n") == N_FLOATS
 
 
+def _map_ok(summary: RunSummary) -> bool:
+    return summary.tasks["one"].mapped == {"count": N_MAP, "success": N_MAP}
+
+
 @dataclass(frozen=True)
 class Workload:
     key: str
     definition: FlowFunction
     n_tasks: int
     extra_check: Callable[[RunSummary], bool] | None = None
+    units: int = 0
+    """What ms/task divides by, when not n_tasks (the mapped instances of M10K)."""
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -146,6 +180,7 @@ WORKLOADS: dict[str, Workload] = {
     "W2": Workload("W2", w2, N_FAN + 2),
     "W3": Workload("W3", w3, 6, _deploy_ok),
     "L10K": Workload("L10K", l10k, LAYERS * WIDTH),
+    "M10K": Workload("M10K", m10k, 3, _map_ok, units=N_MAP),
 }
 
 
@@ -218,7 +253,7 @@ def bench_workload(wl: Workload, kind: str, workers: int, repeat: int) -> dict[s
         "run_s_min": round(min(times), 4),
         "run_s_max": round(max(times), 4),
         "run_s_all": [round(t, 4) for t in times],
-        "ms_per_task": round(median * 1000 / wl.n_tasks, 3),
+        "ms_per_task": round(median * 1000 / (wl.units or wl.n_tasks), 3),
         "build_s": round(statistics.median(r.build_s for r in runs), 4),
         "ok": warm.ok and all(r.ok for r in runs),
         "maxrss_self_mb": max_rss_mib(resource.RUSAGE_SELF),
