@@ -24,12 +24,13 @@ from rota.model.states import (
 # Written independently of rota.model.states, from DESIGN.md and the issue text.
 EXPECTED_TASK: dict[str, set[str]] = {
     "scheduled": {"queued", "skipped", "upstream_failed"},
-    "queued": {"running", "failed", "interrupted"},
+    "queued": {"running", "failed", "interrupted", "cached"},
     "running": {"success", "failed", "up_for_retry", "sensing", "skipped", "interrupted"},
     "sensing": {"queued", "failed", "skipped", "interrupted"},
     "up_for_retry": {"queued"},
     "interrupted": {"queued", "failed"},
     "success": set(),
+    "cached": set(),
     "failed": set(),
     "skipped": set(),
     "upstream_failed": set(),
@@ -83,7 +84,7 @@ def test_allowed_task_transition_count() -> None:
         except InvalidTransition:
             continue
         allowed += 1
-    assert allowed == sum(len(v) for v in EXPECTED_TASK.values()) == 19
+    assert allowed == sum(len(v) for v in EXPECTED_TASK.values()) == 20
 
 
 def test_task_successors_match_the_table() -> None:
@@ -92,7 +93,9 @@ def test_task_successors_match_the_table() -> None:
 
 
 def test_terminal_task_states_have_no_way_out() -> None:
-    assert {s.value for s in TERMINAL} == {"success", "failed", "skipped", "upstream_failed"}
+    assert {s.value for s in TERMINAL} == {
+        "success", "cached", "failed", "skipped", "upstream_failed",
+    }  # fmt: skip
     for state in TERMINAL:
         assert task_successors(state) == frozenset()
         for new in TaskState:
@@ -118,7 +121,7 @@ def test_self_transitions_are_refused() -> None:
 def test_state_sets_and_initial_states() -> None:
     assert TASK_INITIAL is TaskState.SCHEDULED
     assert RUN_INITIAL is RunState.QUEUED
-    assert {s.value for s in SUCCEEDED} == {"success"}
+    assert {s.value for s in SUCCEEDED} == {"success", "cached"}
     assert {s.value for s in FAILURES} == {"failed", "upstream_failed"}
     assert FAILURES <= TERMINAL
     assert {s.value for s in RUN_TERMINAL} == {"success", "failed"}

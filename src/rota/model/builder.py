@@ -27,7 +27,13 @@ from rota.model.dag import (
     check_task_id,
     refs_in,
 )
-from rota.model.policies import RetryPolicy, TriggerRule, coerce_timeout
+from rota.model.policies import (
+    CacheInputs,
+    CachePolicy,
+    RetryPolicy,
+    TriggerRule,
+    coerce_timeout,
+)
 
 
 class FlowOptions:
@@ -128,6 +134,11 @@ class TaskNode:
         on_failure: CallbackArg = None,
         on_retry: CallbackArg = None,
         map_args: Iterable[str] = (),
+        cache: bool = False,
+        cache_key: Callable[[CacheInputs], str] | None = None,
+        cache_expires: timedelta | None = None,
+        version: str = "",
+        serializer: str | None = None,
     ) -> None:
         builder = FlowBuilder.current()
         if builder is None:
@@ -148,6 +159,12 @@ class TaskNode:
         self.trigger_rule = TriggerRule.coerce(trigger_rule)
         self.callbacks = Callbacks.of(on_success, on_failure, on_retry)
         self.map_args = tuple(map_args)
+        self.cache = CachePolicy.coerce(cache, cache_key, cache_expires, version)
+        if serializer is not None and not isinstance(serializer, str):
+            raise DefinitionError(
+                f"task {task_id!r}: serializer must be a name, got {serializer!r}"
+            )
+        self.serializer = serializer
         for name in self.map_args:
             if name not in self.kwargs:
                 raise DefinitionError(f"task {task_id!r}: mapped argument {name!r} is not given")
@@ -219,6 +236,8 @@ class TaskNode:
             trigger_rule=self.trigger_rule,
             callbacks=self.callbacks.with_defaults(defaults.callbacks),
             map_args=self.map_args,
+            cache=self.cache,
+            serializer=self.serializer,
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from rota.errors import CycleError, DefinitionError
 from rota.model.callbacks import NO_CALLBACKS, Callbacks
-from rota.model.policies import RetryPolicy, TriggerRule, UpstreamTally, decide
+from rota.model.policies import CachePolicy, RetryPolicy, TriggerRule, UpstreamTally, decide
 from rota.model.states import TERMINAL, TaskState
 
 TASK_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}$")
@@ -99,6 +99,9 @@ class TaskSpec:
     callbacks: Callbacks = NO_CALLBACKS
     map_args: tuple[str, ...] = ()
     """Names of keyword arguments mapped over: one task instance per element, at run time."""
+    cache: CachePolicy | None = None
+    serializer: str | None = None
+    """How to store the output (``json``, ``npy``, ``parquet``, ...); None: chosen by type."""
 
     @property
     def mapped(self) -> bool:
@@ -318,6 +321,7 @@ class ReadySet:
 
 _TALLY_SLOT: Final[Mapping[TaskState, int]] = {
     TaskState.SUCCESS: 0,
+    TaskState.CACHED: 0,
     TaskState.FAILED: 1,
     TaskState.SKIPPED: 2,
     TaskState.UPSTREAM_FAILED: 3,

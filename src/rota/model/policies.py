@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -96,6 +96,54 @@ class RetryPolicy:
         if self.max_delay is not None:
             wait = min(wait, self.max_delay)
         return wait
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInputs:
+    """What a task's cache key is made of; a ``cache_key=`` function receives it."""
+
+    task_id: str
+    code: str
+    inputs: Mapping[str, str]
+    constants: str
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """Reuse a stored output when the task's code, inputs and constants are unchanged.
+
+    Attributes:
+        key_fn: computes the key from :class:`CacheInputs` instead of the default hash.
+        expires: an entry older than this is not reused.
+        version: a user-set part of the key (bump it to invalidate by hand).
+    """
+
+    key_fn: Callable[[CacheInputs], str] | None = None
+    expires: timedelta | None = None
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        if self.key_fn is not None and not callable(self.key_fn):
+            raise PolicyError(f"cache_key must be callable, got {self.key_fn!r}")
+        if self.expires is not None and (
+            not isinstance(self.expires, timedelta) or self.expires <= timedelta(0)
+        ):
+            raise PolicyError(f"cache_expires must be a positive timedelta, got {self.expires!r}")
+
+    @classmethod
+    def coerce(
+        cls,
+        cache: bool,
+        key_fn: Callable[[CacheInputs], str] | None,
+        expires: timedelta | None,
+        version: str,
+    ) -> CachePolicy | None:
+        """The policy the ``cache=``, ``cache_key=``, ``cache_expires=``, ``version=`` options
+        describe; None when caching is off."""
+        if not (cache or key_fn is not None or expires is not None):
+            return None
+        return cls(key_fn, expires, str(version))
 
 
 def _is_real(value: object) -> bool:

@@ -26,6 +26,8 @@ class TaskState(StrEnum):
     SKIPPED = "skipped"
     UPSTREAM_FAILED = "upstream_failed"
     INTERRUPTED = "interrupted"
+    CACHED = "cached"
+    """Succeeded without running: an earlier attempt with the same cache key was reused."""
 
 
 class RunState(StrEnum):
@@ -42,7 +44,7 @@ _T = TaskState
 _TASK_ALLOWED: Final[Mapping[TaskState, frozenset[TaskState]]] = {
     _T.SCHEDULED: frozenset({_T.QUEUED, _T.SKIPPED, _T.UPSTREAM_FAILED}),
     # QUEUED -> FAILED: the attempt could not be started (its worker died before it began).
-    _T.QUEUED: frozenset({_T.RUNNING, _T.FAILED, _T.INTERRUPTED}),
+    _T.QUEUED: frozenset({_T.RUNNING, _T.FAILED, _T.INTERRUPTED, _T.CACHED}),
     _T.RUNNING: frozenset(
         {_T.SUCCESS, _T.FAILED, _T.UP_FOR_RETRY, _T.SENSING, _T.SKIPPED, _T.INTERRUPTED}
     ),
@@ -66,11 +68,11 @@ TASK_INITIAL: Final = TaskState.SCHEDULED
 RUN_INITIAL: Final = RunState.QUEUED
 
 TERMINAL: Final[frozenset[TaskState]] = frozenset(
-    {_T.SUCCESS, _T.FAILED, _T.SKIPPED, _T.UPSTREAM_FAILED}
+    {_T.SUCCESS, _T.CACHED, _T.FAILED, _T.SKIPPED, _T.UPSTREAM_FAILED}
 )
 """Task states that no transition leaves."""
 
-SUCCEEDED: Final[frozenset[TaskState]] = frozenset({_T.SUCCESS})
+SUCCEEDED: Final[frozenset[TaskState]] = frozenset({_T.SUCCESS, _T.CACHED})
 """Task states whose stored output downstream tasks and resumes may reuse."""
 
 FAILURES: Final[frozenset[TaskState]] = frozenset({_T.FAILED, _T.UPSTREAM_FAILED})

@@ -88,6 +88,7 @@ class PythonTask(TaskNode):
         on_failure: CallbackArg = None,
         on_retry: CallbackArg = None,
         map_args: Iterable[str] = (),
+        **cache_options: Any,
     ) -> None:
         if not callable(fn):
             raise DefinitionError(f"task {task_id!r}: {fn!r} is not callable")
@@ -111,6 +112,7 @@ class PythonTask(TaskNode):
             on_failure=on_failure,
             on_retry=on_retry,
             map_args=map_args,
+            **cache_options,
         )
 
 
@@ -211,6 +213,11 @@ _TASK_OPTIONS = frozenset(
         "on_success",
         "on_failure",
         "on_retry",
+        "cache",
+        "cache_key",
+        "cache_expires",
+        "version",
+        "serializer",
     }
 )
 

@@ -149,6 +149,7 @@ class ShellTask(TaskNode):
         on_success: CallbackArg = None,
         on_failure: CallbackArg = None,
         on_retry: CallbackArg = None,
+        **cache_options: Any,
     ) -> None:
         if not isinstance(command, str) or not command.strip():
             raise DefinitionError(f"task {task_id!r}: command must be a non-empty string")
@@ -164,4 +165,5 @@ class ShellTask(TaskNode):
             on_success=on_success,
             on_failure=on_failure,
             on_retry=on_retry,
+            **cache_options,
         )

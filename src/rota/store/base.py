@@ -74,6 +74,11 @@ class AttemptRecord:
     output_path: str | None = None
     output_size: int | None = None
     output_length: int | None = None
+    output_hash: str | None = None
+    output_serializer: str | None = None
+    cache_key: str | None = None
+    cache_parts: Mapping[str, Any] | None = None
+    cached_from: int | None = None
     log_path: str | None = None
 
 
@@ -117,6 +122,11 @@ ATTEMPT_FIELDS = frozenset(
         "output_path",
         "output_size",
         "output_length",
+        "output_hash",
+        "output_serializer",
+        "cache_key",
+        "cache_parts",
+        "cached_from",
         "log_path",
     }
 )
@@ -209,6 +219,18 @@ class Store(Protocol):
 
     def release(self, run_id: str, owner: str) -> None:
         """Give up ownership of *run_id* if *owner* holds it."""
+
+    def find_cached(
+        self, task_id: str, key: str, *, since: datetime | None = None
+    ) -> AttemptRecord | None:
+        """The latest succeeded attempt of *task_id* with cache key *key* (committed at or after
+        *since*), whose output can be reused; None if there is none."""
+
+    def cache_history(self, flow: str, task_id: str, limit: int = 20) -> list[AttemptRecord]:
+        """Attempts of *task_id* in runs of *flow* that recorded a cache key, newest first."""
+
+    def clear_cache(self, flow: str | None = None, task_id: str | None = None) -> int:
+        """Forget cache keys (of one flow and/or task); returns how many entries were dropped."""
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run *run_id*.

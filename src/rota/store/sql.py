@@ -211,6 +211,46 @@ class SqlStore:
         with self._errors(f"release run {run_id!r}"), self._write() as conn:
             set_owner(conn, run_id, None, owner, None)
 
+    def find_cached(
+        self, task_id: str, key: str, *, since: datetime | None = None
+    ) -> AttemptRecord | None:
+        """The latest succeeded attempt of *task_id* with cache key *key* (committed at or after
+        *since*), whose output can be reused; None if there is none."""
+        query = (
+            select(task_attempts)
+            .where(_ta.cache_key == key, _ta.task_id == task_id)
+            .where(_ta.state.in_(("success", "cached")))
+            .order_by(_ta.committed_at.desc(), _ta.id.desc())
+            .limit(1)
+        )
+        if since is not None:
+            query = query.where(_ta.committed_at >= to_utc(since))
+        with self._errors("look up the cache"), self._engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else attempt_record(row._mapping)
+
+    def cache_history(self, flow: str, task_id: str, limit: int = 20) -> list[AttemptRecord]:
+        """Attempts of *task_id* in runs of *flow* that recorded a cache key, newest first."""
+        query = (
+            select(task_attempts)
+            .join(runs, runs.c.run_id == _ta.run_id)
+            .where(runs.c.flow == flow, _ta.task_id == task_id, _ta.cache_parts.is_not(None))
+            .order_by(_ta.id.desc())
+            .limit(limit)
+        )
+        with self._errors("read the cache history"), self._engine.connect() as conn:
+            return [attempt_record(row._mapping) for row in conn.execute(query)]
+
+    def clear_cache(self, flow: str | None = None, task_id: str | None = None) -> int:
+        """Forget cache keys (of one flow and/or task); returns how many entries were dropped."""
+        stmt = task_attempts.update().where(_ta.cache_key.is_not(None)).values(cache_key=None)
+        if task_id is not None:
+            stmt = stmt.where(_ta.task_id == task_id)
+        if flow is not None:
+            stmt = stmt.where(_ta.run_id.in_(select(runs.c.run_id).where(runs.c.flow == flow)))
+        with self._errors("clear the cache"), self._write() as conn:
+            return int(conn.execute(stmt).rowcount)
+
     def get_run(self, run_id: str) -> RunRecord:
         """The run *run_id*.
 

@@ -116,7 +116,13 @@ task_attempts = Table(
     Column("output_path", Text),
     Column("output_size", BigInteger),
     Column("output_length", BigInteger),
+    Column("output_hash", String),
+    Column("output_serializer", String),
+    Column("cache_key", String),
+    Column("cache_parts", JSON),
+    Column("cached_from", Integer),
     Column("log_path", Text),
     UniqueConstraint("run_id", "task_id", "map_index", "try_number", name="uq_task_attempts_try"),
     Index("ix_task_attempts_run_id_state", "run_id", "state"),
+    Index("ix_task_attempts_cache_key", "cache_key"),
 )

@@ -64,6 +64,11 @@ def upgrade() -> None:
         sa.Column("output_path", sa.Text()),
         sa.Column("output_size", sa.BigInteger()),
         sa.Column("output_length", sa.BigInteger()),
+        sa.Column("output_hash", sa.String()),
+        sa.Column("output_serializer", sa.String()),
+        sa.Column("cache_key", sa.String()),
+        sa.Column("cache_parts", sa.JSON()),
+        sa.Column("cached_from", sa.Integer()),
         sa.Column("log_path", sa.Text()),
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.run_id"], name="fk_task_attempts_run_id", ondelete="CASCADE"
@@ -73,6 +78,7 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_task_attempts_run_id_state", "task_attempts", ["run_id", "state"])
+    op.create_index("ix_task_attempts_cache_key", "task_attempts", ["cache_key"])
 
 
 def downgrade() -> None:
