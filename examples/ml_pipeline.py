@@ -22,7 +22,7 @@ import numpy as np
 from rota import flow, task
 
 
-@task(tags=["data"])
+@task(tags=["data"], cache=True)
 def extract() -> dict[str, Any]:
     """Load the 8x8 digit images (1,797 samples, 64 pixel features, 10 classes)."""
     from sklearn.datasets import load_digits
@@ -32,7 +32,7 @@ def extract() -> dict[str, Any]:
     return {"X": digits.data, "y": digits.target}
 
 
-@task(tags=["data"])
+@task(tags=["data"], cache=True)
 def clean(raw: dict[str, Any]) -> dict[str, Any]:
     """Drop duplicate images and pixels that never vary; scale pixel values to [0, 1]."""
     X = np.asarray(raw["X"], dtype=np.float64)
@@ -46,7 +46,7 @@ def clean(raw: dict[str, Any]) -> dict[str, Any]:
     return {"X": X, "y": y}
 
 
-@task(tags=["features"])
+@task(tags=["features"], cache=True)
 def features(data: dict[str, Any], test_size: float, seed: int) -> dict[str, Any]:
     """Stratified train/test split, then a scaler fitted on the training part only."""
     from sklearn.model_selection import train_test_split
@@ -65,7 +65,7 @@ def features(data: dict[str, Any], test_size: float, seed: int) -> dict[str, Any
     }
 
 
-@task(tags=["ml"], retries=1)
+@task(tags=["ml"], retries=1, cache=True)
 def train(feats: dict[str, Any], epochs: int, seed: int, fail_at_epoch: int, ctx: Any) -> Any:
     """A logistic-loss linear classifier trained one epoch (one shuffled pass) at a time.
 
@@ -96,7 +96,7 @@ def train(feats: dict[str, Any], epochs: int, seed: int, fail_at_epoch: int, ctx
     return model
 
 
-@task(tags=["ml"])
+@task(tags=["ml"], cache=True)
 def evaluate(model: Any, feats: dict[str, Any]) -> dict[str, float]:
     """Accuracy on the held-out test part."""
     accuracy = float(model.score(feats["X_test"], feats["y_test"]))
@@ -104,7 +104,7 @@ def evaluate(model: Any, feats: dict[str, Any]) -> dict[str, float]:
     return {"accuracy": accuracy, "n_test": float(len(feats["y_test"]))}
 
 
-@task(tags=["deploy"])
+@task(tags=["deploy"], cache=True)
 def deploy(
     model: Any,
     feats: dict[str, Any],

@@ -21,6 +21,7 @@ from rota.errors import NotFound, UserError
 @click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
+@click.option("--no-cache", is_flag=True, help="Run every task; reuse no cached output.")
 @click.pass_obj
 def run_cmd(
     ctx: CliContext,
@@ -29,6 +30,7 @@ def run_cmd(
     executor: str | None,
     workers: int | None,
     as_json: bool,
+    no_cache: bool,
 ) -> None:
     """Run the flow TARGET (PATH[:FLOW]) to the end."""
     from rota.engine.loader import resolve_target
@@ -43,12 +45,18 @@ def run_cmd(
         runner.options.faults.hit("run_created")
         return lambda: runner.drive(record.run_id, dag, loaded.ref)
 
-    summary = _drive(ctx, executor, workers, as_json, go)
+    summary = _drive(ctx, executor, workers, as_json, go, use_cache=not no_cache)
     _finish(ctx, summary, dag, as_json)
 
 
 def _drive(
-    ctx: CliContext, executor: str | None, workers: int | None, as_json: bool, prepare: Any
+    ctx: CliContext,
+    executor: str | None,
+    workers: int | None,
+    as_json: bool,
+    prepare: Any,
+    *,
+    use_cache: bool = True,
 ) -> Any:
     """Open the executor and store, let *prepare* set the run up, then drive it with a display."""
     from rota.engine.faults import FaultPoints
@@ -57,7 +65,7 @@ def _drive(
     from rota.model.schedule import SystemClock
 
     settings = ctx.settings.with_options(executor=executor, workers=workers)
-    options = RunnerOptions(faults=FaultPoints(settings.fault_points))
+    options = RunnerOptions(faults=FaultPoints(settings.fault_points), use_cache=use_cache)
     ex = open_executor(settings)  # before any thread starts: local workers are forked
     cancel = True
     try:

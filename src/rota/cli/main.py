@@ -78,8 +78,9 @@ def parse_params(loaded: Any, raw: tuple[str, ...]) -> dict[str, Any]:
 
 
 from rota.cli import commands as _commands  # noqa: E402  (registers the commands on `cli`)
+from rota.cli import data as _data  # noqa: E402
 
-del _commands
+del _commands, _data
 
 
 def _interrupt(signum: int, frame: object) -> None:

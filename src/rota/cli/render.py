@@ -14,7 +14,7 @@ from rich.text import Text
 from rota.engine.report import RunSummary, run_json
 from rota.engine.runner import Progress
 from rota.model.dag import Dag
-from rota.store.base import RunRecord
+from rota.store.base import AttemptRecord, RunRecord
 
 STATE_STYLE = {
     "success": "green",
@@ -68,6 +68,20 @@ def error_lines(summary: RunSummary) -> list[str]:
             kind = t.latest.error_type or "error"
             out.append(f"{tid} (attempt {t.latest.try_number}): {kind}: {t.latest.error_message}")
     return out
+
+
+def cache_parts_lines(rec: AttemptRecord) -> list[str]:
+    """The parts of an attempt's cache key, one per line."""
+    parts = rec.cache_parts or {}
+    lines = [f"key {rec.cache_key}", f"  code {parts.get('code')}"]
+    for name, value in sorted(parts.get("code_parts", {}).items()):
+        lines.append(f"    {name} = {value}")
+    if parts.get("version"):
+        lines.append(f"  version {parts['version']!r}")
+    for name, value in sorted(parts.get("inputs", {}).items()):
+        lines.append(f"  input {name} = {value}")
+    lines.append(f"  constants {parts.get('constants')}")
+    return lines
 
 
 def runs_table(runs: Iterable[RunRecord]) -> Table:

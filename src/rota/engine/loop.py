@@ -12,18 +12,22 @@ for the instances a mapped task fans out into once the lengths of its inputs are
 from __future__ import annotations
 
 import heapq
+import os
 import sys
 from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from rota.engine.cache import constants_digest, key_parts, make_key, task_code
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.mapping import MapState, expand_args, map_length
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import AttemptOutcome, AttemptSpec, AttemptStarted, InputRef
 from rota.model.callbacks import CallbackContext
 from rota.model.dag import Dag, Decision, ReadySet
-from rota.model.states import FAILURES, RunState, TaskState
+from rota.model.policies import CacheInputs
+from rota.model.states import FAILURES, SUCCEEDED, RunState, TaskState
+from rota.operators.codehash import CodeHash
 from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRecord
 
 if TYPE_CHECKING:
@@ -59,6 +63,9 @@ class RunLoop:
         self.state: dict[Key, TaskState] = {}
         self.outputs: dict[str, Output] = {}
         self.lengths: dict[str, int | None] = {}
+        self.hashes: dict[str, str | None] = {}
+        self.cache_fields: dict[Key, dict[str, Any]] = {}
+        self.codes: dict[str, CodeHash] = {}
         self.maps: dict[str, MapState] = {}
         self.ready: deque[Key] = deque()
         self.waiting: list[tuple[datetime, Key]] = []  # (not_before, key) heap
@@ -87,10 +94,11 @@ class RunLoop:
         for key, rec in self.attempt.items():
             self.state[key] = rec.state
             tid, index = key
-            if rec.state is TaskState.SUCCESS and index < 0 and tid in self.dag.tasks:
+            if rec.state in SUCCEEDED and index < 0 and tid in self.dag.tasks:
                 finished[tid] = rec.state
                 self.outputs[tid] = rec.output_path
                 self.lengths[tid] = rec.output_length
+                self.hashes[tid] = rec.output_hash
         for tid in finished:
             if self.dag.tasks[tid].mapped:
                 self.outputs[tid] = self._instance_outputs(tid)
@@ -201,6 +209,7 @@ class RunLoop:
             fields0 = {"started_at": _ts(out.started_at), "worker": out.worker}
             self.change(key, TaskState.RUNNING, fields0)
         fields = _outcome_fields(out)
+        fields.update(self.cache_fields.pop(key, {}))
         if out.ok and not out.skipped:
             if out.output_path:
                 self.r.options.faults.hit("output_written")
@@ -228,6 +237,7 @@ class RunLoop:
         if new is TaskState.SUCCESS and not self.dag.tasks[tid].mapped and out is not None:
             self.outputs[tid] = out.output_path
             self.lengths[tid] = out.output_length
+            self.hashes[tid] = out.output_hash
         self.apply_decisions(self.ready_set.done(tid, new))
 
     def instance_done(
@@ -235,12 +245,18 @@ class RunLoop:
     ) -> None:
         """Count a mapped task's instance; end the mapped task when its last instance ends."""
         ms = self.maps[tid]
-        ms.record(index, new, out.output_path if out is not None else None)
+        if out is not None:
+            ms.record(index, new, out.output_path, out.output_hash)
         if ms.left:
             return
         final = TaskState.FAILED if ms.failed else TaskState.SUCCESS
         self.outputs[tid] = ms.outputs()
-        fields: dict[str, Any] = {"finished_at": self.r.clock.now(), "output_length": ms.size}
+        self.hashes[tid] = ms.content_hash()
+        fields: dict[str, Any] = {
+            "finished_at": self.r.clock.now(),
+            "output_length": ms.size,
+            "output_hash": self.hashes[tid],
+        }
         if ms.failed:
             fields.update(error_type="MappedInstancesFailed", error_message=ms.describe_failures())
         self.change((tid, -1), final, fields)
@@ -316,8 +332,8 @@ class RunLoop:
                 self.state[(tid, rec.map_index)] = rec.state
         for i in range(size):
             rec = self.attempt[(tid, i)]
-            if rec.state is TaskState.SUCCESS:
-                ms.record(i, TaskState.SUCCESS, rec.output_path)
+            if rec.state in SUCCEEDED:
+                ms.record(i, rec.state, rec.output_path, rec.output_hash)
             else:
                 self.enqueue((tid, i))
         if not ms.left:
@@ -327,7 +343,12 @@ class RunLoop:
         """A mapped task with nothing to run (no elements, or all reused): end it now."""
         ms = self.maps[tid]
         self.outputs[tid] = ms.outputs()
-        fields = {"finished_at": self.r.clock.now(), "output_length": ms.size}
+        self.hashes[tid] = ms.content_hash()
+        fields = {
+            "finished_at": self.r.clock.now(),
+            "output_length": ms.size,
+            "output_hash": self.hashes[tid],
+        }
         self.change((tid, -1), TaskState.SUCCESS, fields)
         self.apply_decisions(self.ready_set.done(tid, TaskState.SUCCESS))
 
@@ -338,7 +359,69 @@ class RunLoop:
             heapq.heappush(self.waiting, (not_before, key))
             return
         self.change(key, TaskState.QUEUED, {"queued_at": self.r.clock.now()})
+        if self.dag.tasks[key[0]].cache is not None and self.try_cache(key):
+            return
         self.ready.append(key)
+
+    # --- caching -------------------------------------------------------------------------------
+    def try_cache(self, key: Key) -> bool:
+        """Reuse an earlier output with the same cache key; True when *key* is done that way.
+
+        Either way, the key and its parts are recorded with the attempt.
+        """
+        tid, index = key
+        spec = self.dag.tasks[tid]
+        code = self.codes.get(tid)
+        if code is None:
+            code = self.codes[tid] = task_code(spec)
+        inputs = self.cache_inputs(key, code.digest)
+        cache_key = make_key(spec, inputs)
+        fields: dict[str, Any] = {
+            "cache_key": cache_key,
+            "cache_parts": key_parts(inputs, code),
+        }
+        self.cache_fields[key] = fields
+        if not self.r.options.use_cache:
+            fields["cache_parts"]["bypassed"] = True
+            return False
+        expires = spec.cache.expires if spec.cache is not None else None
+        since = self.r.clock.now() - expires if expires is not None else None
+        hit = self.r.store.find_cached(tid, cache_key, since=since)
+        if hit is None or (hit.output_path is not None and not output_exists(hit.output_path)):
+            return False
+        del self.cache_fields[key]
+        fields.update(
+            cached_from=hit.cached_from or hit.id,
+            finished_at=self.r.clock.now(),
+            output_path=hit.output_path,
+            output_size=hit.output_size,
+            output_length=hit.output_length,
+            output_hash=hit.output_hash,
+            output_serializer=hit.output_serializer,
+        )
+        self.change(key, TaskState.CACHED, fields)
+        if index >= 0:
+            self.maps[tid].record(index, TaskState.CACHED, hit.output_path, hit.output_hash)
+            self.instance_done(tid, index, TaskState.CACHED, None)
+            return True
+        self.outputs[tid] = hit.output_path
+        self.lengths[tid] = hit.output_length
+        self.hashes[tid] = hit.output_hash
+        self.apply_decisions(self.ready_set.done(tid, TaskState.CACHED))
+        return True
+
+    def cache_inputs(self, key: Key, code: str) -> CacheInputs:
+        tid, index = key
+        spec = self.dag.tasks[tid]
+        kwargs = spec.kwargs
+        hashes = {up: str(self.hashes.get(up)) for up in self.inputs[tid]}
+        if index >= 0:
+            kwargs, extra = expand_args(spec, index, self.outputs)
+            for ref in extra:
+                producer = ref.task_id.split("@", 1)[0]
+                hashes[ref.task_id] = f"{self.hashes.get(producer)}[{index}]"
+        version = spec.cache.version if spec.cache is not None else ""
+        return CacheInputs(tid, code, hashes, constants_digest(spec.args, kwargs), version)
 
     def change(self, key: Key, new: TaskState, fields: dict[str, Any]) -> None:
         rec = self.attempt[key]
@@ -431,6 +514,11 @@ class RunLoop:
         hook(Progress(self.run_rec.run_id, len(self.dag), done, failed, running))
 
 
+def output_exists(path: str) -> bool:
+    """Whether a stored output is still there to be reused."""
+    return os.path.exists(path)
+
+
 def _outcome_fields(out: AttemptOutcome) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "finished_at": _ts(out.finished_at),
@@ -438,6 +526,8 @@ def _outcome_fields(out: AttemptOutcome) -> dict[str, Any]:
         "output_path": out.output_path,
         "output_size": out.output_size,
         "output_length": out.output_length,
+        "output_hash": out.output_hash,
+        "output_serializer": out.output_serializer,
     }
     if out.error is not None:
         fields.update(

@@ -9,6 +9,7 @@ from typing import Any
 from rota.executors.base import InputRef
 from rota.model.dag import Ref, TaskSpec
 from rota.model.states import TaskState
+from rota.operators.base import digest
 
 Output = str | None | tuple[str | None, ...]
 
@@ -65,15 +66,24 @@ class MapState:
     left: int = -1
     failed: list[int] = field(default_factory=list)
     paths: dict[int, str | None] = field(default_factory=dict)
+    hashes: dict[int, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.left = self.size
 
-    def record(self, index: int, state: TaskState, path: str | None) -> None:
+    def record(
+        self, index: int, state: TaskState, path: str | None, content: str | None = None
+    ) -> None:
         self.left -= 1
         if state is TaskState.FAILED:
             self.failed.append(index)
-        self.paths[index] = path if state is TaskState.SUCCESS else None
+        ok = state in (TaskState.SUCCESS, TaskState.CACHED)
+        self.paths[index] = path if ok else None
+        self.hashes[index] = content if ok else None
+
+    def content_hash(self) -> str:
+        """One hash for the list of the instances' outputs."""
+        return digest(*(str(self.hashes.get(i)) for i in range(self.size)))
 
     def outputs(self) -> tuple[str | None, ...]:
         return tuple(self.paths.get(i) for i in range(self.size))

@@ -65,12 +65,15 @@ class RunnerOptions:
         stale_after: a lease not renewed for this long may be taken over.
         faults: named points at which to kill this process (crash tests only).
         seed: seed of the random draws for retry jitter (None: from the OS).
+        use_cache: reuse cached outputs (``rota run --no-cache`` turns it off; keys are still
+            recorded).
     """
 
     heartbeat_every: float = 5.0
     stale_after: timedelta = timedelta(seconds=30)
     faults: FaultPoints = field(default_factory=lambda: NO_FAULTS)
     seed: int | None = None
+    use_cache: bool = True
 
 
 def new_run_id(now: datetime) -> str:

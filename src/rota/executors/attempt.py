@@ -6,6 +6,7 @@ invariant 2); a task that raises :class:`~rota.errors.Skip` is reported as skipp
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 import traceback
@@ -105,6 +106,7 @@ def run_attempt(
     output_path: str | None = None
     size: int | None = None
     length: int | None = None
+    content: str | None = None
     error: ErrorInfo | None = None
     skipped = False
     try:
@@ -116,6 +118,9 @@ def run_attempt(
         if value is not None:
             length = output_length(value)
             size = write_output(Path(spec.output_path), value)
+            content = hashlib.blake2b(
+                Path(spec.output_path).read_bytes(), digest_size=16
+            ).hexdigest()
             cache.put(spec.output_path, value, size)
             output_path = spec.output_path
     except Skip as sig:
@@ -134,6 +139,8 @@ def run_attempt(
         output_path=output_path,
         output_size=size,
         output_length=length,
+        output_hash=content,
+        output_serializer="pickle" if content else None,
         log_path=log_path,
         error=error,
         skipped=skipped,

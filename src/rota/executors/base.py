@@ -95,6 +95,9 @@ class AttemptOutcome:
     output_size: int | None = None
     output_length: int | None = None
     """len() of a list or tuple output: what a downstream .map() fans out over."""
+    output_hash: str | None = None
+    """BLAKE2b of the stored bytes: the output's content, for cache keys and integrity."""
+    output_serializer: str | None = None
     log_path: str | None = None
     error: ErrorInfo | None = None
     skipped: bool = False
