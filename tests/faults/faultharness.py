@@ -25,7 +25,7 @@ FLOW_SOURCE = Path(__file__).with_name("flow200.py")
 FLOW_NAME = "crashy"
 TASK_COUNT = 200
 JOIN_VALUE = {"tails": 4 * 21, "sums": sum(range(100))}
-WORKERS = "2"
+WORKERS = 2
 KILL_DEADLINE_S = 5.0
 CLI_TIMEOUT_S = 120.0
 _SCRUBBED = ("ROTA_DATABASE_URL", "ROTA_FAULT_POINTS", "ROTA_FAULT_TAG", "ROTA_EXECUTOR")
@@ -77,8 +77,10 @@ class KillReport:
 class Harness:
     """A ROTA_HOME, a copy of the 200-task flow and an effect ledger, in one temporary folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, flow_name: str = FLOW_NAME, workers: int = WORKERS) -> None:
         self.root = root
+        self.flow_name = flow_name
+        self.workers = workers
         self.home = root / "rota-home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.flow = root / "flow200.py"
@@ -97,7 +99,7 @@ class Harness:
 
     def launch(self, *args: str, fault_points: str | None = None) -> Launched:
         tag = uuid.uuid4().hex
-        full = (*args, "--workers", WORKERS, "--json")
+        full = (*args, "--workers", str(self.workers), "--json")
         proc = subprocess.Popen(
             [sys.executable, "-m", "rota", *full],
             env=self.env(tag, fault_points),
@@ -112,7 +114,7 @@ class Harness:
         return ("run", str(self.flow))
 
     def resume_args(self, run_id: str | None = None) -> tuple[str, ...]:
-        return ("resume", run_id) if run_id else ("resume", "--last", FLOW_NAME)
+        return ("resume", run_id) if run_id else ("resume", "--last", self.flow_name)
 
     def finish(self, launched: Launched, timeout: float = CLI_TIMEOUT_S) -> CliResult:
         """Wait for *launched* to end on its own."""
@@ -167,6 +169,14 @@ class Harness:
         db.close()
         return "\n".join(str(r[0]) for r in rows), fks
 
+    def tables(self) -> list[str]:
+        if not self.db.exists():
+            return []
+        with self.connect() as db:
+            rows = db.execute("select name from sqlite_master where type = 'table'").fetchall()
+        db.close()
+        return sorted(r[0] for r in rows)
+
     def runs(self) -> dict[str, str]:
         """run_id -> state of every run of the flow (empty before the store or its tables exist)."""
         if not self.db.exists():
@@ -174,7 +184,7 @@ class Harness:
         try:
             with self.connect() as db:
                 rows = db.execute(
-                    "select run_id, state from runs where flow = ?", (FLOW_NAME,)
+                    "select run_id, state from runs where flow = ?", (self.flow_name,)
                 ).fetchall()
             db.close()
         except sqlite3.OperationalError as err:  # killed before the schema was created

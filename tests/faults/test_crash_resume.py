@@ -60,7 +60,7 @@ def _check_kill(h: Harness, launched: Launched, report: KillReport, tally: Tally
     assert report.integrity == "ok", f"integrity_check after killing {what}: {report.integrity}"
     assert not report.foreign_keys, f"foreign_key_check: {report.foreign_keys}\n{_context(h)}"
     tally.slowest_death_s = max(tally.slowest_death_s, report.dead_after_s)
-    tally.saw_workers += report.alive_before > int(WORKERS)
+    tally.saw_workers += report.alive_before > WORKERS
 
 
 def _find_new_run(h: Harness, known: set[str]) -> str | None:
@@ -229,3 +229,43 @@ def test_named_fault_points_in_successive_resumes(tmp_path: Path) -> None:
     _resume_to_end(h, run_id)
     _verify(h, run_id, tally)
     assert FLOW_NAME in h.flow.read_text()
+
+
+def _kill_soon_after_the_store_appears(h: Harness, rng: random.Random, tally: Tally) -> str:
+    """Start the first run in a fresh home and SIGKILL it 0-200 ms after its SQLite file appears
+    (migrations, the run's creation, the first claims); return what the kill left."""
+    launched = h.launch(*h.run_args())
+    while not h.db.exists() and launched.proc.poll() is None:
+        time.sleep(0.002)
+    delay = rng.uniform(0.0, 0.2)
+    time.sleep(delay)
+    report = h.kill(launched)
+    assert report.killed, f"the run ended before the kill: {report}"
+    _check_kill(h, launched, report, tally)
+    tables = h.tables()
+    runs = h.runs()
+    h.events.append(f"killed {delay * 1000:.0f} ms after the store appeared: {tables} {runs}")
+    return f"{len(tables)} tables, runs {list(runs.values())}"
+
+
+def test_kills_while_the_store_is_created_then_run_or_resume(tmp_path: Path) -> None:
+    """The first run in a fresh ROTA_HOME killed while it migrates the schema or creates the
+    run: the next ``resume --last`` finds the run, or reports none (then a new run)."""
+    rng = random.Random(SEED)
+    seen = []
+    for i in range(6):
+        h = Harness(tmp_path / f"home{i}")
+        tally = Tally()
+        seen.append(_kill_soon_after_the_store_appears(h, rng, tally))
+        runs = h.runs()
+        if not runs:
+            early = h.cli(*h.resume_args())
+            assert early.code == 2 and "no unfinished run" in early.err, early
+            result = h.cli(*h.run_args())
+            assert result.code == 0, f"{result.err[-3000:]}\n{_context(h)}"
+            run_id = result.json()["run_id"]
+        else:
+            (run_id,) = runs
+            _resume_to_end(h, run_id)
+        _verify(h, run_id, tally)
+    print(f"\nstates left by kills during store creation: {seen}")
