@@ -1,0 +1,349 @@
+"""Task outputs on any fsspec filesystem: a local folder by default, ``s3://bucket/prefix`` too.
+
+Where an output lives is a pure function of (run, task, map index) and the serializer's extension,
+never of the attempt or the clock, so a re-run overwrites it. A write is atomic: a reader sees the
+old object, the new one, or none, never part of one (DESIGN.md, invariant 2):
+
+* a local folder: a temporary file beside the final one, flushed, fsynced, then ``os.replace``;
+* an object store (S3, GCS, Azure): the value is serialized to a local staging file first, then
+  uploaded to the final key in one request. One PUT is atomic, and a multipart upload becomes
+  visible only when it completes (s3fs aborts it on failure). This costs local disk for the
+  staging file but saves the server-side copy that "temporary key, then move" would cost;
+* any other filesystem (memory, SFTP, ...): the staging file is uploaded to a hidden temporary
+  key beside the final one, then moved onto it with ``fs.mv``.
+
+The store records nothing itself: :meth:`ArtifactStore.put` returns a :class:`StoredOutput`
+(URI, serializer, size, BLAKE2b hash of the bytes) for the metadata store to keep; the bytes
+never pass through the database. Reads are streamed from ``fs.open``, never read whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
+
+import fsspec
+import fsspec.core
+from fsspec.implementations.local import LocalFileSystem
+
+from rota.artifacts import serializers
+from rota.artifacts.preview import preview as _preview
+from rota.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+# Protocols whose single upload of a whole file is atomic at the final key.
+ATOMIC_UPLOAD_PROTOCOLS: Final = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+ENDPOINT_VARIABLE: Final = "ROTA_S3_ENDPOINT_URL"
+_CHUNK: Final = 1024 * 1024
+_SPOOL_IN_MEMORY: Final = 32 * 1024 * 1024
+# Run and task ids become path segments: no separators, no leading dot, nothing that escapes.
+_SEGMENT: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+=-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutput:
+    """What the metadata store keeps about one stored output; the bytes stay in the store."""
+
+    uri: str
+    serializer: str
+    size: int
+    content_hash: str  # BLAKE2b (64-byte digest) of the stored bytes, in hex
+
+
+class _DumpFailed(Exception):
+    """Raised inside this module when a serializer (not the storage) fails to write a value."""
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only stream that hashes and counts the bytes it passes on to *target*."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        super().__init__()
+        self._target = target
+        self.hash = hashlib.blake2b()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        view = memoryview(data).cast("B")
+        self.hash.update(view)
+        self._target.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._target.flush()
+
+
+def _dump(ser: serializers.Serializer, value: Any, target: BinaryIO) -> tuple[int, str]:
+    """Serialize *value* into *target*; return (size, hash). Storage errors pass through."""
+    writer = _HashingWriter(target)
+    try:
+        ser.dump(value, cast(BinaryIO, writer))
+    except OSError:
+        raise
+    except Exception as err:
+        raise _DumpFailed(f"{type(err).__name__}: {err}") from err
+    return writer.size, writer.hash.hexdigest()
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+class ArtifactStore:
+    """Task outputs under one root: a local path or any fsspec URL (``s3://bucket/prefix``)."""
+
+    def __init__(self, root: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        """Open the store at *root*; *storage_options* go to the fsspec filesystem (s3fs, ...).
+
+        fsspec keeps one filesystem instance per (class, options), so opening many stores, or
+        reading many outputs, on the same root costs one client.
+        """
+        self.storage_options: dict[str, Any] = dict(storage_options or {})
+        self.fs, path = fsspec.core.url_to_fs(root, **self.storage_options)
+        self._local = isinstance(self.fs, LocalFileSystem)
+        path = path.rstrip("/") or path
+        self._root_path: str = path
+        self.root: str = path if self._local else self.fs.unstrip_protocol(path)
+        protocols = self.fs.protocol
+        protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
+        self._atomic_upload = not ATOMIC_UPLOAD_PROTOCOLS.isdisjoint(protocols)
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.root!r})"
+
+    # --- where ------------------------------------------------------------------------------
+
+    def uri_for(self, run_id: str, task_id: str, map_index: int, ext: str) -> str:
+        """The URI of the output of (*run_id*, *task_id*, *map_index*) stored with extension *ext*.
+
+        A pure function: the same arguments always give the same URI (``<root>/<run>/<task>.json``,
+        or ``<root>/<run>/<task>@<index>.npy`` for a mapped instance; *map_index* < 0 means none).
+
+        Raises:
+            ArtifactError: *run_id* or *task_id* cannot be a path segment.
+        """
+        for what, segment in (("run id", run_id), ("task id", task_id)):
+            if not _SEGMENT.match(segment):
+                raise ArtifactError(f"{what} {segment!r} cannot name an artifact")
+        name = task_id if map_index < 0 else f"{task_id}@{map_index}"
+        return f"{self.root}/{run_id}/{name}{ext}"
+
+    def _path(self, uri: str) -> tuple[Any, str]:
+        """The filesystem and path of *uri*: this store's own, or one opened for another root."""
+        if uri == self.root or uri.startswith(self.root + "/"):
+            return self.fs, self._root_path + uri[len(self.root) :]
+        fs, path = fsspec.core.url_to_fs(uri)
+        return fs, str(path)
+
+    # --- write ------------------------------------------------------------------------------
+
+    def put(
+        self,
+        run_id: str,
+        task_id: str,
+        map_index: int,
+        value: Any,
+        serializer: str | None = None,
+    ) -> StoredOutput:
+        """Store *value* as the output of (*run_id*, *task_id*, *map_index*), atomically.
+
+        The serializer is the one named, or the one chosen by type; if a chosen one (not a named
+        one) fails on the value, pickle is tried instead. A second put overwrites the first.
+
+        Raises:
+            DefinitionError: *serializer* names no serializer.
+            ArtifactError: the value cannot be serialized, or the store cannot be written.
+        """
+        chosen = serializers.choose(value, serializer)
+        try:
+            return self._put_with(chosen, run_id, task_id, map_index, value)
+        except _DumpFailed as err:
+            if serializer is not None or chosen.name == serializers.FALLBACK:
+                raise ArtifactError(
+                    f"cannot serialize the output of task {task_id!r} with {chosen.name}: {err}"
+                ) from err.__cause__
+        # e.g. a DataFrame with a column of mixed Python objects that Parquet cannot type
+        fallback = serializers.get(serializers.FALLBACK)
+        try:
+            return self._put_with(fallback, run_id, task_id, map_index, value)
+        except _DumpFailed as err:
+            raise ArtifactError(
+                f"cannot serialize the output of task {task_id!r} with {fallback.name}: {err}"
+            ) from err.__cause__
+
+    def _put_with(
+        self, ser: serializers.Serializer, run_id: str, task_id: str, map_index: int, value: Any
+    ) -> StoredOutput:
+        uri = self.uri_for(run_id, task_id, map_index, ser.extension)
+        _, path = self._path(uri)
+        try:
+            if self._local:
+                size, digest = self._write_local(path, ser, value)
+            else:
+                size, digest = self._write_remote(path, ser, value)
+        except _DumpFailed:
+            raise
+        except Exception as err:
+            raise ArtifactError(
+                f"cannot write the output of task {task_id!r} to {uri}: {_one_line(err)}"
+            ) from err
+        return StoredOutput(uri=uri, serializer=ser.name, size=size, content_hash=digest)
+
+    def _write_local(self, path: str, ser: serializers.Serializer, value: Any) -> tuple[int, str]:
+        folder, name = os.path.split(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                result = _dump(ser, value, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return result
+
+    def _write_remote(self, path: str, ser: serializers.Serializer, value: Any) -> tuple[int, str]:
+        fd, staging = tempfile.mkstemp(prefix="rota-artifact-", suffix=ser.extension)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                result = _dump(ser, value, fh)
+            if self._atomic_upload:
+                self.fs.put_file(staging, path)
+            else:
+                self._upload_then_move(staging, path)
+        finally:
+            os.unlink(staging)
+        return result
+
+    def _upload_then_move(self, staging: str, path: str) -> None:
+        parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
+        tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            self.fs.put_file(staging, tmp)
+            self.fs.mv(tmp, path)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
+
+    # --- read -------------------------------------------------------------------------------
+
+    def get(
+        self, uri: str, serializer: str, *, producer: str, content_hash: str | None = None
+    ) -> Any:
+        """Load the output at *uri*, stored with *serializer* by task *producer*; streamed.
+
+        With *content_hash*, the bytes are hashed as they stream and must match it.
+
+        Raises:
+            ArtifactError: the object is missing, unreadable, or its bytes do not match
+                *content_hash* (truncated or corrupted); the one-line message names *uri* and
+                *producer*.
+            DefinitionError: *serializer* names no serializer.
+        """
+        ser = serializers.get(serializer)
+        fs, path = self._path(uri)
+        try:
+            fh = open(path, "rb") if self._local and fs is self.fs else fs.open(path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise ArtifactError(f"output of task {producer!r} is missing: {uri}") from None
+        except Exception as err:
+            raise ArtifactError(
+                f"output of task {producer!r} at {uri} is unreadable: {_one_line(err)}"
+            ) from err
+        with fh:
+            try:
+                stream = fh if content_hash is None else self._verified(fh, content_hash)
+                with stream:
+                    return ser.load(stream)
+            except _Mismatch as err:
+                raise ArtifactError(
+                    f"output of task {producer!r} at {uri} is corrupt: {err}"
+                ) from None
+            except Exception as err:
+                raise ArtifactError(
+                    f"output of task {producer!r} at {uri} is unreadable: {_one_line(err)}"
+                ) from err
+
+    def _verified(self, fh: BinaryIO, expected: str) -> BinaryIO:
+        """A stream of *fh*'s bytes, checked against *expected* before anything is loaded.
+
+        A local file is hashed, then rewound: the same open file, so a concurrent replace cannot
+        slip in between. A remote object is copied into a local spool while it is hashed, so it
+        is downloaded once and what is loaded is what was checked.
+        """
+        digest = hashlib.blake2b()
+        # closed by get() with the stream it returns, or just below on a mismatch
+        spool = None if self._local else tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY)  # noqa: SIM115
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            if spool is not None:
+                spool.write(chunk)
+        target = fh if spool is None else cast(BinaryIO, spool)
+        if digest.hexdigest() != expected:
+            target.close()
+            raise _Mismatch(f"content hash {digest.hexdigest()[:16]}… != expected {expected[:16]}…")
+        target.seek(0)
+        return target
+
+    def exists(self, uri: str) -> bool:
+        """Whether an object is stored at *uri*."""
+        fs, path = self._path(uri)
+        return bool(fs.exists(path))
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete every output of *run_id*; nothing happens if it has none."""
+        folder = self.uri_for(run_id, "_", -1, "").rsplit("/", 1)[0]
+        fs, path = self._path(folder)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+    @staticmethod
+    def preview(value: Any) -> str:
+        """A short human preview of *value*; see :func:`rota.artifacts.preview.preview`."""
+        return _preview(value)
+
+
+class _Mismatch(Exception):
+    """Raised inside this module when stored bytes do not hash to the recorded content hash."""
+
+
+def open_artifact_store(
+    url_or_path: str, environ: Mapping[str, str] | None = None
+) -> ArtifactStore:
+    """The artifact store at *url_or_path* (a folder, or an fsspec URL such as ``s3://b/p``).
+
+    S3 credentials and region come from the standard AWS variables, which botocore reads itself;
+    ``ROTA_S3_ENDPOINT_URL``, when set in *environ* (default: the process environment), points
+    ``s3://`` URLs at another S3 API (MinIO, a test server).
+    """
+    env = os.environ if environ is None else environ
+    options: dict[str, Any] = {}
+    endpoint = env.get(ENDPOINT_VARIABLE)
+    protocol = fsspec.core.split_protocol(url_or_path)[0]
+    if endpoint and protocol in ("s3", "s3a"):
+        options["endpoint_url"] = endpoint
+    return ArtifactStore(url_or_path, options)
+
+
+__all__ = ["ArtifactStore", "StoredOutput", "open_artifact_store"]
