@@ -127,7 +127,11 @@ def test_numpy_arrays_are_npy(array: np.ndarray[Any, Any]) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [np.array([1, "a"], dtype=object), np.float64(1.5), np.ma.masked_array([1, 2], mask=[0, 1])],
+    [
+        np.array([1, "a"], dtype=object),
+        np.float64(1.5),
+        np.ma.masked_array([1, 2], mask=[False, True]),
+    ],
     ids=["object-dtype", "scalar", "masked"],
 )
 def test_numpy_values_npy_cannot_hold_are_pickled(value: Any) -> None:
