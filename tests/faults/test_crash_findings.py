@@ -42,12 +42,23 @@ def budget():
 """
 
 
+class SetupFailed(Exception):
+    """The scenario did not reach the state that shows the bug (not the bug itself): these
+    tests are xfail(raises=AssertionError), so this one is reported as a real failure."""
+
+
+def _require(condition: object, message: object) -> None:
+    if not condition:
+        raise SetupFailed(message)
+
+
 def _attempt_states(h: Harness, run_id: str) -> dict[str, str]:
     return {a["task_id"]: a["state"] for a in h.attempts(run_id)}
 
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason=(
         "BUG: a runner crash uses up a retry of a task that was only queued, never started. "
         "RunLoop.enqueue (engine/loop.py) records QUEUED as soon as a task is ready, before any "
@@ -70,11 +81,12 @@ def test_crash_does_not_use_up_the_retries_of_a_task_that_never_started(tmp_path
             if states == {"slow": "running", "flaky": "queued"}:
                 break
         time.sleep(0.01)
-    assert states == {"slow": "running", "flaky": "queued"}, states
+    _require(states == {"slow": "running", "flaky": "queued"}, states)
     report = h.kill(launched)
-    assert report.killed and not report.survivors
-    assert not h.ledger.exists(), "flaky ran before the kill"
+    _require(report.killed and not report.survivors, report)
+    _require(not h.ledger.exists(), "flaky ran before the kill")
     result = h.cli(*h.resume_args())
+    _require(result.code in (0, 1), result)
     (run_id,) = h.runs()
     tries = [(a["try_number"], a["state"]) for a in h.attempts(run_id) if a["task_id"] == "flaky"]
     # flaky really ran once and failed: retries=1 allows one more attempt, which succeeds
@@ -84,6 +96,7 @@ def test_crash_does_not_use_up_the_retries_of_a_task_that_never_started(tmp_path
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason=(
         "BUG: `rota resume` announces 'N task(s) to run' counting only new attempts; tasks still "
         "scheduled (never started) are neither counted nor listed, yet they run. "
@@ -94,11 +107,12 @@ def test_crash_does_not_use_up_the_retries_of_a_task_that_never_started(tmp_path
 def test_resume_announces_every_task_it_runs(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     first = h.cli(*h.run_args(), fault_points="run_created:1")
-    assert first.code == -9
+    _require(first.code == -9, first)
     result = h.cli(*h.resume_args())
-    assert result.code == 0, result.err
+    _require(result.code == 0, result.err)
     ran = sum(t["attempts"] for t in result.json()["tasks"].values())
-    assert ran == TASK_COUNT
+    _require(ran == TASK_COUNT, ran)
     announced = re.search(r"(\d+) task\(s\) to run", result.err)
-    assert announced is not None, result.err
+    _require(announced is not None, result.err)
+    assert announced is not None
     assert int(announced.group(1)) == TASK_COUNT, result.err.splitlines()[0]
