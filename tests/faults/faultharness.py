@@ -28,6 +28,7 @@ JOIN_VALUE = {"tails": 4 * 21, "sums": sum(range(100))}
 WORKERS = 2
 KILL_DEADLINE_S = 5.0
 CLI_TIMEOUT_S = 120.0
+NO_DATABASE = "no database yet"  # the runner was killed before it created the SQLite file
 _SCRUBBED = ("ROTA_DATABASE_URL", "ROTA_FAULT_POINTS", "ROTA_FAULT_TAG", "ROTA_EXECUTOR")
 
 
@@ -69,7 +70,7 @@ class KillReport:
     returncode: int
     survivors: list[str] = field(default_factory=list)  # "pid state cmdline" still alive after 5 s
     dead_after_s: float = 0.0
-    integrity: str = "no database yet"
+    integrity: str = NO_DATABASE
     foreign_keys: list[Any] = field(default_factory=list)
     alive_before: int = 0  # processes carrying the runner's marker just before the kill
 
