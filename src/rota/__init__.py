@@ -3,6 +3,7 @@
 from rota.errors import RotaError, Skip, UserError
 from rota.model.builder import Flow, flow, unmapped
 from rota.model.callbacks import CallbackContext
+from rota.model.datasets import Dataset
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.notifiers import CommandNotifier, WebhookNotifier
 from rota.operators.python import PythonTask, task
@@ -11,6 +12,7 @@ from rota.operators.shell import ShellTask
 __all__ = [
     "CallbackContext",
     "CommandNotifier",
+    "Dataset",
     "Flow",
     "PythonTask",
     "RetryPolicy",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store
-from rota.errors import NotFound
-from rota.store.base import AttemptRecord, Store
+from rota.errors import NotFound, UserError
+from rota.store.base import AttemptRecord, DatasetUse, DatasetVersion, Store
 
 
 def _latest(store: Store, run_id: str, task_id: str) -> AttemptRecord:
@@ -96,3 +97,127 @@ def cache_clear(ctx: CliContext, flow: str | None, task_id: str | None) -> None:
     with open_store(ctx.settings) as store:
         dropped = store.clear_cache(flow, task_id)
     ctx.console.print(f"cleared {dropped} cache entr{'y' if dropped == 1 else 'ies'}")
+
+
+@cli.group("datasets")
+def datasets_group() -> None:
+    """Inspect datasets: versions produced by tasks, and flows scheduled on them."""
+
+
+@datasets_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def datasets_list(ctx: CliContext, as_json: bool) -> None:
+    """Every dataset with versions: its latest version and who produced it."""
+    with open_store(ctx.settings) as store:
+        versions = store.dataset_versions()
+    latest: dict[str, Any] = {}
+    for v in versions:
+        latest[v.uri] = v
+    rows = [
+        {"uri": v.uri, "versions": v.version, "latest_run": v.run_id, "latest_task": v.task_id,
+         "updated": v.created_at.isoformat(), "content_hash": v.content_hash}
+        for v in latest.values()
+    ]  # fmt: skip
+    if as_json:
+        render.print_json(ctx.console, rows)
+        return
+    for r in rows:
+        ctx.console.print(
+            f"{r['uri']}  v{r['versions']}  by {r['latest_task']} in run {r['latest_run']}"
+            f"  {r['updated']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@datasets_group.command("show")
+@click.argument("uri")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_obj
+def datasets_show(ctx: CliContext, uri: str, as_json: bool) -> None:
+    """Every version of URI: when, its content hash, and the run and task that produced it."""
+    with open_store(ctx.settings) as store:
+        versions = store.dataset_versions(uri)
+    if not versions:
+        raise NotFound(f"no version of dataset {uri} is recorded")
+    if as_json:
+        render.print_json(ctx.console, [_version_json(v) for v in versions])
+        return
+    for v in versions:
+        ctx.console.print(
+            f"v{v.version}  {v.created_at.isoformat()}  {v.content_hash or '-'}  "
+            f"run {v.run_id} task {v.task_id}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _version_json(v: DatasetVersion) -> dict[str, Any]:
+    return {
+        "uri": v.uri, "version": v.version, "content_hash": v.content_hash,
+        "run_id": v.run_id, "task_id": v.task_id, "created_at": v.created_at.isoformat(),
+    }  # fmt: skip
+
+
+def _use_json(u: DatasetUse) -> dict[str, Any]:
+    return {
+        "run_id": u.run_id, "task_id": u.task_id, "version": u.version,
+        "used_at": u.used_at.isoformat(),
+    }  # fmt: skip
+
+
+@cli.command("lineage")
+@click.argument("uri")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_obj
+def lineage_cmd(ctx: CliContext, uri: str, as_json: bool) -> None:
+    """Which run and task produced each version of URI, and which runs read it."""
+    with open_store(ctx.settings) as store:
+        versions = store.dataset_versions(uri)
+        uses = store.dataset_uses(uri)
+    if not versions and not uses:
+        raise NotFound(f"nothing is recorded about dataset {uri}")
+    if as_json:
+        producers = [_version_json(v) for v in versions]
+        consumers = [_use_json(u) for u in uses]
+        render.print_json(ctx.console, {"uri": uri, "producers": producers, "consumers": consumers})
+        return
+    ctx.console.print(f"dataset {uri}", highlight=False)
+    for v in versions:
+        readers = [f"{u.task_id} (run {u.run_id})" for u in uses if u.version == v.version]
+        ctx.console.print(
+            f"  v{v.version} produced by {v.task_id} in run {v.run_id}"
+            + (f"; read by {', '.join(readers)}" if readers else "; not read yet"),
+            highlight=False,
+            soft_wrap=True,
+        )
+    unversioned = [u for u in uses if u.version is None]
+    for u in unversioned:
+        ctx.console.print(
+            f"  read before any version: {u.task_id} (run {u.run_id})", highlight=False
+        )
+
+
+@datasets_group.command("due")
+@click.argument("target")
+@click.pass_obj
+def datasets_due(ctx: CliContext, target: str) -> None:
+    """Whether the flow TARGET (PATH[:FLOW]), scheduled on datasets, is due to run."""
+    from rota.engine.loader import resolve_target
+    from rota.model.datasets import is_due, waiting_for
+
+    loaded = resolve_target(target)
+    required = loaded.definition.schedule
+    if not required:
+        raise UserError(f"flow {loaded.name!r} is not scheduled on datasets")
+    with open_store(ctx.settings) as store:
+        runs = store.list_runs(loaded.name, limit=1)
+        since = runs[0].created_at if runs else None
+        fresh = store.new_dataset_versions([d.uri for d in required], since)
+    if is_due(required, fresh):
+        ctx.console.print(f"flow {loaded.name} is due: every dataset has a new version")
+    else:
+        missing = ", ".join(waiting_for(required, fresh))
+        ctx.console.print(f"flow {loaded.name} is not due: waiting for {missing}")
+        ctx.exit_code = 1

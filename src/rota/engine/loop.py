@@ -18,6 +18,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from rota.engine import datasets
 from rota.engine.cache import constants_digest, key_parts, make_key, task_code
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.mapping import MapState, expand_args, map_length
@@ -238,6 +239,8 @@ class RunLoop:
             self.outputs[tid] = out.output_path
             self.lengths[tid] = out.output_length
             self.hashes[tid] = out.output_hash
+        if new is TaskState.SUCCESS:
+            self.note_datasets(tid)
         self.apply_decisions(self.ready_set.done(tid, new))
 
     def instance_done(
@@ -250,6 +253,8 @@ class RunLoop:
         if ms.left:
             return
         final = TaskState.FAILED if ms.failed else TaskState.SUCCESS
+        if final is TaskState.SUCCESS:
+            self.note_datasets(tid)
         self.outputs[tid] = ms.outputs()
         self.hashes[tid] = ms.content_hash()
         fields: dict[str, Any] = {
@@ -363,6 +368,13 @@ class RunLoop:
             return
         self.ready.append(key)
 
+    def note_datasets(self, tid: str) -> None:
+        """Once committed, record the versions *tid* produced and the datasets it read."""
+        spec = self.dag.tasks[tid]
+        if spec.outlets or spec.inlets:
+            store, run_id, now = self.r.store, self.run_rec.run_id, self.r.clock.now()
+            self.hooks.append(lambda: datasets.record(store, spec, run_id, now))
+
     # --- caching -------------------------------------------------------------------------------
     def try_cache(self, key: Key) -> bool:
         """Reuse an earlier output with the same cache key; True when *key* is done that way.
@@ -407,6 +419,7 @@ class RunLoop:
         self.outputs[tid] = hit.output_path
         self.lengths[tid] = hit.output_length
         self.hashes[tid] = hit.output_hash
+        self.note_datasets(tid)
         self.apply_decisions(self.ready_set.done(tid, TaskState.CACHED))
         return True
 

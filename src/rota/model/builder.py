@@ -27,6 +27,7 @@ from rota.model.dag import (
     check_task_id,
     refs_in,
 )
+from rota.model.datasets import Dataset, coerce_datasets
 from rota.model.policies import (
     CacheInputs,
     CachePolicy,
@@ -45,6 +46,7 @@ class FlowOptions:
         default_timeout: ``timeout=`` for tasks that set none.
         on_success, on_failure, on_retry: task callbacks for tasks that set none.
         on_run_success, on_run_failure: called once when a run of the flow ends.
+        schedule: datasets the flow waits for: it is due when each has a new version.
     """
 
     def __init__(
@@ -58,12 +60,21 @@ class FlowOptions:
         on_retry: CallbackArg = None,
         on_run_success: CallbackArg = None,
         on_run_failure: CallbackArg = None,
+        schedule: Iterable[Dataset | str] | None = None,
     ) -> None:
         given = default_retries is not None or default_retry_delay is not None
         self.retry = RetryPolicy.coerce(default_retries, default_retry_delay) if given else None
         self.timeout = coerce_timeout(default_timeout)
         self.callbacks = Callbacks.of(on_success, on_failure, on_retry)
         self.run_callbacks = Callbacks.of(on_run_success, on_run_failure)
+        if schedule is not None and (
+            isinstance(schedule, str) or not isinstance(schedule, Iterable)
+        ):
+            raise DefinitionError(
+                "schedule: only a list of datasets is supported so far (cron and intervals "
+                f"come with the scheduler), got {schedule!r}"
+            )
+        self.schedule = coerce_datasets("schedule", schedule)
 
 
 NO_OPTIONS = FlowOptions()
@@ -108,7 +119,9 @@ class FlowBuilder:
     def freeze(self, params: Mapping[str, Any]) -> Dag:
         """Turn the recorded nodes into a validated Dag."""
         specs = (n.to_spec() for n in self.nodes.values())
-        return Dag.build(self.name, specs, params, self.options.run_callbacks)
+        return Dag.build(
+            self.name, specs, params, self.options.run_callbacks, self.options.schedule
+        )
 
 
 class TaskNode:
@@ -139,6 +152,8 @@ class TaskNode:
         cache_expires: timedelta | None = None,
         version: str = "",
         serializer: str | None = None,
+        outlets: Iterable[Dataset | str] | Dataset | str | None = None,
+        inlets: Iterable[Dataset | str] | Dataset | str | None = None,
     ) -> None:
         builder = FlowBuilder.current()
         if builder is None:
@@ -165,6 +180,8 @@ class TaskNode:
                 f"task {task_id!r}: serializer must be a name, got {serializer!r}"
             )
         self.serializer = serializer
+        self.outlets = coerce_datasets("outlets", outlets)
+        self.inlets = coerce_datasets("inlets", inlets)
         for name in self.map_args:
             if name not in self.kwargs:
                 raise DefinitionError(f"task {task_id!r}: mapped argument {name!r} is not given")
@@ -238,6 +255,8 @@ class TaskNode:
             map_args=self.map_args,
             cache=self.cache,
             serializer=self.serializer,
+            outlets=self.outlets,
+            inlets=self.inlets,
         )
 
 
@@ -291,6 +310,9 @@ class FlowDefinition(Protocol):
     """Anything a flow file defines that can be built into a Dag."""
 
     name: str
+
+    @property
+    def schedule(self) -> tuple[Dataset, ...]: ...
 
     @property
     def params(self) -> tuple[ParamSpec, ...]: ...
@@ -391,6 +413,11 @@ class Flow:
     def params(self) -> tuple[ParamSpec, ...]:
         return self._params
 
+    @property
+    def schedule(self) -> tuple[Dataset, ...]:
+        """The datasets this flow is scheduled on (empty: not scheduled on datasets)."""
+        return self._builder.options.schedule
+
     def build(self, params: Mapping[str, Any] | None = None) -> Dag:
         """Validate the tasks created in the block and return the graph.
 
@@ -424,6 +451,11 @@ class FlowFunction:
 
     def __repr__(self) -> str:
         return f"<flow {self.name!r}>"
+
+    @property
+    def schedule(self) -> tuple[Dataset, ...]:
+        """The datasets this flow is scheduled on (empty: not scheduled on datasets)."""
+        return self.options.schedule
 
     @property
     def params(self) -> tuple[ParamSpec, ...]:

@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from rota.errors import CycleError, DefinitionError
 from rota.model.callbacks import NO_CALLBACKS, Callbacks
+from rota.model.datasets import Dataset
 from rota.model.policies import CachePolicy, RetryPolicy, TriggerRule, UpstreamTally, decide
 from rota.model.states import TERMINAL, TaskState
 
@@ -102,6 +103,8 @@ class TaskSpec:
     cache: CachePolicy | None = None
     serializer: str | None = None
     """How to store the output (``json``, ``npy``, ``parquet``, ...); None: chosen by type."""
+    outlets: tuple[Dataset, ...] = ()
+    inlets: tuple[Dataset, ...] = ()
 
     @property
     def mapped(self) -> bool:
@@ -132,7 +135,7 @@ REQUIRED: Final = object()
 class Dag:
     """A validated, acyclic graph of task specs. Build it with :meth:`Dag.build`."""
 
-    __slots__ = ("_downstream", "_order", "callbacks", "name", "params", "tasks")
+    __slots__ = ("_downstream", "_order", "callbacks", "name", "params", "schedule", "tasks")
 
     def __init__(
         self,
@@ -142,9 +145,11 @@ class Dag:
         order: tuple[str, ...],
         downstream: Mapping[str, tuple[str, ...]],
         callbacks: Callbacks = NO_CALLBACKS,
+        schedule: tuple[Dataset, ...] = (),
     ) -> None:
         self.name = name
         self.callbacks = callbacks
+        self.schedule = schedule
         self.tasks = dict(tasks)
         self.params = dict(params)
         self._order = order
@@ -157,6 +162,7 @@ class Dag:
         specs: Iterable[TaskSpec],
         params: Mapping[str, Any],
         callbacks: Callbacks = NO_CALLBACKS,
+        schedule: tuple[Dataset, ...] = (),
     ) -> Dag:
         """Validate *specs* and return the graph; *callbacks* are the run-level ones.
 
@@ -180,7 +186,7 @@ class Dag:
                 downstream[up].append(spec.id)
         order = _topological_order(tasks, downstream, flow=name)
         frozen = {tid: tuple(ds) for tid, ds in downstream.items()}
-        return cls(name, tasks, params, order, frozen, callbacks)
+        return cls(name, tasks, params, order, frozen, callbacks, schedule)
 
     def __len__(self) -> int:
         return len(self.tasks)

@@ -218,6 +218,8 @@ _TASK_OPTIONS = frozenset(
         "cache_expires",
         "version",
         "serializer",
+        "outlets",
+        "inlets",
     }
 )
 

@@ -93,6 +93,29 @@ class NewTask:
 
 
 @dataclass(frozen=True, slots=True)
+class DatasetVersion:
+    """Version *version* of dataset *uri*, produced by *task_id* in *run_id*."""
+
+    uri: str
+    version: int
+    content_hash: str | None
+    run_id: str
+    task_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetUse:
+    """Task *task_id* of *run_id* read dataset *uri* (at *version*, the latest then)."""
+
+    uri: str
+    version: int | None
+    run_id: str
+    task_id: str
+    used_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class NewAttempt:
     """A further attempt of a task (a retry, or a re-run on resume), created ``scheduled``.
 
@@ -231,6 +254,23 @@ class Store(Protocol):
 
     def clear_cache(self, flow: str | None = None, task_id: str | None = None) -> int:
         """Forget cache keys (of one flow and/or task); returns how many entries were dropped."""
+
+    def add_dataset_version(
+        self, uri: str, content_hash: str | None, run_id: str, task_id: str, at: datetime
+    ) -> DatasetVersion:
+        """Record a new version of dataset *uri* (numbered 1, 2, ... per URI)."""
+
+    def add_dataset_use(self, uri: str, run_id: str, task_id: str, at: datetime) -> DatasetUse:
+        """Record that a task read dataset *uri* (its latest version at *at*)."""
+
+    def dataset_versions(self, uri: str | None = None) -> list[DatasetVersion]:
+        """Versions of one dataset (or of all), oldest first."""
+
+    def dataset_uses(self, uri: str) -> list[DatasetUse]:
+        """Every recorded read of dataset *uri*, oldest first."""
+
+    def new_dataset_versions(self, uris: Sequence[str], since: datetime | None) -> dict[str, int]:
+        """How many versions each of *uris* got after *since* (all of them if None)."""
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run *run_id*.

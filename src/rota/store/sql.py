@@ -20,9 +20,12 @@ from sqlalchemy import exc as sa_exc
 
 from rota.errors import ConcurrentUpdate, NotFound, StoreError
 from rota.model.states import RUN_INITIAL, TASK_INITIAL
+from rota.store import lineage
 from rota.store.base import (
     AttemptRecord,
     Change,
+    DatasetUse,
+    DatasetVersion,
     FlowRecord,
     NewAttempt,
     NewTask,
@@ -250,6 +253,33 @@ class SqlStore:
             stmt = stmt.where(_ta.run_id.in_(select(runs.c.run_id).where(runs.c.flow == flow)))
         with self._errors("clear the cache"), self._write() as conn:
             return int(conn.execute(stmt).rowcount)
+
+    def add_dataset_version(
+        self, uri: str, content_hash: str | None, run_id: str, task_id: str, at: datetime
+    ) -> DatasetVersion:
+        """Record a new version of dataset *uri* (numbered 1, 2, ... per URI)."""
+        with self._errors(f"record a version of {uri}"), self._write() as conn:
+            return lineage.add_version(conn, uri, content_hash, run_id, task_id, at)
+
+    def add_dataset_use(self, uri: str, run_id: str, task_id: str, at: datetime) -> DatasetUse:
+        """Record that a task read dataset *uri* (its latest version at *at*)."""
+        with self._errors(f"record a read of {uri}"), self._write() as conn:
+            return lineage.add_use(conn, uri, run_id, task_id, at)
+
+    def dataset_versions(self, uri: str | None = None) -> list[DatasetVersion]:
+        """Versions of one dataset (or of all), oldest first."""
+        with self._errors("read dataset versions"), self._engine.connect() as conn:
+            return lineage.versions(conn, uri)
+
+    def dataset_uses(self, uri: str) -> list[DatasetUse]:
+        """Every recorded read of dataset *uri*, oldest first."""
+        with self._errors("read dataset uses"), self._engine.connect() as conn:
+            return lineage.uses(conn, uri)
+
+    def new_dataset_versions(self, uris: Sequence[str], since: datetime | None) -> dict[str, int]:
+        """How many versions each of *uris* got after *since* (all of them if None)."""
+        with self._errors("count dataset versions"), self._engine.connect() as conn:
+            return lineage.new_versions(conn, uris, since)
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run *run_id*.

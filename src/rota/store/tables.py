@@ -86,6 +86,31 @@ runs = Table(
     Index("ix_runs_flow_created_at", "flow", "created_at"),
 )
 
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uri", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String),
+    Column("run_id", String, nullable=False),
+    Column("task_id", String, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("uri", "version", name="uq_dataset_versions_uri_version"),
+)
+
+dataset_uses = Table(
+    "dataset_uses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uri", Text, nullable=False),
+    Column("version", Integer),
+    Column("run_id", String, nullable=False),
+    Column("task_id", String, nullable=False),
+    Column("used_at", UtcDateTime, nullable=False),
+    Index("ix_dataset_uses_uri", "uri"),
+)
+
 task_attempts = Table(
     "task_attempts",
     metadata,

@@ -79,10 +79,33 @@ def upgrade() -> None:
     )
     op.create_index("ix_task_attempts_run_id_state", "task_attempts", ["run_id", "state"])
     op.create_index("ix_task_attempts_cache_key", "task_attempts", ["cache_key"])
+    op.create_table(
+        "dataset_versions",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("uri", sa.Text(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("content_hash", sa.String()),
+        sa.Column("run_id", sa.String(), nullable=False),
+        sa.Column("task_id", sa.String(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("uri", "version", name="uq_dataset_versions_uri_version"),
+    )
+    op.create_table(
+        "dataset_uses",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("uri", sa.Text(), nullable=False),
+        sa.Column("version", sa.Integer()),
+        sa.Column("run_id", sa.String(), nullable=False),
+        sa.Column("task_id", sa.String(), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_dataset_uses_uri", "dataset_uses", ["uri"])
 
 
 def downgrade() -> None:
-    """Drop the three tables."""
+    """Drop the tables."""
+    op.drop_table("dataset_uses")
+    op.drop_table("dataset_versions")
     op.drop_table("task_attempts")
     op.drop_table("runs")
     op.drop_table("flows")
