@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from clihelp import REPO, RotaCli
@@ -87,3 +88,68 @@ def test_outputs_show_previews_a_stored_output(rota: RotaCli, tmp_path: Path) ->
     assert "accuracy" in shown.out and "blake2b" in shown.out
     missing = rota("outputs", "show", result.json()["run_id"], "nope")
     assert missing.code == 2 and "no task 'nope'" in missing.err
+
+
+DATASETS = """
+import os
+from pathlib import Path
+from rota import Dataset, flow, task
+
+DATA = Path(os.environ["DATA_DIR"])
+A = Dataset(str(DATA / "a.csv"))
+B = Dataset(str(DATA / "b.csv"))
+
+
+@task(outlets=[A])
+def make_a() -> None:
+    (DATA / "a.csv").write_text("x\\n")
+
+
+@task(outlets=[B])
+def make_b() -> None:
+    (DATA / "b.csv").write_text("y\\n")
+
+
+@task(inlets=[A, B])
+def use_both() -> int:
+    return 2
+
+
+@flow
+def produce_a():
+    make_a()
+
+
+@flow
+def produce_b():
+    make_b()
+
+
+@flow(schedule=[A, B])
+def consume():
+    use_both()
+"""
+
+
+def test_lineage_and_dataset_schedules_from_the_cli(
+    rota: RotaCli, tmp_path: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    path = write_flow("datasets.py", DATASETS)
+    env = {"DATA_DIR": str(tmp_path)}
+    a_uri = str(tmp_path / "a.csv")
+    assert rota("datasets", "due", f"{path}:consume", env=env).code == 1
+    producer = rota("run", f"{path}:produce_a", "--json", env=env).json()["run_id"]
+    waiting = rota("datasets", "due", f"{path}:consume", env=env)
+    assert waiting.code == 1 and "waiting for" in waiting.out and "b.csv" in waiting.out
+    assert rota("run", f"{path}:produce_b", env=env).code == 0
+    assert rota("datasets", "due", f"{path}:consume", env=env).code == 0
+    consumer = rota("run", f"{path}:consume", "--json", env=env).json()["run_id"]
+    assert rota("datasets", "due", f"{path}:consume", env=env).code == 1
+    lineage = rota("lineage", a_uri, "--json").json()
+    assert [(p["run_id"], p["task_id"], p["version"]) for p in lineage["producers"]] == [
+        (producer, "make_a", 1)
+    ]
+    assert [(c["run_id"], c["task_id"]) for c in lineage["consumers"]] == [(consumer, "use_both")]
+    shown = rota("datasets", "show", a_uri, "--json").json()
+    assert shown[0]["content_hash"] and shown[0]["version"] == 1
+    assert rota("lineage", "s3://nothing/here").code == 2
