@@ -142,6 +142,18 @@ def test_backoff_schedule_holds_under_the_local_process_pool(
     check_schedule(rows)
 
 
+@pytest.mark.postgres
+def test_backoff_schedule_holds_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    pg = open_store(postgres_url)
+    try:
+        summary = run(pg, backoff_flow(2, 3), tmp_path)
+        rows = tries(pg, summary.run_id, "t")
+    finally:
+        pg.close()
+    assert [a.state for a in rows] == [TaskState.UP_FOR_RETRY] * 2 + [TaskState.SUCCESS]
+    check_schedule(rows)
+
+
 def test_max_delay_caps_the_backoff(store: Store, tmp_path: Path) -> None:
     policy = RetryPolicy(
         max_attempts=4, delay=timedelta(seconds=0.3), backoff=3.0, max_delay=timedelta(seconds=0.5)
