@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reshelp import attempts_of, cli_env, rota_cmd, run_cli, wait_for
+from reshelp import attempts_of, cli_env, rota_cmd, run_cli, store_at, wait_for
 
 from rota import Flow, PythonTask, RetryPolicy, flow, task
 from rota.engine.report import RunSummary
@@ -354,14 +354,12 @@ def killable(k: int = 1, r: int = 1, delay: float = 3.0) -> None:
 
 
 def _kill_during_backoff(
-    proc: subprocess.Popen[str], home: Path, run_id: str | None, try_number: int
+    proc: subprocess.Popen[str], home: Path, run_id: str | None, try_number: int, sig: int
 ) -> tuple[str, datetime]:
     """Wait until the store holds try *try_number* of flaky, scheduled with a not_before still in
     the future; SIGKILL the runner then. Return the run id and the moment of the kill."""
 
     def scheduled() -> tuple[str, AttemptRecord] | None:
-        from reshelp import store_at
-
         with store_at(home) as s:
             runs = s.list_runs("killable")
             if not runs:
@@ -375,20 +373,31 @@ def _kill_during_backoff(
     rid, rec = wait_for(f"try {try_number} to be scheduled", scheduled, timeout=90)
     assert rec.state is TaskState.SCHEDULED and rec.not_before is not None
     assert proc.poll() is None, "the runner ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(sig)
     killed_at = datetime.now(UTC)
-    proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == (130 if sig == signal.SIGTERM else -signal.SIGKILL), err
     assert killed_at < rec.not_before, "the kill came after the back-off ended"
     return rid, killed_at
 
 
 @pytest.mark.parametrize(
-    ("k", "r", "kill_before"),
-    [(1, 2, [2]), (2, 2, [3]), (4, 2, [2, 3])],
-    ids=["k1-r2-kill-before-try2", "k2-r2-kill-before-try3", "k4-r2-killed-twice"],
+    ("k", "r", "kill_before", "sig"),
+    [
+        (1, 2, [2], signal.SIGKILL),
+        (2, 2, [3], signal.SIGKILL),
+        (4, 2, [2, 3], signal.SIGKILL),
+        (2, 3, [2], signal.SIGTERM),
+    ],
+    ids=[
+        "k1-r2-kill-before-try2",
+        "k2-r2-kill-before-try3",
+        "k4-r2-killed-twice",
+        "k2-r3-sigterm-before-try2",
+    ],
 )
 def test_attempt_count_survives_a_runner_kill_during_the_backoff(
-    tmp_path: Path, k: int, r: int, kill_before: list[int]
+    tmp_path: Path, k: int, r: int, kill_before: list[int], sig: int
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -410,7 +419,7 @@ def test_attempt_count_survives_a_runner_kill_during_the_backoff(
             text=True,
         )
         try:
-            run_id, _ = _kill_during_backoff(proc, home, run_id, try_number)
+            run_id, _ = _kill_during_backoff(proc, home, run_id, try_number, sig)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -418,6 +427,10 @@ def test_attempt_count_survives_a_runner_kill_during_the_backoff(
         rows = attempts_of(home, run_id, "flaky")
         assert len(rows) == try_number  # the waiting attempt is in the store, not yet started
         assert rows[-1].state is TaskState.SCHEDULED
+        with store_at(home) as s:
+            left = s.get_run(run_id).state
+        # SIGTERM is a clean stop; a SIGKILLed runner leaves its run "running" (taken over later)
+        assert left is (RunState.INTERRUPTED if sig == signal.SIGTERM else RunState.RUNNING)
 
     result = run_cli(home, tmp_path, "resume", str(run_id), "--json", env={"LEDGER": str(ledger)})
     expected = min(k, r) + 1
@@ -442,3 +455,64 @@ def test_attempt_count_survives_a_runner_kill_during_the_backoff(
         assert summary["state"] == "failed"
         assert rows[-1].state is TaskState.FAILED
         assert summary["tasks"]["after"]["state"] == "upstream_failed"
+
+
+# --- other retryable failures ------------------------------------------------------------------
+
+
+def dies_first(ctx: Any) -> str:
+    import os
+
+    if ctx.try_number == 1:
+        os._exit(3)  # the worker process dies under the task
+    return "survived"
+
+
+def test_a_worker_dying_under_a_task_is_a_retryable_failure(store: Store, tmp_path: Path) -> None:
+    with Flow("lost") as f:
+        t = PythonTask("t", dies_first, retries=1)
+        t >> PythonTask("after", fail_first, kwargs={"k": 0})
+    summary = run(store, f.build(), tmp_path, kind="local")
+    rows = tries(store, summary.run_id, "t")
+    assert [a.state for a in rows] == [TaskState.UP_FOR_RETRY, TaskState.SUCCESS]
+    assert rows[0].error_type == "WorkerLost"
+    assert rows[0].exit_code == 3
+    assert summary.state is RunState.SUCCESS
+
+
+def fail_instance(x: int, ctx: Any) -> int:
+    if x == 2 and ctx.try_number == 1:
+        raise RuntimeError("instance 2 fails once")
+    if x == 3:
+        raise RuntimeError("instance 3 always fails")
+    return x * 10
+
+
+@task(retries=RetryPolicy(max_attempts=2, delay=timedelta(seconds=0.3)))
+def mapped_step(x: int, ctx: Any) -> int:
+    return fail_instance(x, ctx)
+
+
+@flow
+def mapped_retries(xs: list[int] | None = None) -> None:
+    mapped_step.map(xs or [1, 2])
+
+
+@pytest.mark.parametrize(("xs", "ok"), [([1, 2], True), ([1, 2, 3], False)])
+def test_mapped_instances_retry_on_their_own(
+    store: Store, tmp_path: Path, xs: list[int], ok: bool
+) -> None:
+    summary = run(store, mapped_retries.build({"xs": xs}), tmp_path)
+    rows = [a for a in store.attempts(summary.run_id) if a.map_index >= 0]
+    per_instance: dict[int, list[AttemptRecord]] = {}
+    for a in sorted(rows, key=lambda a: (a.map_index, a.try_number)):
+        per_instance.setdefault(a.map_index, []).append(a)
+    assert [len(per_instance[i]) for i in range(len(xs))] == [1, 2, 2][: len(xs)]
+    second = per_instance[1]
+    assert [a.state for a in second] == [TaskState.UP_FOR_RETRY, TaskState.SUCCESS]
+    assert seconds(second[0].finished_at, second[1].not_before) == pytest.approx(0.3, abs=1e-3)
+    assert second[1].started_at is not None and second[1].not_before is not None
+    assert second[1].started_at >= second[1].not_before
+    whole = summary.tasks["mapped_step"]
+    assert whole.state is (TaskState.SUCCESS if ok else TaskState.FAILED)
+    assert summary.state is (RunState.SUCCESS if ok else RunState.FAILED)
