@@ -16,7 +16,7 @@ import pytest
 from reshelp import alive, attempts_of, kill_leftovers, live_pids_with, run_cli
 
 from rota.engine.loader import resolve_target
-from rota.engine.runner import Runner
+from rota.engine.runner import FlowRef, Runner
 from rota.executors.pool import LocalPoolExecutor
 from rota.model.schedule import SystemClock
 from rota.model.states import RunState, TaskState
@@ -245,3 +245,59 @@ def test_a_shell_grandchild_ignoring_sigterm_is_killed_too(
 def test_a_python_tasks_child_ignoring_sigterm_is_killed_too(tmp_path: Path, driver: str) -> None:
     names = {"task", "child"}
     check_term_proof(tmp_path, TERM_PROOF_CHILD, "termproof2", "spawner", names, driver)
+
+
+# --- shell tasks under the in-process executors enforce their own deadline ---------------------
+
+
+@pytest.mark.parametrize("kind", ["threads", "inprocess"])
+def test_shell_timeouts_under_thread_executors_leave_no_process(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rota import Flow, ShellTask
+    from rota.executors.base import Executor
+    from rota.executors.threads import InProcessExecutor, ThreadExecutor
+
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    monkeypatch.setenv("PID_DIR", str(pid_dir))
+    with Flow("shell_timeouts") as f:
+        ShellTask(
+            "grandchild",
+            'echo $$ > "$PID_DIR/g_shell.pid"; sleep 3021 & echo $! > "$PID_DIR/g_child.pid"; '
+            "sleep 3022",
+            timeout=TIMEOUT,
+        )
+        ShellTask(
+            "term_proof",
+            'echo $$ > "$PID_DIR/t_shell.pid"; '
+            'bash -c \'trap "" TERM; echo $$ > "$PID_DIR/t_child.pid"; sleep 3023; :\' '
+            ">/dev/null 2>&1 & sleep 3024",
+            timeout=TIMEOUT,
+        )
+        ShellTask("quick", "echo done", timeout=TIMEOUT)
+    markers = ("sleep 3021", "sleep 3022", "sleep 3023", "sleep 3024")
+    ex: Executor = ThreadExecutor(3) if kind == "threads" else InProcessExecutor()
+    store = open_store(f"sqlite:///{tmp_path / 'rota.db'}")
+    pids: dict[str, int] = {}
+    try:
+        summary = Runner(store, ex, home=tmp_path, clock=SystemClock()).run(
+            f.build(), FlowRef("shell_timeouts")
+        )
+        pids = {p.stem: int(p.read_text()) for p in pid_dir.glob("*.pid")}
+        assert set(pids) == {"g_shell", "g_child", "t_shell", "t_child"}
+        assert summary.tasks["quick"].state is TaskState.SUCCESS
+        for tid in ("grandchild", "term_proof"):
+            a = summary.tasks[tid].latest
+            assert a.state is TaskState.FAILED and a.error_type == "TaskTimeout", tid
+            assert a.started_at is not None and a.finished_at is not None
+            assert TIMEOUT <= (a.finished_at - a.started_at).total_seconds() <= TIMEOUT + 5.0
+        assert {n: p for n, p in pids.items() if alive(p)} == {}
+        for marker in markers:
+            assert live_pids_with(marker) == [], marker
+    finally:
+        ex.close()
+        store.close()
+        kill_leftovers([p for p in pids.values() if alive(p)])
+        for marker in markers:
+            kill_leftovers(live_pids_with(marker))
