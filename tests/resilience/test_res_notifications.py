@@ -386,3 +386,27 @@ def test_a_raising_callback_is_logged_and_changes_no_state(
     err = capfd.readouterr().err
     assert err.count("rota: callback raiser for") == 6
     assert not (tmp_path / "logs" / quiet[0].run_id / "callbacks.log").exists()
+
+
+def test_a_webhook_that_never_answers_times_out_and_changes_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    import socket
+
+    # a server that accepts connections and never answers
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.listen(16)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+    try:
+        with Flow("silent", on_failure=WebhookNotifier(url, timeout=0.5)) as f:
+            PythonTask("bad", boom, args=("bad",))
+            PythonTask("good", ok)
+        summary = run(store, f.build(), tmp_path)
+    finally:
+        silent.close()
+    assert summary.tasks["bad"].state is TaskState.FAILED
+    assert summary.tasks["good"].state is TaskState.SUCCESS
+    assert summary.state is RunState.FAILED
+    log = (tmp_path / "logs" / summary.run_id / "callbacks.log").read_text()
+    assert "callback WebhookNotifier for failure of task bad failed" in log
+    assert "timed out" in log
