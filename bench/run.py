@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from rota import PythonTask, flow, task
-from rota.artifacts.local import read_output
+from rota.artifacts.store import open_artifact_store
 from rota.engine.report import RunSummary
 from rota.engine.runner import FlowRef, Runner
 from rota.executors.base import Executor
@@ -155,10 +155,12 @@ def m10k() -> None:
 
 # --- workloads -----------------------------------------------------------------------------------
 def _deploy_ok(summary: RunSummary) -> bool:
-    path = summary.tasks["deploy"].latest.output_path
-    if not path:
+    rec = summary.tasks["deploy"].latest
+    if not rec.output_path:
         return False
-    return read_output(Path(path), producer="deploy").get("n") == N_FLOATS
+    store = open_artifact_store(rec.output_path)
+    value = store.get(rec.output_path, rec.output_serializer or "pickle", producer="deploy")
+    return bool(value.get("n") == N_FLOATS)
 
 
 def _map_ok(summary: RunSummary) -> bool:

@@ -23,6 +23,8 @@ class Settings:
         executor: ``ROTA_EXECUTOR`` (``local``, ``threads`` or ``inprocess``); default ``local``.
         workers: ``ROTA_WORKERS``; default the number of CPUs.
         fault_points: ``ROTA_FAULT_POINTS``, for crash tests only (see ``rota.engine.faults``).
+        artifacts: ``ROTA_ARTIFACTS``: where task outputs go, a folder or any fsspec URL
+            (``s3://bucket/prefix`` with the ``rota[s3]`` extra); default ``$ROTA_HOME/artifacts``.
     """
 
     home: Path
@@ -30,6 +32,7 @@ class Settings:
     executor: str = "local"
     workers: int = 0
     fault_points: str = ""
+    artifacts: str = ""
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -58,6 +61,7 @@ class Settings:
             executor=environ.get("ROTA_EXECUTOR", "local") or "local",
             workers=workers,
             fault_points=environ.get("ROTA_FAULT_POINTS", ""),
+            artifacts=environ.get("ROTA_ARTIFACTS", "") or str(home / "artifacts"),
         )
 
     def with_options(self, *, executor: str | None = None, workers: int | None = None) -> Settings:
@@ -72,10 +76,6 @@ class Settings:
     def worker_count(self) -> int:
         """Workers to start: the setting, or the number of CPUs when it is 0."""
         return self.workers or os.cpu_count() or 1
-
-    @property
-    def artifacts_dir(self) -> Path:
-        return self.home / "artifacts"
 
     @property
     def logs_dir(self) -> Path:

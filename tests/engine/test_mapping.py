@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from rota.model.dag import Dag
 from rota.model.schedule import SystemClock
 from rota.model.states import RunState, TaskState
 from rota.store.sql import SqlStore, open_store
+from rota.testing import output_of
 
 
 @pytest.fixture
@@ -36,9 +36,7 @@ def _run(store: SqlStore, dag: Dag, home: Path, ex: Executor | None = None) -> R
 
 
 def _output(summary: RunSummary, tid: str) -> object:
-    path = summary.tasks[tid].latest.output_path
-    assert path is not None
-    return pickle.loads(Path(path).read_bytes())
+    return output_of(summary, tid)
 
 
 @task

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from rota.artifacts.store import open_artifact_store
 from rota.errors import Skip
 from rota.executors.base import (
     AttemptEvent,
@@ -19,6 +19,7 @@ from rota.executors.base import (
     AttemptStarted,
     Executor,
     InputRef,
+    StoredRef,
 )
 from rota.executors.pool import LocalPoolExecutor
 from rota.executors.threads import InProcessExecutor, ThreadExecutor
@@ -76,7 +77,7 @@ def _spec(
         args=args,
         kwargs={},
         inputs=inputs,
-        output_path=str(tmp / "artifacts" / f"t{attempt_id}"),
+        artifacts=str(tmp / "artifacts"),
         log_path=str(tmp / "logs" / f"t{attempt_id}.log"),
     )
 
@@ -88,6 +89,19 @@ def _drain(ex: Executor, n: int, timeout: float = 30) -> list[AttemptEvent]:
         assert time.monotonic() < deadline, f"timed out; got {events}"
         events.extend(ex.poll(0.1))
     return events
+
+
+def _value(out: AttemptOutcome) -> Any:
+    assert out.output_path is not None and out.output_serializer is not None
+    store = open_artifact_store(out.output_path)
+    return store.get(
+        out.output_path, out.output_serializer, producer="t", content_hash=out.output_hash
+    )
+
+
+def _ref(out: AttemptOutcome) -> StoredRef:
+    assert out.output_path is not None and out.output_serializer is not None
+    return StoredRef(out.output_path, out.output_serializer, out.output_hash, out.output_size or 0)
 
 
 def _outcome(events: list[AttemptEvent], attempt_id: int) -> AttemptOutcome:
@@ -105,10 +119,12 @@ def test_success_writes_output_atomically_and_reports_start(
     out = _outcome(events, 1)
     assert out.ok and not out.skipped and out.error is None
     assert out.started_at <= out.finished_at
-    assert out.output_path == str(tmp_path / "artifacts" / "t1")
-    assert pickle.loads(Path(out.output_path).read_bytes()) == 5
+    assert out.output_path == str(tmp_path / "artifacts" / "run1" / "t1.json")
+    assert out.output_serializer == "json"
+    assert _value(out) == 5
     assert out.output_size == Path(out.output_path).stat().st_size
-    assert list((tmp_path / "artifacts").iterdir()) == [Path(out.output_path)], "temp file left"
+    stored = list((tmp_path / "artifacts" / "run1").iterdir())
+    assert stored == [Path(out.output_path)], "temp file left"
     assert out.log_path is not None
     assert Path(out.log_path).read_text() == "adding 2 and 3\n"
 
@@ -123,12 +139,12 @@ def test_inputs_are_passed_and_none_outputs_store_nothing(
     assert none.ok and none.output_path is None and none.log_path is None
     from rota.model.dag import Ref
 
-    refs = (InputRef("t1", first.output_path), InputRef("t2", None))
+    refs = (InputRef("t1", _ref(first)), InputRef("t2", None))
     spec = _spec(tmp_path, 3, PythonOp(add), Ref("t1"), 10, inputs=refs)
     executor.submit(spec)
     third = _outcome(_drain(executor, 1), 3)
     assert third.ok, third.error
-    assert pickle.loads(Path(str(third.output_path)).read_bytes()) == 13
+    assert _value(third) == 13
 
 
 def test_failure_carries_type_message_traceback_and_log(executor: Executor, tmp_path: Path) -> None:
@@ -138,7 +154,7 @@ def test_failure_carries_type_message_traceback_and_log(executor: Executor, tmp_
     assert out.error is not None
     assert out.error.type_name == "ValueError" and out.error.message == "bad value"
     assert "in boom" in out.error.traceback
-    assert not (tmp_path / "artifacts" / "t1").exists()
+    assert not (tmp_path / "artifacts" / "run1").exists()
     assert "ValueError: bad value" in Path(str(out.log_path)).read_text()
 
 
@@ -158,7 +174,7 @@ def test_shell_exit_code_and_output(executor: Executor, tmp_path: Path) -> None:
     assert not failed.ok and failed.error is not None and failed.error.exit_code == 3
     log = Path(str(failed.log_path)).read_text()
     assert "out" in log and "err" in log and "child" in log
-    assert ok.ok and pickle.loads(Path(str(ok.output_path)).read_bytes()) == "last"
+    assert ok.ok and _value(ok) == "last"
 
 
 def test_capacity_is_bounded(executor: Executor, tmp_path: Path) -> None:
@@ -177,11 +193,7 @@ def test_local_pool_runs_attempts_in_other_processes(tmp_path: Path) -> None:
         for i in range(6):
             ex.submit(_spec(tmp_path, i, PythonOp(whoami))) if ex.capacity() else None
         events = _drain(ex, 2)
-        pids = {
-            pickle.loads(Path(str(e.output_path)).read_bytes())
-            for e in events
-            if isinstance(e, AttemptOutcome)
-        }
+        pids = {_value(e) for e in events if isinstance(e, AttemptOutcome)}
         assert os.getpid() not in pids
         assert pids <= set(ex.pids)
     finally:

@@ -32,6 +32,22 @@ NO_DATABASE = "no database yet"  # the runner was killed before it created the S
 _SCRUBBED = ("ROTA_DATABASE_URL", "ROTA_FAULT_POINTS", "ROTA_FAULT_TAG", "ROTA_EXECUTOR")
 
 
+_LAUNCHED: list[Launched] = []
+
+
+def kill_leftovers() -> list[str]:
+    """SIGKILL every ``rota`` process the harness started that is still running (after a test
+    failed half-way); return their command lines."""
+    left = []
+    while _LAUNCHED:
+        launched = _LAUNCHED.pop()
+        if launched.proc.poll() is None:
+            left.append(" ".join(launched.args))
+            launched.proc.kill()
+            launched.proc.communicate()
+    return left
+
+
 @dataclass
 class Launched:
     """One ``rota`` process started by the harness."""
@@ -109,7 +125,9 @@ class Harness:
             stderr=subprocess.PIPE,
             text=True,
         )
-        return Launched(proc, tag, full, time.monotonic())
+        launched = Launched(proc, tag, full, time.monotonic())
+        _LAUNCHED.append(launched)
+        return launched
 
     def run_args(self) -> tuple[str, ...]:
         return ("run", str(self.flow))
@@ -224,12 +242,13 @@ class Harness:
         )
 
     def join_output(self, run_id: str) -> Any:
-        from rota.artifacts.local import read_output
+        from rota.artifacts.store import open_artifact_store
 
         (rec,) = [
             a for a in self.attempts(run_id) if a["task_id"] == "join" and a["state"] == "success"
         ]
-        return read_output(Path(rec["output_path"]), producer="join")
+        uri = rec["output_path"]
+        return open_artifact_store(uri).get(uri, rec["output_serializer"], producer="join")
 
     def tail_events(self, n: int = 12) -> str:
         return "\n".join(self.events[-n:])

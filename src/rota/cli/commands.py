@@ -81,6 +81,7 @@ def _drive(
                 clock=SystemClock(),
                 on_progress=hook,
                 options=options,
+                artifacts=settings.artifacts or None,
             )
             drive = prepare(runner)
             if display:
@@ -107,7 +108,7 @@ def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
 
 def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
     """Show the outputs of the flow's final tasks (those nothing depends on)."""
-    from rota.artifacts.local import read_output
+    from rota.artifacts.store import open_artifact_store
     from rota.errors import ArtifactError
 
     sinks = [tid for tid in dag.order if not dag.downstream(tid)]
@@ -118,8 +119,14 @@ def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
         t = summary.tasks.get(tid)
         if t is None or not t.latest.output_path:
             continue
+        rec = t.latest
         try:
-            value = read_output(Path(t.latest.output_path), producer=tid)
+            value = open_artifact_store(ctx.settings.artifacts).get(
+                str(rec.output_path),
+                rec.output_serializer or "pickle",
+                producer=tid,
+                content_hash=rec.output_hash,
+            )
         except ArtifactError as err:
             ctx.err.print(f"{tid}: {err}")
             continue

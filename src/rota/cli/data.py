@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -32,15 +31,20 @@ def outputs_group() -> None:
 @click.pass_obj
 def outputs_show(ctx: CliContext, run_id: str, task_id: str) -> None:
     """Preview what TASK_ID of RUN_ID returned, and where it is stored."""
-    from rota.artifacts.local import read_output
     from rota.artifacts.preview import preview
+    from rota.artifacts.store import open_artifact_store
 
     with open_store(ctx.settings) as store:
         rec = _latest(store, run_id, task_id)
     if not rec.output_path:
         ctx.console.print(f"{task_id} stored no output (state {rec.state.value})")
         return
-    value = read_output(Path(rec.output_path), producer=task_id)
+    value = open_artifact_store(ctx.settings.artifacts).get(
+        rec.output_path,
+        rec.output_serializer or "pickle",
+        producer=task_id,
+        content_hash=rec.output_hash,
+    )
     ctx.console.print(
         f"{task_id}: {rec.output_serializer or 'pickle'}, {rec.output_size} bytes, "
         f"blake2b {rec.output_hash}\n{rec.output_path}",

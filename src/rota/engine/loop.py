@@ -12,7 +12,6 @@ for the instances a mapped task fans out into once the lengths of its inputs are
 from __future__ import annotations
 
 import heapq
-import os
 import sys
 from collections import deque
 from datetime import UTC, datetime
@@ -23,7 +22,13 @@ from rota.engine.cache import constants_digest, key_parts, make_key, task_code
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.mapping import MapState, expand_args, map_length
 from rota.engine.writer import BatchWriter, Hook
-from rota.executors.base import AttemptOutcome, AttemptSpec, AttemptStarted, InputRef
+from rota.executors.base import (
+    AttemptOutcome,
+    AttemptSpec,
+    AttemptStarted,
+    InputRef,
+    StoredRef,
+)
 from rota.model.callbacks import CallbackContext
 from rota.model.dag import Dag, Decision, ReadySet
 from rota.model.policies import CacheInputs
@@ -35,7 +40,24 @@ if TYPE_CHECKING:
     from rota.engine.runner import FlowRef, Runner
 
 Key = tuple[str, int]
-Output = str | None | tuple[str | None, ...]
+Output = StoredRef | None | tuple[StoredRef | None, ...]
+
+
+def stored_ref(
+    uri: str | None, serializer: str | None, content: str | None, size: int | None
+) -> StoredRef | None:
+    """The reference to a stored output, or None when there is none (the task returned None)."""
+    if uri is None:
+        return None
+    return StoredRef(uri, serializer or "pickle", content, size or 0)
+
+
+def record_ref(rec: AttemptRecord) -> StoredRef | None:
+    return stored_ref(rec.output_path, rec.output_serializer, rec.output_hash, rec.output_size)
+
+
+def outcome_ref(out: AttemptOutcome) -> StoredRef | None:
+    return stored_ref(out.output_path, out.output_serializer, out.output_hash, out.output_size)
 
 
 def _ts(epoch: float) -> datetime:
@@ -78,7 +100,6 @@ class RunLoop:
         self.inputs = {tid: spec.data_inputs for tid, spec in dag.tasks.items()}
         run_id = run.run_id
         self.dirs = (
-            f"{runner.artifacts_dir}/{run_id}",
             f"{runner.logs_dir}/{run_id}",
             f"{runner.checkpoints_dir}/{run_id}",
         )
@@ -97,7 +118,7 @@ class RunLoop:
             tid, index = key
             if rec.state in SUCCEEDED and index < 0 and tid in self.dag.tasks:
                 finished[tid] = rec.state
-                self.outputs[tid] = rec.output_path
+                self.outputs[tid] = record_ref(rec)
                 self.lengths[tid] = rec.output_length
                 self.hashes[tid] = rec.output_hash
         for tid in finished:
@@ -109,11 +130,13 @@ class RunLoop:
         self.writer.put([], [RunChange(run_id, self.run_rec.state, RunState.RUNNING, now)])
         self.apply_decisions(self.ready_set.initial())
 
-    def _instance_outputs(self, tid: str) -> tuple[str | None, ...]:
+    def _instance_outputs(self, tid: str) -> tuple[StoredRef | None, ...]:
         found = sorted(
-            (k[1], rec.output_path) for k, rec in self.attempt.items() if k[0] == tid and k[1] >= 0
+            (index, record_ref(rec))
+            for (task, index), rec in self.attempt.items()
+            if task == tid and index >= 0
         )
-        return tuple(path for _, path in found)
+        return tuple(ref for _, ref in found)
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -161,7 +184,7 @@ class RunLoop:
             kwargs, extra = expand_args(spec, index, self.outputs)
             inputs.extend(extra)
         name = tid if index < 0 else f"{tid}@{index}"
-        artifacts, logs, checkpoints = self.dirs
+        logs, checkpoints = self.dirs
         return AttemptSpec(
             attempt_id=rec.id,
             run_id=self.run_rec.run_id,
@@ -173,7 +196,8 @@ class RunLoop:
             args=spec.args,
             kwargs=kwargs,
             inputs=tuple(inputs),
-            output_path=f"{artifacts}/{name}",
+            artifacts=self.r.artifacts_root,
+            serializer=spec.serializer,
             log_path=f"{logs}/{name}/{rec.try_number}.log",
             params=self.dag.params,
             modules=self.modules,
@@ -236,7 +260,7 @@ class RunLoop:
             self.instance_done(tid, index, new, out)
             return
         if new is TaskState.SUCCESS and not self.dag.tasks[tid].mapped and out is not None:
-            self.outputs[tid] = out.output_path
+            self.outputs[tid] = outcome_ref(out)
             self.lengths[tid] = out.output_length
             self.hashes[tid] = out.output_hash
         if new is TaskState.SUCCESS:
@@ -249,7 +273,7 @@ class RunLoop:
         """Count a mapped task's instance; end the mapped task when its last instance ends."""
         ms = self.maps[tid]
         if out is not None:
-            ms.record(index, new, out.output_path, out.output_hash)
+            ms.record(index, new, outcome_ref(out))
         if ms.left:
             return
         final = TaskState.FAILED if ms.failed else TaskState.SUCCESS
@@ -338,7 +362,7 @@ class RunLoop:
         for i in range(size):
             rec = self.attempt[(tid, i)]
             if rec.state in SUCCEEDED:
-                ms.record(i, rec.state, rec.output_path, rec.output_hash)
+                ms.record(i, rec.state, record_ref(rec))
             else:
                 self.enqueue((tid, i))
         if not ms.left:
@@ -399,7 +423,8 @@ class RunLoop:
         expires = spec.cache.expires if spec.cache is not None else None
         since = self.r.clock.now() - expires if expires is not None else None
         hit = self.r.store.find_cached(tid, cache_key, since=since)
-        if hit is None or (hit.output_path is not None and not output_exists(hit.output_path)):
+        gone = hit is not None and hit.output_path and not self.r.artifacts.exists(hit.output_path)
+        if hit is None or gone:
             return False
         del self.cache_fields[key]
         fields.update(
@@ -413,10 +438,10 @@ class RunLoop:
         )
         self.change(key, TaskState.CACHED, fields)
         if index >= 0:
-            self.maps[tid].record(index, TaskState.CACHED, hit.output_path, hit.output_hash)
+            self.maps[tid].record(index, TaskState.CACHED, record_ref(hit))
             self.instance_done(tid, index, TaskState.CACHED, None)
             return True
-        self.outputs[tid] = hit.output_path
+        self.outputs[tid] = record_ref(hit)
         self.lengths[tid] = hit.output_length
         self.hashes[tid] = hit.output_hash
         self.note_datasets(tid)
@@ -525,11 +550,6 @@ class RunLoop:
             if self.state[k] is TaskState.RUNNING
         )
         hook(Progress(self.run_rec.run_id, len(self.dag), done, failed, running))
-
-
-def output_exists(path: str) -> bool:
-    """Whether a stored output is still there to be reused."""
-    return os.path.exists(path)
 
 
 def _outcome_fields(out: AttemptOutcome) -> dict[str, Any]:

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rota.executors.base import InputRef
+from rota.executors.base import InputRef, StoredRef
 from rota.model.dag import Ref, TaskSpec
 from rota.model.states import TaskState
 from rota.operators.base import digest
 
-Output = str | None | tuple[str | None, ...]
+Output = StoredRef | None | tuple[StoredRef | None, ...]
 
 
 def map_length(
@@ -65,28 +65,24 @@ class MapState:
     size: int
     left: int = -1
     failed: list[int] = field(default_factory=list)
-    paths: dict[int, str | None] = field(default_factory=dict)
-    hashes: dict[int, str | None] = field(default_factory=dict)
+    refs: dict[int, StoredRef | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.left = self.size
 
-    def record(
-        self, index: int, state: TaskState, path: str | None, content: str | None = None
-    ) -> None:
+    def record(self, index: int, state: TaskState, ref: StoredRef | None) -> None:
         self.left -= 1
         if state is TaskState.FAILED:
             self.failed.append(index)
-        ok = state in (TaskState.SUCCESS, TaskState.CACHED)
-        self.paths[index] = path if ok else None
-        self.hashes[index] = content if ok else None
+        self.refs[index] = ref if state in (TaskState.SUCCESS, TaskState.CACHED) else None
 
     def content_hash(self) -> str:
         """One hash for the list of the instances' outputs."""
-        return digest(*(str(self.hashes.get(i)) for i in range(self.size)))
+        refs = (self.refs.get(i) for i in range(self.size))
+        return digest(*(str(r.content_hash if r else None) for r in refs))
 
-    def outputs(self) -> tuple[str | None, ...]:
-        return tuple(self.paths.get(i) for i in range(self.size))
+    def outputs(self) -> tuple[StoredRef | None, ...]:
+        return tuple(self.refs.get(i) for i in range(self.size))
 
     def describe_failures(self) -> str:
         shown = ", ".join(str(i) for i in sorted(self.failed)[:10])

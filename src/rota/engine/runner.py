@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from rota.artifacts.store import open_artifact_store
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.faults import NO_FAULTS, FaultPoints
 from rota.engine.lease import RunnerId, acquire
@@ -94,11 +95,13 @@ class Runner:
         on_progress: ProgressHook | None = None,
         progress_every: float = 0.1,
         options: RunnerOptions | None = None,
+        artifacts: str | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.home = home
-        self.artifacts_dir = home / "artifacts"
+        self.artifacts_root = artifacts or str(home / "artifacts")
+        self.artifacts = open_artifact_store(self.artifacts_root)
         self.logs_dir = home / "logs"
         self.checkpoints_dir = home / "checkpoints"
         self.clock = clock

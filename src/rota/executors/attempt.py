@@ -6,7 +6,6 @@ invariant 2); a task that raises :class:`~rota.errors.Skip` is reported as skipp
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 import traceback
@@ -14,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from rota.artifacts.local import FileCheckpoint, OutputCache, read_output, write_output
+from rota.artifacts.local import FileCheckpoint, OutputCache
+from rota.artifacts.store import ArtifactStore, StoredOutput, open_artifact_store
 from rota.errors import ArtifactError, Skip
-from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo
+from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo, StoredRef
 from rota.model.dag import resolve
 from rota.model.policies import qualified_name
 from rota.operators.base import ExecContext, NoCheckpoint
@@ -28,13 +28,25 @@ class Capture(Protocol):
     def end(self, log_path: str) -> str | None: ...
 
 
-def _load(path: str | None, producer: str, cache: OutputCache) -> Any:
-    if path is None:
+_STORES: dict[str, ArtifactStore] = {}
+
+
+def artifact_store(root: str) -> ArtifactStore:
+    """The artifact store at *root*, opened once per process."""
+    store = _STORES.get(root)
+    if store is None:
+        store = _STORES[root] = open_artifact_store(root)
+    return store
+
+
+def _load(ref: StoredRef | None, producer: str, cache: OutputCache, root: str) -> Any:
+    if ref is None:
         return None
-    hit, value = cache.get(path)
+    hit, value = cache.get(ref.uri)
     if not hit:
-        value = read_output(Path(path), producer=producer)
-        cache.put(path, value, Path(path).stat().st_size)
+        store = artifact_store(root)
+        value = store.get(ref.uri, ref.serializer, producer=producer, content_hash=ref.content_hash)
+        cache.put(ref.uri, value, ref.size)
     return value
 
 
@@ -48,9 +60,9 @@ def load_inputs(spec: AttemptSpec, cache: OutputCache) -> dict[str, Any]:
     for ref in spec.inputs:
         producer = ref.task_id.split("@", 1)[0]
         if ref.parts is not None:
-            values[ref.task_id] = [_load(p, producer, cache) for p in ref.parts]
+            values[ref.task_id] = [_load(p, producer, cache, spec.artifacts) for p in ref.parts]
             continue
-        value = _load(ref.path, producer, cache)
+        value = _load(ref.ref, producer, cache, spec.artifacts)
         if ref.index is not None:
             try:
                 value = value[ref.index]
@@ -103,10 +115,8 @@ def run_attempt(
     """
     started = time.time()
     begin()
-    output_path: str | None = None
-    size: int | None = None
+    stored: StoredOutput | None = None
     length: int | None = None
-    content: str | None = None
     error: ErrorInfo | None = None
     skipped = False
     try:
@@ -117,12 +127,9 @@ def run_attempt(
         value = spec.op.execute(ctx, args, kwargs)  # type: ignore[attr-defined]
         if value is not None:
             length = output_length(value)
-            size = write_output(Path(spec.output_path), value)
-            content = hashlib.blake2b(
-                Path(spec.output_path).read_bytes(), digest_size=16
-            ).hexdigest()
-            cache.put(spec.output_path, value, size)
-            output_path = spec.output_path
+            store = artifact_store(spec.artifacts)
+            stored = store.put(spec.run_id, spec.task_id, spec.map_index, value, spec.serializer)
+            cache.put(stored.uri, value, stored.size)
     except Skip as sig:
         skipped = True
         print(f"[rota] task skipped itself: {sig}", file=sys.stderr)
@@ -136,11 +143,11 @@ def run_attempt(
         started_at=started,
         finished_at=time.time(),
         worker=worker,
-        output_path=output_path,
-        output_size=size,
+        output_path=stored.uri if stored else None,
+        output_size=stored.size if stored else None,
         output_length=length,
-        output_hash=content,
-        output_serializer="pickle" if content else None,
+        output_hash=stored.content_hash if stored else None,
+        output_serializer=stored.serializer if stored else None,
         log_path=log_path,
         error=error,
         skipped=skipped,

@@ -14,14 +14,24 @@ from rota.model.dag import Operator
 
 
 @dataclass(frozen=True, slots=True)
+class StoredRef:
+    """A stored output: its URI in the artifact store, how it was serialized, its content hash."""
+
+    uri: str
+    serializer: str
+    content_hash: str | None = None
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class InputRef:
-    """Where an upstream's output is: a file, or nothing (the upstream returned None)."""
+    """Where an upstream's output is: a stored object, or nothing (the upstream returned None)."""
 
     task_id: str
-    path: str | None
+    ref: StoredRef | None
     index: int | None = None
     """Take element *index* of the stored output (an instance of a mapped task)."""
-    parts: tuple[str | None, ...] | None = None
+    parts: tuple[StoredRef | None, ...] | None = None
     """The outputs of a mapped task's instances: the input is their list, in order."""
 
 
@@ -44,12 +54,14 @@ class AttemptSpec:
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
     inputs: tuple[InputRef, ...]
-    output_path: str
+    artifacts: str
+    """The artifact store's root (a folder or an fsspec URL) where the output goes."""
     log_path: str
     params: Mapping[str, Any] = field(default_factory=dict)
     modules: tuple[tuple[str, str], ...] = ()
     timeout: float | None = None
     checkpoint_path: str = ""
+    serializer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,7 @@ class AttemptOutcome:
     finished_at: float
     worker: str
     output_path: str | None = None
+    """The URI of the stored output (None when the task returned None)."""
     output_size: int | None = None
     output_length: int | None = None
     """len() of a list or tuple output: what a downstream .map() fans out over."""

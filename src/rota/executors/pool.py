@@ -135,7 +135,7 @@ class LocalPoolExecutor:
 
     def _choose(self, attempt: AttemptSpec) -> _Worker:
         for ref in attempt.inputs:
-            holder = self._holder.get(ref.path) if ref.path else None
+            holder = self._holder.get(ref.ref.uri) if ref.ref else None
             if holder is not None and len(holder.outstanding) < self._prefetch:
                 return holder
         return min(self._workers, key=lambda w: len(w.outstanding))
