@@ -2,33 +2,41 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip install -q
 
 .PHONY: demo test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
 
-demo: $(STAMP)
+# what the example needs (the core plus scikit-learn)
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[examples]'
+	touch $@
+
+# what the tests need: every extra, the test tools, and a PostgreSQL server's binaries
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.demo
 	$(BIN)/rota run examples/ml_pipeline.py
 
-lint: $(STAMP)
+lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 
-typecheck: $(STAMP)
+typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(VENV)/.dev
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: $(VENV)/.dev
 	$(BIN)/python bench/run.py
 
 clean:
