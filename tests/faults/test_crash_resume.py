@@ -87,6 +87,11 @@ def _resume_to_end(h: Harness, run_id: str) -> CliResult:
     return result
 
 
+def _nothing_to_resume(h: Harness) -> None:
+    early = h.cli(*h.resume_args())
+    assert early.code == 2 and "no unfinished run" in early.err, f"{early}\n{_context(h)}"
+
+
 def _verify(h: Harness, run_id: str, tally: Tally) -> None:
     check = h.verify_run(run_id)
     tally.checks[run_id] = check
@@ -106,8 +111,7 @@ def _drive_with_random_kills(
     landed = 0
     while landed < kills and not done:
         if run_id is None and landed:  # killed before the run existed: nothing to resume
-            early = h.cli(*h.resume_args())
-            assert early.code == 2 and "no unfinished run" in early.err, early
+            _nothing_to_resume(h)
         launched = h.launch(*(h.run_args() if run_id is None else h.resume_args()))
         delay = rng.uniform(0.0, typical)
         out = err = ""
@@ -130,8 +134,12 @@ def _drive_with_random_kills(
         else:
             assert report.returncode == 0, f"{report}\n{out[-500:]}\n{err[-3000:]}\n{_context(h)}"
         done = state == "success"
-    assert run_id is not None
-    if not done:
+    if run_id is None:  # the last kill came before the run existed: run it anew, to the end
+        _nothing_to_resume(h)
+        result = h.cli(*h.run_args())
+        assert result.code == 0, f"{result.err[-3000:]}\n{_context(h)}"
+        run_id = result.json()["run_id"]
+    elif not done:
         _resume_to_end(h, run_id)
     _verify(h, run_id, tally)
 
@@ -262,8 +270,7 @@ def test_kills_while_the_store_is_created_then_run_or_resume(tmp_path: Path) -> 
         seen.append(_kill_soon_after_the_store_appears(h, rng, tally))
         runs = h.runs()
         if not runs:
-            early = h.cli(*h.resume_args())
-            assert early.code == 2 and "no unfinished run" in early.err, early
+            _nothing_to_resume(h)
             result = h.cli(*h.run_args())
             assert result.code == 0, f"{result.err[-3000:]}\n{_context(h)}"
             run_id = result.json()["run_id"]
