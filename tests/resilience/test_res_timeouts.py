@@ -8,6 +8,7 @@ orphans in this container.
 
 from __future__ import annotations
 
+import random
 import textwrap
 import time
 from pathlib import Path
@@ -58,8 +59,8 @@ def stubborn() -> None:
 
 SHELL = (
     'echo $$ > "$PID_DIR/shell.pid"; '
-    'sleep 3017 & echo $! > "$PID_DIR/grandchild.pid"; '
-    "sleep 3018"
+    'sleep 3017$SLEEP_TAG & echo $! > "$PID_DIR/grandchild.pid"; '
+    "sleep 3018$SLEEP_TAG"
 )
 
 with Flow("stuck") as stuck:
@@ -70,7 +71,10 @@ with Flow("stuck") as stuck:
     PythonTask("fine", lambda: "quick", timeout=T)
 """
 
-MARKERS = ("sleep 3017", "sleep 3018", "sleep 3019")
+# Every sleep a test starts ends in this session's SLEEP_TAG, so that survivors are found by their
+# command line without mistaking those of another test session running at the same time.
+TAG = str(random.randrange(10**6, 10**7))
+MARKERS = tuple(f"sleep {n}{TAG}" for n in ("3017", "3018", "3019"))
 
 
 def run_stuck_flow(
@@ -84,7 +88,12 @@ def run_stuck_flow(
     pid_dir.mkdir()
     flow_file = tmp_path / f"{name}.py"
     flow_file.write_text(textwrap.dedent(source))
-    env = {"PID_DIR": str(pid_dir), "TASK_TIMEOUT": str(TIMEOUT), "ROTA_WORKERS": "5"}
+    env = {
+        "PID_DIR": str(pid_dir),
+        "TASK_TIMEOUT": str(TIMEOUT),
+        "ROTA_WORKERS": "5",
+        "SLEEP_TAG": TAG,
+    }
     started = time.monotonic()
     if driver == "cli":
         result = run_cli(
@@ -156,10 +165,10 @@ T = float(os.environ["TASK_TIMEOUT"])
 # The grandchild ignores SIGTERM; the shell does not.
 SHELL = (
     'echo $$ > "$PID_DIR/shell.pid"; '
-    "bash -c 'trap \\"\\" TERM; echo $$ > \\"$PID_DIR/grandchild.pid\\"; sleep 3019; :' "
+    "bash -c 'trap \\"\\" TERM; echo $$ > \\"$PID_DIR/grandchild.pid\\"; sleep 3019$SLEEP_TAG; :' "
     + os.environ.get("REDIRECT", "")
     + " & "
-    "sleep 3018"
+    "sleep 3018$SLEEP_TAG"
 )
 
 with Flow("termproof") as termproof:
@@ -176,7 +185,7 @@ PIDS = Path(os.environ["PID_DIR"])
 
 
 def spawner() -> None:
-    child = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 3019; :"])
+    child = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 3019$SLEEP_TAG; :"])
     (PIDS / "child.pid").write_text(str(child.pid))
     (PIDS / "task.pid").write_text(str(os.getpid()))
     time.sleep(300)
@@ -200,7 +209,7 @@ def check_term_proof(
         time.sleep(3.0)  # past the executor's SIGKILL grace period (2 s), to be fair
         survivors = {n: pid for n, pid in pids.items() if alive(pid)}
         assert survivors == {}, "a SIGTERM-proof descendant outlived its timed-out task"
-        assert live_pids_with("sleep 3019") == []
+        assert live_pids_with(f"sleep 3019{TAG}") == []
     finally:
         kill_leftovers([p for p in pids.values() if alive(p)])
         for marker in MARKERS:
@@ -261,22 +270,24 @@ def test_shell_timeouts_under_thread_executors_leave_no_process(
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     monkeypatch.setenv("PID_DIR", str(pid_dir))
+    monkeypatch.setenv("SLEEP_TAG", TAG)
     with Flow("shell_timeouts") as f:
         ShellTask(
             "grandchild",
-            'echo $$ > "$PID_DIR/g_shell.pid"; sleep 3021 & echo $! > "$PID_DIR/g_child.pid"; '
-            "sleep 3022",
+            'echo $$ > "$PID_DIR/g_shell.pid"; '
+            'sleep 3021$SLEEP_TAG & echo $! > "$PID_DIR/g_child.pid"; '
+            "sleep 3022$SLEEP_TAG",
             timeout=TIMEOUT,
         )
         ShellTask(
             "term_proof",
             'echo $$ > "$PID_DIR/t_shell.pid"; '
-            'bash -c \'trap "" TERM; echo $$ > "$PID_DIR/t_child.pid"; sleep 3023; :\' '
-            ">/dev/null 2>&1 & sleep 3024",
+            'bash -c \'trap "" TERM; echo $$ > "$PID_DIR/t_child.pid"; sleep 3023$SLEEP_TAG; :\' '
+            ">/dev/null 2>&1 & sleep 3024$SLEEP_TAG",
             timeout=TIMEOUT,
         )
         ShellTask("quick", "echo done", timeout=TIMEOUT)
-    markers = ("sleep 3021", "sleep 3022", "sleep 3023", "sleep 3024")
+    markers = tuple(f"sleep {n}{TAG}" for n in ("3021", "3022", "3023", "3024"))
     ex: Executor = ThreadExecutor(3) if kind == "threads" else InProcessExecutor()
     store = open_store(f"sqlite:///{tmp_path / 'rota.db'}")
     pids: dict[str, int] = {}
