@@ -242,13 +242,17 @@ class Harness:
         )
 
     def join_output(self, run_id: str) -> Any:
-        from rota.artifacts.store import open_artifact_store
+        """The value the ``join`` task of a finished run stored (read through Rota's own store)."""
+        from rota.store.sql import open_store
+        from rota.testing import read_output
 
-        (rec,) = [
-            a for a in self.attempts(run_id) if a["task_id"] == "join" and a["state"] == "success"
-        ]
-        uri = rec["output_path"]
-        return open_artifact_store(uri).get(uri, rec["output_serializer"], producer="join")
+        store = open_store(f"sqlite:///{self.db}")
+        try:
+            recs = [a for a in store.attempts(run_id) if a.task_id == "join"]
+        finally:
+            store.close()
+        (rec,) = [a for a in recs if a.state.value == "success"]
+        return read_output(rec)
 
     def tail_events(self, n: int = 12) -> str:
         return "\n".join(self.events[-n:])
