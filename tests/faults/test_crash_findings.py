@@ -6,7 +6,6 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 from faultharness import TASK_COUNT, Harness
 
 BUDGET = """
@@ -43,8 +42,7 @@ def budget():
 
 
 class SetupFailed(Exception):
-    """The scenario did not reach the state that shows the bug (not the bug itself): these
-    tests are xfail(raises=AssertionError), so this one is reported as a real failure."""
+    """The scenario did not reach the state the test is about (its set-up failed)."""
 
 
 def _require(condition: object, message: object) -> None:
@@ -56,18 +54,6 @@ def _attempt_states(h: Harness, run_id: str) -> dict[str, str]:
     return {a["task_id"]: a["state"] for a in h.attempts(run_id)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: a runner crash uses up a retry of a task that was only queued, never started. "
-        "RunLoop.enqueue (engine/loop.py) records QUEUED as soon as a task is ready, before any "
-        "worker has it; after the crash, sweep_stale/plan_resume (engine/resume.py) treat QUEUED "
-        "like RUNNING (_STALE): interrupted, and the resume creates try 2; "
-        "RetryPolicy.should_retry counts try_number, so the task's first real failure (try 2) "
-        "is final although retries=1"
-    ),
-)
 def test_crash_does_not_use_up_the_retries_of_a_task_that_never_started(tmp_path: Path) -> None:
     h = Harness(tmp_path, flow_name="budget", workers=1)  # one worker: flaky waits, queued
     h.flow.write_text(BUDGET)
@@ -94,16 +80,6 @@ def test_crash_does_not_use_up_the_retries_of_a_task_that_never_started(tmp_path
     assert h.ledger.read_text().count("flaky") == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: `rota resume` announces 'N task(s) to run' counting only new attempts; tasks still "
-        "scheduled (never started) are neither counted nor listed, yet they run. "
-        "cli/commands.py resume_cmd.say prints len(plan.new); engine/resume.py plan_resume skips "
-        "tasks whose latest attempt is SCHEDULED (_why returns None) without recording them"
-    ),
-)
 def test_resume_announces_every_task_it_runs(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     first = h.cli(*h.run_args(), fault_points="run_created:1")

@@ -216,16 +216,6 @@ def check_term_proof(
             kill_leftovers(live_pids_with(marker))
 
 
-SIGKILL_DROPPED = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: rota/executors/pool.py LocalPoolExecutor._replace_dead -> _Deadlines.forget: when "
-        "the SIGTERM sent to a timed-out worker's process group ends the worker itself, forget() "
-        "drops the group's pending SIGKILL, so a descendant that ignores SIGTERM is never killed"
-    ),
-)
-
-
 # With the grandchild writing to the task's stdout pipe, the worker blocks closing that pipe
 # (in ShellOp.execute) after the SIGTERM, so it is still alive when the SIGKILL comes, and the
 # grandchild dies with it. Through the CLI the worker inherits the CLI's SIGTERM handler
@@ -236,8 +226,8 @@ SIGKILL_DROPPED = pytest.mark.xfail(
     ("driver", "redirect"),
     [
         ("cli", ""),
-        pytest.param("runner", "", marks=SIGKILL_DROPPED),
-        pytest.param("cli", ">/dev/null 2>&1", marks=SIGKILL_DROPPED),
+        pytest.param("runner", ""),
+        pytest.param("cli", ">/dev/null 2>&1"),
     ],
     ids=["cli", "runner", "cli-output-redirected"],
 )
@@ -249,7 +239,6 @@ def test_a_shell_grandchild_ignoring_sigterm_is_killed_too(
     check_term_proof(tmp_path, TERM_PROOF_SHELL, "termproof", "shell", names, driver)
 
 
-@SIGKILL_DROPPED
 @DRIVERS
 def test_a_python_tasks_child_ignoring_sigterm_is_killed_too(tmp_path: Path, driver: str) -> None:
     names = {"task", "child"}

@@ -179,7 +179,7 @@ def resume_cmd(
     def say(plan: Any) -> None:
         out = ctx.err
         out.print(
-            f"resuming run {run.run_id} of flow {run.flow}: {len(plan.new)} task(s) to run, "
+            f"resuming run {run.run_id} of flow {run.flow}: {len(plan.reasons)} task(s) to run, "
             f"{len(plan.kept)} succeeded task(s) kept",
             highlight=False,
         )

@@ -83,6 +83,9 @@ class RunLoop:
         self.writer = writer
         self.callbacks = callbacks
         self.attempt: dict[Key, AttemptRecord] = {}
+        self.tries: dict[Key, int] = {}
+        """Attempts that started, per key: what retry policies count (a crash before a worker
+        began an attempt uses up no retry)."""
         self.state: dict[Key, TaskState] = {}
         self.outputs: dict[str, Output] = {}
         self.lengths: dict[str, int | None] = {}
@@ -109,6 +112,8 @@ class RunLoop:
     def start(self) -> None:
         for rec in self.r.store.attempts(self.run_rec.run_id):
             key = (rec.task_id, rec.map_index)
+            if rec.started_at is not None:
+                self.tries[key] = self.tries.get(key, 0) + 1
             current = self.attempt.get(key)
             if current is None or rec.try_number > current.try_number:
                 self.attempt[key] = rec
@@ -220,6 +225,7 @@ class RunLoop:
 
     def on_started(self, ev: AttemptStarted) -> None:
         key = self.in_flight[ev.attempt_id]
+        self.tries[key] = self.tries.get(key, 0) + 1
         fields = {
             "dispatched_at": self.dispatched.get(ev.attempt_id),
             "started_at": _ts(ev.at),
@@ -230,7 +236,8 @@ class RunLoop:
     def on_outcome(self, out: AttemptOutcome) -> None:
         key = self.in_flight.pop(out.attempt_id)
         self.dispatched.pop(out.attempt_id, None)
-        if self.state[key] is TaskState.QUEUED:  # it never started (its worker was lost)
+        if self.state[key] is TaskState.QUEUED:  # its worker was lost before it reported a start
+            self.tries[key] = self.tries.get(key, 0) + 1
             fields0 = {"started_at": _ts(out.started_at), "worker": out.worker}
             self.change(key, TaskState.RUNNING, fields0)
         fields = _outcome_fields(out)
@@ -294,7 +301,7 @@ class RunLoop:
     def should_retry(self, key: Key, out: AttemptOutcome) -> bool:
         policy = self.dag.tasks[key[0]].retry
         mro = out.error.mro if out.error is not None else ()
-        return policy.should_retry(self.attempt[key].try_number, mro)
+        return policy.should_retry(self.tries.get(key, 1), mro)
 
     def retry(self, key: Key, out: AttemptOutcome, fields: dict[str, Any]) -> None:
         """Record the failed attempt as up_for_retry and create the next one, waiting its delay.
@@ -305,7 +312,7 @@ class RunLoop:
         tid, index = key
         rec = self.attempt[key]
         spec = self.dag.tasks[tid]
-        delay = spec.retry.delay_after(rec.try_number, self.r.rng)
+        delay = spec.retry.delay_after(self.tries.get(key, 1), self.r.rng)
         self.flush()
         self.writer.flush()
         old = Change(rec.id, self.state[key], TaskState.UP_FOR_RETRY, fields)

@@ -62,7 +62,7 @@ def _why(rec: AttemptRecord | None, code_hash: str) -> str | None:
     if rec is None:
         return "new in the flow"
     if rec.state is TaskState.SCHEDULED:
-        return None
+        return "not run yet"
     if rec.state is TaskState.SUCCESS:
         if rec.code_hash and rec.code_hash != code_hash:
             return f"code changed since its success in try {rec.try_number}"

@@ -15,7 +15,6 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
@@ -36,7 +35,11 @@ from rota.executors.base import (
 
 
 def _context() -> Any:
-    if "fork" in mp.get_all_start_methods() and threading.active_count() == 1:
+    # fork where the OS has it (multiprocessing's own default on Linux): workers start at once
+    # with the flow's modules loaded, and functions defined anywhere (a test module, a notebook)
+    # need no re-import. The child runs only the worker loop, which takes no lock another
+    # thread of the engine could hold.
+    if "fork" in mp.get_all_start_methods():
         return mp.get_context("fork")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["rota.executors.worker"])
@@ -191,6 +194,9 @@ class LocalPoolExecutor:
         return AttemptStarted(attempt_id, at, name)
 
     def _replace_dead(self, worker: _Worker) -> list[AttemptEvent]:
+        # Nothing a task started may outlive its worker: end what is left of its process group
+        # (e.g. a child that ignored the SIGTERM of a timeout).
+        _signal_group(worker.proc.pid, signal.SIGKILL)
         worker.proc.join(timeout=1)
         code = worker.proc.exitcode
         now = time.time()

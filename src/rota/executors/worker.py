@@ -57,6 +57,7 @@ def worker_main(
     # and whatever the task started), and a terminal's Ctrl-C reaches the engine only.
     os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the engine's handler, inherited by fork
     # Print through fds 1 and 2 whatever the forking process had put in place of sys.stdout, so
     # that FdCapture sees everything a task prints.
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
