@@ -43,7 +43,7 @@ from rota.artifacts.store import open_artifact_store
 from rota.engine.report import RunSummary
 from rota.engine.runner import FlowRef, Runner
 from rota.executors.base import Executor
-from rota.model.builder import FlowFunction
+from rota.model.flows import FlowFunction
 from rota.model.schedule import SystemClock
 from rota.store.sql import open_store
 

@@ -1,9 +1,10 @@
 """Rota: a workflow orchestrator for machine-learning pipelines."""
 
 from rota.errors import RotaError, Skip, UserError
-from rota.model.builder import Flow, flow, unmapped
+from rota.model.builder import unmapped
 from rota.model.callbacks import CallbackContext
 from rota.model.datasets import Dataset
+from rota.model.flows import Flow, flow
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.notifiers import CommandNotifier, WebhookNotifier
 from rota.operators.python import PythonTask, task

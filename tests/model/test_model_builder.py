@@ -10,8 +10,10 @@ import pytest
 
 from rota import Flow, PythonTask, RetryPolicy, ShellTask, TriggerRule, flow, task
 from rota.errors import CycleError, DefinitionError, ParameterError, PolicyError
-from rota.model.builder import FlowBuilder, FlowFunction, merge_params, parse_param
+from rota.model.builder import FlowBuilder
 from rota.model.dag import REQUIRED, Dag, ParamSpec, Ref
+from rota.model.flows import FlowFunction
+from rota.model.params import merge_params, parse_param
 from rota.operators.base import ExecContext
 from rota.operators.python import PythonOp, TaskFunction
 from rota.operators.shell import ShellOp

@@ -60,7 +60,7 @@ def parse_params(loaded: Any, raw: tuple[str, ...]) -> dict[str, Any]:
     Raises:
         ParameterError: a malformed option or an unknown parameter.
     """
-    from rota.model.builder import parse_param
+    from rota.model.params import parse_param
 
     specs = {p.name: p for p in loaded.definition.params}
     out: dict[str, Any] = {}

@@ -16,8 +16,8 @@ from typing import Any
 from rota.engine.runner import FlowRef
 from rota.errors import FlowLoadError, FlowNotFound, UserError
 from rota.flowfile import import_flow_file, module_name_for
-from rota.model.builder import Flow, FlowDefinition, FlowFunction
 from rota.model.dag import Dag
+from rota.model.flows import Flow, FlowDefinition, FlowFunction
 
 
 @dataclass(frozen=True, slots=True)

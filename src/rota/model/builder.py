@@ -8,20 +8,17 @@ nothing global) and both freeze into a validated :class:`~rota.model.dag.Dag`.
 
 from __future__ import annotations
 
-import inspect
-import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from rota.errors import DefinitionError, ParameterError
+from rota.errors import DefinitionError
 from rota.model.callbacks import CallbackArg, Callbacks
 from rota.model.dag import (
-    REQUIRED,
     Dag,
     Operator,
-    ParamSpec,
     Ref,
     TaskSpec,
     check_task_id,
@@ -306,205 +303,11 @@ def _to_refs(value: Any, flow: FlowBuilder) -> Any:
     return value
 
 
-class FlowDefinition(Protocol):
-    """Anything a flow file defines that can be built into a Dag."""
-
-    name: str
-
-    @property
-    def schedule(self) -> tuple[Dataset, ...]: ...
-
-    @property
-    def params(self) -> tuple[ParamSpec, ...]: ...
-
-    def build(self, params: Mapping[str, Any] | None = None) -> Dag: ...
-
-
-def merge_params(
-    flow: str, specs: tuple[ParamSpec, ...], given: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The run's parameters: the defaults overridden by *given*.
-
-    Raises:
-        ParameterError: a given name is not a parameter, or a required one is missing.
-    """
-    given = dict(given or {})
-    known = {p.name for p in specs}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        names = ", ".join(sorted(known)) or "none"
-        raise ParameterError(
-            f"unknown parameter {unknown[0]!r} for flow {flow!r} (parameters: {names})"
-        )
-    out: dict[str, Any] = {}
-    for p in specs:
-        if p.name in given:
-            out[p.name] = given[p.name]
-        elif p.default is REQUIRED:
-            raise ParameterError(f"flow {flow!r} needs parameter {p.name!r} (-p {p.name}=...)")
-        else:
-            out[p.name] = p.default
-    return out
-
-
-def parse_param(spec: ParamSpec, raw: str) -> Any:
-    """Convert a ``-p name=value`` string to the type of the parameter's default.
-
-    Without a default (or a None default) the value is read as JSON when it parses, else as text.
-
-    Raises:
-        ParameterError: the text cannot be converted to the default's type.
-    """
-    default = spec.default
+@contextmanager
+def activate(builder: FlowBuilder) -> Iterator[FlowBuilder]:
+    """Make *builder* the one that tasks created in this block register with."""
+    token = _current.set(builder)
     try:
-        if isinstance(default, bool):
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if isinstance(default, int | float):
-            return type(default)(raw)
-        if isinstance(default, str):
-            return raw
-        if isinstance(default, list | dict):
-            value = json.loads(raw)
-            if not isinstance(value, type(default)):
-                raise ValueError(raw)
-            return value
-    except ValueError:
-        kind = type(default).__name__
-        raise ParameterError(f"parameter {spec.name!r} expects {kind}, got {raw!r}") from None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-class Flow:
-    """An operator-style flow: ``with Flow("name") as f:`` then create tasks inside the block."""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        description: str = "",
-        **options: Any,
-    ) -> None:
-        self.name = check_task_id(name, what="flow name")
-        self.description = description
-        self._params = tuple(ParamSpec(k, v) for k, v in (params or {}).items())
-        self._builder = FlowBuilder(self.name, _options(self.name, options))
-        self._token: Any = None
-
-    def __repr__(self) -> str:
-        return f"<Flow {self.name!r} ({len(self._builder.nodes)} tasks)>"
-
-    def __enter__(self) -> Flow:
-        self._token = _current.set(self._builder)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _current.reset(self._token)
-
-    @property
-    def params(self) -> tuple[ParamSpec, ...]:
-        return self._params
-
-    @property
-    def schedule(self) -> tuple[Dataset, ...]:
-        """The datasets this flow is scheduled on (empty: not scheduled on datasets)."""
-        return self._builder.options.schedule
-
-    def build(self, params: Mapping[str, Any] | None = None) -> Dag:
-        """Validate the tasks created in the block and return the graph.
-
-        Raises:
-            ParameterError: unknown or missing parameters.
-            DefinitionError: an invalid graph (CycleError for a cycle).
-        """
-        return self._builder.freeze(merge_params(self.name, self._params, params))
-
-
-class FlowFunction:
-    """A TaskFlow-style flow: a function whose body, called with the parameters, calls tasks."""
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        name: str | None = None,
-        description: str = "",
-        options: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.fn = fn
-        self.name = check_task_id(name or fn.__name__, what="flow name")
-        self.options = _options(self.name, options or {})
-        self.description = description or inspect.getdoc(fn) or ""
-        specs = []
-        for p in inspect.signature(fn).parameters.values():
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                raise DefinitionError(f"flow {self.name!r}: *args/**kwargs cannot be parameters")
-            specs.append(ParamSpec(p.name, REQUIRED if p.default is p.empty else p.default))
-        self._params = tuple(specs)
-
-    def __repr__(self) -> str:
-        return f"<flow {self.name!r}>"
-
-    @property
-    def schedule(self) -> tuple[Dataset, ...]:
-        """The datasets this flow is scheduled on (empty: not scheduled on datasets)."""
-        return self.options.schedule
-
-    @property
-    def params(self) -> tuple[ParamSpec, ...]:
-        return self._params
-
-    def build(self, params: Mapping[str, Any] | None = None) -> Dag:
-        """Call the flow body with the merged parameters, recording its tasks, and validate.
-
-        Raises:
-            ParameterError: unknown or missing parameters.
-            DefinitionError: an invalid graph (CycleError for a cycle).
-        """
-        values = merge_params(self.name, self._params, params)
-        builder = FlowBuilder(self.name, self.options)
-        token = _current.set(builder)
-        try:
-            self.fn(**values)
-        finally:
-            _current.reset(token)
-        return builder.freeze(values)
-
-
-def _options(flow: str, options: Mapping[str, Any]) -> FlowOptions:
-    try:
-        return FlowOptions(**options)
-    except TypeError:
-        known = ", ".join(sorted(inspect.signature(FlowOptions).parameters))
-        unknown = sorted(set(options) - set(inspect.signature(FlowOptions).parameters))
-        raise DefinitionError(
-            f"flow {flow!r}: unknown option {unknown[0] if unknown else options!r} (known: {known})"
-        ) from None
-
-
-def flow(
-    fn: Callable[..., Any] | None = None,
-    *,
-    name: str | None = None,
-    description: str = "",
-    **options: Any,
-) -> Any:
-    """Decorate a function as a flow: ``@flow`` or ``@flow(name="nightly", default_retries=2)``.
-
-    The function's parameters, with their defaults, are the flow's parameters; *options* are
-    those of :class:`FlowOptions`.
-    """
-    if fn is not None:
-        return FlowFunction(fn, name, description, options)
-
-    def wrap(f: Callable[..., Any]) -> FlowFunction:
-        return FlowFunction(f, name, description, options)
-
-    return wrap
+        yield builder
+    finally:
+        _current.reset(token)
