@@ -9,16 +9,21 @@ that stored output instead of running.
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
+from rota.engine.mapping import expand_args, instance_done
+from rota.engine.refs import record_ref
 from rota.model.dag import Ref, TaskSpec
 from rota.model.policies import CacheInputs
+from rota.model.states import TaskState
 from rota.operators.base import digest
 from rota.operators.codehash import CodeHash, code_hash
+
+if TYPE_CHECKING:
+    from rota.engine.loop import Key, RunLoop
 
 
 def task_code(spec: TaskSpec) -> CodeHash:
@@ -92,6 +97,65 @@ def explain_difference(now: Mapping[str, Any], before: Mapping[str, Any]) -> lis
     return out
 
 
-def pickle_digest(value: Any) -> str:
-    """A digest of an in-memory value (for inputs known only by value)."""
-    return hashlib.blake2b(pickle.dumps(value, protocol=4), digest_size=16).hexdigest()
+# --- the runner's side ---------------------------------------------------------------------------
+def try_cache(loop: RunLoop, key: Key) -> bool:
+    """Reuse an earlier output with the same cache key; True when *key* is done that way.
+
+    Either way, the key and its parts are recorded with the attempt.
+    """
+    tid, index = key
+    spec = loop.dag.tasks[tid]
+    code = loop.codes.get(tid)
+    if code is None:
+        code = loop.codes[tid] = task_code(spec)
+    inputs = cache_inputs(loop, key, code.digest)
+    cache_key = make_key(spec, inputs)
+    fields: dict[str, Any] = {
+        "cache_key": cache_key,
+        "cache_parts": key_parts(inputs, code),
+    }
+    loop.cache_fields[key] = fields
+    if not loop.r.options.use_cache:
+        fields["cache_parts"]["bypassed"] = True
+        return False
+    expires = spec.cache.expires if spec.cache is not None else None
+    since = loop.r.clock.now() - expires if expires is not None else None
+    hit = loop.r.store.find_cached(tid, cache_key, since=since)
+    gone = hit is not None and hit.output_path and not loop.r.artifacts.exists(hit.output_path)
+    if hit is None or gone:
+        return False
+    del loop.cache_fields[key]
+    fields.update(
+        cached_from=hit.cached_from or hit.id,
+        finished_at=loop.r.clock.now(),
+        output_path=hit.output_path,
+        output_size=hit.output_size,
+        output_length=hit.output_length,
+        output_hash=hit.output_hash,
+        output_serializer=hit.output_serializer,
+    )
+    loop.change(key, TaskState.CACHED, fields)
+    if index >= 0:
+        loop.maps[tid].record(index, TaskState.CACHED, record_ref(hit))
+        instance_done(loop, tid, index, TaskState.CACHED, None)
+        return True
+    loop.outputs[tid] = record_ref(hit)
+    loop.lengths[tid] = hit.output_length
+    loop.hashes[tid] = hit.output_hash
+    loop.note_datasets(tid)
+    loop.apply_decisions(loop.ready_set.done(tid, TaskState.CACHED))
+    return True
+
+
+def cache_inputs(loop: RunLoop, key: Key, code: str) -> CacheInputs:
+    tid, index = key
+    spec = loop.dag.tasks[tid]
+    kwargs = spec.kwargs
+    hashes = {up: str(loop.hashes.get(up)) for up in loop.inputs[tid]}
+    if index >= 0:
+        kwargs, extra = expand_args(spec, index, loop.outputs)
+        for ref in extra:
+            producer = ref.task_id.split("@", 1)[0]
+            hashes[ref.task_id] = f"{loop.hashes.get(producer)}[{index}]"
+    version = spec.cache.version if spec.cache is not None else ""
+    return CacheInputs(tid, code, hashes, constants_digest(spec.args, kwargs), version)

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rota.engine import datasets
-from rota.engine.cache import constants_digest, key_parts, make_key, task_code
+from rota.engine.cache import try_cache
 from rota.engine.callbacks import CallbackRunner
-from rota.engine.mapping import MapState, expand_args, map_length
+from rota.engine.mapping import MapState, expand, expand_args, instance_done
+from rota.engine.refs import outcome_ref, record_ref
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import (
     AttemptOutcome,
@@ -31,7 +32,6 @@ from rota.executors.base import (
 )
 from rota.model.callbacks import CallbackContext
 from rota.model.dag import Dag, Decision, ReadySet
-from rota.model.policies import CacheInputs
 from rota.model.states import FAILURES, SUCCEEDED, RunState, TaskState
 from rota.operators.codehash import CodeHash
 from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRecord
@@ -41,23 +41,6 @@ if TYPE_CHECKING:
 
 Key = tuple[str, int]
 Output = StoredRef | None | tuple[StoredRef | None, ...]
-
-
-def stored_ref(
-    uri: str | None, serializer: str | None, content: str | None, size: int | None
-) -> StoredRef | None:
-    """The reference to a stored output, or None when there is none (the task returned None)."""
-    if uri is None:
-        return None
-    return StoredRef(uri, serializer or "pickle", content, size or 0)
-
-
-def record_ref(rec: AttemptRecord) -> StoredRef | None:
-    return stored_ref(rec.output_path, rec.output_serializer, rec.output_hash, rec.output_size)
-
-
-def outcome_ref(out: AttemptOutcome) -> StoredRef | None:
-    return stored_ref(out.output_path, out.output_serializer, out.output_hash, out.output_size)
 
 
 def _ts(epoch: float) -> datetime:
@@ -264,7 +247,7 @@ class RunLoop:
         if event is not None and out is not None:
             self.fire(key, event, out)
         if index >= 0:
-            self.instance_done(tid, index, new, out)
+            instance_done(self, tid, index, new, out)
             return
         if new is TaskState.SUCCESS and not self.dag.tasks[tid].mapped and out is not None:
             self.outputs[tid] = outcome_ref(out)
@@ -273,30 +256,6 @@ class RunLoop:
         if new is TaskState.SUCCESS:
             self.note_datasets(tid)
         self.apply_decisions(self.ready_set.done(tid, new))
-
-    def instance_done(
-        self, tid: str, index: int, new: TaskState, out: AttemptOutcome | None
-    ) -> None:
-        """Count a mapped task's instance; end the mapped task when its last instance ends."""
-        ms = self.maps[tid]
-        if out is not None:
-            ms.record(index, new, outcome_ref(out))
-        if ms.left:
-            return
-        final = TaskState.FAILED if ms.failed else TaskState.SUCCESS
-        if final is TaskState.SUCCESS:
-            self.note_datasets(tid)
-        self.outputs[tid] = ms.outputs()
-        self.hashes[tid] = ms.content_hash()
-        fields: dict[str, Any] = {
-            "finished_at": self.r.clock.now(),
-            "output_length": ms.size,
-            "output_hash": self.hashes[tid],
-        }
-        if ms.failed:
-            fields.update(error_type="MappedInstancesFailed", error_message=ms.describe_failures())
-        self.change((tid, -1), final, fields)
-        self.apply_decisions(self.ready_set.done(tid, final))
 
     def should_retry(self, key: Key, out: AttemptOutcome) -> bool:
         policy = self.dag.tasks[key[0]].retry
@@ -337,56 +296,9 @@ class RunLoop:
             if d.state is not TaskState.QUEUED:
                 self.change(key, d.state, {})
             elif self.dag.tasks[d.task_id].mapped:
-                self.expand(d.task_id)
+                expand(self, d.task_id)
             else:
                 self.enqueue(key)
-
-    def expand(self, tid: str) -> None:
-        """Fan mapped task *tid* out into one instance per element of its mapped inputs."""
-        key = (tid, -1)
-        now = self.r.clock.now()
-        self.change(key, TaskState.QUEUED, {"queued_at": now})
-        self.change(key, TaskState.RUNNING, {"started_at": now})
-        size, problem = map_length(self.dag.tasks[tid], self.outputs, self.lengths)
-        if problem is not None:
-            fields = {"finished_at": now, "error_type": "MapError", "error_message": problem}
-            self.change(key, TaskState.FAILED, fields)
-            self.apply_decisions(self.ready_set.done(tid, TaskState.FAILED))
-            return
-        ms = self.maps[tid] = MapState(size)
-        missing = [i for i in range(size) if (tid, i) not in self.attempt]
-        if missing:
-            spec = self.dag.tasks[tid]
-            self.flush()
-            self.writer.flush()
-            new = [
-                NewAttempt(self.run_rec.run_id, tid, 1, spec.op.kind, spec.op.code_hash(), i)
-                for i in missing
-            ]
-            for rec in self.r.store.add_attempts([], new, at=now):
-                self.attempt[(tid, rec.map_index)] = rec
-                self.state[(tid, rec.map_index)] = rec.state
-        for i in range(size):
-            rec = self.attempt[(tid, i)]
-            if rec.state in SUCCEEDED:
-                ms.record(i, rec.state, record_ref(rec))
-            else:
-                self.enqueue((tid, i))
-        if not ms.left:
-            self.instance_done_all(tid)
-
-    def instance_done_all(self, tid: str) -> None:
-        """A mapped task with nothing to run (no elements, or all reused): end it now."""
-        ms = self.maps[tid]
-        self.outputs[tid] = ms.outputs()
-        self.hashes[tid] = ms.content_hash()
-        fields = {
-            "finished_at": self.r.clock.now(),
-            "output_length": ms.size,
-            "output_hash": self.hashes[tid],
-        }
-        self.change((tid, -1), TaskState.SUCCESS, fields)
-        self.apply_decisions(self.ready_set.done(tid, TaskState.SUCCESS))
 
     def enqueue(self, key: Key) -> None:
         """Queue *key* now, or keep it scheduled until its ``not_before`` (a retry's back-off)."""
@@ -395,7 +307,7 @@ class RunLoop:
             heapq.heappush(self.waiting, (not_before, key))
             return
         self.change(key, TaskState.QUEUED, {"queued_at": self.r.clock.now()})
-        if self.dag.tasks[key[0]].cache is not None and self.try_cache(key):
+        if self.dag.tasks[key[0]].cache is not None and try_cache(self, key):
             return
         self.ready.append(key)
 
@@ -405,68 +317,6 @@ class RunLoop:
         if spec.outlets or spec.inlets:
             store, run_id, now = self.r.store, self.run_rec.run_id, self.r.clock.now()
             self.hooks.append(lambda: datasets.record(store, spec, run_id, now))
-
-    # --- caching -------------------------------------------------------------------------------
-    def try_cache(self, key: Key) -> bool:
-        """Reuse an earlier output with the same cache key; True when *key* is done that way.
-
-        Either way, the key and its parts are recorded with the attempt.
-        """
-        tid, index = key
-        spec = self.dag.tasks[tid]
-        code = self.codes.get(tid)
-        if code is None:
-            code = self.codes[tid] = task_code(spec)
-        inputs = self.cache_inputs(key, code.digest)
-        cache_key = make_key(spec, inputs)
-        fields: dict[str, Any] = {
-            "cache_key": cache_key,
-            "cache_parts": key_parts(inputs, code),
-        }
-        self.cache_fields[key] = fields
-        if not self.r.options.use_cache:
-            fields["cache_parts"]["bypassed"] = True
-            return False
-        expires = spec.cache.expires if spec.cache is not None else None
-        since = self.r.clock.now() - expires if expires is not None else None
-        hit = self.r.store.find_cached(tid, cache_key, since=since)
-        gone = hit is not None and hit.output_path and not self.r.artifacts.exists(hit.output_path)
-        if hit is None or gone:
-            return False
-        del self.cache_fields[key]
-        fields.update(
-            cached_from=hit.cached_from or hit.id,
-            finished_at=self.r.clock.now(),
-            output_path=hit.output_path,
-            output_size=hit.output_size,
-            output_length=hit.output_length,
-            output_hash=hit.output_hash,
-            output_serializer=hit.output_serializer,
-        )
-        self.change(key, TaskState.CACHED, fields)
-        if index >= 0:
-            self.maps[tid].record(index, TaskState.CACHED, record_ref(hit))
-            self.instance_done(tid, index, TaskState.CACHED, None)
-            return True
-        self.outputs[tid] = record_ref(hit)
-        self.lengths[tid] = hit.output_length
-        self.hashes[tid] = hit.output_hash
-        self.note_datasets(tid)
-        self.apply_decisions(self.ready_set.done(tid, TaskState.CACHED))
-        return True
-
-    def cache_inputs(self, key: Key, code: str) -> CacheInputs:
-        tid, index = key
-        spec = self.dag.tasks[tid]
-        kwargs = spec.kwargs
-        hashes = {up: str(self.hashes.get(up)) for up in self.inputs[tid]}
-        if index >= 0:
-            kwargs, extra = expand_args(spec, index, self.outputs)
-            for ref in extra:
-                producer = ref.task_id.split("@", 1)[0]
-                hashes[ref.task_id] = f"{self.hashes.get(producer)}[{index}]"
-        version = spec.cache.version if spec.cache is not None else ""
-        return CacheInputs(tid, code, hashes, constants_digest(spec.args, kwargs), version)
 
     def change(self, key: Key, new: TaskState, fields: dict[str, Any]) -> None:
         rec = self.attempt[key]

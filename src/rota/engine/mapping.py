@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rota.executors.base import InputRef, StoredRef
+from rota.engine.refs import outcome_ref, record_ref
+from rota.executors.base import AttemptOutcome, InputRef, StoredRef
 from rota.model.dag import Ref, TaskSpec
-from rota.model.states import TaskState
+from rota.model.states import SUCCEEDED, TaskState
 from rota.operators.base import digest
+from rota.store.base import NewAttempt
+
+if TYPE_CHECKING:
+    from rota.engine.loop import RunLoop
 
 Output = StoredRef | None | tuple[StoredRef | None, ...]
 
@@ -88,3 +93,77 @@ class MapState:
         shown = ", ".join(str(i) for i in sorted(self.failed)[:10])
         more = f" and {len(self.failed) - 10} more" if len(self.failed) > 10 else ""
         return f"{len(self.failed)} of {self.size} mapped instances failed (index {shown}{more})"
+
+
+def instance_done(
+    loop: RunLoop, tid: str, index: int, new: TaskState, out: AttemptOutcome | None
+) -> None:
+    """Count a mapped task's instance; end the mapped task when its last instance ends."""
+    ms = loop.maps[tid]
+    if out is not None:
+        ms.record(index, new, outcome_ref(out))
+    if ms.left:
+        return
+    final = TaskState.FAILED if ms.failed else TaskState.SUCCESS
+    if final is TaskState.SUCCESS:
+        loop.note_datasets(tid)
+    loop.outputs[tid] = ms.outputs()
+    loop.hashes[tid] = ms.content_hash()
+    fields: dict[str, Any] = {
+        "finished_at": loop.r.clock.now(),
+        "output_length": ms.size,
+        "output_hash": loop.hashes[tid],
+    }
+    if ms.failed:
+        fields.update(error_type="MappedInstancesFailed", error_message=ms.describe_failures())
+    loop.change((tid, -1), final, fields)
+    loop.apply_decisions(loop.ready_set.done(tid, final))
+
+
+def expand(loop: RunLoop, tid: str) -> None:
+    """Fan mapped task *tid* out into one instance per element of its mapped inputs."""
+    key = (tid, -1)
+    now = loop.r.clock.now()
+    loop.change(key, TaskState.QUEUED, {"queued_at": now})
+    loop.change(key, TaskState.RUNNING, {"started_at": now})
+    size, problem = map_length(loop.dag.tasks[tid], loop.outputs, loop.lengths)
+    if problem is not None:
+        fields = {"finished_at": now, "error_type": "MapError", "error_message": problem}
+        loop.change(key, TaskState.FAILED, fields)
+        loop.apply_decisions(loop.ready_set.done(tid, TaskState.FAILED))
+        return
+    ms = loop.maps[tid] = MapState(size)
+    missing = [i for i in range(size) if (tid, i) not in loop.attempt]
+    if missing:
+        spec = loop.dag.tasks[tid]
+        loop.flush()
+        loop.writer.flush()
+        new = [
+            NewAttempt(loop.run_rec.run_id, tid, 1, spec.op.kind, spec.op.code_hash(), i)
+            for i in missing
+        ]
+        for rec in loop.r.store.add_attempts([], new, at=now):
+            loop.attempt[(tid, rec.map_index)] = rec
+            loop.state[(tid, rec.map_index)] = rec.state
+    for i in range(size):
+        rec = loop.attempt[(tid, i)]
+        if rec.state in SUCCEEDED:
+            ms.record(i, rec.state, record_ref(rec))
+        else:
+            loop.enqueue((tid, i))
+    if not ms.left:
+        instance_done_all(loop, tid)
+
+
+def instance_done_all(loop: RunLoop, tid: str) -> None:
+    """A mapped task with nothing to run (no elements, or all reused): end it now."""
+    ms = loop.maps[tid]
+    loop.outputs[tid] = ms.outputs()
+    loop.hashes[tid] = ms.content_hash()
+    fields = {
+        "finished_at": loop.r.clock.now(),
+        "output_length": ms.size,
+        "output_hash": loop.hashes[tid],
+    }
+    loop.change((tid, -1), TaskState.SUCCESS, fields)
+    loop.apply_decisions(loop.ready_set.done(tid, TaskState.SUCCESS))
