@@ -80,9 +80,14 @@ def attempts_of(home: Path, run_id: str, task_id: str | None = None) -> list[Att
 
 
 def wait_for(
-    what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.05
+    what: str,
+    check: Callable[[], Any],
+    timeout: float = 60.0,
+    every: float = 0.05,
+    proc: subprocess.Popen[str] | None = None,
 ) -> Any:
-    """Poll *check* until it returns something truthy; fail after *timeout* seconds."""
+    """Poll *check* until it returns something truthy; fail after *timeout* seconds, or as soon
+    as *proc* (the process expected to make it happen) has ended."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -91,9 +96,23 @@ def wait_for(
             found = None
         if found:
             return found
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"{' '.join(map(str, proc.args))} ended (exit {proc.returncode}) before {what}:\n"
+                f"{out}{err}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(every)
+
+
+def reap(proc: subprocess.Popen[str]) -> None:
+    """Make sure *proc* is gone and its pipes are closed (after a failed test too)."""
+    if proc.poll() is None:
+        proc.kill()
+    with suppress(Exception):
+        proc.communicate(timeout=30)
 
 
 # --- the process table -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reshelp import REPO, attempts_of, cli_env, rota_cmd, run_cli, wait_for
+from reshelp import REPO, attempts_of, cli_env, reap, rota_cmd, run_cli, wait_for
 
 from rota.artifacts.local import FileCheckpoint
 from rota.model.states import TaskState
@@ -105,14 +105,17 @@ def test_resume_after_a_runner_kill_goes_on_from_the_last_checkpoint(tmp_path: P
         text=True,
     )
     try:
-        wait_for("8 steps", lambda: ledger.exists() and len(ledger.read_text().split("\n")) > 8, 90)
+        wait_for(
+            "8 steps",
+            lambda: ledger.exists() and len(ledger.read_text().split("\n")) > 8,
+            90,
+            proc=proc,
+        )
         assert proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
     at_kill = ledger.read_text()
     time.sleep(1.0)
     # the worker ended itself when its lifeline closed: the orphaned attempt wrote nothing more
@@ -241,9 +244,7 @@ def test_a_kill_at_a_random_moment_of_a_save_loop_leaves_a_complete_checkpoint(
             proc.send_signal(signal.SIGKILL)
             out, _ = proc.communicate(timeout=30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+            reap(proc)
         printed = [int(x) for x in (first + out).split()]
         state = FileCheckpoint(path, producer="train").load()
         epoch = state["epoch"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reshelp import attempts_of, cli_env, rota_cmd, run_cli, store_at, wait_for
+from reshelp import attempts_of, cli_env, reap, rota_cmd, run_cli, store_at, wait_for
 
 from rota import Flow, PythonTask, RetryPolicy, flow, task
 from rota.engine.report import RunSummary
@@ -370,7 +370,7 @@ def _kill_during_backoff(
                     return rid, a
         return None
 
-    rid, rec = wait_for(f"try {try_number} to be scheduled", scheduled, timeout=90)
+    rid, rec = wait_for(f"try {try_number} to be scheduled", scheduled, timeout=90, proc=proc)
     assert rec.state is TaskState.SCHEDULED and rec.not_before is not None
     assert proc.poll() is None, "the runner ended before it could be killed"
     proc.send_signal(sig)
@@ -421,9 +421,7 @@ def test_attempt_count_survives_a_runner_kill_during_the_backoff(
         try:
             run_id, _ = _kill_during_backoff(proc, home, run_id, try_number, sig)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+            reap(proc)
         rows = attempts_of(home, run_id, "flaky")
         assert len(rows) == try_number  # the waiting attempt is in the store, not yet started
         assert rows[-1].state is TaskState.SCHEDULED

@@ -216,12 +216,10 @@ def check_term_proof(
             kill_leftovers(live_pids_with(marker))
 
 
-# With the grandchild writing to the task's stdout pipe, the worker blocks closing that pipe
-# (in ShellOp.execute) after the SIGTERM, so it is still alive when the SIGKILL comes, and the
-# grandchild dies with it. Through the CLI the worker inherits the CLI's SIGTERM handler
-# (KeyboardInterrupt) and lingers that way; in-process it dies at the SIGTERM at once. A
-# grandchild whose output goes elsewhere (a daemon's usual >/dev/null) does not hold the worker
-# back, and survives.
+# A descendant that ignores SIGTERM must get the SIGKILL that follows, whether the worker dies at
+# the SIGTERM (it resets the handler it inherits from the CLI) or lingers, and whether or not the
+# descendant holds the task's stdout pipe (a daemon's usual >/dev/null does not). Before the fix in
+# 757eaf5 the SIGKILL was dropped once the worker had died of the SIGTERM.
 @pytest.mark.parametrize(
     ("driver", "redirect"),
     [
