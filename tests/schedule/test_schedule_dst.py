@@ -147,3 +147,35 @@ def test_weekly_monthly_yearly_presets_follow_local_midnight() -> None:
     ]
     assert [(iv.start, iv.end) for iv in yearly] == [(lo, hi)]
     assert all(local(iv.end, zone).time() == time(0, 0) for iv in [*weekly, *monthly])
+
+
+def test_in_the_second_pass_of_a_fold_the_first_pass_ticks_are_already_past() -> None:
+    # (instants in UTC: Python compares two datetimes of one zone by wall time, ignoring fold)
+    zone = ZoneInfo("Europe/Berlin")
+    schedule = Schedule.parse("45 2 * * *", timezone="Europe/Berlin")
+    first_pass = datetime(2026, 10, 25, 2, 45, tzinfo=zone).astimezone(UTC)  # CEST
+    second_pass_early = datetime(2026, 10, 25, 2, 10, fold=1, tzinfo=zone).astimezone(UTC)  # CET
+
+    assert first_pass < second_pass_early
+    latest = schedule.latest_complete(second_pass_early)
+    assert latest is not None
+    assert latest.end == first_pass
+    nxt = schedule.next_after(second_pass_early)
+    assert nxt is not None
+    assert nxt.start == first_pass
+    assert local(nxt.end, zone).replace(tzinfo=None) == datetime(2026, 10, 26, 2, 45)
+
+
+def test_hourly_in_the_fold_ticks_on_both_passes() -> None:
+    zone = ZoneInfo("Europe/Berlin")
+    schedule = Schedule.parse("0 * * * *", timezone="Europe/Berlin")
+
+    def berlin(hour: int, minute: int, fold: int) -> datetime:
+        return datetime(2026, 10, 25, hour, minute, fold=fold, tzinfo=zone).astimezone(UTC)
+
+    nxt = schedule.next_after(berlin(2, 30, fold=0))
+    assert nxt is not None
+    assert nxt.end == berlin(2, 0, fold=1)
+    latest = schedule.latest_complete(berlin(2, 30, fold=1))
+    assert latest is not None
+    assert (latest.start, latest.end) == (berlin(2, 0, fold=0), berlin(2, 0, fold=1))

@@ -85,16 +85,17 @@ class Interval:
     """One schedule interval ``[start, end)``; its run is due at ``end``.
 
     Attributes:
-        start: first instant of the interval's data (aware; UTC when made by a Schedule).
-        end: first instant after it; ``start < end``.
+        start: first instant of the interval's data (aware; normalised to UTC).
+        end: first instant after it (aware; normalised to UTC); ``start < end``.
     """
 
     start: datetime
     end: datetime
 
     def __post_init__(self) -> None:
-        _aware_utc("Interval.start", self.start)
-        _aware_utc("Interval.end", self.end)
+        # normalised to UTC: Python compares two datetimes of one zone by wall time, fold ignored
+        object.__setattr__(self, "start", _aware_utc("Interval.start", self.start))
+        object.__setattr__(self, "end", _aware_utc("Interval.end", self.end))
         if not self.start < self.end:
             raise PolicyError(f"interval start must precede its end: {self.start}..{self.end}")
 
