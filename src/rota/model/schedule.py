@@ -10,12 +10,13 @@ in the local wall time of ``timezone``, so ``"0 3 * * *"`` in Europe/Berlin mean
 year. ``@once`` is not a schedule here: a one-off run is started by hand.
 
 DST policy. A cron that names its hours (hour field other than ``*``) runs once for each wall time
-it matches: a wall time that does not exist (the spring-forward gap) runs at the first instant
-after the gap, and a wall time that exists twice (the autumn fold) runs at its first occurrence
-only, so a daily cron runs exactly once per local day, every day. A cron whose hour field is ``*``
-runs whenever the wall clock shows a matching time: the skipped hour has no ticks and the repeated
-hour has them twice, so ``@hourly`` has 23 intervals on the spring-forward day and 25 on the
-fall-back day, each one hour of elapsed time (Airflow does the same for hourly crons).
+it matches, when the wall clock first reaches or jumps over it: a wall time that does not exist
+(the spring-forward gap) runs at the first instant after the gap, and a wall time that exists
+twice (the autumn fold) runs at its first occurrence only, so a daily cron runs exactly once per
+local day, every day (wall times that land on one instant make one tick). A cron whose hour field
+is ``*`` (every hour) runs whenever the wall clock shows a matching time: the skipped hour has no
+ticks and the repeated hour has them twice, so ``@hourly`` has 23 intervals on the spring-forward
+day and 25 on the fall-back day, each one hour of elapsed time (Airflow does the same).
 
 Timedelta schedules are exact elapsed durations in UTC, whatever the zone: ticks are
 ``anchor + k * every`` with the anchor at ``start_date`` (the Unix epoch if there is none), so a
