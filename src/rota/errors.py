@@ -90,6 +90,14 @@ class StoreError(RotaError):
     """Raised when the metadata store cannot be opened, migrated or written."""
 
 
+class RunExists(StoreError):
+    """Raised when a flow already has a run for a logical date (the unique run key)."""
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class ConcurrentUpdate(StoreError):
     """Raised when a conditional write found a state other than the one expected."""
 
@@ -112,6 +120,19 @@ class WorkerLost(RotaError):
 
 class Skip(Exception):
     """Raised by a task to skip itself; not a failure."""
+
+
+class Reschedule(Exception):
+    """Raised by a sensor in ``reschedule`` mode that is not satisfied yet: poke again at *at*
+    (epoch seconds), releasing the worker meanwhile. Not a failure, and no try is used up."""
+
+    def __init__(self, at: float) -> None:
+        super().__init__(f"poke again at {at}")
+        self.at = at
+
+
+class SensorTimeout(RotaError):
+    """Raised when a sensor was not satisfied within its timeout, counted from its first poke."""
 
 
 class Retry(Exception):

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from rota.artifacts.local import FileCheckpoint, OutputCache
 from rota.artifacts.store import ArtifactStore, StoredOutput, open_artifact_store
-from rota.errors import ArtifactError, Skip
+from rota.errors import ArtifactError, Reschedule, Skip
 from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo, StoredRef
 from rota.model.dag import resolve
 from rota.model.policies import qualified_name
@@ -96,6 +96,11 @@ def make_context(spec: AttemptSpec, *, own_session: bool) -> ExecContext:
         checkpoint=checkpoint,
         deadline=deadline,
         own_session=own_session,
+        logical_date=spec.logical_date,
+        data_interval_start=spec.data_interval_start,
+        data_interval_end=spec.data_interval_end,
+        first_poke_at=spec.first_poke_at,
+        store_url=spec.store_url,
     )
 
 
@@ -119,6 +124,7 @@ def run_attempt(
     length: int | None = None
     error: ErrorInfo | None = None
     skipped = False
+    reschedule_at: float | None = None
     try:
         inputs = load_inputs(spec, cache)
         args = resolve(spec.args, inputs)
@@ -130,6 +136,8 @@ def run_attempt(
             store = artifact_store(spec.artifacts)
             stored = store.put(spec.run_id, spec.task_id, spec.map_index, value, spec.serializer)
             cache.put(stored.uri, value, stored.size)
+    except Reschedule as sig:
+        reschedule_at = sig.at
     except Skip as sig:
         skipped = True
         print(f"[rota] task skipped itself: {sig}", file=sys.stderr)
@@ -151,6 +159,7 @@ def run_attempt(
         log_path=log_path,
         error=error,
         skipped=skipped,
+        reschedule_at=reschedule_at,
     )
 
 

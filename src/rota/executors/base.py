@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from rota.model.dag import Operator
@@ -62,6 +63,14 @@ class AttemptSpec:
     timeout: float | None = None
     checkpoint_path: str = ""
     serializer: str | None = None
+    logical_date: datetime | None = None
+    """The run's logical date (its schedule interval's start; the creation time otherwise)."""
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
+    first_poke_at: float | None = None
+    """For a sensor: epoch seconds of its first poke in this run (its timeout counts from it)."""
+    store_url: str = ""
+    """The metadata store's URL, for sensors that read it (FlowRunSensor, DatasetSensor)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,9 @@ class AttemptOutcome:
     log_path: str | None = None
     error: ErrorInfo | None = None
     skipped: bool = False
+    reschedule_at: float | None = None
+    """A sensor in ``reschedule`` mode was not satisfied: poke again at this epoch time, holding
+    no worker meanwhile (the attempt goes to ``sensing``; no try is used up)."""
 
 
 AttemptEvent = AttemptStarted | AttemptOutcome

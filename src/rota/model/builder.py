@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from rota.errors import DefinitionError
@@ -32,10 +32,12 @@ from rota.model.policies import (
     TriggerRule,
     coerce_timeout,
 )
+from rota.model.schedule import FlowTiming, Schedule
 
 
 class FlowOptions:
-    """Flow-wide settings: defaults for every task that does not set its own, and run callbacks.
+    """Flow-wide settings: defaults for every task that does not set its own, run callbacks, and
+    when the flow runs.
 
     Args:
         default_retries: ``retries=`` for tasks that set none (an int or a RetryPolicy).
@@ -43,7 +45,14 @@ class FlowOptions:
         default_timeout: ``timeout=`` for tasks that set none.
         on_success, on_failure, on_retry: task callbacks for tasks that set none.
         on_run_success, on_run_failure: called once when a run of the flow ends.
-        schedule: datasets the flow waits for: it is due when each has a new version.
+        schedule: a cron expression or preset (``"0 3 * * *"``, ``"@daily"``), a timedelta, a
+            :class:`~rota.model.schedule.Schedule`, or a list of datasets (the flow is due when
+            each has a new version).
+        timezone: IANA zone a cron schedule (and naive ``start_date``/``end_date``) is read in.
+        start_date, end_date: bounds of the schedule's intervals (inclusive).
+        catchup: after downtime, create a run for every missed interval (True) or only the
+            latest (False, the default).
+        max_active_runs: at most this many runs of the flow are queued or running at once.
     """
 
     def __init__(
@@ -57,21 +66,56 @@ class FlowOptions:
         on_retry: CallbackArg = None,
         on_run_success: CallbackArg = None,
         on_run_failure: CallbackArg = None,
-        schedule: Iterable[Dataset | str] | None = None,
+        schedule: str | timedelta | Schedule | Iterable[Dataset | str] | None = None,
+        timezone: str = "UTC",
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        catchup: bool = False,
+        max_active_runs: int = 16,
     ) -> None:
         given = default_retries is not None or default_retry_delay is not None
         self.retry = RetryPolicy.coerce(default_retries, default_retry_delay) if given else None
         self.timeout = coerce_timeout(default_timeout)
         self.callbacks = Callbacks.of(on_success, on_failure, on_retry)
         self.run_callbacks = Callbacks.of(on_run_success, on_run_failure)
-        if schedule is not None and (
-            isinstance(schedule, str) or not isinstance(schedule, Iterable)
-        ):
+        self.timing = _timing(schedule, timezone, start_date, end_date, catchup, max_active_runs)
+        self.schedule = self.timing.datasets
+        """The datasets the flow is scheduled on (empty when it is not)."""
+
+
+def _timing(
+    schedule: object,
+    timezone: str,
+    start_date: datetime | None,
+    end_date: datetime | None,
+    catchup: bool,
+    max_active_runs: int,
+) -> FlowTiming:
+    if not isinstance(catchup, bool):
+        raise DefinitionError(f"catchup must be True or False, got {catchup!r}")
+    if isinstance(max_active_runs, bool) or not isinstance(max_active_runs, int):
+        raise DefinitionError(f"max_active_runs must be an int, got {max_active_runs!r}")
+    for name, value in (("start_date", start_date), ("end_date", end_date)):
+        if value is not None and not isinstance(value, datetime):
+            raise DefinitionError(f"{name} must be a datetime, got {value!r}")
+    clock: Schedule | None = None
+    datasets: tuple[Dataset, ...] = ()
+    if isinstance(schedule, Schedule):
+        clock = schedule
+    elif isinstance(schedule, str | timedelta):
+        clock = Schedule.parse(
+            schedule, timezone=timezone, start_date=start_date, end_date=end_date
+        )
+    elif schedule is not None:
+        if not isinstance(schedule, Iterable) or isinstance(schedule, bytes):
             raise DefinitionError(
-                "schedule: only a list of datasets is supported so far (cron and intervals "
-                f"come with the scheduler), got {schedule!r}"
+                "schedule must be a cron expression, a preset, a timedelta, or a list of "
+                f"datasets, got {schedule!r}"
             )
-        self.schedule = coerce_datasets("schedule", schedule)
+        datasets = coerce_datasets("schedule", schedule)
+    else:
+        Schedule.parse("@daily", timezone=timezone)  # checks the zone even without a schedule
+    return FlowTiming(clock, datasets, catchup, max_active_runs, timezone)
 
 
 NO_OPTIONS = FlowOptions()

@@ -15,6 +15,7 @@ from rota.model.builder import FlowBuilder, FlowOptions, activate
 from rota.model.dag import REQUIRED, Dag, ParamSpec, check_task_id
 from rota.model.datasets import Dataset
 from rota.model.params import merge_params
+from rota.model.schedule import FlowTiming
 
 
 class FlowDefinition(Protocol):
@@ -24,6 +25,9 @@ class FlowDefinition(Protocol):
 
     @property
     def schedule(self) -> tuple[Dataset, ...]: ...
+
+    @property
+    def timing(self) -> FlowTiming: ...
 
     @property
     def params(self) -> tuple[ParamSpec, ...]: ...
@@ -68,6 +72,11 @@ class Flow:
         """The datasets this flow is scheduled on (empty: not scheduled on datasets)."""
         return self._builder.options.schedule
 
+    @property
+    def timing(self) -> FlowTiming:
+        """When the flow runs: its schedule, catchup and max_active_runs."""
+        return self._builder.options.timing
+
     def build(self, params: Mapping[str, Any] | None = None) -> Dag:
         """Validate the tasks created in the block and return the graph.
 
@@ -106,6 +115,11 @@ class FlowFunction:
     def schedule(self) -> tuple[Dataset, ...]:
         """The datasets this flow is scheduled on (empty: not scheduled on datasets)."""
         return self.options.schedule
+
+    @property
+    def timing(self) -> FlowTiming:
+        """When the flow runs: its schedule, catchup and max_active_runs."""
+        return self.options.timing
 
     @property
     def params(self) -> tuple[ParamSpec, ...]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -341,6 +341,39 @@ class Schedule:
         if both is not None:
             return both[fold]
         return None if self._every_hour else _gap_end(wall, self._zone)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowTiming:
+    """When a flow runs: on a clock schedule, on datasets, or only when started by hand.
+
+    Attributes:
+        schedule: the cron or timedelta schedule, if any.
+        datasets: datasets the flow waits for (empty if it is not scheduled on datasets).
+        catchup: create runs for every missed interval after downtime (else the latest only).
+        max_active_runs: the most runs of the flow queued or running at once.
+        timezone: the zone the schedule reads wall time in (also for manual runs' dates).
+    """
+
+    schedule: Schedule | None = None
+    datasets: tuple[Any, ...] = ()
+    catchup: bool = False
+    max_active_runs: int = 16
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.max_active_runs < 1:
+            raise PolicyError(f"max_active_runs must be at least 1, got {self.max_active_runs}")
+
+    def describe(self) -> str:
+        """One line for listings: ``0 3 * * * (Europe/Berlin)``, ``every 6:00:00``, ..."""
+        if self.schedule is not None and self.schedule.cron is not None:
+            return f"{self.schedule.cron} ({self.schedule.timezone})"
+        if self.schedule is not None:
+            return f"every {self.schedule.every}"
+        if self.datasets:
+            return "on " + ", ".join(d.uri for d in self.datasets)
+        return "manual"
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -9,6 +9,7 @@ import inspect
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -51,6 +52,11 @@ class ExecContext:
     checkpoint: Checkpoint = field(default_factory=NoCheckpoint)
     deadline: float | None = None
     own_session: bool = True
+    logical_date: datetime | None = None
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
+    first_poke_at: float | None = None
+    store_url: str = ""
 
     def environ(self) -> dict[str, str]:
         """Environment variables that describe this attempt to a child process."""

@@ -40,6 +40,25 @@ class RunRecord:
     flow_hash: str = ""
     owner: str | None = None
     heartbeat_at: datetime | None = None
+    logical_date: datetime | None = None
+    """The start of the schedule interval the run is for (None: a plain ``rota run``)."""
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
+    run_type: str = "manual"
+    """How the run was made: ``manual`` (rota run / trigger), ``scheduled`` or ``backfill``."""
+
+
+RUN_TYPES = ("manual", "scheduled", "backfill")
+
+
+@dataclass(frozen=True, slots=True)
+class RunTiming:
+    """The schedule facts of a new run: its logical date, data interval and how it was made."""
+
+    logical_date: datetime
+    data_interval_start: datetime
+    data_interval_end: datetime
+    run_type: str = "scheduled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +99,10 @@ class AttemptRecord:
     cache_parts: Mapping[str, Any] | None = None
     cached_from: int | None = None
     log_path: str | None = None
+    first_poke_at: datetime | None = None
+    """A sensor's first poke: its timeout counts from here, across restarts."""
+    pokes: int = 0
+    """How many times a sensor attempt poked (pokes never count as tries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +174,8 @@ ATTEMPT_FIELDS = frozenset(
         "cache_parts",
         "cached_from",
         "log_path",
+        "first_poke_at",
+        "pokes",
     }
 )
 """Columns a :class:`Change` may set besides the state (``committed_at`` is set by the store)."""
@@ -192,10 +217,12 @@ class Store(Protocol):
         *,
         flow_path: str = "",
         flow_hash: str = "",
+        timing: RunTiming | None = None,
     ) -> RunRecord:
         """Create a run (``queued``) and one ``scheduled`` attempt per task, in one transaction.
 
         Raises:
+            RunExists: the flow has a run for ``timing.logical_date`` already (nothing written).
             StoreError: *run_id* exists already.
         """
 
@@ -287,6 +314,29 @@ class Store(Protocol):
 
     def get_flow(self, name: str) -> FlowRecord | None:
         """The flow record named *name*, if the store has seen it."""
+
+    def runs_for_dates(
+        self, flow: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[RunRecord]:
+        """Runs of *flow* with a logical date in ``[start, end]``, oldest logical date first."""
+
+    def latest_logical_date(self, flow: str, run_type: str = "scheduled") -> datetime | None:
+        """The newest logical date of the runs of *flow* made as *run_type*, if any."""
+
+    def runs_in_states(
+        self, states: Sequence[RunState], flow: str | None = None
+    ) -> list[RunRecord]:
+        """Runs in one of *states* (of one flow only if given), oldest first."""
+
+    def take_lock(self, name: str, holder: str, at: datetime, stale_after: float) -> str | None:
+        """Hold lock *name* as *holder*: taken when free, held by *holder* already, or its holder's
+        heartbeat is older than *stale_after* seconds. Returns None when held, else the holder."""
+
+    def renew_lock(self, name: str, holder: str, at: datetime) -> bool:
+        """Heartbeat lock *name*; False if *holder* no longer holds it."""
+
+    def release_lock(self, name: str, holder: str) -> None:
+        """Give up lock *name* if *holder* holds it."""
 
     def close(self) -> None:
         """Release connections."""

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, make_url
 
 from rota.errors import StoreError
 
-HEAD_REVISION: Final = "0001"
+HEAD_REVISION: Final = "0002"
 """The newest migration in ``migrations/versions`` (a test checks it against Alembic's head)."""
 
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")

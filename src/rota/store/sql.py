@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final
@@ -18,9 +19,9 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy import exc as sa_exc
 
-from rota.errors import ConcurrentUpdate, NotFound, StoreError
-from rota.model.states import RUN_INITIAL, TASK_INITIAL
-from rota.store import lineage
+from rota.errors import ConcurrentUpdate, NotFound, RunExists, StoreError
+from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
+from rota.store import lineage, timing
 from rota.store.base import (
     AttemptRecord,
     Change,
@@ -31,6 +32,7 @@ from rota.store.base import (
     NewTask,
     RunChange,
     RunRecord,
+    RunTiming,
 )
 from rota.store.connect import HEAD_REVISION, connect, schema_revision, upgrade, writer
 from rota.store.tables import flows, runs, task_attempts
@@ -129,29 +131,91 @@ class SqlStore:
         *,
         flow_path: str = "",
         flow_hash: str = "",
+        timing: RunTiming | None = None,
     ) -> RunRecord:
         """Create a run (``queued``) and one ``scheduled`` attempt per task, in one transaction.
 
         Raises:
+            RunExists: *flow* has a run for ``timing.logical_date`` already (nothing written).
             StoreError: *run_id* exists already, or two tasks share an id and map index.
         """
         record = RunRecord(
             run_id, flow, RUN_INITIAL, dict(params), to_utc(at),
             flow_path=flow_path, flow_hash=flow_hash,
         )  # fmt: skip
+        if timing is not None:
+            record = replace(
+                record,
+                logical_date=to_utc(timing.logical_date),
+                data_interval_start=to_utc(timing.data_interval_start),
+                data_interval_end=to_utc(timing.data_interval_end),
+                run_type=timing.run_type,
+            )
         rows = [
             {"run_id": run_id, "task_id": t.task_id, "map_index": t.map_index, "try_number": 1,
              "state": TASK_INITIAL.value, "operator": t.operator, "code_hash": t.code_hash}
             for t in tasks
         ]  # fmt: skip
         with self._errors(f"create run {run_id!r}"), self._write() as conn:
+            if timing is not None:
+                taken = self._taken(conn, flow, timing)
+                if taken is not None:
+                    raise RunExists(
+                        f"flow {flow!r} has run {taken} for "
+                        f"{timing.logical_date.isoformat()} already",
+                        taken,
+                    )
             try:
                 conn.execute(insert(runs), run_row(record))
             except sa_exc.IntegrityError as err:
+                if timing is not None and self._taken(conn, flow, timing) is not None:
+                    raise RunExists(
+                        f"flow {flow!r} has a run for {timing.logical_date.isoformat()} already",
+                        "",
+                    ) from None
                 raise StoreError(f"run {run_id!r} exists already") from err
             if rows:
                 conn.execute(insert(task_attempts), rows)
         return record
+
+    @staticmethod
+    def _taken(conn: Connection, flow: str, when: RunTiming) -> str | None:
+        found = timing.run_for_date(conn, flow, when.logical_date)
+        return None if found is None else found.run_id
+
+    def runs_for_dates(
+        self, flow: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[RunRecord]:
+        """Runs of *flow* with a logical date in ``[start, end]``, oldest logical date first."""
+        with self._errors(f"read runs of {flow!r}"), self._engine.connect() as conn:
+            return timing.runs_for_dates(conn, flow, start, end)
+
+    def latest_logical_date(self, flow: str, run_type: str = "scheduled") -> datetime | None:
+        """The newest logical date of the runs of *flow* made as *run_type*, if any."""
+        with self._errors(f"read runs of {flow!r}"), self._engine.connect() as conn:
+            return timing.latest_logical_date(conn, flow, run_type)
+
+    def runs_in_states(
+        self, states: Sequence[RunState], flow: str | None = None
+    ) -> list[RunRecord]:
+        """Runs in one of *states* (of one flow only if given), oldest first."""
+        with self._errors("read runs"), self._engine.connect() as conn:
+            return timing.runs_in_states(conn, states, flow)
+
+    def take_lock(self, name: str, holder: str, at: datetime, stale_after: float) -> str | None:
+        """Hold lock *name* as *holder* if it is free, ours, or stale; else return its holder."""
+        with self._errors(f"take lock {name!r}"), self._write() as conn:
+            return timing.take_lock(conn, name, holder, at, stale_after)
+
+    def renew_lock(self, name: str, holder: str, at: datetime) -> bool:
+        """Heartbeat lock *name*; False if *holder* no longer holds it."""
+        with self._errors(f"renew lock {name!r}"), self._write() as conn:
+            return timing.renew_lock(conn, name, holder, at)
+
+    def release_lock(self, name: str, holder: str) -> None:
+        """Give up lock *name* if *holder* holds it."""
+        with self._errors(f"release lock {name!r}"), self._write() as conn:
+            timing.release_lock(conn, name, holder)
 
     def apply(
         self, changes: Sequence[Change], run_changes: Sequence[RunChange] = (), *, at: datetime

@@ -83,7 +83,12 @@ runs = Table(
     Column("flow_hash", String, nullable=False, server_default=""),
     Column("owner", String),
     Column("heartbeat_at", UtcDateTime),
+    Column("logical_date", UtcDateTime),
+    Column("data_interval_start", UtcDateTime),
+    Column("data_interval_end", UtcDateTime),
+    Column("run_type", String, nullable=False, server_default="manual"),
     Index("ix_runs_flow_created_at", "flow", "created_at"),
+    Index("uq_runs_flow_logical_date", "flow", "logical_date", unique=True),
 )
 
 dataset_versions = Table(
@@ -147,7 +152,19 @@ task_attempts = Table(
     Column("cache_parts", JSON),
     Column("cached_from", Integer),
     Column("log_path", Text),
+    Column("first_poke_at", UtcDateTime),
+    Column("pokes", Integer, nullable=False, server_default="0"),
     UniqueConstraint("run_id", "task_id", "map_index", "try_number", name="uq_task_attempts_try"),
     Index("ix_task_attempts_run_id_state", "run_id", "state"),
     Index("ix_task_attempts_cache_key", "cache_key"),
 )
+
+scheduler_locks = Table(
+    "scheduler_locks",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+)
+"""One row per held lock: on SQLite the single scheduler holds ``scheduler``."""

@@ -182,6 +182,8 @@ def run_row(record: RunRecord) -> dict[str, Any]:
         "run_id": record.run_id, "flow": record.flow, "state": record.state.value,
         "params": record.params, "created_at": record.created_at,
         "flow_path": record.flow_path, "flow_hash": record.flow_hash,
+        "logical_date": record.logical_date, "data_interval_start": record.data_interval_start,
+        "data_interval_end": record.data_interval_end, "run_type": record.run_type,
     }  # fmt: skip
 
 
