@@ -100,6 +100,7 @@ def make_context(spec: AttemptSpec, *, own_session: bool) -> ExecContext:
         data_interval_start=spec.data_interval_start,
         data_interval_end=spec.data_interval_end,
         first_poke_at=spec.first_poke_at,
+        pokes=spec.pokes,
         store_url=spec.store_url,
     )
 

@@ -69,6 +69,8 @@ class AttemptSpec:
     data_interval_end: datetime | None = None
     first_poke_at: float | None = None
     """For a sensor: epoch seconds of its first poke in this run (its timeout counts from it)."""
+    pokes: int = 0
+    """For a sensor: how many pokes earlier dispatches of this attempt made (for back-off)."""
     store_url: str = ""
     """The metadata store's URL, for sensors that read it (FlowRunSensor, DatasetSensor)."""
 

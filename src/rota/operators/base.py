@@ -56,6 +56,7 @@ class ExecContext:
     data_interval_start: datetime | None = None
     data_interval_end: datetime | None = None
     first_poke_at: float | None = None
+    pokes: int = 0
     store_url: str = ""
 
     def environ(self) -> dict[str, str]:
