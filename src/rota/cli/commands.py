@@ -82,6 +82,7 @@ def _drive(
                 on_progress=hook,
                 options=options,
                 artifacts=settings.artifacts or None,
+                store_url=settings.database_url,
             )
             drive = prepare(runner)
             if display:

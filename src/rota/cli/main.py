@@ -79,8 +79,9 @@ def parse_params(loaded: Any, raw: tuple[str, ...]) -> dict[str, Any]:
 
 from rota.cli import commands as _commands  # noqa: E402  (registers the commands on `cli`)
 from rota.cli import data as _data  # noqa: E402
+from rota.cli import timing as _timing  # noqa: E402
 
-del _commands, _data
+del _commands, _data, _timing
 
 
 def _interrupt(signum: int, frame: object) -> None:

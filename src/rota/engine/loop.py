@@ -22,6 +22,7 @@ from rota.engine.cache import try_cache
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.mapping import MapState, expand, expand_args, instance_done
 from rota.engine.refs import outcome_ref, record_ref
+from rota.engine.sensing import SENSOR_TIMEOUT, SensorBook, is_sensor, requeue, reschedule
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import (
     AttemptOutcome,
@@ -82,6 +83,7 @@ class RunLoop:
         self.dispatched: dict[int, datetime] = {}
         self.pending: list[Change] = []
         self.hooks: list[Hook] = []
+        self.sensors = SensorBook()
         self.modules = ((flow.module, flow.path),) if flow.module and flow.path else ()
         self.inputs = {tid: spec.data_inputs for tid, spec in dag.tasks.items()}
         run_id = run.run_id
@@ -97,6 +99,7 @@ class RunLoop:
             key = (rec.task_id, rec.map_index)
             if rec.started_at is not None:
                 self.tries[key] = self.tries.get(key, 0) + 1
+            self.sensors.note(key, rec)
             current = self.attempt.get(key)
             if current is None or rec.try_number > current.try_number:
                 self.attempt[key] = rec
@@ -149,6 +152,8 @@ class RunLoop:
         now = self.r.clock.now()
         while self.waiting and self.waiting[0][0] <= now:
             _, key = heapq.heappop(self.waiting)
+            if self.state[key] is TaskState.SENSING:
+                requeue(self, key)
             self.change(key, TaskState.QUEUED, {"queued_at": now})
             self.ready.append(key)
 
@@ -173,6 +178,8 @@ class RunLoop:
             inputs.extend(extra)
         name = tid if index < 0 else f"{tid}@{index}"
         logs, checkpoints = self.dirs
+        run = self.run_rec
+        sensing = self.sensors.spec_fields(key) if is_sensor(spec.op) else {}
         return AttemptSpec(
             attempt_id=rec.id,
             run_id=self.run_rec.run_id,
@@ -191,6 +198,11 @@ class RunLoop:
             modules=self.modules,
             timeout=spec.timeout.total_seconds() if spec.timeout else None,
             checkpoint_path=f"{checkpoints}/{name}",
+            logical_date=run.logical_date or run.created_at,
+            data_interval_start=run.data_interval_start or run.created_at,
+            data_interval_end=run.data_interval_end or run.created_at,
+            store_url=self.r.store_url,
+            **sensing,
         )
 
     def _input_ref(self, up: str) -> InputRef:
@@ -208,24 +220,29 @@ class RunLoop:
 
     def on_started(self, ev: AttemptStarted) -> None:
         key = self.in_flight[ev.attempt_id]
-        self.tries[key] = self.tries.get(key, 0) + 1
-        fields = {
-            "dispatched_at": self.dispatched.get(ev.attempt_id),
-            "started_at": _ts(ev.at),
-            "worker": ev.worker,
-        }
+        fields: dict[str, Any] = {"dispatched_at": self.dispatched.get(ev.attempt_id)}
+        self.started(key, ev, fields)
+
+    def started(self, key: Key, ev: AttemptStarted, fields: dict[str, Any]) -> None:
+        """Record that the attempt of *key* began; count a try unless it is a sensor's re-poke."""
+        fields.update(started_at=_ts(ev.at), worker=ev.worker)
+        new_try = True
+        if is_sensor(self.dag.tasks[key[0]].op):
+            new_try = self.sensors.on_started(key, ev.attempt_id, _ts(ev.at), fields)
+        if new_try:
+            self.tries[key] = self.tries.get(key, 0) + 1
         self.change(key, TaskState.RUNNING, fields)
 
     def on_outcome(self, out: AttemptOutcome) -> None:
         key = self.in_flight.pop(out.attempt_id)
         self.dispatched.pop(out.attempt_id, None)
         if self.state[key] is TaskState.QUEUED:  # its worker was lost before it reported a start
-            self.tries[key] = self.tries.get(key, 0) + 1
-            fields0 = {"started_at": _ts(out.started_at), "worker": out.worker}
-            self.change(key, TaskState.RUNNING, fields0)
+            self.started(key, AttemptStarted(out.attempt_id, out.started_at, out.worker), {})
         fields = _outcome_fields(out)
         fields.update(self.cache_fields.pop(key, {}))
-        if out.ok and not out.skipped:
+        if out.ok and out.reschedule_at is not None:
+            reschedule(self, key, out.reschedule_at, fields)
+        elif out.ok and not out.skipped:
             if out.output_path:
                 self.r.options.faults.hit("output_written")
             self.finish(key, TaskState.SUCCESS, fields, out)
@@ -260,6 +277,8 @@ class RunLoop:
     def should_retry(self, key: Key, out: AttemptOutcome) -> bool:
         policy = self.dag.tasks[key[0]].retry
         mro = out.error.mro if out.error is not None else ()
+        if SENSOR_TIMEOUT in mro:
+            return False
         return policy.should_retry(self.tries.get(key, 1), mro)
 
     def retry(self, key: Key, out: AttemptOutcome, fields: dict[str, Any]) -> None:
@@ -378,7 +397,7 @@ class RunLoop:
         """
         now = self.r.clock.now()
         for key, state in self.state.items():
-            if state in (TaskState.QUEUED, TaskState.RUNNING):
+            if state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.SENSING):
                 self.change(key, TaskState.INTERRUPTED, {"finished_at": now})
         run_change = RunChange(self.run_rec.run_id, RunState.RUNNING, RunState.INTERRUPTED, now)
         try:

@@ -26,7 +26,15 @@ from rota.executors.base import Executor
 from rota.model.dag import Dag
 from rota.model.schedule import Clock
 from rota.model.states import RunState, TaskState
-from rota.store.base import AttemptRecord, NewAttempt, NewTask, RunChange, RunRecord, Store
+from rota.store.base import (
+    AttemptRecord,
+    NewAttempt,
+    NewTask,
+    RunChange,
+    RunRecord,
+    RunTiming,
+    Store,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +104,11 @@ class Runner:
         progress_every: float = 0.1,
         options: RunnerOptions | None = None,
         artifacts: str | None = None,
+        store_url: str = "",
     ) -> None:
         self.store = store
+        self.store_url = store_url
+        """The store's URL for sensors that read it in their worker (empty: they cannot)."""
         self.executor = executor
         self.home = home
         self.artifacts_root = artifacts or str(home / "artifacts")
@@ -111,8 +122,18 @@ class Runner:
         self.me = RunnerId.current()
         self.rng = random.Random(self.options.seed)
 
-    def create(self, dag: Dag, flow: FlowRef, run_id: str | None = None) -> RunRecord:
-        """Record a new run of *dag*: the run row and one scheduled attempt per task."""
+    def create(
+        self,
+        dag: Dag,
+        flow: FlowRef,
+        run_id: str | None = None,
+        timing: RunTiming | None = None,
+    ) -> RunRecord:
+        """Record a new run of *dag*: the run row and one scheduled attempt per task.
+
+        Raises:
+            RunExists: *timing* names a logical date the flow has a run for already.
+        """
         now = self.clock.now()
         tasks = [NewTask(tid, spec.op.kind, spec.op.code_hash()) for tid, spec in dag.tasks.items()]
         self.store.upsert_flow(flow.name, flow.path, flow.code_hash, now)
@@ -124,6 +145,7 @@ class Runner:
             now,
             flow_path=flow.path,
             flow_hash=flow.code_hash,
+            timing=timing,
         )
 
     def run(self, dag: Dag, flow: FlowRef, run_id: str | None = None) -> RunSummary:

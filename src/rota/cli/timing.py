@@ -1,0 +1,133 @@
+"""The time commands: ``rota trigger``, ``rota scheduler``, ``rota backfill``, and the hidden
+``rota _drive`` that the scheduler and backfills start once per run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rota.cli.commands import _drive, _finish
+from rota.cli.main import CliContext, cli, open_store, parse_params
+from rota.errors import FlowNotFound, UserError
+
+FLOWS_OPTION = click.option(
+    "--flows",
+    "flows_dir",
+    envvar="ROTA_FLOWS",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of flow files to find FLOW names in (env ROTA_FLOWS).",
+)
+
+
+def resolve_flow(target: str, flows_dir: Path | None) -> Any:
+    """``PATH[:FLOW]`` as for ``rota run``, or the name of a flow in *flows_dir*.
+
+    The folder is scanned the way the scheduler scans it (each file parsed in a subprocess), so
+    a broken or hanging file elsewhere in it does not stop this command.
+
+    Raises:
+        FlowNotFound: no such file, or no flow of that name in the folder.
+        FlowLoadError: the flow's file does not load.
+    """
+    from rota.engine.loader import resolve_target
+
+    path_part = target.rsplit(":", 1)[0] if ":" in target else target
+    if Path(path_part).exists() or Path(target).exists() or flows_dir is None:
+        return resolve_target(target)
+    from rota.engine.flowdir import FlowFolder
+
+    scan = FlowFolder(flows_dir).scan()
+    info = scan.flows.get(target)
+    if info is None:
+        bad = [f"{p}: {e}" for p, e in scan.errors.items() if f"{target!r}" in e]
+        if bad:
+            raise FlowNotFound(bad[0])
+        known = ", ".join(sorted(scan.flows)) or "none"
+        raise FlowNotFound(f"no file or flow named {target!r} in {flows_dir} (flows: {known})")
+    return resolve_target(f"{info.path}:{target}")
+
+
+def parse_date(text: str, option: str) -> datetime:
+    """A date or datetime in ISO form; naive means UTC.
+
+    Raises:
+        UserError: not a date.
+    """
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{option}: not an ISO date or datetime: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@cli.command("_drive", hidden=True)
+@click.argument("run_id")
+@click.option("--lifeline", is_flag=True, help="Stop the run when stdin closes.")
+@click.pass_obj
+def drive_cmd(ctx: CliContext, run_id: str, lifeline: bool) -> None:
+    """Drive RUN_ID (already in the store) to its end: used by the scheduler and backfills."""
+    from rota.engine.driver import drive_existing, load_for_run
+    from rota.engine.launcher import EXIT_BUSY, watch_lifeline
+    from rota.engine.lease import RunBusy
+
+    if lifeline:
+        watch_lifeline()
+    with open_store(ctx.settings) as store:
+        run = store.get_run(run_id)
+    _, dag = load_for_run(run)  # load errors before any executor starts
+    try:
+        summary = _drive(
+            ctx, None, None, True, lambda runner: lambda: drive_existing(runner, run_id)
+        )
+    except RunBusy as err:
+        ctx.err.print(f"rota: {err}", highlight=False)
+        ctx.exit_code = EXIT_BUSY
+        return
+    _finish(ctx, summary, dag, True)
+
+
+@cli.command("trigger")
+@click.argument("target", metavar="FLOW")
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Set a flow parameter."
+)
+@click.option("--logical-date", help="The run's logical date (ISO; default: now).")
+@FLOWS_OPTION
+@click.pass_obj
+def trigger_cmd(
+    ctx: CliContext,
+    target: str,
+    params: tuple[str, ...],
+    logical_date: str | None,
+    flows_dir: Path | None,
+) -> None:
+    """Queue a run of FLOW (PATH[:FLOW] or a flow name in --flows) for the scheduler to run."""
+    from rota.engine.runner import new_run_id
+    from rota.store.base import NewTask, RunTiming
+
+    loaded = resolve_flow(target, flows_dir)
+    dag = loaded.build(parse_params(loaded, params))
+    now = datetime.now(UTC)
+    when = parse_date(logical_date, "--logical-date") if logical_date else now
+    interval = None
+    clock = loaded.definition.timing.schedule
+    if clock is not None:
+        interval = clock.latest_complete(when)
+    start, end = (interval.start, interval.end) if interval else (when, when)
+    timing = RunTiming(when, start, end, "triggered")
+    tasks = [NewTask(tid, spec.op.kind, spec.op.code_hash()) for tid, spec in dag.tasks.items()]
+    ref = loaded.ref
+    with open_store(ctx.settings) as store:
+        store.upsert_flow(ref.name, ref.path, ref.code_hash, now)
+        record = store.create_run(
+            new_run_id(now), ref.name, dag.params, tasks, now,
+            flow_path=ref.path, flow_hash=ref.code_hash, timing=timing,
+        )  # fmt: skip
+    ctx.console.print(
+        f"run {record.run_id} of flow {ref.name} queued for {when.isoformat()}; "
+        "the scheduler will run it",
+        highlight=False,
+    )

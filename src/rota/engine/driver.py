@@ -1,0 +1,56 @@
+"""Driving a run that is already in the store, from its own record: the flow is loaded again from
+the file the run was made from, built with the run's parameters, and run or resumed.
+
+The scheduler daemon and ``rota backfill`` start one driver process per run (``rota _drive``, see
+:mod:`rota.engine.launcher`), so each run has its own executor and lease, and a run whose driver
+dies is resumed by the next one.
+"""
+
+from __future__ import annotations
+
+from rota.engine.loader import LoadedFlow, resolve_target
+from rota.engine.report import RunSummary
+from rota.engine.runner import Runner
+from rota.errors import FlowNotFound
+from rota.model.dag import Dag
+from rota.model.states import RunState, TaskState
+from rota.store.base import RunRecord, Store
+
+
+def load_for_run(run: RunRecord) -> tuple[LoadedFlow, Dag]:
+    """The flow *run* was made from, built with its parameters.
+
+    Raises:
+        FlowNotFound: the run records no flow file, or the file no longer defines the flow.
+        UserError: the flow no longer loads or builds.
+    """
+    if not run.flow_path:
+        raise FlowNotFound(f"run {run.run_id} records no flow file; it cannot be driven here")
+    loaded = resolve_target(f"{run.flow_path}:{run.flow}")
+    return loaded, loaded.build(dict(run.params))
+
+
+def never_started(store: Store, run: RunRecord) -> bool:
+    """Whether *run* is queued and none of its tasks has begun (a plain drive, not a resume)."""
+    if run.state is not RunState.QUEUED:
+        return False
+    return all(
+        a.state is TaskState.SCHEDULED and a.started_at is None and a.try_number == 1
+        for a in store.attempts(run.run_id)
+    )
+
+
+def drive_existing(runner: Runner, run_id: str) -> RunSummary:
+    """Drive run *run_id* to its end: a fresh queued run from the start, any other unfinished run
+    as a resume (only what did not succeed runs again).
+
+    Raises:
+        RunBusy: another live runner drives it.
+        UserError: the run succeeded already, or its flow cannot be loaded.
+    """
+    run = runner.store.get_run(run_id)
+    loaded, dag = load_for_run(run)
+    attempts = {a.task_id for a in runner.store.attempts(run_id) if a.map_index < 0}
+    if never_started(runner.store, run) and attempts == set(dag.tasks):
+        return runner.drive(run_id, dag, loaded.ref)
+    return runner.resume(run_id, dag, loaded.ref)
