@@ -131,3 +131,103 @@ def trigger_cmd(
         "the scheduler will run it",
         highlight=False,
     )
+
+
+def driver_environ(ctx: CliContext) -> dict[str, str]:
+    """The environment of driver processes: ours, with the store and home made explicit."""
+    import os
+
+    env = dict(os.environ)
+    env["ROTA_HOME"] = str(ctx.settings.home)
+    env["ROTA_DATABASE_URL"] = ctx.settings.database_url
+    return env
+
+
+@cli.command("scheduler")
+@FLOWS_OPTION
+@click.option(
+    "--parallelism", type=click.IntRange(min=1), default=16, show_default=True,
+    help="Most runs driven at once, over all flows.",
+)  # fmt: skip
+@click.option(
+    "--tick", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
+    help="Seconds between scheduling passes.",
+)  # fmt: skip
+@click.option(
+    "--parse-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+    help="Seconds a flow file may take to load before it is killed and reported.",
+)  # fmt: skip
+@click.option("--once", is_flag=True, help="One pass, then wait for the runs it started.")
+@click.pass_obj
+def scheduler_cmd(
+    ctx: CliContext,
+    flows_dir: Path | None,
+    parallelism: int,
+    tick: float,
+    parse_timeout: float,
+    once: bool,
+) -> None:
+    """Run flows on their schedules: watch --flows DIR, create due runs, and drive them."""
+    from rota.engine.flowdir import FlowFolder
+    from rota.engine.launcher import DriverLauncher
+    from rota.engine.scheduler import Scheduler, SchedulerOptions
+    from rota.model.schedule import SystemClock
+
+    if flows_dir is None:
+        raise UserError("rota scheduler needs --flows DIR (or ROTA_FLOWS)")
+    if not flows_dir.is_dir():
+        raise FlowNotFound(f"no such folder: {flows_dir}")
+    exclusive = ctx.settings.database_url.startswith("sqlite")
+    options = SchedulerOptions(parallelism=parallelism, tick=tick, exclusive=exclusive)
+    launcher = DriverLauncher(driver_environ(ctx), ctx.settings.home / "logs" / "drivers")
+    with open_store(ctx.settings) as store:
+        sched = Scheduler(
+            store, FlowFolder(flows_dir, parse_timeout=parse_timeout), launcher, SystemClock(),
+            options, on_tick=lambda r: _say_tick(ctx, r),
+        )  # fmt: skip
+        sched.start()
+        ctx.err.print(
+            f"scheduler {sched.me} watching {flows_dir} (tick {tick:g}s, parallelism "
+            f"{parallelism})",
+            highlight=False,
+        )
+        try:
+            _loop(sched, launcher, tick, once)
+        finally:
+            sched.close()
+
+
+def _loop(sched: Any, launcher: Any, tick: float, once: bool) -> None:
+    import time
+
+    while True:
+        started = time.monotonic()
+        sched.tick()
+        if once:
+            while launcher.active():
+                for end in launcher.wait_any(1.0):
+                    _say_end(sched, end)
+            return
+        while (left := tick - (time.monotonic() - started)) > 0:
+            for end in launcher.wait_any(min(left, 0.5)):
+                _say_end(sched, end)
+            if not launcher.active():
+                time.sleep(max(0.0, min(left, 0.5)))
+
+
+def _say_end(sched: Any, end: Any) -> None:
+    del sched
+    outcome = {0: "succeeded", 1: "failed", 3: "was busy", 130: "was interrupted"}
+    click.echo(f"run {end.run_id} {outcome.get(end.code, f'driver exited {end.code}')}", err=True)
+
+
+def _say_tick(ctx: CliContext, report: Any) -> None:
+    for path, error in sorted(report.new_errors.items()):
+        ctx.err.print(f"bad flow file {path}: {error}", style="red", highlight=False)
+    for run in report.created:
+        when = run.logical_date.isoformat() if run.logical_date else "-"
+        ctx.err.print(f"created run {run.run_id} of {run.flow} for {when}", highlight=False)
+    for run_id in report.launched:
+        ctx.err.print(f"started run {run_id}", highlight=False)
+    for end in report.ended:
+        _say_end(None, end)
