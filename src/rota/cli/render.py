@@ -86,13 +86,14 @@ def cache_parts_lines(rec: AttemptRecord) -> list[str]:
 
 def runs_table(runs: Iterable[RunRecord]) -> Table:
     table = Table()
-    for col in ("run id", "flow", "state", "started", "ended"):
+    for col in ("run id", "flow", "state", "type", "logical date", "started", "ended"):
         table.add_column(col)
     for r in runs:
         d = run_json(r)
         table.add_row(
-            r.run_id, r.flow, styled(r.state.value), d["started"] or "-", d["ended"] or "-"
-        )
+            r.run_id, r.flow, styled(r.state.value), r.run_type, d["logical_date"] or "-",
+            d["started"] or "-", d["ended"] or "-",
+        )  # fmt: skip
     return table
 
 

@@ -80,6 +80,7 @@ class RunSummary:
             "run_id": self.run.run_id,
             "flow": self.run.flow,
             "state": self.run.state.value,
+            "logical_date": self.run.logical_date.isoformat() if self.run.logical_date else None,
             "tasks": tasks,
         }
 
@@ -92,6 +93,8 @@ def run_json(run: RunRecord) -> dict[str, Any]:
         "state": run.state.value,
         "started": run.started_at.isoformat() if run.started_at else None,
         "ended": run.ended_at.isoformat() if run.ended_at else None,
+        "logical_date": run.logical_date.isoformat() if run.logical_date else None,
+        "run_type": run.run_type,
     }
 
 
