@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from rota.errors import ConcurrentUpdate, InvalidTransition, NotFound, StoreError
+from rota.errors import ConcurrentUpdate, InvalidTransition, NotFound, RunExists, StoreError
 from rota.model.states import RunState, TaskState, task_successors
 from rota.store.base import (
     ATTEMPT_FIELDS,
@@ -30,6 +30,8 @@ from rota.store.base import (
     NewAttempt,
     NewTask,
     RunChange,
+    RunRecord,
+    RunTiming,
 )
 from rota.store.connect import HEAD_REVISION, MIGRATIONS_DIR
 from rota.store.sql import SqlStore, open_store
@@ -94,7 +96,7 @@ def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
         return f"sqlite:///{tmp_path}/home/rota.db"
     url: str = request.getfixturevalue("shared_postgres_url")
     with open_store(url) as store, store.engine.begin() as conn:
-        conn.execute(text("TRUNCATE task_attempts, runs, flows RESTART IDENTITY"))
+        conn.execute(text("TRUNCATE task_attempts, runs, flows, scheduler_locks RESTART IDENTITY"))
     return url
 
 
@@ -552,3 +554,67 @@ def test_processes_opening_a_fresh_database_together_all_succeed(
     with open_store(fresh_url) as store:
         assert _versions(store) == [HEAD_REVISION]
         store.create_run("r1", "f", {}, [NewTask("a", "python", "h")], T0)
+
+
+# --- schedules: logical dates, the unique run key, the scheduler lock ----------------------------
+
+
+def _dated(store: SqlStore, flow: str, day: int, run_type: str = "scheduled") -> RunRecord:
+    start = datetime(2026, 3, day, tzinfo=UTC)
+    timing = RunTiming(start, start, start + timedelta(days=1), run_type)
+    return store.create_run(
+        f"r{next(_run_ids)}", flow, {}, [NewTask("t", "python", "h")], T0, timing=timing
+    )
+
+
+def test_one_run_per_flow_and_logical_date_and_the_refusal_names_the_holder(
+    store: SqlStore,
+) -> None:
+    first = _dated(store, "nightly", 1)
+    assert first.logical_date == datetime(2026, 3, 1, tzinfo=UTC)
+    assert first.data_interval_end == datetime(2026, 3, 2, tzinfo=UTC)
+    with pytest.raises(RunExists) as caught:
+        _dated(store, "nightly", 1)
+    assert caught.value.run_id == first.run_id
+    assert first.run_id in str(caught.value)
+    _dated(store, "other", 1)  # another flow may use the date
+    assert [r.run_id for r in store.runs_for_dates("nightly")] == [first.run_id]
+    # plain runs (no logical date) never collide
+    for _ in range(2):
+        store.create_run(f"r{next(_run_ids)}", "nightly", {}, [], T0)
+    assert len(store.list_runs("nightly")) == 3
+    stored = store.get_run(first.run_id)
+    assert (stored.run_type, stored.logical_date) == ("scheduled", first.logical_date)
+
+
+def test_runs_for_dates_latest_logical_date_and_runs_in_states(store: SqlStore) -> None:
+    runs = [_dated(store, "f", d) for d in (3, 1, 2)]
+    _dated(store, "f", 9, run_type="backfill")
+    window = store.runs_for_dates(
+        "f", datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
+    )
+    assert [r.logical_date.day for r in window if r.logical_date] == [2, 3]
+    assert store.latest_logical_date("f") == datetime(2026, 3, 3, tzinfo=UTC)
+    assert store.latest_logical_date("f", "backfill") == datetime(2026, 3, 9, tzinfo=UTC)
+    assert store.latest_logical_date("nothing") is None
+    store.apply([], [RunChange(runs[0].run_id, RunState.QUEUED, RunState.RUNNING, T0)], at=T0)
+    running = store.runs_in_states([RunState.RUNNING])
+    assert [r.run_id for r in running] == [runs[0].run_id]
+    assert len(store.runs_in_states([RunState.QUEUED], "f")) == 3
+
+
+def test_the_scheduler_lock_is_held_by_one_holder_until_stale_or_released(
+    store: SqlStore,
+) -> None:
+    assert store.take_lock("scheduler", "a", T0, stale_after=60) is None
+    assert store.take_lock("scheduler", "a", T0, stale_after=60) is None  # re-entrant
+    assert store.take_lock("scheduler", "b", T0 + timedelta(seconds=30), stale_after=60) == "a"
+    assert store.renew_lock("scheduler", "a", T0 + timedelta(seconds=50))
+    assert not store.renew_lock("scheduler", "b", T0 + timedelta(seconds=50))
+    late = T0 + timedelta(seconds=200)
+    assert store.take_lock("scheduler", "b", late, stale_after=60) is None  # a went stale
+    assert not store.renew_lock("scheduler", "a", late)
+    store.release_lock("scheduler", "a")  # not the holder: no effect
+    assert store.take_lock("scheduler", "c", late, stale_after=60) == "b"
+    store.release_lock("scheduler", "b")
+    assert store.take_lock("scheduler", "c", late, stale_after=60) is None
