@@ -112,9 +112,14 @@ def watch_lifeline() -> None:
     """In a driver: interrupt this process (as SIGTERM does) when stdin reaches end of file."""
     import threading
 
+    fd = os.dup(0)  # a raw descriptor: sys.stdin's lock must stay free for forked workers
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
     def watch() -> None:
-        with contextlib.suppress(OSError, ValueError):
-            while sys.stdin.buffer.read(4096):
+        with contextlib.suppress(OSError):
+            while os.read(fd, 4096):
                 pass
         os.kill(os.getpid(), signal.SIGTERM)
 
