@@ -114,6 +114,11 @@ class TaskTimeout(RotaError):
     """Raised (or reported) when an attempt runs past its timeout; retried like any failure."""
 
 
+class TemplateRenderError(RotaError):
+    """Raised when a task's template cannot be rendered: an undefined name, an operation the
+    sandbox blocks or an expression's error. The attempt fails; the message is one line."""
+
+
 class WorkerLost(RotaError):
     """Reported when the worker process running an attempt died before reporting its outcome."""
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from rota.model import templating
+
 
 class Checkpoint(Protocol):
     """A task's own progress store: the last object saved survives retries and resumes."""
@@ -59,9 +61,24 @@ class ExecContext:
     pokes: int = 0
     store_url: str = ""
 
+    def template_vars(self) -> dict[str, Any]:
+        """The variables this attempt's templates see (``rota.model.templating.template_vars``)."""
+        return templating.template_vars(
+            run_id=self.run_id,
+            flow=self.flow,
+            task_id=self.task_id,
+            try_number=self.try_number,
+            params=self.params,
+            logical_date=self.logical_date,
+            data_interval_start=self.data_interval_start,
+            data_interval_end=self.data_interval_end,
+        )
+
     def environ(self) -> dict[str, str]:
-        """Environment variables that describe this attempt to a child process."""
+        """Environment variables that describe this attempt to a child process: its ids, the
+        run's dates and its parameters (``rota.model.templating.environment``)."""
         return {
+            **templating.environment(self.template_vars()),
             "ROTA_RUN_ID": self.run_id,
             "ROTA_FLOW": self.flow,
             "ROTA_TASK_ID": self.task_id,

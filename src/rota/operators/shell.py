@@ -19,6 +19,7 @@ from rota.errors import DefinitionError, TaskTimeout
 from rota.model.builder import TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
+from rota.model.templating import check_template, is_template, render
 from rota.operators.base import ExecContext, digest
 
 
@@ -36,6 +37,9 @@ class ShellOp:
 
     The output is the last non-empty line of stdout (None when it printed nothing), as Airflow's
     BashOperator pushes it. *env* is added to the inherited environment.
+
+    *command* and the values of *env* are templates (``rota.model.templating``), rendered at each
+    attempt: the command with every value quoted as one shell word, *env* values as they are.
     """
 
     command: str
@@ -50,15 +54,23 @@ class ShellOp:
         return digest(self.command, repr(sorted(self.env.items())), self.cwd or "")
 
     def execute(self, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-        """Run the command; raise ShellCommandFailed on a non-zero exit, TaskTimeout past the
-        deadline (enforced here only when the command has its own process group)."""
+        """Render and run the command.
+
+        Raises:
+            TemplateRenderError: the command or an env value does not render.
+            ShellCommandFailed: the command exited with a non-zero code.
+            TaskTimeout: the deadline passed (enforced here only when the command has its own
+                process group).
+        """
         del args, kwargs
-        env = {**os.environ, **ctx.environ(), **self.env}
+        command, own_env = self.rendered(ctx)
+        env = {**os.environ, **ctx.environ(), **own_env}
         shell = shutil.which("bash") or "/bin/sh"
         sys.stdout.flush()
+        print(f"[rota] $ {command}", file=sys.stderr)
         sys.stderr.flush()
         with subprocess.Popen(
-            [shell, "-c", self.command],
+            [shell, "-c", command],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.PIPE,
@@ -79,6 +91,25 @@ class ShellOp:
         if code != 0:
             raise ShellCommandFailed(self.command, code)
         return lines[-1] if lines else None
+
+    def rendered(self, ctx: ExecContext) -> tuple[str, dict[str, str]]:
+        """The command and *env* as this attempt runs them (text without tags is kept as is).
+
+        Raises:
+            TemplateRenderError: the command or an env value does not render.
+        """
+        variables = ctx.template_vars()
+        where = f"task {ctx.task_id!r}"
+        command = self.command
+        if is_template(command):
+            command = render(command, variables, quote=True, where=where)
+        env = {
+            name: render(value, variables, where=f"{where} env {name!r}")
+            if is_template(value)
+            else value
+            for name, value in self.env.items()
+        }
+        return command, env
 
 
 def _pump(proc: subprocess.Popen[bytes], lines: list[str]) -> None:
@@ -131,6 +162,20 @@ def _has_fileno(stream: object) -> bool:
     return True
 
 
+def _check_templates(task_id: str, command: str, env: Mapping[str, str]) -> None:
+    """Fail the definition on a template syntax error in the command or an env value.
+
+    Raises:
+        DefinitionError: one line naming the task, the problem and the template line.
+    """
+    where = f"task {task_id!r}"
+    if is_template(command):
+        check_template(command, where=where, quote=True)
+    for name, value in env.items():
+        if is_template(value):
+            check_template(value, where=f"{where} env {name!r}")
+
+
 class ShellTask(TaskNode):
     """An operator-style shell task: ``ShellTask("get", "curl ... > data.csv", env={...})``."""
 
@@ -154,6 +199,7 @@ class ShellTask(TaskNode):
         if not isinstance(command, str) or not command.strip():
             raise DefinitionError(f"task {task_id!r}: command must be a non-empty string")
         env_map = {str(k): str(v) for k, v in (env or {}).items()}
+        _check_templates(task_id, command, env_map)
         super().__init__(
             task_id,
             ShellOp(command, env_map, os.fspath(cwd) if cwd is not None else None),
