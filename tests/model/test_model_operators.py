@@ -217,12 +217,15 @@ def test_python_op_lets_exceptions_through() -> None:
 
 
 def test_exec_context_environ() -> None:
-    assert CTX.environ() == {
+    env = CTX.environ()
+    assert {k: env[k] for k in ("ROTA_RUN_ID", "ROTA_FLOW", "ROTA_TASK_ID", "ROTA_TRY_NUMBER")} == {
         "ROTA_RUN_ID": "r1",
         "ROTA_FLOW": "f",
         "ROTA_TASK_ID": "t",
         "ROTA_TRY_NUMBER": "2",
     }
+    assert env["ROTA_DS"] == ""  # the context has no run dates
+    assert all(isinstance(v, str) for v in env.values())
 
 
 # --- ShellOp -----------------------------------------------------------------------------------

@@ -223,10 +223,13 @@ def _say_end(sched: Any, end: Any) -> None:
 
 def _say_tick(ctx: CliContext, report: Any) -> None:
     for path, error in sorted(report.new_errors.items()):
-        ctx.err.print(f"bad flow file {path}: {error}", style="red", highlight=False)
+        where = "" if error.startswith(path) else f"{path}: "
+        ctx.err.print(f"bad flow file {where}{error}", style="red", highlight=False, soft_wrap=True)
     for run in report.created:
         when = run.logical_date.isoformat() if run.logical_date else "-"
-        ctx.err.print(f"created run {run.run_id} of {run.flow} for {when}", highlight=False)
+        ctx.err.print(
+            f"created run {run.run_id} of {run.flow} for {when}", highlight=False, soft_wrap=True
+        )
     for run_id in report.launched:
         ctx.err.print(f"started run {run_id}", highlight=False)
     for end in report.ended:

@@ -1,0 +1,242 @@
+"""The scheduler daemon: due runs on a fake clock, idempotent creation, a SIGKILL and restart,
+one scheduler per SQLite store, bad flow files reported by name, and `rota trigger`."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from clihelp import RotaCli
+
+from rota.engine.flowdir import FlowFolder
+from rota.engine.launcher import DriverLauncher
+from rota.engine.scheduler import Scheduler, SchedulerOptions
+from rota.model.states import RunState
+from rota.store.sql import SqlStore, open_store
+from rota.testing import FakeClock
+
+WriteFlow = Callable[[str, str], Path]
+
+DAILY = """
+    from datetime import datetime
+    from pathlib import Path
+    from rota import flow, task
+
+    @task
+    def mark(day: str) -> str:
+        out = Path(__file__).parent.parent / "marks"
+        out.mkdir(exist_ok=True)
+        with (out / "{name}.txt").open("a") as f:
+            f.write(day + "\\n")
+        return day
+
+    @flow(schedule="@daily", timezone="Europe/Berlin", start_date=datetime(2026, 3, 1),
+          catchup={catchup}, max_active_runs={max_active})
+    def {name}(day: str = "x"):
+        mark(day)
+"""
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "ROTA_HOME": str(home), "ROTA_WORKERS": "1"}
+    env.pop("ROTA_DATABASE_URL", None)
+    return env
+
+
+@pytest.fixture
+def store(home: Path) -> Iterator[SqlStore]:
+    with open_store(f"sqlite:///{home}/rota.db") as s:
+        yield s
+
+
+def _scheduler(store: SqlStore, flows: Path, home: Path, clock: FakeClock) -> Scheduler:
+    launcher = DriverLauncher(_env(home), home / "logs" / "drivers")
+    options = SchedulerOptions(parallelism=4, exclusive=False)
+    return Scheduler(store, FlowFolder(flows, parse_timeout=20), launcher, clock, options)
+
+
+def _drain(sched: Scheduler, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while sched.launcher.active() and time.monotonic() < deadline:
+        sched.launcher.wait_any(0.5)
+    assert not sched.launcher.active(), "drivers still running"
+
+
+def test_due_runs_on_a_fake_clock_catchup_then_one_per_day_and_never_twice(
+    store: SqlStore, home: Path, write_flow: WriteFlow
+) -> None:
+    write_flow("a.py", DAILY.format(name="caught", catchup=True, max_active=16))
+    write_flow("b.py", DAILY.format(name="latest", catchup=False, max_active=16))
+    flows = home.parent / "flows"
+    # 2026-03-05 00:30 in Berlin (UTC+1): four days are complete since 1 March
+    clock = FakeClock(datetime(2026, 3, 4, 23, 30, tzinfo=UTC))
+    sched = _scheduler(store, flows, home, clock)
+    try:
+        first = sched.tick()
+        made = Counter(r.flow for r in first.created)
+        assert made == {"caught": 4, "latest": 1}
+        dates = sorted(r.logical_date for r in first.created if r.flow == "caught")
+        berlin = [d.astimezone(_berlin()).date() for d in dates if d]
+        assert [d.day for d in berlin] == [1, 2, 3, 4]
+        _drain(sched)
+        sched.tick()  # the same tick again (as after a crash): nothing new
+        _drain(sched)
+        restarted = _scheduler(store, flows, home, clock)  # a new process, same store
+        assert restarted.tick().created == []
+        clock.advance(timedelta(days=1))
+        assert Counter(r.flow for r in restarted.tick().created) == {"caught": 1, "latest": 1}
+        _drain(restarted)
+    finally:
+        sched.close()
+    runs = store.list_runs()
+    assert all(r.state is RunState.SUCCESS for r in runs), [(r.run_id, r.state) for r in runs]
+    keys = Counter((r.flow, r.logical_date) for r in runs)
+    assert max(keys.values()) == 1 and len(runs) == 7
+    assert all(r.run_type == "scheduled" for r in runs)
+
+
+def _berlin() -> ZoneInfo:
+    return ZoneInfo("Europe/Berlin")
+
+
+def test_max_active_runs_limits_created_and_running_runs(
+    store: SqlStore, home: Path, write_flow: WriteFlow
+) -> None:
+    write_flow("a.py", DAILY.format(name="one", catchup=True, max_active=1))
+    clock = FakeClock(datetime(2026, 3, 6, 12, 0, tzinfo=UTC))
+    sched = _scheduler(store, home.parent / "flows", home, clock)
+    try:
+        for _ in range(5):
+            report = sched.tick()
+            assert len(report.created) <= 1
+            active = store.runs_in_states([RunState.QUEUED, RunState.RUNNING], "one")
+            assert len(active) <= 1
+            _drain(sched)
+    finally:
+        sched.close()
+    assert [r.state for r in store.runs_for_dates("one")] == [RunState.SUCCESS] * 5
+
+
+def _start_daemon(home: Path, flows: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rota", "scheduler", "--flows", str(flows), "--tick", "0.3",
+         *extra],
+        env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for(pred: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.2)
+
+
+def test_sigkill_and_restart_make_no_duplicate_runs_and_resume_cut_runs(
+    store: SqlStore, home: Path, write_flow: WriteFlow
+) -> None:
+    write_flow(
+        "every.py",
+        """
+        import time
+        from datetime import timedelta
+        from rota import flow, task
+
+        @task
+        def slow() -> None:
+            time.sleep(1.5)
+
+        @flow(schedule=timedelta(seconds=2), catchup=True, max_active_runs=3)
+        def every():
+            slow()
+        """,
+    )
+    flows = home.parent / "flows"
+    daemon = _start_daemon(home, flows)
+    try:
+        _wait_for(lambda: len(store.list_runs("every")) >= 3, 60)
+        _wait_for(lambda: bool(store.runs_in_states([RunState.RUNNING], "every")), 30)
+        daemon.send_signal(signal.SIGKILL)
+        daemon.communicate(timeout=10)
+        # the drivers notice their lifeline closed and interrupt their runs
+        _wait_for(lambda: not store.runs_in_states([RunState.RUNNING], "every"), 30)
+        cut = {r.run_id for r in store.runs_in_states([RunState.INTERRUPTED], "every")}
+        assert cut
+        daemon = _start_daemon(home, flows)
+        _wait_for(
+            lambda: all(store.get_run(r).state is RunState.SUCCESS for r in cut),
+            60,
+        )
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=30)
+    runs = store.list_runs("every")
+    dates = Counter(r.logical_date for r in runs)
+    assert max(dates.values()) == 1, dates
+    gaps = sorted(d for d in dates if d is not None)
+    assert all(b - a == timedelta(seconds=2) for a, b in itertools.pairwise(gaps))
+    assert "created run" in err
+
+
+def test_a_second_scheduler_on_one_sqlite_store_refuses_and_names_the_holder(
+    rota: RotaCli, home: Path, write_flow: WriteFlow
+) -> None:
+    write_flow("a.py", DAILY.format(name="d", catchup=False, max_active=1))
+    flows = home.parent / "flows"
+    first = _start_daemon(home, flows)
+    try:
+        with open_store(f"sqlite:///{home}/rota.db") as store:
+            _wait_for(lambda: bool(store.list_runs("d")), 60)
+        second = rota("scheduler", "--flows", str(flows), "--once")
+        assert second.code == 2
+        assert "another scheduler is running" in second.err
+        assert str(first.pid) in second.err
+        assert len(second.err.strip().splitlines()) == 1
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    assert first.returncode in (0, 130)
+
+
+def test_bad_flow_files_are_reported_by_name_and_good_ones_run(
+    rota: RotaCli, home: Path, write_flow: WriteFlow
+) -> None:
+    write_flow("good.py", DAILY.format(name="good", catchup=False, max_active=1))
+    write_flow("syntax.py", "def broken(:\n")
+    write_flow("hang.py", "while True:\n    pass\n")
+    write_flow("boom.py", "raise RuntimeError('no config')\n")
+    flows = home.parent / "flows"
+    result = rota("scheduler", "--flows", str(flows), "--once", "--parse-timeout", "2")
+    assert result.code == 0, result.err
+    for name, why in (("syntax.py", "syntax"), ("hang.py", "timed out"), ("boom.py", "no config")):
+        lines = [ln for ln in result.err.splitlines() if name in ln]
+        assert lines and why in lines[0], result.err
+    assert "run" in result.err and "good" in result.err
+    assert "succeeded" in result.err
+
+
+def test_trigger_queues_a_run_the_scheduler_drives_with_its_params(
+    rota: RotaCli, home: Path, write_flow: WriteFlow, store: SqlStore
+) -> None:
+    path = write_flow("a.py", DAILY.format(name="manual", catchup=False, max_active=4))
+    queued = rota("trigger", "manual", "-p", "day=2026-05-05", "--flows", str(path.parent))
+    assert queued.code == 0, queued.err
+    (run,) = [r for r in store.list_runs("manual") if r.run_type == "triggered"]
+    assert run.state is RunState.QUEUED and run.params == {"day": "2026-05-05"}
+    bad = rota("trigger", "nosuch", "--flows", str(path.parent))
+    assert bad.code == 2 and "no file or flow named 'nosuch'" in bad.err
+    done = rota("scheduler", "--flows", str(path.parent), "--once")
+    assert done.code == 0, done.err
+    assert store.get_run(run.run_id).state is RunState.SUCCESS
+    marks = (home.parent / "marks" / "manual.txt").read_text().split()
+    assert "2026-05-05" in marks
