@@ -8,22 +8,38 @@ from rota.model.flows import Flow, flow
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.notifiers import CommandNotifier, WebhookNotifier
 from rota.operators.python import PythonTask, task
+from rota.operators.sensors import (
+    DatasetSensor,
+    FileSensor,
+    FlowRunSensor,
+    KeySensor,
+    PythonSensor,
+    Sensor,
+    sensor,
+)
 from rota.operators.shell import ShellTask
 
 __all__ = [
     "CallbackContext",
     "CommandNotifier",
     "Dataset",
+    "DatasetSensor",
+    "FileSensor",
     "Flow",
+    "FlowRunSensor",
+    "KeySensor",
+    "PythonSensor",
     "PythonTask",
     "RetryPolicy",
     "RotaError",
+    "Sensor",
     "ShellTask",
     "Skip",
     "TriggerRule",
     "UserError",
     "WebhookNotifier",
     "flow",
+    "sensor",
     "task",
     "unmapped",
 ]

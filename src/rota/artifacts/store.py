@@ -342,13 +342,20 @@ def open_artifact_store(
     ``ROTA_S3_ENDPOINT_URL``, when set in *environ* (default: the process environment), points
     ``s3://`` URLs at another S3 API (MinIO, a test server).
     """
+    return ArtifactStore(url_or_path, storage_options(url_or_path, environ))
+
+
+def storage_options(url: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The fsspec options for *url*: ``endpoint_url`` from ``ROTA_S3_ENDPOINT_URL`` for S3.
+
+    *environ* defaults to the process environment; other protocols get no options.
+    """
     env = os.environ if environ is None else environ
-    options: dict[str, Any] = {}
     endpoint = env.get(ENDPOINT_VARIABLE)
-    protocol = fsspec.core.split_protocol(url_or_path)[0]
+    protocol = fsspec.core.split_protocol(url)[0]
     if endpoint and protocol in ("s3", "s3a"):
-        options["endpoint_url"] = endpoint
-    return ArtifactStore(url_or_path, options)
+        return {"endpoint_url": endpoint}
+    return {}
 
 
-__all__ = ["ArtifactStore", "StoredOutput", "open_artifact_store"]
+__all__ = ["ArtifactStore", "StoredOutput", "open_artifact_store", "storage_options"]
