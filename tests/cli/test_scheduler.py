@@ -240,3 +240,49 @@ def test_trigger_queues_a_run_the_scheduler_drives_with_its_params(
     assert store.get_run(run.run_id).state is RunState.SUCCESS
     marks = (home.parent / "marks" / "manual.txt").read_text().split()
     assert "2026-05-05" in marks
+
+
+def test_a_flow_scheduled_on_a_dataset_runs_once_per_new_version(
+    store: SqlStore, home: Path, write_flow: WriteFlow
+) -> None:
+    write_flow(
+        "pipeline.py",
+        """
+        from rota import Dataset, flow, task
+
+        FEATURES = Dataset("file:///data/features.parquet")
+
+        @task(outlets=[FEATURES])
+        def build() -> int:
+            return 1
+
+        @flow(schedule="@daily")
+        def producer():
+            build()
+
+        @task
+        def train() -> int:
+            return 2
+
+        @flow(schedule=[FEATURES])
+        def consumer():
+            train()
+        """,
+    )
+    clock = FakeClock(datetime(2026, 3, 4, 12, 0, tzinfo=UTC))
+    sched = _scheduler(store, home.parent / "flows", home, clock)
+    try:
+        assert [r.flow for r in sched.tick().created] == ["producer"]
+        _drain(sched)
+        made = sched.tick().created
+        assert [(r.flow, r.run_type) for r in made] == [("consumer", "dataset")]
+        _drain(sched)
+        assert sched.tick().created == []  # no new version since the consumer's run
+        clock.advance(timedelta(days=1))
+        assert [r.flow for r in sched.tick().created] == ["producer"]
+        _drain(sched)
+        assert [r.flow for r in sched.tick().created] == ["consumer"]
+        _drain(sched)
+    finally:
+        sched.close()
+    assert all(r.state is RunState.SUCCESS for r in store.list_runs())

@@ -36,9 +36,9 @@ def test_dataset_values_are_checked() -> None:
         Dataset("has space")
     with pytest.raises(DefinitionError, match="Dataset objects or URIs"):
         coerce_datasets("inlets", [42])  # type: ignore[list-item]
-    with pytest.raises(DefinitionError, match="only a list of datasets"):
+    with pytest.raises(DefinitionError, match="schedule must be a cron expression"):
 
-        @flow(schedule="0 3 * * *")
+        @flow(schedule=42)
         def nightly() -> None: ...
 
 

@@ -23,7 +23,7 @@ from rota.engine.launcher import DriverLauncher, Ended
 from rota.engine.lease import RunnerId, provably_dead
 from rota.engine.runner import new_run_id
 from rota.errors import RunExists, UserError
-from rota.model.datasets import Dataset, is_due
+from rota.model.datasets import Dataset
 from rota.model.schedule import Clock, Interval
 from rota.model.states import RunState
 from rota.store.base import NewTask, RunRecord, RunTiming, Store
@@ -33,6 +33,8 @@ DRIVEN_TYPES = frozenset({"scheduled", "triggered", "dataset"})
 """Run types the scheduler drives (backfill runs belong to their backfill, manual ones to
 ``rota run``)."""
 _ACTIVE = (RunState.QUEUED, RunState.RUNNING)
+TRIGGER = "(trigger)"
+"""The task id under which a dataset-triggered run records the versions it was made for."""
 MAX_LAUNCHES = 3
 """A run whose driver fails this many times (its flow no longer loads, ...) is left alone until
 the scheduler restarts; the driver's log says why."""
@@ -171,10 +173,22 @@ class Scheduler:
         return []
 
     def _datasets_due(self, flow: str, required: Iterable[Dataset]) -> bool:
-        runs = [r for r in self.store.list_runs(flow) if r.run_type == "dataset"]
-        since = runs[0].created_at if runs else None
-        required = tuple(required)
-        return is_due(required, self.store.new_dataset_versions([d.uri for d in required], since))
+        """Whether every dataset has a version newer than the one the flow's last dataset-run
+        was made for (versions are compared by number, so clocks do not matter)."""
+        runs = {r.run_id for r in self.store.list_runs(flow) if r.run_type == "dataset"}
+        for dataset in required:
+            latest = max((v.version for v in self.store.dataset_versions(dataset.uri)), default=0)
+            seen = max(
+                (
+                    u.version or 0
+                    for u in self.store.dataset_uses(dataset.uri)
+                    if u.task_id == TRIGGER and u.run_id in runs
+                ),
+                default=0,
+            )
+            if latest <= seen:
+                return False
+        return True
 
     def _create(self, info: FlowInfo, timings: list[RunTiming], now: datetime) -> list[RunRecord]:
         made: list[RunRecord] = []
@@ -197,6 +211,9 @@ class Scheduler:
                 )
             except RunExists:  # this tick was processed before (or by another scheduler)
                 continue
+            if timing.run_type == "dataset":  # note the versions this run is for
+                for uri in info.datasets:
+                    self.store.add_dataset_use(uri, made[-1].run_id, TRIGGER, now)
         return made
 
     def launch_ready(self, flows: Mapping[str, FlowInfo], now: datetime) -> list[str]:
