@@ -1,0 +1,143 @@
+"""Sensors inside real runs: a reschedule sensor frees its worker between pokes and times out
+from its persisted first poke across a scheduler restart; a KeySensor waits for an S3 key."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from clihelp import RotaCli
+
+from fixtures_s3 import s3_bucket, s3_server  # noqa: F401
+from rota.model.states import RunState, TaskState
+from rota.store.sql import open_store
+
+WriteFlow = Callable[[str, str], Path]
+
+WAITING = """
+import time
+from pathlib import Path
+from rota import FileSensor, Flow, PythonTask
+
+OUT = Path(__file__).parent.parent / "spans"
+
+def busy(n: int) -> None:
+    OUT.mkdir(exist_ok=True)
+    start = time.time()
+    time.sleep(1.0)
+    (OUT / f"busy{n}").write_text(f"{start} {time.time()}")
+
+with Flow("waits") as f:
+    wait = FileSensor("wait", path=str(Path(__file__).parent / "never-{{ ds }}"),
+                      poke_interval=5, timeout=60, mode="reschedule", soft_fail=True)
+    after = PythonTask("after", lambda: None)
+    wait >> after
+    for n in range(12):
+        PythonTask(f"busy{n}", busy, args=(n,))
+"""
+
+
+def _daemon(home: Path, flows: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "ROTA_HOME": str(home), "ROTA_WORKERS": "1"}
+    env.pop("ROTA_DATABASE_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rota", "scheduler", "--flows", str(flows), "--tick", "0.5"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for(pred: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.25)
+
+
+def test_a_reschedule_sensor_frees_its_slot_and_times_out_from_its_first_poke_across_restarts(
+    rota: RotaCli, home: Path, write_flow: WriteFlow, tmp_path: Path
+) -> None:
+    path = write_flow("waits.py", WAITING)
+    queued = rota("trigger", f"{path}:waits")
+    assert queued.code == 0, queued.err
+    daemon = _daemon(home, path.parent)
+    with open_store(f"sqlite:///{home}/rota.db") as store:
+        (run,) = store.list_runs("waits")
+
+        def sensor_attempts() -> list:  # type: ignore[type-arg]
+            return [a for a in store.attempts(run.run_id) if a.task_id == "wait"]
+
+        try:
+            _wait_for(lambda: any(a.pokes >= 2 for a in sensor_attempts()), 40)
+            daemon.send_signal(signal.SIGKILL)  # the scheduler dies mid-wait
+            daemon.communicate(timeout=10)
+            _wait_for(lambda: store.get_run(run.run_id).state is RunState.INTERRUPTED, 30)
+            time.sleep(2)
+            daemon = _daemon(home, path.parent)  # a new scheduler resumes the run
+            _wait_for(lambda: store.get_run(run.run_id).state is RunState.SUCCESS, 90)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=30)
+        attempts = sensor_attempts()
+        final = max(attempts, key=lambda a: a.try_number)
+    assert len(attempts) >= 2, "the restart interrupted the sensor's attempt and resumed it"
+    first = min(a.first_poke_at for a in attempts if a.first_poke_at is not None)
+    assert all(a.first_poke_at in (None, first) for a in attempts), "first poke kept"
+    assert final.state is TaskState.SKIPPED, "soft_fail: a timed-out sensor is skipped"
+    assert final.finished_at is not None
+    waited = (final.finished_at - first).total_seconds()
+    assert 55 <= waited <= 65, f"timed out {waited:.1f}s after the first poke"
+    # one worker only, yet the busy tasks ran while the sensor was waiting between pokes
+    spans = [tuple(map(float, p.read_text().split())) for p in (tmp_path / "spans").glob("busy*")]
+    assert len(spans) == 12
+    during = [s for s in spans if first.timestamp() < s[0] < final.finished_at.timestamp()]
+    assert len(during) >= 6, "the sensor's worker slot ran other tasks between its pokes"
+    after = [a for a in store_attempts(home, run.run_id) if a.task_id == "after"]
+    assert after[-1].state is TaskState.SKIPPED
+
+
+def store_attempts(home: Path, run_id: str) -> list:  # type: ignore[type-arg]
+    with open_store(f"sqlite:///{home}/rota.db") as store:
+        return store.attempts(run_id)
+
+
+KEYED = """
+from rota import KeySensor, Flow, PythonTask
+
+with Flow("keyed") as f:
+    wait = KeySensor("wait", url="{bucket}/landing/{{{{ ds }}}}/done", poke_interval=0.5,
+                     timeout=60, mode="reschedule")
+    load = PythonTask("load", lambda: "loaded")
+    wait >> load
+"""
+
+
+def test_a_key_sensor_waits_for_an_s3_key_then_the_downstream_runs(
+    rota: RotaCli,
+    write_flow: WriteFlow,
+    s3_server: str,  # noqa: F811
+    s3_bucket: str,  # noqa: F811
+) -> None:
+    import s3fs
+
+    path = write_flow("keyed.py", KEYED.format(bucket=s3_bucket))
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server)
+    timer = threading.Timer(3.0, lambda: fs.pipe(f"{s3_bucket}/landing/{day}/done", b"ok"))
+    started = time.monotonic()
+    timer.start()
+    try:
+        result = rota("run", str(path), "--json")
+    finally:
+        timer.cancel()
+    assert result.code == 0, result.err
+    assert time.monotonic() - started >= 3.0
+    tasks = result.json()["tasks"]
+    assert tasks["wait"]["state"] == "success" and tasks["load"]["state"] == "success"
+    assert tasks["wait"]["attempts"] == 1, "pokes are not attempts"
