@@ -61,8 +61,9 @@ class SensorBook:
         if key not in self.first_poke:
             self.first_poke[key] = at
             fields["first_poke_at"] = at
-        if attempt_id in self.repoking:
+        if attempt_id in self.repoking:  # the attempt began at its first poke: keep that start
             self.repoking.discard(attempt_id)
+            fields.pop("started_at", None)
             return False
         return True
 

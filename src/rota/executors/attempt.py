@@ -25,7 +25,7 @@ from rota.operators.base import ExecContext, NoCheckpoint
 class Capture(Protocol):
     """Where an attempt's printed output goes (see ``executors.logs``)."""
 
-    def end(self, log_path: str) -> str | None: ...
+    def end(self, log_path: str, *, append: bool = False) -> str | None: ...
 
 
 _STORES: dict[str, ArtifactStore] = {}
@@ -145,7 +145,7 @@ def run_attempt(
     except Exception as err:
         error = describe_error(err)
         traceback.print_exc(file=sys.stderr)
-    log_path = capture.end(spec.log_path)
+    log_path = capture.end(spec.log_path, append=spec.pokes > 0)  # a sensor's later pokes
     return AttemptOutcome(
         attempt_id=spec.attempt_id,
         ok=error is None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -35,16 +36,23 @@ class FdCapture:
         os.dup2(self._fd, 1)
         os.dup2(self._fd, 2)
 
-    def end(self, log_path: str) -> str | None:
-        """Stop capturing; keep the output as *log_path* if there was any, and return that path."""
+    def end(self, log_path: str, *, append: bool = False) -> str | None:
+        """Stop capturing; keep the output as *log_path* if there was any (added to its end with
+        *append*: a sensor's later pokes), and return that path."""
         _flush_std()
         os.dup2(self._devnull, 1)
         os.dup2(self._devnull, 2)
         assert self._fd is not None
         if os.fstat(self._fd).st_size == 0:
-            return None
+            return log_path if append and Path(log_path).exists() else None
         target = Path(log_path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if append and target.exists():
+            with target.open("ab") as out, open(self._path, "rb") as src:
+                shutil.copyfileobj(src, out)
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            return log_path
         os.replace(self._path, target)
         os.close(self._fd)
         self._fd = None
@@ -139,8 +147,9 @@ class ThreadCapture:
         self.install()
         self._local.buffer = _Buffer(log_path)
 
-    def end(self, log_path: str) -> str | None:
-        """Stop capturing; write the log if anything was printed and return its path."""
+    def end(self, log_path: str, *, append: bool = False) -> str | None:
+        """Stop capturing; write the log if anything was printed (added to its end with
+        *append*) and return its path."""
         buf: _Buffer | None = getattr(self._local, "buffer", None)
         self._local.buffer = None
         if buf is None:
@@ -150,7 +159,8 @@ class ThreadCapture:
             return log_path
         text = buf.text.getvalue()
         if not text:
-            return None
+            return log_path if append and Path(log_path).exists() else None
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(log_path).write_text(text, encoding="utf-8")
+        with Path(log_path).open("a" if append else "w", encoding="utf-8") as fh:
+            fh.write(text)
         return log_path
