@@ -141,3 +141,8 @@ def test_a_key_sensor_waits_for_an_s3_key_then_the_downstream_runs(
     tasks = result.json()["tasks"]
     assert tasks["wait"]["state"] == "success" and tasks["load"]["state"] == "success"
     assert tasks["wait"]["attempts"] == 1, "pokes are not attempts"
+    assert tasks["wait"]["duration_s"] >= 2.5, "the attempt's duration covers the whole wait"
+    log = rota("tasks", "logs", result.json()["run_id"], "wait")
+    assert log.code == 0, log.err
+    pokes = [ln for ln in log.out.splitlines() if "[rota] poke" in ln]
+    assert len(pokes) >= 3 and "poke 1:" in pokes[0] and "satisfied" in pokes[-1], log.out
