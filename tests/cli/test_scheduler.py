@@ -33,11 +33,12 @@ DAILY = """
     from rota import flow, task
 
     @task
-    def mark(day: str) -> str:
+    def mark(day: str, ctx) -> str:
         out = Path(__file__).parent.parent / "marks"
         out.mkdir(exist_ok=True)
         with (out / "{name}.txt").open("a") as f:
-            f.write(day + "\\n")
+            end = ctx.data_interval_end.isoformat()
+            f.write(f"{{day}} {{ctx.logical_date.isoformat()}} {{end}}\\n")
         return day
 
     @flow(schedule="@daily", timezone="Europe/Berlin", start_date=datetime(2026, 3, 1),
@@ -100,6 +101,14 @@ def test_due_runs_on_a_fake_clock_catchup_then_one_per_day_and_never_twice(
         sched.close()
     runs = store.list_runs()
     assert all(r.state is RunState.SUCCESS for r in runs), [(r.run_id, r.state) for r in runs]
+    marks = (home.parent / "marks" / "caught.txt").read_text().splitlines()
+    seen = sorted(tuple(line.split()[1:]) for line in marks)
+    expected = sorted(
+        (r.logical_date.isoformat(), r.data_interval_end.isoformat())
+        for r in runs
+        if r.flow == "caught" and r.logical_date and r.data_interval_end
+    )
+    assert seen == expected, "tasks see their run's logical date and data interval"
     keys = Counter((r.flow, r.logical_date) for r in runs)
     assert max(keys.values()) == 1 and len(runs) == 7
     assert all(r.run_type == "scheduled" for r in runs)
