@@ -327,13 +327,18 @@ def flows_list(ctx: CliContext, path: Path, as_json: bool) -> None:
         params = {
             p.name: (None if p.default is _required() else p.default) for p in lf.definition.params
         }
-        rows.append({"flow": name, "file": lf.ref.path, "tasks": tasks, "params": params})
+        schedule = lf.definition.timing.describe()
+        rows.append(
+            {"flow": name, "file": lf.ref.path, "tasks": tasks, "params": params,
+             "schedule": schedule}
+        )  # fmt: skip
     if as_json:
         render.print_json(ctx.console, {"flows": rows, "errors": [str(e) for e in result.errors]})
     else:
         for row in rows:
             ctx.console.print(
-                f"{row['flow']}  ({row['tasks']} tasks)  {row['file']}", highlight=False
+                f"{row['flow']}  ({row['tasks']} tasks, {row['schedule']})  {row['file']}",
+                highlight=False,
             )
         for bad in result.errors:
             ctx.err.print(f"rota: error: {bad}", highlight=False, soft_wrap=True)
