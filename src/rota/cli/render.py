@@ -39,8 +39,14 @@ def _fmt_s(value: float | None) -> str:
 def summary_table(summary: RunSummary, *, detail: bool = False) -> Table:
     """Per-task states; with *detail*, the four waits of each task's latest attempt."""
     run = summary.run
+    when = ""
+    if run.logical_date is not None and run.data_interval_end is not None:
+        start = run.data_interval_start or run.logical_date
+        when = f" · {run.run_type} {start.isoformat()} → {run.data_interval_end.isoformat()}"
     table = Table(
-        title=Text.assemble(f"run {run.run_id} · flow {run.flow} · ", styled(run.state.value)),
+        title=Text.assemble(
+            f"run {run.run_id} · flow {run.flow} · ", styled(run.state.value), when
+        ),
         title_justify="left",
         min_width=60,
     )
