@@ -48,6 +48,31 @@ DAILY = """
 """
 
 
+MANUAL = """
+from rota import flow, task
+
+@task
+def step() -> int:
+    return {i}
+
+@flow
+def manual_{i}():
+    step()
+"""
+
+TWIN = """
+from rota import flow, task
+
+@task
+def hello() -> str:
+    return "hi"
+
+@flow(name="twin", schedule="@daily")
+def {fn}():
+    hello()
+"""
+
+
 def _env(home: Path) -> dict[str, str]:
     env = {**os.environ, "ROTA_HOME": str(home), "ROTA_WORKERS": "1"}
     env.pop("ROTA_DATABASE_URL", None)
@@ -217,21 +242,52 @@ def test_a_second_scheduler_on_one_sqlite_store_refuses_and_names_the_holder(
     assert first.returncode in (0, 130)
 
 
-def test_bad_flow_files_are_reported_by_name_and_good_ones_run(
-    rota: RotaCli, home: Path, write_flow: WriteFlow
+BAD_FILES = {
+    "bad_syntax.py": ("def broken(:\n", "syntax error"),
+    "bad_import.py": ("import rota_no_such_module_xyz\n", "ModuleNotFoundError"),
+    "bad_raise.py": ("raise RuntimeError('no config')\n", "no config"),
+    "bad_hang.py": ("while True:\n    pass\n", "timed out after 2s"),
+    "bad_cycle.py": (
+        "from rota import Flow, ShellTask\n\nwith Flow('cyclic') as f:\n"
+        "    a = ShellTask('a', 'true')\n    b = ShellTask('b', 'true')\n    a >> b >> a\n",
+        "cycle",
+    ),
+    "bad_twin_a.py": (TWIN.format(fn="one"), "also defined in"),
+    "bad_twin_b.py": (TWIN.format(fn="two"), "also defined in"),
+    "bad_cron.py": (
+        "from rota import flow\n\n@flow(schedule='61 * * * *')\ndef c():\n    pass\n",
+        "cron",
+    ),
+    "bad_option.py": (
+        "from rota import flow\n\n@flow(nope=1)\ndef o():\n    pass\n",
+        "unknown option 'nope'",
+    ),
+    "bad_exit.py": ("import sys\nsys.exit(3)\n", "SystemExit"),
+}
+
+
+def test_the_daemon_loads_50_good_files_beside_10_bad_ones_naming_each(
+    rota: RotaCli, home: Path, write_flow: WriteFlow, store: SqlStore
 ) -> None:
     write_flow("good.py", DAILY.format(name="good", catchup=False, max_active=1))
-    write_flow("syntax.py", "def broken(:\n")
-    write_flow("hang.py", "while True:\n    pass\n")
-    write_flow("boom.py", "raise RuntimeError('no config')\n")
+    for i in range(49):
+        write_flow(f"manual_{i:02d}.py", MANUAL.format(i=i))
+    for name, (source, _) in BAD_FILES.items():
+        write_flow(name, source)
     flows = home.parent / "flows"
     result = rota("scheduler", "--flows", str(flows), "--once", "--parse-timeout", "2")
     assert result.code == 0, result.err
-    for name, why in (("syntax.py", "syntax"), ("hang.py", "timed out"), ("boom.py", "no config")):
-        lines = [ln for ln in result.err.splitlines() if name in ln]
-        assert lines and why in lines[0], result.err
-    assert "run" in result.err and "good" in result.err
-    assert "succeeded" in result.err
+    assert "loaded 50 flow(s); 10 bad file(s)" in result.err
+    for name, (_, why) in BAD_FILES.items():
+        lines = [
+            ln
+            for ln in result.err.splitlines()
+            if ln.startswith("bad flow file ") and ln.split()[3].split(":")[0].endswith(name)
+        ]
+        assert len(lines) == 1 and why in lines[0], "\n".join(lines)
+    assert "twin" not in {r.flow for r in store.list_runs()}, "neither twin wins"
+    (run,) = store.list_runs()
+    assert (run.flow, run.state) == ("good", RunState.SUCCESS)
 
 
 def test_trigger_queues_a_run_the_scheduler_drives_with_its_params(

@@ -222,6 +222,10 @@ def _say_end(sched: Any, end: Any) -> None:
 
 
 def _say_tick(ctx: CliContext, report: Any) -> None:
+    if report.rescanned:
+        ctx.err.print(
+            f"loaded {report.flows} flow(s); {len(report.errors)} bad file(s)", highlight=False
+        )
     for path, error in sorted(report.new_errors.items()):
         where = "" if error.startswith(path) else f"{path}: "
         ctx.err.print(f"bad flow file {where}{error}", style="red", highlight=False, soft_wrap=True)

@@ -75,6 +75,10 @@ class TickReport:
     """Files that fail to load (all of them, every tick)."""
     new_errors: dict[str, str] = field(default_factory=dict)
     """Files whose error is new or changed since the last tick."""
+    flows: int = 0
+    """How many good flows the folder holds."""
+    rescanned: bool = False
+    """Whether the folder changed since the last tick (files parsed again)."""
 
 
 class Scheduler:
@@ -143,6 +147,7 @@ class Scheduler:
         report = TickReport(now)
         scan = self.folder.scan()
         report.errors = dict(scan.errors)
+        report.flows, report.rescanned = len(scan.flows), scan.changed
         report.new_errors = {p: e for p, e in scan.errors.items() if self._errors.get(p) != e}
         self._errors = dict(scan.errors)
         report.ended = self.launcher.reap()
