@@ -164,6 +164,12 @@ class TaskFunction:
         if not self._takes_task_id and "task_id" in kwargs:
             options["task_id"] = kwargs.pop("task_id")
         task_id = options.pop("task_id", None) or builder.auto_id(self.__name__)
+        return self.make_node(task_id, args, kwargs, options)
+
+    def make_node(
+        self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+    ) -> TaskNode:
+        """The task node a call inside a flow adds (subclasses add other kinds of node)."""
         return PythonTask(task_id, self.fn, args=args, kwargs=kwargs, **options)
 
     def map(self, *args: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rota.errors import DefinitionError
-from rota.model.builder import FlowBuilder
+from rota.model.builder import TaskNode
 from rota.operators.base import ExecContext
 from rota.operators.python import PythonOp, TaskFunction, _check_call, _param_names
 from rota.operators.sensors.node import _BuiltIn, _check_options
@@ -75,14 +75,10 @@ class SensorFunction(TaskFunction):
         _check_options(f"sensor {self.__name__!r}", options)
         return SensorFunction(self.fn, {**self.options, **options})
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        builder = FlowBuilder.current()
-        if builder is None:
-            return self.fn(*args, **kwargs)
-        options = dict(self.options)
-        if not self._takes_task_id and "task_id" in kwargs:
-            options["task_id"] = kwargs.pop("task_id")
-        task_id = options.pop("task_id", None) or builder.auto_id(self.__name__)
+    def make_node(
+        self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+    ) -> TaskNode:
+        """A PythonSensor for a call inside a flow."""
         return PythonSensor(task_id, self.fn, args=args, kwargs=kwargs, **options)
 
     def map(self, *args: Any, **kwargs: Any) -> Any:
