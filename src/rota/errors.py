@@ -98,6 +98,10 @@ class RunExists(StoreError):
         self.run_id = run_id
 
 
+class RunIdTaken(StoreError):
+    """Raised when a new run's id is in use already (draw another id and try again)."""
+
+
 class ConcurrentUpdate(StoreError):
     """Raised when a conditional write found a state other than the one expected."""
 

@@ -87,7 +87,8 @@ class RunnerOptions:
 
 def new_run_id(now: datetime) -> str:
     """A sortable, readable run id: UTC time plus a random suffix."""
-    return f"{now.astimezone(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+    # 40 random bits: a scheduler creating thousands of runs in one second stays collision-free
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(5)}"
 
 
 class Runner:

@@ -22,7 +22,7 @@ from rota.engine.flowdir import FlowFolder, FlowInfo
 from rota.engine.launcher import DriverLauncher, Ended
 from rota.engine.lease import RunnerId, provably_dead
 from rota.engine.runner import new_run_id
-from rota.errors import RunExists, UserError
+from rota.errors import RunExists, RunIdTaken, UserError
 from rota.model.datasets import Dataset
 from rota.model.schedule import Clock, Interval
 from rota.model.states import RunState
@@ -201,25 +201,30 @@ class Scheduler:
         if timings:
             self.store.upsert_flow(info.name, info.path, info.code_hash, now)
         for timing in timings:
-            try:
-                made.append(
-                    self.store.create_run(
-                        new_run_id(now),
-                        info.name,
-                        dict(info.params),
-                        tasks,
-                        now,
-                        flow_path=info.path,
-                        flow_hash=info.code_hash,
-                        timing=timing,
-                    )
-                )
-            except RunExists:  # this tick was processed before (or by another scheduler)
+            run = self._create_one(info, tasks, timing, now)
+            if run is None:  # this tick was processed before (or by another scheduler)
                 continue
+            made.append(run)
             if timing.run_type == "dataset":  # note the versions this run is for
                 for uri in info.datasets:
-                    self.store.add_dataset_use(uri, made[-1].run_id, TRIGGER, now)
+                    self.store.add_dataset_use(uri, run.run_id, TRIGGER, now)
         return made
+
+    def _create_one(
+        self, info: FlowInfo, tasks: list[NewTask], timing: RunTiming, now: datetime
+    ) -> RunRecord | None:
+        """Create one run; None if the flow has a run for that logical date already."""
+        for _ in range(3):
+            try:
+                return self.store.create_run(
+                    new_run_id(now), info.name, dict(info.params), tasks, now,
+                    flow_path=info.path, flow_hash=info.code_hash, timing=timing,
+                )  # fmt: skip
+            except RunExists:
+                return None
+            except RunIdTaken:  # a random id drawn twice: draw again
+                continue
+        raise RunIdTaken(f"could not draw a free run id for flow {info.name!r}")
 
     def launch_ready(self, flows: Mapping[str, FlowInfo], now: datetime) -> list[str]:
         """Start drivers for runs that are ready, oldest logical date first, within limits."""

@@ -19,7 +19,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy import exc as sa_exc
 
-from rota.errors import ConcurrentUpdate, NotFound, RunExists, StoreError
+from rota.errors import ConcurrentUpdate, NotFound, RunExists, RunIdTaken, StoreError
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
 from rota.store import lineage, timing
 from rota.store.base import (
@@ -173,7 +173,7 @@ class SqlStore:
                         f"flow {flow!r} has a run for {timing.logical_date.isoformat()} already",
                         "",
                     ) from None
-                raise StoreError(f"run {run_id!r} exists already") from err
+                raise RunIdTaken(f"run {run_id!r} exists already") from err
             if rows:
                 conn.execute(insert(task_attempts), rows)
         return record
