@@ -275,7 +275,10 @@ def test_the_daemon_loads_50_good_files_beside_10_bad_ones_naming_each(
     for name, (source, _) in BAD_FILES.items():
         write_flow(name, source)
     flows = home.parent / "flows"
-    result = rota("scheduler", "--flows", str(flows), "--once", "--parse-timeout", "2")
+    result = rota(
+        "scheduler", "--flows", str(flows), "--once", "--parse-timeout", "2",
+        "--workers-per-run", "1",
+    )  # fmt: skip
     assert result.code == 0, result.err
     assert "loaded 50 flow(s); 10 bad file(s)" in result.err
     for name, (_, why) in BAD_FILES.items():

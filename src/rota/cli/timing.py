@@ -157,6 +157,10 @@ def driver_environ(ctx: CliContext) -> dict[str, str]:
     "--parse-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
     help="Seconds a flow file may take to load before it is killed and reported.",
 )  # fmt: skip
+@click.option(
+    "--workers-per-run", type=click.IntRange(min=1),
+    help="Worker processes of each run's executor (default: ROTA_WORKERS, else the CPUs).",
+)  # fmt: skip
 @click.option("--once", is_flag=True, help="One pass, then wait for the runs it started.")
 @click.pass_obj
 def scheduler_cmd(
@@ -165,6 +169,7 @@ def scheduler_cmd(
     parallelism: int,
     tick: float,
     parse_timeout: float,
+    workers_per_run: int | None,
     once: bool,
 ) -> None:
     """Run flows on their schedules: watch --flows DIR, create due runs, and drive them."""
@@ -179,7 +184,10 @@ def scheduler_cmd(
         raise FlowNotFound(f"no such folder: {flows_dir}")
     exclusive = ctx.settings.database_url.startswith("sqlite")
     options = SchedulerOptions(parallelism=parallelism, tick=tick, exclusive=exclusive)
-    launcher = DriverLauncher(driver_environ(ctx), ctx.settings.home / "logs" / "drivers")
+    environ = driver_environ(ctx)
+    if workers_per_run is not None:
+        environ["ROTA_WORKERS"] = str(workers_per_run)
+    launcher = DriverLauncher(environ, ctx.settings.home / "logs" / "drivers")
     with open_store(ctx.settings) as store:
         sched = Scheduler(
             store, FlowFolder(flows_dir, parse_timeout=parse_timeout), launcher, SystemClock(),
