@@ -395,6 +395,8 @@ class RunLoop:
         Changes made before the interruption are committed first, so the conditional writes below
         find the states they expect.
         """
+        if self.writer.closed:  # interrupted while the run's end was being committed: it ended
+            return
         now = self.r.clock.now()
         for key, state in self.state.items():
             if state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.SENSING):

@@ -79,10 +79,16 @@ class BatchWriter:
         """
         with self._cond:
             while self._pending() or self._busy:
-                if self._error is not None:
-                    break
-                self._cond.wait()
+                if self._error is not None or not self._thread.is_alive():
+                    break  # a stopped writer commits nothing more: do not wait for it
+                self._cond.wait(timeout=0.5)
             self._raise_pending()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` began: nothing queued from now on would be committed."""
+        with self._cond:
+            return self._closed
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""
