@@ -208,20 +208,17 @@ def lineage_cmd(ctx: CliContext, uri: str, as_json: bool) -> None:
 @click.pass_obj
 def datasets_due(ctx: CliContext, target: str) -> None:
     """Whether the flow TARGET (PATH[:FLOW]), scheduled on datasets, is due to run."""
+    from rota.engine.datasets import waiting_on
     from rota.engine.loader import resolve_target
-    from rota.model.datasets import is_due, waiting_for
 
     loaded = resolve_target(target)
     required = loaded.definition.schedule
     if not required:
         raise UserError(f"flow {loaded.name!r} is not scheduled on datasets")
     with open_store(ctx.settings) as store:
-        runs = store.list_runs(loaded.name, limit=1)
-        since = runs[0].created_at if runs else None
-        fresh = store.new_dataset_versions([d.uri for d in required], since)
-    if is_due(required, fresh):
+        missing = waiting_on(store, loaded.name, required)
+    if not missing:
         ctx.console.print(f"flow {loaded.name} is due: every dataset has a new version")
     else:
-        missing = ", ".join(waiting_for(required, fresh))
-        ctx.console.print(f"flow {loaded.name} is not due: waiting for {missing}")
+        ctx.console.print(f"flow {loaded.name} is not due: waiting for {', '.join(missing)}")
         ctx.exit_code = 1

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 
 from rota.model.dag import TaskSpec
+from rota.model.datasets import Dataset
 from rota.store.base import Store
 
 _CHUNK = 1 << 20
@@ -31,3 +33,35 @@ def record(store: Store, spec: TaskSpec, run_id: str, at: datetime) -> None:
         store.add_dataset_use(ds.uri, run_id, spec.id, at)
     for ds in spec.outlets:
         store.add_dataset_version(ds.uri, content_hash(ds.uri), run_id, spec.id, at)
+
+
+TRIGGER = "(trigger)"
+"""The task id under which a dataset-triggered run records the versions it was made for."""
+
+
+def waiting_on(store: Store, flow: str, required: Iterable[Dataset]) -> list[str]:
+    """The URIs of *required* with no version newer than the newest one a run of the flow was
+    triggered for or read (empty: the flow is due). Versions are compared by number, so clocks do
+    not matter.
+    """
+    runs = {r.run_id for r in store.list_runs(flow)}
+    waiting: list[str] = []
+    for dataset in required:
+        latest = max((v.version for v in store.dataset_versions(dataset.uri)), default=0)
+        seen = max(
+            (
+                u.version or 0
+                for u in store.dataset_uses(dataset.uri)
+                if u.run_id in runs
+            ),
+            default=0,
+        )
+        if latest <= seen:
+            waiting.append(dataset.uri)
+    return waiting
+
+
+def note_trigger(store: Store, run_id: str, uris: Iterable[str], at: datetime) -> None:
+    """Record the dataset versions a dataset-triggered run was made for."""
+    for uri in uris:
+        store.add_dataset_use(uri, run_id, TRIGGER, at)

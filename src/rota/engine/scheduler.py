@@ -14,16 +14,16 @@ holder. A restarted scheduler resumes the runs its predecessor's drivers left in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from rota.engine.datasets import note_trigger, waiting_on
 from rota.engine.flowdir import FlowFolder, FlowInfo
 from rota.engine.launcher import DriverLauncher, Ended
 from rota.engine.lease import RunnerId, provably_dead
 from rota.engine.runner import new_run_id
 from rota.errors import RunExists, RunIdTaken, UserError
-from rota.model.datasets import Dataset
 from rota.model.schedule import Clock, Interval
 from rota.model.states import RunState
 from rota.store.base import NewTask, RunRecord, RunTiming, Store
@@ -33,8 +33,6 @@ DRIVEN_TYPES = frozenset({"scheduled", "triggered", "dataset"})
 """Run types the scheduler drives (backfill runs belong to their backfill, manual ones to
 ``rota run``)."""
 _ACTIVE = (RunState.QUEUED, RunState.RUNNING)
-TRIGGER = "(trigger)"
-"""The task id under which a dataset-triggered run records the versions it was made for."""
 MAX_LAUNCHES = 3
 """A run whose driver fails this many times (its flow no longer loads, ...) is left alone until
 the scheduler restarts; the driver's log says why."""
@@ -173,27 +171,9 @@ class Scheduler:
             last = self.store.latest_logical_date(info.name, "scheduled")
             due = timing.schedule.due(now, last, catchup=timing.catchup)
             return self._create(info, [_scheduled(iv) for iv in due[:room]], now)
-        if timing.datasets and self._datasets_due(info.name, timing.datasets):
+        if timing.datasets and not waiting_on(self.store, info.name, timing.datasets):
             return self._create(info, [RunTiming(now, now, now, "dataset")], now)
         return []
-
-    def _datasets_due(self, flow: str, required: Iterable[Dataset]) -> bool:
-        """Whether every dataset has a version newer than the one the flow's last dataset-run
-        was made for (versions are compared by number, so clocks do not matter)."""
-        runs = {r.run_id for r in self.store.list_runs(flow) if r.run_type == "dataset"}
-        for dataset in required:
-            latest = max((v.version for v in self.store.dataset_versions(dataset.uri)), default=0)
-            seen = max(
-                (
-                    u.version or 0
-                    for u in self.store.dataset_uses(dataset.uri)
-                    if u.task_id == TRIGGER and u.run_id in runs
-                ),
-                default=0,
-            )
-            if latest <= seen:
-                return False
-        return True
 
     def _create(self, info: FlowInfo, timings: list[RunTiming], now: datetime) -> list[RunRecord]:
         made: list[RunRecord] = []
@@ -206,8 +186,7 @@ class Scheduler:
                 continue
             made.append(run)
             if timing.run_type == "dataset":  # note the versions this run is for
-                for uri in info.datasets:
-                    self.store.add_dataset_use(uri, run.run_id, TRIGGER, now)
+                note_trigger(self.store, run.run_id, info.datasets, now)
         return made
 
     def _create_one(
