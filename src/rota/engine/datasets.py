@@ -49,11 +49,7 @@ def waiting_on(store: Store, flow: str, required: Iterable[Dataset]) -> list[str
     for dataset in required:
         latest = max((v.version for v in store.dataset_versions(dataset.uri)), default=0)
         seen = max(
-            (
-                u.version or 0
-                for u in store.dataset_uses(dataset.uri)
-                if u.run_id in runs
-            ),
+            (u.version or 0 for u in store.dataset_uses(dataset.uri) if u.run_id in runs),
             default=0,
         )
         if latest <= seen:
