@@ -10,26 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from rota.model.schedule import Clock, Interval, Schedule
+from rota.testing import FakeClock
 
 BERLIN = ZoneInfo("Europe/Berlin")
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start.astimezone(UTC)
-        self._mono = 0.0
-
-    def now(self) -> datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def advance(self, by: timedelta) -> None:
-        self._now += by
-        self._mono += by.total_seconds()
 
 
 def at(year: int, month: int, day: int, hour: int = 0) -> datetime:
