@@ -618,3 +618,18 @@ def test_the_scheduler_lock_is_held_by_one_holder_until_stale_or_released(
     assert store.take_lock("scheduler", "c", late, stale_after=60) == "b"
     store.release_lock("scheduler", "b")
     assert store.take_lock("scheduler", "c", late, stale_after=60) is None
+
+
+def test_a_dataset_triggered_run_records_its_versions_in_its_own_transaction(
+    store: SqlStore,
+) -> None:
+    uri = "s3://bucket/features.parquet"
+    store.add_dataset_version(uri, None, "producer", "build", T0)
+    store.add_dataset_version(uri, None, "producer", "build", T0)
+    timing = RunTiming(T0, T0, T0, "dataset", triggered_by=(uri,))
+    run = store.create_run("consumer-1", "consumer", {}, [], T0, timing=timing)
+    (use,) = store.dataset_uses(uri)
+    assert (use.run_id, use.task_id, use.version) == (run.run_id, "(trigger)", 2)
+    with pytest.raises(RunExists):  # the same logical date again: nothing written, no use
+        store.create_run("consumer-2", "consumer", {}, [], T0, timing=timing)
+    assert len(store.dataset_uses(uri)) == 1

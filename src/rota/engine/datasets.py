@@ -35,10 +35,6 @@ def record(store: Store, spec: TaskSpec, run_id: str, at: datetime) -> None:
         store.add_dataset_version(ds.uri, content_hash(ds.uri), run_id, spec.id, at)
 
 
-TRIGGER = "(trigger)"
-"""The task id under which a dataset-triggered run records the versions it was made for."""
-
-
 def waiting_on(store: Store, flow: str, required: Iterable[Dataset]) -> list[str]:
     """The URIs of *required* with no version newer than the newest one a run of the flow was
     triggered for or read (empty: the flow is due). Versions are compared by number, so clocks do
@@ -55,9 +51,3 @@ def waiting_on(store: Store, flow: str, required: Iterable[Dataset]) -> list[str
         if latest <= seen:
             waiting.append(dataset.uri)
     return waiting
-
-
-def note_trigger(store: Store, run_id: str, uris: Iterable[str], at: datetime) -> None:
-    """Record the dataset versions a dataset-triggered run was made for."""
-    for uri in uris:
-        store.add_dataset_use(uri, run_id, TRIGGER, at)

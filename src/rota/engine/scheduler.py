@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from rota.engine.datasets import note_trigger, waiting_on
+from rota.engine.datasets import waiting_on
 from rota.engine.flowdir import FlowFolder, FlowInfo
 from rota.engine.launcher import DriverLauncher, Ended
 from rota.engine.lease import RunnerId, provably_dead
@@ -172,7 +172,8 @@ class Scheduler:
             due = timing.schedule.due(now, last, catchup=timing.catchup)
             return self._create(info, [_scheduled(iv) for iv in due[:room]], now)
         if timing.datasets and not waiting_on(self.store, info.name, timing.datasets):
-            return self._create(info, [RunTiming(now, now, now, "dataset")], now)
+            made_for = RunTiming(now, now, now, "dataset", triggered_by=info.datasets)
+            return self._create(info, [made_for], now)
         return []
 
     def _create(self, info: FlowInfo, timings: list[RunTiming], now: datetime) -> list[RunRecord]:
@@ -185,8 +186,6 @@ class Scheduler:
             if run is None:  # this tick was processed before (or by another scheduler)
                 continue
             made.append(run)
-            if timing.run_type == "dataset":  # note the versions this run is for
-                note_trigger(self.store, run.run_id, info.datasets, now)
         return made
 
     def _create_one(

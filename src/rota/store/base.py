@@ -59,6 +59,9 @@ class RunTiming:
     data_interval_start: datetime
     data_interval_end: datetime
     run_type: str = "scheduled"
+    triggered_by: tuple[str, ...] = ()
+    """Dataset URIs a dataset-scheduled run is made for: their latest versions are recorded as
+    read by the run (task id ``(trigger)``) in the run's own transaction."""
 
 
 @dataclass(frozen=True, slots=True)

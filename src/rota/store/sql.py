@@ -54,6 +54,9 @@ from rota.store.writes import (
 
 _ta = task_attempts.c
 
+TRIGGER_TASK: Final = "(trigger)"
+"""The task id under which a run records the dataset versions it was triggered by."""
+
 
 def open_store(url: str) -> SqlStore:
     """Open the store at *url*, creating a SQLite file's folder and migrating the schema if needed.
@@ -176,6 +179,8 @@ class SqlStore:
                 raise RunIdTaken(f"run {run_id!r} exists already") from err
             if rows:
                 conn.execute(insert(task_attempts), rows)
+            for uri in timing.triggered_by if timing is not None else ():
+                lineage.add_use(conn, uri, run_id, TRIGGER_TASK, at)
         return record
 
     @staticmethod
