@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -354,3 +355,50 @@ def test_a_flow_scheduled_on_a_dataset_runs_once_per_new_version(
     finally:
         sched.close()
     assert all(r.state is RunState.SUCCESS for r in store.list_runs())
+
+
+def test_two_schedulers_on_postgresql_ticking_at_once_make_one_run_per_interval(
+    postgres_url: str, home: Path, write_flow: WriteFlow
+) -> None:
+    write_flow("a.py", DAILY.format(name="shared", catchup=True, max_active=16))
+    flows = home.parent / "flows"
+    env = {**_env(home), "ROTA_DATABASE_URL": postgres_url}
+    clock = FakeClock(datetime(2026, 3, 8, 12, 0, tzinfo=UTC))
+    with open_store(postgres_url) as first_store, open_store(postgres_url) as second_store:
+        scheds = [
+            Scheduler(
+                s,
+                FlowFolder(flows),
+                DriverLauncher(env, home / "logs" / "drivers"),
+                clock,
+                SchedulerOptions(parallelism=4, exclusive=False),
+            )
+            for s in (first_store, second_store)
+        ]
+        barrier = threading.Barrier(2)
+        reports: list[int] = []
+
+        def tick(sched: Scheduler) -> None:
+            sched.folder.scan()  # parse first, so that both reach the store together
+            barrier.wait()
+            reports.append(len(sched.tick().created))
+
+        threads = [threading.Thread(target=tick, args=(s,)) for s in scheds]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        try:
+            for _ in range(4):  # both keep ticking: each drives what is left, never a run twice
+                for sched in scheds:
+                    _drain(sched)
+                    assert sched.tick().created == []
+        finally:
+            for sched in scheds:
+                sched.close()
+        runs = first_store.runs_for_dates("shared")
+        attempts = [first_store.attempts(r.run_id) for r in runs]
+    assert sum(reports) == 7 == len(runs), reports  # 1-7 March, each made by one scheduler
+    assert len({r.logical_date for r in runs}) == 7
+    assert all(r.state is RunState.SUCCESS for r in runs), [r.state for r in runs]
+    assert all(len(a) == 1 for a in attempts), "no run's task ran twice"

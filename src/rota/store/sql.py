@@ -54,6 +54,22 @@ from rota.store.writes import (
 
 _ta = task_attempts.c
 
+
+def _is_date_clash(err: sa_exc.IntegrityError) -> bool:
+    """Whether *err* is the unique (flow, logical date) key: PostgreSQL names the index, SQLite
+    the columns."""
+    text = str(err.orig).replace(", ", ",")
+    return "uq_runs_flow_logical_date" in text or "runs.flow,runs.logical_date" in text
+
+
+class _DateRace(Exception):
+    """Inside create_run: the insert hit the unique (flow, logical date) key."""
+
+
+def _taken_message(flow: str, holder: str, when: RunTiming) -> str:
+    return f"flow {flow!r} has run {holder} for {when.logical_date.isoformat()} already"
+
+
 TRIGGER_TASK: Final = "(trigger)"
 """The task id under which a run records the dataset versions it was triggered by."""
 
@@ -159,28 +175,25 @@ class SqlStore:
              "state": TASK_INITIAL.value, "operator": t.operator, "code_hash": t.code_hash}
             for t in tasks
         ]  # fmt: skip
-        with self._errors(f"create run {run_id!r}"), self._write() as conn:
-            if timing is not None:
-                taken = self._taken(conn, flow, timing)
-                if taken is not None:
-                    raise RunExists(
-                        f"flow {flow!r} has run {taken} for "
-                        f"{timing.logical_date.isoformat()} already",
-                        taken,
-                    )
-            try:
-                conn.execute(insert(runs), run_row(record))
-            except sa_exc.IntegrityError as err:
-                if timing is not None and self._taken(conn, flow, timing) is not None:
-                    raise RunExists(
-                        f"flow {flow!r} has a run for {timing.logical_date.isoformat()} already",
-                        "",
-                    ) from None
-                raise RunIdTaken(f"run {run_id!r} exists already") from err
-            if rows:
-                conn.execute(insert(task_attempts), rows)
-            for uri in timing.triggered_by if timing is not None else ():
-                lineage.add_use(conn, uri, run_id, TRIGGER_TASK, at)
+        try:
+            with self._errors(f"create run {run_id!r}"), self._write() as conn:
+                if timing is not None and (taken := self._taken(conn, flow, timing)) is not None:
+                    raise RunExists(_taken_message(flow, taken, timing), taken)
+                try:
+                    conn.execute(insert(runs), run_row(record))
+                except sa_exc.IntegrityError as err:
+                    if timing is not None and _is_date_clash(err):
+                        raise _DateRace from None  # another writer took the date meanwhile
+                    raise RunIdTaken(f"run {run_id!r} exists already") from err
+                if rows:
+                    conn.execute(insert(task_attempts), rows)
+                for uri in timing.triggered_by if timing is not None else ():
+                    lineage.add_use(conn, uri, run_id, TRIGGER_TASK, at)
+        except _DateRace:  # the transaction is rolled back (PostgreSQL aborted it): look again
+            assert timing is not None
+            with self._errors(f"read runs of {flow!r}"), self._engine.connect() as conn:
+                holder = self._taken(conn, flow, timing) or "?"
+            raise RunExists(_taken_message(flow, holder, timing), holder) from None
         return record
 
     @staticmethod
