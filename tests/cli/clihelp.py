@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,3 +27,18 @@ class Result:
 
 
 RotaCli = Callable[..., Result]
+
+
+def rota_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``rota`` subprocess with ROTA_HOME=*home* (its own SQLite store)."""
+    env = {**os.environ, "ROTA_HOME": str(home), **extra}
+    env.pop("ROTA_DATABASE_URL", None)
+    return env
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, every: float = 0.1) -> None:
+    """Poll *pred* until it holds; fail the test after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(every)

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from clihelp import Result, RotaCli
+
+from rota.store.sql import SqlStore, open_store
 
 
 @pytest.fixture
@@ -52,3 +54,10 @@ def write_flow(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def store(home: Path) -> Iterator[SqlStore]:
+    """The SQLite store in the test's ROTA_HOME, as `rota` subprocesses see it."""
+    with open_store(f"sqlite:///{home}/rota.db") as s:
+        yield s

@@ -5,23 +5,20 @@ make two runs for one date."""
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-from clihelp import RotaCli
+from clihelp import RotaCli, rota_env, wait_for
 
 from rota.engine.lease import RunnerId, provably_dead
 from rota.model.states import RunState
 from rota.store.base import RunRecord
-from rota.store.sql import SqlStore, open_store
+from rota.store.sql import SqlStore
 
 WriteFlow = Callable[[str, str], Path]
 
@@ -80,31 +77,12 @@ TWO_STEPS = """
 """
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "ROTA_HOME": str(home), **FAST}
-    env.pop("ROTA_DATABASE_URL", None)
-    return env
-
-
-@pytest.fixture
-def store(home: Path) -> Iterator[SqlStore]:
-    with open_store(f"sqlite:///{home}/rota.db") as s:
-        yield s
-
-
 def _start(home: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "rota", "backfill", *args],
-        env=_env(home), cwd=home.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=rota_env(home, **FAST), cwd=home.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-
-
-def _wait_for(pred: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
 
 
 def _live_owners(store: SqlStore, flow: str) -> list[int]:
@@ -116,7 +94,7 @@ def _live_owners(store: SqlStore, flow: str) -> list[int]:
 def _drivers_let_go(store: SqlStore, flow: str, grace: float) -> None:
     """Assert that the drivers of a killed backfill give their runs up within *grace* seconds:
     their lifeline closed, so each interrupts its run and exits."""
-    _wait_for(lambda: not _live_owners(store, flow), grace)
+    wait_for(lambda: not _live_owners(store, flow), grace)
 
 
 def _marks(home: Path, name: str) -> Counter[str]:
@@ -164,7 +142,7 @@ def test_a_backfill_killed_midway_then_run_again_runs_only_the_missing_dates(
     args = (str(path), "--start", "2026-01-01", "--end", "2026-01-31", "--max-active-runs", "3")
     first = _start(home, *args)
     try:
-        _wait_for(lambda: len(store.runs_in_states([RunState.SUCCESS], "daily")) >= 5, 60)
+        wait_for(lambda: len(store.runs_in_states([RunState.SUCCESS], "daily")) >= 5, 60)
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=10)
@@ -310,7 +288,7 @@ def test_sigterm_stops_the_drivers_and_exits_130_leaving_runs_to_resume(
     args = (path, "--start", "2026-01-01", "--end", "2026-01-21")
     proc = _start(home, *args)
     try:
-        _wait_for(lambda: bool(store.runs_in_states([RunState.SUCCESS], "daily")), 60)
+        wait_for(lambda: bool(store.runs_in_states([RunState.SUCCESS], "daily")), 60)
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)

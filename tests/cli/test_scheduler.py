@@ -4,20 +4,18 @@ one scheduler per SQLite store, bad flow files reported by name, and `rota trigg
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-from clihelp import RotaCli
+from clihelp import RotaCli, rota_env, wait_for
 
 from rota.engine.flowdir import FlowFolder
 from rota.engine.launcher import DriverLauncher
@@ -74,20 +72,8 @@ def {fn}():
 """
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "ROTA_HOME": str(home), "ROTA_WORKERS": "1"}
-    env.pop("ROTA_DATABASE_URL", None)
-    return env
-
-
-@pytest.fixture
-def store(home: Path) -> Iterator[SqlStore]:
-    with open_store(f"sqlite:///{home}/rota.db") as s:
-        yield s
-
-
 def _scheduler(store: SqlStore, flows: Path, home: Path, clock: FakeClock) -> Scheduler:
-    launcher = DriverLauncher(_env(home), home / "logs" / "drivers")
+    launcher = DriverLauncher(rota_env(home, ROTA_WORKERS="1"), home / "logs" / "drivers")
     options = SchedulerOptions(parallelism=4, exclusive=False)
     return Scheduler(store, FlowFolder(flows, parse_timeout=20), launcher, clock, options)
 
@@ -166,15 +152,9 @@ def _start_daemon(home: Path, flows: Path, *extra: str) -> subprocess.Popen[str]
     return subprocess.Popen(
         [sys.executable, "-m", "rota", "scheduler", "--flows", str(flows), "--tick", "0.3",
          *extra],
-        env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=rota_env(home, ROTA_WORKERS="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )  # fmt: skip
-
-
-def _wait_for(pred: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.2)
 
 
 def test_sigkill_and_restart_make_no_duplicate_runs_and_resume_cut_runs(
@@ -199,16 +179,16 @@ def test_sigkill_and_restart_make_no_duplicate_runs_and_resume_cut_runs(
     flows = home.parent / "flows"
     daemon = _start_daemon(home, flows)
     try:
-        _wait_for(lambda: len(store.list_runs("every")) >= 3, 60)
-        _wait_for(lambda: bool(store.runs_in_states([RunState.RUNNING], "every")), 30)
+        wait_for(lambda: len(store.list_runs("every")) >= 3, 60)
+        wait_for(lambda: bool(store.runs_in_states([RunState.RUNNING], "every")), 30)
         daemon.send_signal(signal.SIGKILL)
         daemon.communicate(timeout=10)
         # the drivers notice their lifeline closed and interrupt their runs
-        _wait_for(lambda: not store.runs_in_states([RunState.RUNNING], "every"), 30)
+        wait_for(lambda: not store.runs_in_states([RunState.RUNNING], "every"), 30)
         cut = {r.run_id for r in store.runs_in_states([RunState.INTERRUPTED], "every")}
         assert cut
         daemon = _start_daemon(home, flows)
-        _wait_for(
+        wait_for(
             lambda: all(store.get_run(r).state is RunState.SUCCESS for r in cut),
             60,
         )
@@ -231,7 +211,7 @@ def test_a_second_scheduler_on_one_sqlite_store_refuses_and_names_the_holder(
     first = _start_daemon(home, flows)
     try:
         with open_store(f"sqlite:///{home}/rota.db") as store:
-            _wait_for(lambda: bool(store.list_runs("d")), 60)
+            wait_for(lambda: bool(store.list_runs("d")), 60)
         second = rota("scheduler", "--flows", str(flows), "--once")
         assert second.code == 2
         assert "another scheduler is running" in second.err
@@ -362,7 +342,7 @@ def test_two_schedulers_on_postgresql_ticking_at_once_make_one_run_per_interval(
 ) -> None:
     write_flow("a.py", DAILY.format(name="shared", catchup=True, max_active=16))
     flows = home.parent / "flows"
-    env = {**_env(home), "ROTA_DATABASE_URL": postgres_url}
+    env = {**rota_env(home, ROTA_WORKERS="1"), "ROTA_DATABASE_URL": postgres_url}
     clock = FakeClock(datetime(2026, 3, 8, 12, 0, tzinfo=UTC))
     with open_store(postgres_url) as first_store, open_store(postgres_url) as second_store:
         scheds = [

@@ -3,7 +3,6 @@ from its persisted first poke across a scheduler restart; a KeySensor waits for 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,11 +12,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from clihelp import RotaCli
+from clihelp import RotaCli, rota_env, wait_for
 
 from fixtures_s3 import s3_bucket, s3_server  # noqa: F401
 from rota.model.states import RunState, TaskState
-from rota.store.sql import open_store
+from rota.store.base import AttemptRecord
+from rota.store.sql import SqlStore
 
 WriteFlow = Callable[[str, str], Path]
 
@@ -45,47 +45,38 @@ with Flow("waits") as f:
 
 
 def _daemon(home: Path, flows: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "ROTA_HOME": str(home), "ROTA_WORKERS": "1"}
-    env.pop("ROTA_DATABASE_URL", None)
+    env = rota_env(home, ROTA_WORKERS="1")
     return subprocess.Popen(
         [sys.executable, "-m", "rota", "scheduler", "--flows", str(flows), "--tick", "0.5"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
-def _wait_for(pred: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.25)
-
-
 def test_a_reschedule_sensor_frees_its_slot_and_times_out_from_its_first_poke_across_restarts(
-    rota: RotaCli, home: Path, write_flow: WriteFlow, tmp_path: Path
+    rota: RotaCli, home: Path, write_flow: WriteFlow, tmp_path: Path, store: SqlStore
 ) -> None:
     path = write_flow("waits.py", WAITING)
     queued = rota("trigger", f"{path}:waits")
     assert queued.code == 0, queued.err
     daemon = _daemon(home, path.parent)
-    with open_store(f"sqlite:///{home}/rota.db") as store:
-        (run,) = store.list_runs("waits")
+    (run,) = store.list_runs("waits")
 
-        def sensor_attempts() -> list:  # type: ignore[type-arg]
-            return [a for a in store.attempts(run.run_id) if a.task_id == "wait"]
+    def sensor_attempts() -> list[AttemptRecord]:
+        return [a for a in store.attempts(run.run_id) if a.task_id == "wait"]
 
-        try:
-            _wait_for(lambda: any(a.pokes >= 2 for a in sensor_attempts()), 40)
-            daemon.send_signal(signal.SIGKILL)  # the scheduler dies mid-wait
-            daemon.communicate(timeout=10)
-            _wait_for(lambda: store.get_run(run.run_id).state is RunState.INTERRUPTED, 30)
-            time.sleep(2)
-            daemon = _daemon(home, path.parent)  # a new scheduler resumes the run
-            _wait_for(lambda: store.get_run(run.run_id).state is RunState.SUCCESS, 90)
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.communicate(timeout=30)
-        attempts = sensor_attempts()
-        final = max(attempts, key=lambda a: a.try_number)
+    try:
+        wait_for(lambda: any(a.pokes >= 2 for a in sensor_attempts()), 40)
+        daemon.send_signal(signal.SIGKILL)  # the scheduler dies mid-wait
+        daemon.communicate(timeout=10)
+        wait_for(lambda: store.get_run(run.run_id).state is RunState.INTERRUPTED, 30)
+        time.sleep(2)
+        daemon = _daemon(home, path.parent)  # a new scheduler resumes the run
+        wait_for(lambda: store.get_run(run.run_id).state is RunState.SUCCESS, 90)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=30)
+    attempts = sensor_attempts()
+    final = max(attempts, key=lambda a: a.try_number)
     assert len(attempts) >= 2, "the restart interrupted the sensor's attempt and resumed it"
     first = min(a.first_poke_at for a in attempts if a.first_poke_at is not None)
     assert all(a.first_poke_at in (None, first) for a in attempts), "first poke kept"
@@ -98,13 +89,8 @@ def test_a_reschedule_sensor_frees_its_slot_and_times_out_from_its_first_poke_ac
     assert len(spans) == 12
     during = [s for s in spans if first.timestamp() < s[0] < final.finished_at.timestamp()]
     assert len(during) >= 6, "the sensor's worker slot ran other tasks between its pokes"
-    after = [a for a in store_attempts(home, run.run_id) if a.task_id == "after"]
+    after = [a for a in store.attempts(run.run_id) if a.task_id == "after"]
     assert after[-1].state is TaskState.SKIPPED
-
-
-def store_attempts(home: Path, run_id: str) -> list:  # type: ignore[type-arg]
-    with open_store(f"sqlite:///{home}/rota.db") as store:
-        return store.attempts(run_id)
 
 
 KEYED = """

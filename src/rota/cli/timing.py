@@ -105,8 +105,8 @@ def trigger_cmd(
     flows_dir: Path | None,
 ) -> None:
     """Queue a run of FLOW (PATH[:FLOW] or a flow name in --flows) for the scheduler to run."""
-    from rota.engine.runner import new_run_id
-    from rota.store.base import NewTask, RunTiming
+    from rota.engine.runner import create_run, dag_tasks
+    from rota.store.base import RunTiming
 
     loaded = resolve_flow(target, flows_dir)
     dag = loaded.build(parse_params(loaded, params))
@@ -118,14 +118,10 @@ def trigger_cmd(
         interval = clock.latest_complete(when)
     start, end = (interval.start, interval.end) if interval else (when, when)
     timing = RunTiming(when, start, end, "triggered")
-    tasks = [NewTask(tid, spec.op.kind, spec.op.code_hash()) for tid, spec in dag.tasks.items()]
     ref = loaded.ref
     with open_store(ctx.settings) as store:
         store.upsert_flow(ref.name, ref.path, ref.code_hash, now)
-        record = store.create_run(
-            new_run_id(now), ref.name, dag.params, tasks, now,
-            flow_path=ref.path, flow_hash=ref.code_hash, timing=timing,
-        )  # fmt: skip
+        record = create_run(store, ref, dag_tasks(dag), dag.params, now, timing=timing)
     ctx.console.print(
         f"run {record.run_id} of flow {ref.name} queued for {when.isoformat()}; "
         "the scheduler will run it",

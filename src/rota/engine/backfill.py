@@ -25,12 +25,12 @@ from typing import Final, Protocol
 from rota.engine.launcher import EXIT_BUSY, Ended
 from rota.engine.lease import RunBusy, RunnerId, provably_dead
 from rota.engine.resume import latest_attempts
-from rota.engine.runner import FlowRef, clear_tasks, new_run_id
-from rota.errors import RunExists, RunIdTaken, UserError
+from rota.engine.runner import FlowRef, clear_tasks, create_run, dag_tasks
+from rota.errors import RunExists, UserError
 from rota.model.dag import Dag
 from rota.model.schedule import Clock, Interval, Schedule
 from rota.model.states import FAILURES, RunState
-from rota.store.base import AttemptRecord, NewTask, RunRecord, RunTiming, Store
+from rota.store.base import AttemptRecord, RunRecord, RunTiming, Store
 
 RERUN_LEVELS: Final = ("none", "failed", "changed", "all")
 """How much of what exists a backfill runs again; each level includes the ones before it."""
@@ -373,18 +373,9 @@ class Backfill:
             RunIdTaken: three random run ids in a row were in use.
         """
         now = self.clock.now()
-        dag, ref = self.dag, self.flow
-        tasks = [NewTask(tid, spec.op.kind, spec.op.code_hash()) for tid, spec in dag.tasks.items()]
         timing = RunTiming(interval.start, interval.start, interval.end, "backfill")
-        for _ in range(3):
-            try:
-                return self.store.create_run(
-                    new_run_id(now), ref.name, dag.params, tasks, now,
-                    flow_path=ref.path, flow_hash=ref.code_hash, timing=timing,
-                ).run_id  # fmt: skip
-            except RunIdTaken:  # a random id drawn twice: draw again
-                continue
-        raise RunIdTaken(f"could not draw a free run id for flow {ref.name!r}")
+        tasks = dag_tasks(self.dag)
+        return create_run(self.store, self.flow, tasks, self.dag.params, now, timing=timing).run_id
 
     def _holder(self, interval: Interval) -> str:
         runs = self.store.runs_for_dates(self.flow.name, interval.start, interval.start)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from rota.artifacts.store import open_artifact_store
 from rota.engine.callbacks import CallbackRunner
@@ -21,7 +22,7 @@ from rota.engine.lease import RunnerId, acquire
 from rota.engine.report import RunSummary, summarize
 from rota.engine.resume import ResumePlan, latest_attempts, plan_resume, sweep_stale
 from rota.engine.writer import BatchWriter
-from rota.errors import NotFound, UserError
+from rota.errors import NotFound, RunIdTaken, UserError
 from rota.executors.base import Executor
 from rota.model.dag import Dag
 from rota.model.schedule import Clock
@@ -91,6 +92,39 @@ def new_run_id(now: datetime) -> str:
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(5)}"
 
 
+def dag_tasks(dag: Dag) -> list[NewTask]:
+    """The task rows a new run of *dag* starts with."""
+    return [NewTask(tid, spec.op.kind, spec.op.code_hash()) for tid, spec in dag.tasks.items()]
+
+
+def create_run(
+    store: Store,
+    flow: FlowRef,
+    tasks: Sequence[NewTask],
+    params: Mapping[str, Any],
+    now: datetime,
+    *,
+    run_id: str | None = None,
+    timing: RunTiming | None = None,
+) -> RunRecord:
+    """Create a queued run of *flow* with *tasks*; a random run id found taken is drawn again.
+
+    Raises:
+        RunExists: *timing* names a logical date the flow has a run for already.
+        RunIdTaken: *run_id* was given and is taken, or three drawn ids in a row were.
+    """
+    for _ in range(1 if run_id is not None else 3):
+        try:
+            return store.create_run(
+                run_id or new_run_id(now), flow.name, params, tasks, now,
+                flow_path=flow.path, flow_hash=flow.code_hash, timing=timing,
+            )  # fmt: skip
+        except RunIdTaken:
+            if run_id is not None:
+                raise
+    raise RunIdTaken(f"could not draw a free run id for flow {flow.name!r}")
+
+
 class Runner:
     """Creates runs and drives them to the end with one executor."""
 
@@ -136,17 +170,9 @@ class Runner:
             RunExists: *timing* names a logical date the flow has a run for already.
         """
         now = self.clock.now()
-        tasks = [NewTask(tid, spec.op.kind, spec.op.code_hash()) for tid, spec in dag.tasks.items()]
         self.store.upsert_flow(flow.name, flow.path, flow.code_hash, now)
-        return self.store.create_run(
-            run_id or new_run_id(now),
-            flow.name,
-            dag.params,
-            tasks,
-            now,
-            flow_path=flow.path,
-            flow_hash=flow.code_hash,
-            timing=timing,
+        return create_run(
+            self.store, flow, dag_tasks(dag), dag.params, now, run_id=run_id, timing=timing
         )
 
     def run(self, dag: Dag, flow: FlowRef, run_id: str | None = None) -> RunSummary:

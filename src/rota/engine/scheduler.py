@@ -22,8 +22,8 @@ from rota.engine.datasets import waiting_on
 from rota.engine.flowdir import FlowFolder, FlowInfo
 from rota.engine.launcher import DriverLauncher, Ended
 from rota.engine.lease import RunnerId, provably_dead
-from rota.engine.runner import new_run_id
-from rota.errors import RunExists, RunIdTaken, UserError
+from rota.engine.runner import create_run
+from rota.errors import RunExists, UserError
 from rota.model.schedule import Clock, Interval
 from rota.model.states import RunState
 from rota.store.base import NewTask, RunRecord, RunTiming, Store
@@ -192,17 +192,10 @@ class Scheduler:
         self, info: FlowInfo, tasks: list[NewTask], timing: RunTiming, now: datetime
     ) -> RunRecord | None:
         """Create one run; None if the flow has a run for that logical date already."""
-        for _ in range(3):
-            try:
-                return self.store.create_run(
-                    new_run_id(now), info.name, dict(info.params), tasks, now,
-                    flow_path=info.path, flow_hash=info.code_hash, timing=timing,
-                )  # fmt: skip
-            except RunExists:
-                return None
-            except RunIdTaken:  # a random id drawn twice: draw again
-                continue
-        raise RunIdTaken(f"could not draw a free run id for flow {info.name!r}")
+        try:
+            return create_run(self.store, info.ref(), tasks, info.params, now, timing=timing)
+        except RunExists:
+            return None
 
     def launch_ready(self, flows: Mapping[str, FlowInfo], now: datetime) -> list[str]:
         """Start drivers for runs that are ready, oldest logical date first, within limits."""
