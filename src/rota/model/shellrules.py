@@ -195,7 +195,7 @@ def _judge_from(
     if head.refs:
         verdicts[start] = _AS_NAME
         return
-    if _unknown_name(head.literal):
+    if head.literal is None or _unknown_name(head.literal):  # $CMD, $(...), a pattern
         _refuse(words, start + 1, verdicts, _DYNAMIC)
         return
     name = head.literal.rsplit("/", 1)[-1]
@@ -216,12 +216,10 @@ def _judge_from(
         _interpreter(words, start, verdicts, INTERPRETERS[name])
 
 
-def _unknown_name(text: str | None) -> bool:
-    """Whether a command-name word may become another name: ``$CMD``, ``$(...)``, a pattern, or
-    ``a[...`` (bash reads ``a[x y]=1`` as one assignment, evaluating its subscript)."""
-    if text is None or _GLOB.search(text):
-        return True
-    return "[" in text and text != "["
+def _unknown_name(text: str) -> bool:
+    """Whether a literal command-name word may become another name: a pattern, or ``a[...``
+    (bash reads ``a[x y]=1`` as one assignment, evaluating its subscript)."""
+    return bool(_GLOB.search(text)) or ("[" in text and text != "[")
 
 
 def _refuse(words: Sequence[Word], start: int, verdicts: list[str | None], reason: str) -> None:
@@ -302,7 +300,7 @@ def _wrapped(
         if word.refs:
             verdicts[i] = before
             return
-        if _unknown_name(text):
+        if text is None or _unknown_name(text):
             _refuse(words, i + 1, verdicts, _DYNAMIC)
             return
         if text in wrapper.shell_options or text.split("=", 1)[0] in wrapper.shell_options:
