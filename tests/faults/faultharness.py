@@ -178,8 +178,14 @@ class Harness:
 
     # --- the store -----------------------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
-        """A read-only connection: the harness never writes the store."""
-        return sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+        """A connection that never writes the store (``query_only``).
+
+        Not ``mode=ro``: after a SIGKILL the WAL may need recovering, which a read-only connection
+        cannot do ("attempt to write a readonly database"); recovery changes no committed data.
+        """
+        db = sqlite3.connect(f"file:{self.db}?mode=rw", uri=True, timeout=30)
+        db.execute("PRAGMA query_only=ON")
+        return db
 
     def integrity(self) -> tuple[str, list[Any]]:
         with self.connect() as db:

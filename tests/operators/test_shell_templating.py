@@ -1,4 +1,4 @@
-"""Templated shell commands: rendered per attempt, with every value one quoted shell word.
+"""Templated shell commands: rendered per attempt, every value one word of data in the environment.
 
 The acceptance line: a params value like ``$(touch pwned); x`` in a templated ShellTask does not
 execute. Proved here through ``ShellOp.execute`` and end to end through the ``rota`` CLI.
@@ -95,7 +95,8 @@ def test_describe_and_code_hash_use_the_unrendered_command() -> None:
     ("command", "env", "problem"),
     [
         ("echo {{ params.msg }", {}, "template line 1"),
-        ('echo "{{ params.msg }}"', {}, "inside shell quotes"),
+        ("echo '{{ params.msg }}'", {}, "inside single quotes"),
+        ("true", {"ROTA_TPL_0": "x"}, "Rota's own"),
         ("true", {"X": "{% if %}"}, "task 'say' env 'X'"),
     ],
 )

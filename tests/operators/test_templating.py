@@ -1,4 +1,4 @@
-"""Templates over run dates and params: variables, the sandbox, strict names, shell quoting."""
+"""Templates over run dates and params: variables, the sandbox, strict names, shell values."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rota.model.templating import (
     environment,
     is_template,
     render,
+    render_shell,
     template_vars,
 )
 
@@ -180,28 +181,36 @@ def test_check_template_accepts_a_good_template() -> None:
 @pytest.mark.parametrize(
     ("command", "problem"),
     [
-        ('echo "{{ params.x }}"', "inside shell quotes"),
-        ("echo '{{ params.x }}'", "inside shell quotes"),
-        ("echo $'{{ params.x }}'", "inside shell quotes"),
-        ("echo `echo {{ params.x }}`", "backticks"),
-        ("echo hi # {{ params.x }}", "comment"),
+        ("echo '{{ params.x }}'", "inside single quotes"),
+        ("echo $'{{ params.x }}'", "$'...'"),
+        ("echo hi # {{ params.x }}", "a comment"),
         ("cat <<EOF\n{{ params.x }}\nEOF", "here-document"),
         ("cat <<'EOF'\n{{ params.x }}\nEOF", "here-document"),
         ("echo $(( {{ params.x }} + 1 ))", "$(( ))"),
-        ("(( {{ params.x }} ))", "$(( ))"),
-        ("a[{{ params.x }}]=1", "subscript"),
+        ("(( {{ params.x }} ))", "(( ))"),
+        ("a[{{ params.x }}]=1", "command's name"),
         ("echo ${v:-{{ params.x }}}", "${ }"),
         ("[[ {{ params.x }} -eq 1 ]]", "[[ ]]"),
         ("echo \\{{ params.x }}", "backslash"),
-        ("echo ${{ params.x }}", "'$'"),
-        ("{% for v in params.x %}{{ v }}'{% endfor %}", "across {% %} tags"),
+        ("echo ${{ params.x }}", "not expanded"),
+        ("eval {{ params.x }}", "eval"),
+        ("{% for v in params.x %}{{ v }}'{% endfor %}", "bash would not parse"),
+        ("echo ROTA_TPL_1 {{ params.x }}", "Rota's own"),
     ],
 )
-def test_shell_expressions_must_stand_where_quoting_holds(command: str, problem: str) -> None:
+def test_shell_expressions_must_stand_where_bash_keeps_them_data(
+    command: str, problem: str
+) -> None:
     with pytest.raises(DefinitionError) as info:
         check_template(command, where="task 'say'", quote=True)
     assert problem in str(info.value)
+    assert str(info.value).startswith("task 'say': template error: ")
     assert "\n" not in str(info.value)
+
+
+def test_a_problem_names_the_template_line() -> None:
+    with pytest.raises(DefinitionError, match=r"template line 3\)$"):
+        check_template("echo a\necho {{ ds }}\necho '{{ ds }}'", where="t", quote=True)
 
 
 @pytest.mark.parametrize(
@@ -215,15 +224,18 @@ def test_shell_expressions_must_stand_where_quoting_holds(command: str, problem:
         "[ {{ params.x }} = a ]",
         "echo a#{{ params.x }}",
         "f() { echo {{ params.x }}; }; f",
-        "echo $(( (1 + 2) )) {{ params.x }} \"q\" 'q'",
-        "{% for v in params.x %}{{ v }} {% endfor %}",
+        'echo "{{ params.x }}" "[{{ ds }}]"',
+        "echo `echo {{ params.x }}`",
+        'grep "foo$" {{ params.x }}',
+        "echo {% for v in params.x %}{{ v }} {% endfor %}",
+        "python train.py --day {{ ds }} --out data/{{ ds }}.csv",
     ],
 )
 def test_shell_expressions_in_word_position_are_accepted(command: str) -> None:
     check_template(command, where="t", quote=True)
 
 
-# --- quoting: values run as data -------------------------------------------------------------
+# --- values run as data --------------------------------------------------------------------
 
 NASTY = [
     "$(touch pwned); x",
@@ -240,15 +252,35 @@ NASTY = [
 ]
 
 
+def run_shell(template: str, got: dict[str, Any], cwd: Path) -> bytes:
+    """Render *template* as a shell command and run it with its values in the environment."""
+    command = render_shell(template, got)
+    done = subprocess.run(
+        ["bash", "-c", command.text],
+        capture_output=True,
+        cwd=cwd,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", **command.values},
+    )
+    return done.stdout
+
+
 @pytest.mark.parametrize("value", NASTY)
-def test_a_quoted_value_is_one_literal_word(value: str, tmp_path: Path) -> None:
-    command = render("printf %s {{ params.v }}", variables({"v": value}), quote=True)
-    assert run_bash(command, tmp_path) == value.encode()
+def test_a_value_is_one_literal_word(value: str, tmp_path: Path) -> None:
+    got = run_shell("printf %s {{ params.v }}", variables({"v": value}), tmp_path)
+    assert got == value.encode()
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("value", NASTY)
-def test_quoted_values_stay_data_across_constructs(value: str, tmp_path: Path) -> None:
+def test_a_value_inside_double_quotes_stays_in_the_quoted_word(value: str, tmp_path: Path) -> None:
+    got = run_shell('printf %s "<{{ params.v }}>"', variables({"v": value}), tmp_path)
+    assert got == f"<{value}>".encode()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_values_stay_data_across_constructs(value: str, tmp_path: Path) -> None:
     template = (
         "v={{ params.v }}; "
         'printf %s "$v" > a; '
@@ -256,32 +288,54 @@ def test_quoted_values_stay_data_across_constructs(value: str, tmp_path: Path) -
         "printf %s $(printf %s {{ params.v }}) > c"
     )
     check_template(template, where="t", quote=True)
-    run_bash(render(template, variables({"v": value}), quote=True), tmp_path)
+    run_shell(template, variables({"v": value}), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
     assert (tmp_path / "a").read_bytes() == value.encode()
     assert (tmp_path / "b").read_bytes() == value.encode()
 
 
-def test_non_text_values_are_quoted_too(tmp_path: Path) -> None:
+def test_non_text_values_are_data_too(tmp_path: Path) -> None:
     got = variables({"n": 3, "d": {"k": "$(touch pwned)"}})
-    command = render("printf '%s|' {{ params.n }} {{ params.d }} {{ ds }}", got, quote=True)
-    assert run_bash(command, tmp_path) == b"3|{'k': '$(touch pwned)'}|2024-03-09|"
+    out = run_shell("printf '%s|' {{ params.n }} {{ params.d }} {{ ds }}", got, tmp_path)
+    assert out == b"3|{'k': '$(touch pwned)'}|2024-03-09|"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_values_never_enter_the_command_text() -> None:
+    command = render_shell("echo {{ params.v }} {{ params.v }}", variables({"v": "$(x)"}))
+    assert "$(x)" not in command.text
+    assert command.text == 'echo "${ROTA_TPL_0}" "${ROTA_TPL_1}"'
+    assert command.values == {"ROTA_TPL_0": "$(x)", "ROTA_TPL_1": "$(x)"}
+    assert command.shown() == "echo '$(x)' '$(x)'"
+
+
+def test_a_block_that_moves_a_value_into_quotes_fails_the_render() -> None:
+    template = "{% if params.q %}echo '{% else %}echo {% endif %}{{ params.v }}'"
+    with pytest.raises(DefinitionError):
+        check_template(template, where="t", quote=True)
+    with pytest.raises(TemplateRenderError, match="inside single quotes"):
+        render_shell(template, variables({"q": True, "v": "x"}), where="t")
+
+
+def test_a_nul_in_a_value_fails_the_render() -> None:
+    with pytest.raises(TemplateRenderError, match="NUL"):
+        render_shell("echo {{ params.v }}", variables({"v": "a\x00b"}), where="t")
 
 
 def test_without_quote_values_are_spliced_as_they_are() -> None:
     assert render("{{ params.v }}", variables({"v": "$(x) 'y'"})) == "$(x) 'y'"
 
 
-# argv cannot carry NUL, and surrogates cannot be encoded: every other character can.
+# argv and the environment cannot carry NUL, and surrogates cannot be encoded.
 shell_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))
 
 
 @PROPERTY
 @given(shell_text)
-def test_printf_of_a_quoted_value_prints_exactly_the_value(value: str) -> None:
-    command = "printf %s " + render("{{ params.v }}", variables({"v": value}), quote=True)
-    done = subprocess.run(["bash", "-c", command], capture_output=True, check=True)
+def test_printf_of_a_value_prints_exactly_the_value(value: str) -> None:
+    command = render_shell("printf %s {{ params.v }}", variables({"v": value}))
+    env = {"PATH": "/usr/bin:/bin", **command.values}
+    done = subprocess.run(["bash", "-c", command.text], capture_output=True, check=True, env=env)
     assert done.stdout == value.encode()
 
 

@@ -314,7 +314,7 @@ def test_timeout_counts_as_a_retryable_failure(store: Store, tmp_path: Path) -> 
     assert [a.state for a in rows] == [TaskState.UP_FOR_RETRY, TaskState.SUCCESS]
     assert rows[0].error_type == "TaskTimeout"
     assert "timed out after 1s" in (rows[0].error_message or "")
-    assert 1.0 <= seconds(rows[0].started_at, rows[0].finished_at) <= 1.0 + 5.0
+    assert seconds(rows[0].started_at, rows[0].finished_at) >= 1.0
     for tid in ("deadline", "give_up"):
         (only,) = tries(store, summary.run_id, tid)
         assert only.state is TaskState.FAILED and only.error_type == "TaskTimeout", tid

@@ -5,17 +5,18 @@ cannot reach Python internals (``{{ ''.__class__ }}``) or mutate its values, and
 :class:`~jinja2.StrictUndefined`, so a misspelt name is an error rather than an empty string. A
 render error is a :class:`~rota.errors.TemplateRenderError`: the attempt fails, the run goes on.
 
-Shell quoting policy. A shell command is rendered with ``quote=True``: the result of every
-``{{ ... }}`` goes through :func:`shlex.quote`, so a value is always exactly one literal shell word
-and ``$(...)``, backticks, ``;`` or newlines inside it never run. For that to hold, an expression
-must stand where a quoted word is a word: ``check_template(..., quote=True)`` (using
-:mod:`rota.model.shellwords`) rejects one written inside shell quotes (``"{{ x }}"``: drop the
-quotes, the value is quoted for you), backticks, a comment, a here-document, an arithmetic
-expression, an array subscript, ``${...}`` or ``[[ ]]``, or right after ``\\`` or ``$``.
-Commands that run their arguments as code (``eval``, ``bash -c``, ``ssh``, ``let``,
-``declare -i``) re-open injection, as they would for any variable; a value that starts with ``-``
-is still an option to its command (write ``-- {{ x }}``). Jinja comments are off in shell
-commands, so bash's ``${#var}`` keeps its meaning.
+Shell policy: values are never spliced into a shell command's text. :func:`render_shell` renders
+every ``{{ ... }}`` to a reference to an environment variable (``"${ROTA_TPL_0}"``) that the task
+sets to the value, so bash parses only the template author's text and expands each value once, as
+one word of data: ``$( )``, backticks, quotes, ``;`` or newlines inside a value never run.
+:mod:`rota.model.shellwords` parses the command with a real bash parser and refuses a reference
+where bash would evaluate it again (``$(( ))``, ``[[ ]]``, subscripts, ``eval``, ``bash -c``,
+``declare``/``read``/``printf -v`` targets, the name of the command to run...) or would not expand
+it (single quotes, comments, here-documents): at definition time (:func:`check_template` with
+``quote=True``, one line naming the template line) and again on the rendered command, since
+``{% %}`` tags can change it. Inside double quotes a value stays part of the quoted word. A value
+that starts with ``-`` is still an option to its command (write ``-- {{ x }}``). Jinja comments
+are off in shell commands, so bash's ``${#var}`` keeps its meaning.
 
 Values are also exported to child processes as environment variables (:func:`environment`): a
 command that wants a value without a template writes ``"$ROTA_PARAM_X"``, in double quotes.
@@ -29,17 +30,19 @@ Nothing here does I/O; jinja2 is imported on first use, keeping ``import rota`` 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from rota.errors import DefinitionError, TemplateRenderError
-from rota.model.shellwords import misplaced_expression
+from rota.model.shellwords import REF_PREFIX, Misplaced, quote_refs, ref
 
 if TYPE_CHECKING:
     import jinja2
@@ -164,7 +167,7 @@ def check_template(text: str, *, where: str, quote: bool = False) -> None:
     Args:
         text: The template.
         where: What the template belongs to, for the message (``"task 'load'"``).
-        quote: Whether *text* is a shell command to be rendered with ``render(quote=True)``.
+        quote: Whether *text* is a shell command, to be rendered with :func:`render_shell`.
 
     Raises:
         DefinitionError: One line naming *where*, the problem and the template line.
@@ -175,17 +178,18 @@ def check_template(text: str, *, where: str, quote: bool = False) -> None:
         _compile(text, quote)
     except jinja2.TemplateSyntaxError as err:
         raise DefinitionError(f"{where}: template error: {_syntax_message(err)}") from None
+    if quote:
+        problem = _shell_problem(text)
+        if problem is not None:
+            raise DefinitionError(f"{where}: template error: {problem}")
 
 
-def render(
-    text: str, variables: Mapping[str, Any], *, quote: bool = False, where: str = "template"
-) -> str:
-    """Render *text* with *variables* in the sandbox.
+def render(text: str, variables: Mapping[str, Any], *, where: str = "template") -> str:
+    """Render *text* with *variables* in the sandbox, values spliced in as they are.
 
     Args:
         text: The template.
         variables: The names it may use, usually from :func:`template_vars`.
-        quote: Quote the result of every ``{{ ... }}`` as one shell word (:func:`shlex.quote`).
         where: What the template belongs to, for the message.
 
     Returns:
@@ -195,10 +199,67 @@ def render(
         TemplateRenderError: A syntax error, an undefined name, an operation the sandbox blocks
             or an error raised by an expression; one line naming *where*.
     """
+    return _render(text, dict(variables), quote=False, where=where)
+
+
+@dataclass(frozen=True, slots=True)
+class ShellCommand:
+    """A rendered shell command: its text references its values, which travel in *values*.
+
+    Attributes:
+        text: What bash runs; every value is a quoted reference such as ``"${ROTA_TPL_0}"``.
+        values: The environment variables the references name, with the values.
+    """
+
+    text: str
+    values: Mapping[str, str]
+
+    def shown(self) -> str:
+        """The command as a person reads it: each reference replaced by its value, quoted."""
+
+        def quoted(match: re.Match[str]) -> str:
+            return shlex.quote(self.values.get(match.group(1), ""))
+
+        def in_double_quotes(match: re.Match[str]) -> str:
+            return re.sub(r'([\\"$`])', r"\\\1", self.values.get(match.group(1), ""))
+
+        text = re.sub(r'"\$\{(' + REF_PREFIX + r'[0-9]+)\}"', quoted, self.text)
+        return re.sub(r"\$\{(" + REF_PREFIX + r"[0-9]+)\}", in_double_quotes, text)
+
+
+def render_shell(
+    text: str, variables: Mapping[str, Any], *, where: str = "template"
+) -> ShellCommand:
+    """Render shell command *text*: each ``{{ ... }}`` becomes a reference to a variable.
+
+    Args:
+        text: The command template, checked with ``check_template(..., quote=True)``.
+        variables: The names it may use, usually from :func:`template_vars`.
+        where: What the template belongs to, for the message.
+
+    Returns:
+        The command, whose references bash expands once each, as data.
+
+    Raises:
+        TemplateRenderError: As :func:`render`, or a reference that the rendered command (after
+            its ``{% %}`` tags) puts where bash would evaluate it, or a value holding a NUL.
+    """
+    values: list[str] = []
+    rendered = _render(text, {**variables, _COLLECTOR: values}, quote=True, where=where)
+    try:
+        command = quote_refs(rendered)
+    except Misplaced as err:
+        raise TemplateRenderError(f"{where}: template error: {{{{ ... }}}} {err.problem}") from None
+    if any("\x00" in v for v in values):
+        raise TemplateRenderError(f"{where}: template error: a value holds a NUL character")
+    return ShellCommand(command, {f"{REF_PREFIX}{i}": v for i, v in enumerate(values)})
+
+
+def _render(text: str, variables: dict[str, Any], *, quote: bool, where: str) -> str:
     import jinja2
 
     try:
-        return _compile(text, quote).render(dict(variables))
+        return _compile(text, quote).render(variables)
     except jinja2.TemplateSyntaxError as err:
         problem = _syntax_message(err)
     except jinja2.exceptions.SecurityError as err:
@@ -216,8 +277,14 @@ def _syntax_message(err: jinja2.TemplateSyntaxError) -> str:
     return f"{_one_line(err.message or 'invalid syntax')} (template line {err.lineno})"
 
 
-def _shell_word(value: Any) -> str:
-    return shlex.quote(str(value))
+_COLLECTOR = "rota shell values"  # not a Jinja name, so a template cannot reach it
+
+
+def _shell_ref(context: Any, value: Any) -> str:
+    """Jinja's finalize for shell commands: keep the value aside, output a reference to it."""
+    values: list[str] = context.get(_COLLECTOR)
+    values.append(str(value))
+    return ref(len(values) - 1)
 
 
 @functools.lru_cache(maxsize=2)
@@ -230,11 +297,12 @@ def _environment(quote: bool) -> jinja2.Environment:
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
     # "{#" starts bash's ${#var}; shell commands have their own comments, so Jinja's are off.
+    # pass_context keeps Jinja from calling finalize on constants once, at compile time.
     return ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        finalize=_shell_word,
+        finalize=jinja2.pass_context(_shell_ref),
         comment_start_string="\x00{#",
         comment_end_string="#}\x00",
     )
@@ -242,12 +310,66 @@ def _environment(quote: bool) -> jinja2.Environment:
 
 @functools.lru_cache(maxsize=1024)
 def _compile(text: str, quote: bool) -> jinja2.Template:
-    """The compiled template; raises jinja2.TemplateSyntaxError (placement errors included)."""
-    import jinja2
+    """The compiled template; raises jinja2.TemplateSyntaxError."""
+    return _environment(quote).from_string(text)
 
-    env = _environment(quote)
-    template = env.from_string(text)
-    found = misplaced_expression(env.lex(text)) if quote else None
-    if found is not None:
-        raise jinja2.TemplateSyntaxError(found.problem, found.lineno)
-    return template
+
+@functools.lru_cache(maxsize=1024)
+def _shell_problem(text: str) -> str | None:
+    """Why a shell template's expressions cannot stand where they are, with the template line.
+
+    The check reads the template with every ``{{ }}`` made a reference and every ``{% %}`` tag
+    left out: the shape that most renders have. :func:`render_shell` checks each render again.
+    """
+    probe = _Probe.of(_environment(True).lex(text))
+    if probe.reserved:
+        return f"the name {REF_PREFIX}... is Rota's own: rename the variable"
+    try:
+        quote_refs(probe.text)
+    except Misplaced as err:
+        return f"{{{{ ... }}}} {err.problem} (template line {probe.line_at(err.offset)})"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """A shell template's text with a reference for each ``{{ }}`` and no ``{% %}`` tags.
+
+    Attributes:
+        text: That text.
+        starts: The offset in *text* where each piece (literal text or reference) starts.
+        lines: The template line of each piece.
+        reserved: Whether the literal text uses the references' own names.
+    """
+
+    text: str
+    starts: tuple[int, ...]
+    lines: tuple[int, ...]
+    reserved: bool
+
+    @classmethod
+    def of(cls, tokens: Iterable[tuple[int, str, str]]) -> _Probe:
+        """Read a template's Jinja tokens, as ``Environment.lex`` yields them."""
+        items = list(tokens)
+        pieces: list[tuple[str, int]] = []
+        literal: list[str] = []
+        inside = False
+        for i, (lineno, kind, value) in enumerate(items):
+            if kind == "variable_begin":
+                pieces.append((ref(sum(k == "variable_begin" for _, k, _ in items[:i])), lineno))
+            if kind in ("variable_begin", "block_begin", "variable_end", "block_end"):
+                inside = kind.endswith("_begin")
+            elif kind == "data" and not inside:
+                strip = i + 1 < len(items) and items[i + 1][2].endswith("-")  # "{{-" / "{%-"
+                literal.append(value.rstrip() if strip else value)
+                pieces.append((literal[-1], lineno))
+        starts = [0]
+        for piece, _ in pieces:
+            starts.append(starts[-1] + len(piece))
+        text = "".join(piece for piece, _ in pieces)
+        lines = tuple(lineno for _, lineno in pieces) or (1,)
+        return cls(text, tuple(starts[:-1]) or (0,), lines, REF_PREFIX in "".join(literal))
+
+    def line_at(self, offset: int) -> int:
+        """The template line of the piece at *offset* of :attr:`text`."""
+        return self.lines[max(0, bisect.bisect_right(self.starts, offset) - 1)]

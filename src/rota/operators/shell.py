@@ -19,7 +19,8 @@ from rota.errors import DefinitionError, TaskTimeout
 from rota.model.builder import TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
-from rota.model.templating import check_template, is_template, render
+from rota.model.shellwords import REF_PREFIX
+from rota.model.templating import ShellCommand, check_template, is_template, render, render_shell
 from rota.operators.base import ExecContext, digest
 
 
@@ -39,7 +40,8 @@ class ShellOp:
     BashOperator pushes it. *env* is added to the inherited environment.
 
     *command* and the values of *env* are templates (``rota.model.templating``), rendered at each
-    attempt: the command with every value quoted as one shell word, *env* values as they are.
+    attempt: the command with every value a reference to an environment variable that holds it
+    (bash expands it once, as one word of data), *env* values as they are.
     """
 
     command: str
@@ -64,13 +66,13 @@ class ShellOp:
         """
         del args, kwargs
         command, own_env = self.rendered(ctx)
-        env = {**os.environ, **ctx.environ(), **own_env}
+        env = {**os.environ, **ctx.environ(), **own_env, **command.values}
         shell = shutil.which("bash") or "/bin/sh"
         sys.stdout.flush()
-        print(f"[rota] $ {command}", file=sys.stderr)
+        print(f"[rota] $ {command.shown()}", file=sys.stderr)
         sys.stderr.flush()
         with subprocess.Popen(
-            [shell, "-c", command],
+            [shell, "-c", command.text],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.PIPE,
@@ -92,7 +94,7 @@ class ShellOp:
             raise ShellCommandFailed(self.command, code)
         return lines[-1] if lines else None
 
-    def rendered(self, ctx: ExecContext) -> tuple[str, dict[str, str]]:
+    def rendered(self, ctx: ExecContext) -> tuple[ShellCommand, dict[str, str]]:
         """The command and *env* as this attempt runs them (text without tags is kept as is).
 
         Raises:
@@ -100,9 +102,9 @@ class ShellOp:
         """
         variables = ctx.template_vars()
         where = f"task {ctx.task_id!r}"
-        command = self.command
-        if is_template(command):
-            command = render(command, variables, quote=True, where=where)
+        command = ShellCommand(self.command, {})
+        if is_template(self.command):
+            command = render_shell(self.command, variables, where=where)
         env = {
             name: render(value, variables, where=f"{where} env {name!r}")
             if is_template(value)
@@ -172,6 +174,8 @@ def _check_templates(task_id: str, command: str, env: Mapping[str, str]) -> None
     if is_template(command):
         check_template(command, where=where, quote=True)
     for name, value in env.items():
+        if name.startswith(REF_PREFIX):
+            raise DefinitionError(f"{where}: env name {name!r} is Rota's own: rename it")
         if is_template(value):
             check_template(value, where=f"{where} env {name!r}")
 
