@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -308,9 +309,9 @@ def tasks_logs(ctx: CliContext, run_id: str, task_id: str, attempt: int | None, 
         return
     data = Path(rec.log_path).read_bytes()
     if raw:
-        out = click.get_binary_stream("stdout")
-        out.write(data)
-        out.flush()
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return
     click.echo(safe_text(data.decode("utf-8", errors="replace"), multiline=True), nl=False)
 
