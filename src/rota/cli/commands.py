@@ -239,15 +239,25 @@ def runs_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: bool) -> None:
-    """List runs, newest first."""
-    from rota.engine.report import run_json
+    """List runs, newest first.
 
+    A run whose stored row cannot be read is named on stderr, the others are listed, and the
+    exit code is 1.
+    """
+    from rota.engine.report import run_json
+    from rota.errors import CorruptRow
+
+    corrupt: list[CorruptRow] = []
     with open_store(ctx.settings) as store:
-        runs = store.list_runs(flow, limit)
+        runs = store.list_runs(flow, limit, on_corrupt=corrupt.append)
     if as_json:
         render.print_json(ctx.console, [run_json(r) for r in runs])
     else:
         ctx.console.print(render.runs_table(runs))
+    for bad in corrupt:
+        ctx.err.print(safe_text(f"rota: {bad}"), soft_wrap=True)
+    if corrupt:
+        ctx.exit_code = 1
 
 
 @runs_group.command("show")
