@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -18,13 +18,15 @@ from rich.table import Table
 from rich.text import Text
 
 from rota.cli.console import line
-from rota.engine.launcher import Ended
 from rota.engine.report import RunSummary, run_json
 from rota.engine.runner import Progress
-from rota.engine.scheduler import TickReport
 from rota.model.dag import Dag
 from rota.model.safetext import safe_text
 from rota.store.base import AttemptRecord, RunRecord
+
+if TYPE_CHECKING:  # the daemon's types; importing them here would slow every command's start
+    from rota.engine.launcher import Ended
+    from rota.engine.scheduler import TickReport
 
 STATE_STYLE = {
     "success": "green",
