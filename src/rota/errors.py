@@ -90,6 +90,19 @@ class StoreError(RotaError):
     """Raised when the metadata store cannot be opened, migrated or written."""
 
 
+class CorruptRow(StoreError):
+    """Raised when a stored row cannot be read as a record: a state the state machine does not
+    know, params that are not a JSON object, garbage or a null where a value is required.
+    ``kind`` and ``key`` name the row (``run``, its id; ``attempt``, its id), ``problem`` says
+    what is wrong with it."""
+
+    def __init__(self, kind: str, key: str, problem: str) -> None:
+        self.kind = kind
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{kind} {key}: unreadable row: {problem}")
+
+
 class RunExists(StoreError):
     """Raised when a flow already has a run for a logical date (the unique run key)."""
 

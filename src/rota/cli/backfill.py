@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from rota.cli.console import line
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.timing import FLOWS_OPTION, driver_environ, parse_date, resolve_flow
 from rota.engine.backfill import RERUN_LEVELS, BackfillEvent, BackfillSummary, PlanItem
@@ -124,7 +126,7 @@ def _plan_table(flow: str, items: list[PlanItem], zone: ZoneInfo) -> Table:
     for item in items:
         style = _ACTION_STYLE.get(item.action, "yellow")
         table.add_row(
-            _when(item, zone), f"[{style}]{item.action}[/]", item.reason, item.run_id or "-"
+            _when(item, zone), line((item.action, style)), item.reason, item.run_id or "-"
         )
     return table
 
@@ -171,21 +173,21 @@ def _execute(
 def _reporter(ctx: CliContext, total: int, zone: ZoneInfo) -> Iterator[Any]:
     """An event hook: a rich progress bar at a terminal, one line per outcome otherwise."""
 
-    def line(event: BackfillEvent) -> str:
+    def outcome(event: BackfillEvent) -> Text:
         style = _OUTCOME_STYLE.get(event.outcome, "grey50")
-        return f"{_when(event.item, zone)}  [{style}]{event.outcome}[/]  {event.detail}"
+        return line(f"{_when(event.item, zone)}  ", (event.outcome, style), f"  {event.detail}")
 
     if not ctx.err.is_terminal:
 
         def plain(event: BackfillEvent) -> None:
             if event.final:
-                ctx.err.print(line(event), highlight=False, soft_wrap=True)
+                ctx.err.print(outcome(event), soft_wrap=True)
 
         yield plain
         return
     columns = (
         TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
     )  # fmt: skip
     with Progress(*columns, console=ctx.err, transient=False) as bar:
         task = bar.add_task("", total=total)
@@ -194,7 +196,7 @@ def _reporter(ctx: CliContext, total: int, zone: ZoneInfo) -> Iterator[Any]:
         def show(event: BackfillEvent) -> None:
             if event.final:
                 running.discard(event.run_id)
-                bar.console.print(line(event), highlight=False, soft_wrap=True)
+                bar.console.print(outcome(event), soft_wrap=True)
                 bar.advance(task)
             else:
                 running.add(event.run_id)

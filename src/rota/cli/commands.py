@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.config import EXECUTORS
 from rota.errors import NotFound, UserError
+from rota.model.safetext import safe_text
 
 
 @cli.command("run")
@@ -237,15 +239,25 @@ def runs_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: bool) -> None:
-    """List runs, newest first."""
-    from rota.engine.report import run_json
+    """List runs, newest first.
 
+    A run whose stored row cannot be read is named on stderr, the others are listed, and the
+    exit code is 1.
+    """
+    from rota.engine.report import run_json
+    from rota.errors import CorruptRow
+
+    corrupt: list[CorruptRow] = []
     with open_store(ctx.settings) as store:
-        runs = store.list_runs(flow, limit)
+        runs = store.list_runs(flow, limit, on_corrupt=corrupt.append)
     if as_json:
         render.print_json(ctx.console, [run_json(r) for r in runs])
     else:
         ctx.console.print(render.runs_table(runs))
+    for bad in corrupt:
+        ctx.err.print(safe_text(f"rota: {bad}"), soft_wrap=True)
+    if corrupt:
+        ctx.exit_code = 1
 
 
 @runs_group.command("show")
@@ -280,9 +292,14 @@ def tasks_group() -> None:
 @click.argument("run_id")
 @click.argument("task_id")
 @click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
+@click.option("--raw", is_flag=True, help="Print the log as stored, terminal escapes included.")
 @click.pass_obj
-def tasks_logs(ctx: CliContext, run_id: str, task_id: str, attempt: int | None) -> None:
-    """Print what TASK_ID printed (stdout and stderr) in RUN_ID."""
+def tasks_logs(ctx: CliContext, run_id: str, task_id: str, attempt: int | None, raw: bool) -> None:
+    """Print what TASK_ID printed (stdout and stderr) in RUN_ID.
+
+    Control characters in the log (ESC, CR, ...) are shown as escapes such as \\x1b, so a log
+    cannot act on the terminal; --raw prints the bytes as the task wrote them.
+    """
     with open_store(ctx.settings) as store:
         store.get_run(run_id)
         recs = [a for a in store.attempts(run_id) if a.task_id == task_id]
@@ -300,7 +317,13 @@ def tasks_logs(ctx: CliContext, run_id: str, task_id: str, attempt: int | None) 
             f"(attempt {rec.try_number} of {task_id} printed nothing; state {rec.state.value})"
         )
         return
-    click.echo(Path(rec.log_path).read_text(encoding="utf-8", errors="replace"), nl=False)
+    data = Path(rec.log_path).read_bytes()
+    if raw:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    click.echo(safe_text(data.decode("utf-8", errors="replace"), multiline=True), nl=False)
 
 
 @cli.group("flows")
@@ -336,12 +359,10 @@ def flows_list(ctx: CliContext, path: Path, as_json: bool) -> None:
         render.print_json(ctx.console, {"flows": rows, "errors": [str(e) for e in result.errors]})
     else:
         for row in rows:
-            ctx.console.print(
-                f"{row['flow']}  ({row['tasks']} tasks, {row['schedule']})  {row['file']}",
-                highlight=False,
-            )
+            text = f"{row['flow']}  ({row['tasks']} tasks, {row['schedule']})  {row['file']}"
+            ctx.console.print(safe_text(text), soft_wrap=True)
         for bad in result.errors:
-            ctx.err.print(f"rota: error: {bad}", highlight=False, soft_wrap=True)
+            ctx.err.print(safe_text(f"rota: error: {bad}"), soft_wrap=True)
     if result.errors:
         ctx.exit_code = 2
 
@@ -363,4 +384,4 @@ def graph_cmd(ctx: CliContext, target: str, fmt: str, params: tuple[str, ...]) -
 
     loaded = resolve_target(target)
     dag = loaded.build(parse_params(loaded, params))
-    click.echo(render.graph_text(dag, fmt))
+    click.echo(safe_text(render.graph_text(dag, fmt), multiline=True))

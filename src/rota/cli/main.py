@@ -15,20 +15,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from rich.console import Console
 
+from rota.cli.console import SafeConsole
 from rota.config import Settings
 from rota.errors import ParameterError, RotaError, UserError
+from rota.model.safetext import safe_text
 from rota.store.base import Store
 
 
 @dataclass
 class CliContext:
-    """What every command gets: settings from the environment, consoles, the exit code to use."""
+    """What every command gets: settings from the environment, consoles, the exit code to use.
+
+    Both consoles print strings as plain safe text, never as markup (:mod:`rota.cli.console`).
+    """
 
     settings: Settings
-    console: Console = field(default_factory=Console)
-    err: Console = field(default_factory=lambda: Console(stderr=True))
+    console: SafeConsole = field(default_factory=SafeConsole)
+    err: SafeConsole = field(default_factory=lambda: SafeConsole(stderr=True))
     exit_code: int = 0
 
     @classmethod
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         err.show()
         raise SystemExit(2) from None
     except UserError as err:  # bad input: one line, no traceback, nothing stored
-        click.echo(f"rota: error: {err}", err=True)
+        click.echo(f"rota: error: {safe_text(err)}", err=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         click.echo("rota: interrupted", err=True)
@@ -111,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     except RotaError as err:  # the store or an executor failed: one line unless ROTA_DEBUG
         if os.environ.get("ROTA_DEBUG"):
             raise
-        click.echo(f"rota: {type(err).__name__}: {err} (set ROTA_DEBUG=1 for details)", err=True)
+        text = safe_text(err)
+        click.echo(f"rota: {type(err).__name__}: {text} (set ROTA_DEBUG=1 for details)", err=True)
         raise SystemExit(1) from None
     sys.stdout.flush()
     raise SystemExit(obj.exit_code)

@@ -1,20 +1,32 @@
-"""Rendering runs, tasks and graphs for people (rich) and for programs (JSON)."""
+"""Rendering runs, tasks and graphs for people (rich) and for programs (JSON).
+
+Text from outside Rota's code (ids, error messages, parameters, file names) is data: strings are
+printed through :class:`~rota.cli.console.SafeConsole`, styled lines are built with
+:func:`~rota.cli.console.line`, and text for ``click.echo`` goes through
+:func:`~rota.model.safetext.safe_text`.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from rota.cli.console import line
 from rota.engine.report import RunSummary, run_json
 from rota.engine.runner import Progress
 from rota.model.dag import Dag
+from rota.model.safetext import safe_text
 from rota.store.base import AttemptRecord, RunRecord
+
+if TYPE_CHECKING:  # the daemon's types; importing them here would slow every command's start
+    from rota.engine.launcher import Ended
+    from rota.engine.scheduler import TickReport
 
 STATE_STYLE = {
     "success": "green",
@@ -44,9 +56,7 @@ def summary_table(summary: RunSummary, *, detail: bool = False) -> Table:
         start = run.data_interval_start or run.logical_date
         when = f" · {run.run_type} {start.isoformat()} → {run.data_interval_end.isoformat()}"
     table = Table(
-        title=Text.assemble(
-            f"run {run.run_id} · flow {run.flow} · ", styled(run.state.value), when
-        ),
+        title=line(f"run {run.run_id} · flow {run.flow} · ", styled(run.state.value), when),
         title_justify="left",
         min_width=60,
     )
@@ -72,7 +82,8 @@ def error_lines(summary: RunSummary) -> list[str]:
     for tid, t in summary.tasks.items():
         if t.latest.error_message:
             kind = t.latest.error_type or "error"
-            out.append(f"{tid} (attempt {t.latest.try_number}): {kind}: {t.latest.error_message}")
+            text = f"{tid} (attempt {t.latest.try_number}): {kind}: {t.latest.error_message}"
+            out.append(safe_text(text))
     return out
 
 
@@ -123,7 +134,7 @@ class LiveProgress:
         self._live.__exit__(None, None, None)
 
     def update(self, p: Progress) -> None:
-        line = Text.assemble(
+        shown = Text.assemble(
             (f"{p.done} done", "green"),
             " · ",
             (f"{len(p.running)} running", "cyan"),
@@ -135,8 +146,8 @@ class LiveProgress:
         )
         if p.running:
             names = ", ".join(p.running[:8]) + (" …" if len(p.running) > 8 else "")
-            line.append(f"\nrunning: {names}")
-        self._live.update(line)
+            shown.append("\nrunning: " + safe_text(names))
+        self._live.update(shown)
 
 
 class PlainProgress:
@@ -182,3 +193,28 @@ def graph_text(dag: Dag, fmt: str) -> str:
         arrow = f"  <- {', '.join(ups)}" if ups else ""
         out.append(f"{'  ' * depth[tid]}{tid} [{dag.tasks[tid].op.kind}]{arrow}")
     return "\n".join(out)
+
+
+_DRIVER_OUTCOMES = {0: "succeeded", 1: "failed", 3: "was busy", 130: "was interrupted"}
+
+
+def say_end(console: Console, end: Ended) -> None:
+    """One line for a driver that exited: how its run ended."""
+    outcome = _DRIVER_OUTCOMES.get(end.code, f"driver exited {end.code}")
+    console.print(line(f"run {end.run_id} {outcome}"), soft_wrap=True)
+
+
+def say_tick(console: Console, report: TickReport) -> None:
+    """What a scheduler tick did, one line per fact; each bad flow file named on one line."""
+    if report.rescanned:
+        console.print(f"loaded {report.flows} flow(s); {len(report.errors)} bad file(s)")
+    for path, error in sorted(report.new_errors.items()):
+        where = "" if error.startswith(path) else f"{path}: "
+        console.print(line((f"bad flow file {where}{error}", "red")), soft_wrap=True)
+    for run in report.created:
+        when = run.logical_date.isoformat() if run.logical_date else "-"
+        console.print(line(f"created run {run.run_id} of {run.flow} for {when}"), soft_wrap=True)
+    for run_id in report.launched:
+        console.print(line(f"started run {run_id}"), soft_wrap=True)
+    for end in report.ended:
+        say_end(console, end)

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from rota.cli import render
 from rota.cli.commands import _drive, _finish
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.errors import FlowNotFound, UserError
@@ -187,7 +189,7 @@ def scheduler_cmd(
     with open_store(ctx.settings) as store:
         sched = Scheduler(
             store, FlowFolder(flows_dir, parse_timeout=parse_timeout), launcher, SystemClock(),
-            options, on_tick=lambda r: _say_tick(ctx, r),
+            options, on_tick=lambda r: render.say_tick(ctx.err, r),
         )  # fmt: skip
         sched.start()
         ctx.err.print(
@@ -196,12 +198,14 @@ def scheduler_cmd(
             highlight=False,
         )
         try:
-            _loop(sched, launcher, tick, once)
+            _loop(sched, launcher, tick, once, lambda end: render.say_end(ctx.err, end))
         finally:
             sched.close()
 
 
-def _loop(sched: Any, launcher: Any, tick: float, once: bool) -> None:
+def _loop(
+    sched: Any, launcher: Any, tick: float, once: bool, say_end: Callable[[Any], None]
+) -> None:
     import time
 
     while True:
@@ -210,35 +214,10 @@ def _loop(sched: Any, launcher: Any, tick: float, once: bool) -> None:
         if once:
             while launcher.active():
                 for end in launcher.wait_any(1.0):
-                    _say_end(sched, end)
+                    say_end(end)
             return
         while (left := tick - (time.monotonic() - started)) > 0:
             for end in launcher.wait_any(min(left, 0.5)):
-                _say_end(sched, end)
+                say_end(end)
             if not launcher.active():
                 time.sleep(max(0.0, min(left, 0.5)))
-
-
-def _say_end(sched: Any, end: Any) -> None:
-    del sched
-    outcome = {0: "succeeded", 1: "failed", 3: "was busy", 130: "was interrupted"}
-    click.echo(f"run {end.run_id} {outcome.get(end.code, f'driver exited {end.code}')}", err=True)
-
-
-def _say_tick(ctx: CliContext, report: Any) -> None:
-    if report.rescanned:
-        ctx.err.print(
-            f"loaded {report.flows} flow(s); {len(report.errors)} bad file(s)", highlight=False
-        )
-    for path, error in sorted(report.new_errors.items()):
-        where = "" if error.startswith(path) else f"{path}: "
-        ctx.err.print(f"bad flow file {where}{error}", style="red", highlight=False, soft_wrap=True)
-    for run in report.created:
-        when = run.logical_date.isoformat() if run.logical_date else "-"
-        ctx.err.print(
-            f"created run {run.run_id} of {run.flow} for {when}", highlight=False, soft_wrap=True
-        )
-    for run_id in report.launched:
-        ctx.err.print(f"started run {run_id}", highlight=False)
-    for end in report.ended:
-        _say_end(None, end)

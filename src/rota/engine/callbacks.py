@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from rota.model.callbacks import Callback, CallbackContext
+from rota.model.safetext import safe_text
 
 
 class CallbackRunner:
@@ -41,7 +42,8 @@ class CallbackRunner:
             self._log(text)
 
     def _log(self, text: str) -> None:
-        print(f"rota: {text.splitlines()[0]} (see the callbacks log)", file=sys.stderr)
+        first = safe_text(text.splitlines()[0])
+        print(f"rota: {first} (see the callbacks log)", file=sys.stderr)
         if self._log_path is None:
             return
         with self._lock:

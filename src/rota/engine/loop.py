@@ -33,6 +33,7 @@ from rota.executors.base import (
 )
 from rota.model.callbacks import CallbackContext
 from rota.model.dag import Dag, Decision, ReadySet
+from rota.model.safetext import safe_text
 from rota.model.states import FAILURES, SUCCEEDED, RunState, TaskState
 from rota.operators.codehash import CodeHash
 from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRecord
@@ -407,7 +408,7 @@ class RunLoop:
             self.pending = []
             self.writer.close()
         except Exception as err:  # the interruption matters more; a later resume sorts it out
-            print(f"rota: could not record the interruption: {err}", file=sys.stderr)
+            print(f"rota: could not record the interruption: {safe_text(err)}", file=sys.stderr)
 
     def report_progress(self, *, force: bool = False) -> None:
         from rota.engine.runner import Progress

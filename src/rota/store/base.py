@@ -7,11 +7,12 @@ machine in :mod:`rota.model.states` and writes it only if the row is still in th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from rota.errors import CorruptRow
 from rota.model.states import RunState, TaskState
 
 
@@ -309,8 +310,18 @@ class Store(Protocol):
             NotFound: no such run.
         """
 
-    def list_runs(self, flow: str | None = None, limit: int | None = None) -> list[RunRecord]:
-        """Runs, newest first, optionally of one flow only."""
+    def list_runs(
+        self,
+        flow: str | None = None,
+        limit: int | None = None,
+        *,
+        on_corrupt: Callable[[CorruptRow], None] | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally of one flow only.
+
+        A row that cannot be read (see :class:`~rota.errors.CorruptRow`) is given to
+        *on_corrupt* and left out, or raised when *on_corrupt* is None: never dropped silently.
+        """
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every attempt of run *run_id*, ordered by task creation then try number."""

@@ -35,6 +35,7 @@ from rota.store.base import (
     RunTiming,
 )
 from rota.store.connect import HEAD_REVISION, connect, schema_revision, upgrade, writer
+from rota.store.rows import OnCorrupt, read_one, read_records
 from rota.store.tables import flows, runs, task_attempts
 from rota.store.writes import (
     Mismatch,
@@ -369,27 +370,44 @@ class SqlStore:
         Raises:
             NotFound: no such run.
         """
+        query = select(runs).where(runs.c.run_id == run_id)
         with self._errors(f"read run {run_id!r}"), self._engine.connect() as conn:
-            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).one_or_none()
-        if row is None:
+            record = read_one(conn, query, runs.c.run_id, run_record, kind="run")
+        if record is None:
             raise NotFound(f"no run {run_id!r} in the store")
-        return run_record(row._mapping)
+        return record
 
-    def list_runs(self, flow: str | None = None, limit: int | None = None) -> list[RunRecord]:
-        """Runs, newest first (then by run id, descending), optionally of one flow only."""
+    def list_runs(
+        self,
+        flow: str | None = None,
+        limit: int | None = None,
+        *,
+        on_corrupt: OnCorrupt | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first (then by run id, descending), optionally of one flow only.
+
+        Raises:
+            CorruptRow: a run's row cannot be read and *on_corrupt* is None.
+        """
         query = select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
         if flow is not None:
             query = query.where(runs.c.flow == flow)
         if limit is not None:
             query = query.limit(limit)
         with self._errors("list runs"), self._engine.connect() as conn:
-            return [run_record(row._mapping) for row in conn.execute(query)]
+            return read_records(
+                conn, query, runs.c.run_id, run_record, kind="run", on_corrupt=on_corrupt
+            )
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
-        """Every attempt of run *run_id*, in creation (id) order."""
+        """Every attempt of run *run_id*, in creation (id) order.
+
+        Raises:
+            CorruptRow: an attempt's row cannot be read.
+        """
         query = select(task_attempts).where(_ta.run_id == run_id).order_by(_ta.id)
         with self._errors(f"read attempts of run {run_id!r}"), self._engine.connect() as conn:
-            return [attempt_record(row._mapping) for row in conn.execute(query)]
+            return read_records(conn, query, _ta.id, attempt_record, kind="attempt")
 
     @staticmethod
     def _apply_in(

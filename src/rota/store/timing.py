@@ -13,6 +13,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from rota.model.states import RunState
 from rota.store.base import RunRecord
+from rota.store.rows import read_records
 from rota.store.tables import runs, scheduler_locks
 from rota.store.writes import run_record, to_utc
 
@@ -29,7 +30,7 @@ def runs_for_dates(
         query = query.where(_r.logical_date >= to_utc(start))
     if end is not None:
         query = query.where(_r.logical_date <= to_utc(end))
-    return [run_record(row._mapping) for row in conn.execute(query.order_by(_r.logical_date))]
+    return read_records(conn, query.order_by(_r.logical_date), _r.run_id, run_record, kind="run")
 
 
 def run_for_date(conn: Connection, flow: str, logical_date: datetime) -> RunRecord | None:
@@ -59,7 +60,7 @@ def runs_in_states(
     if flow is not None:
         query = query.where(_r.flow == flow)
     query = query.order_by(_r.created_at, _r.run_id)
-    return [run_record(row._mapping) for row in conn.execute(query)]
+    return read_records(conn, query, _r.run_id, run_record, kind="run")
 
 
 def take_lock(

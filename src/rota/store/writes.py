@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select
 from sqlalchemy.sql import Executable
@@ -188,13 +188,35 @@ def run_row(record: RunRecord) -> dict[str, Any]:
 
 
 def run_record(row: RowMapping) -> RunRecord:
-    """A RunRecord from a runs-table row."""
-    return RunRecord(**{**row, "state": RunState(row["state"])})
+    """A RunRecord from a runs-table row.
+
+    Raises:
+        ValueError: the row's state is not a run state, or its params are not a JSON object.
+    """
+    params = row["params"]
+    if not isinstance(params, dict):
+        raise ValueError(f"params: {type(params).__name__} where a JSON object is expected")
+    return RunRecord(**{**row, "state": _state(RunState, row["state"])})
 
 
 def attempt_record(row: RowMapping) -> AttemptRecord:
-    """An AttemptRecord from a task_attempts row."""
-    return AttemptRecord(**{**row, "state": TaskState(row["state"])})
+    """An AttemptRecord from a task_attempts row.
+
+    Raises:
+        ValueError: the row's state is not a task state.
+    """
+    return AttemptRecord(**{**row, "state": _state(TaskState, row["state"])})
+
+
+_S = TypeVar("_S", RunState, TaskState)
+
+
+def _state(kind: type[_S], value: Any) -> _S:
+    try:
+        return kind(value)
+    except ValueError:
+        known = ", ".join(s.value for s in kind)
+        raise ValueError(f"state: {value!r} is not one of {known}") from None
 
 
 def to_utc(at: datetime) -> datetime:
