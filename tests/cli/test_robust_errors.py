@@ -1,0 +1,92 @@
+"""Hangs and tracebacks where one line was due (issue 9, §6), through the real ``rota`` command.
+
+Bad input from a person: one line on stderr, exit 2, no traceback, and nothing stored (the store
+file is not even created). A failure around a task's code: the run ends, failed, naming the OS's
+own error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from clihelp import Result, RotaCli
+
+from rota.store.sql import open_store
+
+PARAMS_FLOW = """
+from rota import flow, task
+
+@task
+def show(x, f, items) -> str:
+    return repr((x, f, items))[:200]
+
+@flow
+def pf(x=None, f: float = 1.0, items: list = []):
+    show(x, f, items)
+"""
+
+BAD_PARAMS = {
+    # a 100,000-deep JSON value (unclosed: a closed one would not fit in one argument)
+    "deep-untyped": ("x=" + "[" * 100_000, "parameter 'x': JSON nested more than 100 levels deep"),
+    "deep-list": ("items=" + "[" * 100_000, "parameter 'items': JSON nested more than 100 levels"),
+    "deep-and-valid": ("x=" + "[" * 500 + "]" * 500, "nested more than 100 levels deep"),
+    "deep-in-object": ('x={"a": ' * 101 + "1" + "}" * 101, "nested more than 100 levels deep"),
+    # argv cannot carry a NUL byte; JSON's escape can
+    "nul-in-string": ('x="a\\u0000b"', "parameter 'x' contains a NUL character"),
+    "nul-in-key": ('items=[{"k\\u0000": 1}]', "parameter 'items' contains a NUL character"),
+    "nan-float": ("f=nan", "parameter 'f' expects a finite float, got 'nan'"),
+    "inf-float": ("f=-Infinity", "expects a finite float, got '-Infinity'"),
+    "overflowing-float": ("f=1e999", "expects a finite float, got '1e999'"),
+    "nan-json": ("x=NaN", "parameter 'x': NaN is not JSON"),
+    "infinity-in-list": ("items=[1, Infinity]", "parameter 'items': Infinity is not JSON"),
+}
+
+
+def assert_refused(result: Result, message: str, home: Path) -> None:
+    """One line naming the problem, exit 2, no traceback, nothing stored."""
+    assert result.code == 2, (result.code, result.err[-2000:])
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err[-2000:]
+    assert lines[0].startswith("rota: error: "), lines[0]
+    assert message in lines[0], lines[0]
+    assert len(lines[0]) < 400, "the line quotes too much of the input"
+    assert "Traceback" not in result.err
+    assert not (home / "rota.db").exists(), "something was stored"
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PARAMS))
+def test_a_bad_parameter_value_is_one_line_exit_2(
+    case: str, rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    path = write_flow("pf.py", PARAMS_FLOW)
+    param, message = BAD_PARAMS[case]
+    assert_refused(rota("run", str(path), "-p", param), message, home)
+
+
+def test_trigger_refuses_a_nan_parameter_and_queues_nothing(
+    rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    path = write_flow("pf.py", PARAMS_FLOW)
+    assert_refused(rota("trigger", str(path), "-p", "f=inf"), "expects a finite float", home)
+
+
+def test_good_parameter_values_still_run(
+    rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    path = write_flow("pf.py", PARAMS_FLOW)
+    deep_ok = "[" * 100 + "]" * 100
+    result = rota(
+        "run", str(path), "-p", f"x={deep_ok}", "-p", "f=-2.5e3", "-p", 'items=["NaN", "a]b"]',
+        "--json", "--executor", "inprocess",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    with open_store(f"sqlite:///{home}/rota.db") as store:
+        (run,) = store.list_runs()
+    assert run.params["f"] == -2500.0
+    assert run.params["items"] == ["NaN", "a]b"]
+    depth, value = 0, run.params["x"]
+    while isinstance(value, list) and value:
+        depth, value = depth + 1, value[0]
+    assert depth + 1 == 100 and value == []
