@@ -90,3 +90,93 @@ def test_good_parameter_values_still_run(
     while isinstance(value, list) and value:
         depth, value = depth + 1, value[0]
     assert depth + 1 == 100 and value == []
+
+
+# --- task ids: every file name made from one must fit, and none may be a file Rota keeps ----------
+
+LONG = "t" * 181  # one more than TASK_ID_MAX; main accepted up to 250, whose files did not fit
+SHELL_TASK = "from rota import Flow, ShellTask\n\nwith Flow('f'):\n    ShellTask({!r}, 'true')\n"
+
+BAD_IDS = {
+    "too-long": (
+        SHELL_TASK.format(LONG),
+        4,
+        "task id 'tttt",
+        "is 181 characters long; at most 180",
+    ),
+    "too-long-taskflow": (
+        f"from rota import flow, task\n\n@task\ndef {LONG}():\n    return 1\n\n"
+        f"@flow\ndef f():\n    {LONG}()\n",
+        9,
+        "task id 'tttt",
+        "is 181 characters long; at most 180",
+    ),
+    "reserved": (
+        SHELL_TASK.format("callbacks.log"),
+        4,
+        "task id 'callbacks.log' is reserved",
+        "beside the task folders",
+    ),
+    "reserved-other-case": (
+        SHELL_TASK.format("Callbacks.LOG"),
+        4,
+        "task id 'Callbacks.LOG' is reserved",
+        "ignoring case",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IDS))
+def test_a_task_id_rota_cannot_make_files_of_is_refused_at_load(
+    case: str, rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    source, line, first, second = BAD_IDS[case]
+    path = write_flow("ids.py", source)
+    result = rota("run", str(path))
+    assert_refused(result, first, home)
+    assert second in result.err
+    assert f"{path}:{line}: " in result.err
+
+
+def test_task_ids_differing_only_in_case_are_refused(
+    rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    source = (
+        "from rota import Flow, ShellTask\n\nwith Flow('f') as f:\n"
+        "    ShellTask('Train', 'true')\n    ShellTask('train', 'true')\n"
+    )
+    path = write_flow("twins.py", source)
+    assert_refused(
+        rota("run", str(path)), "'Train' and 'train' in flow 'f' differ only in case", home
+    )
+
+
+def test_the_longest_id_with_a_mapped_task_runs_and_keeps_its_files(
+    rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    longest = "m" * 180
+    source = f"""
+from rota import flow, task
+
+@task
+def items() -> list[int]:
+    return [1, 2]
+
+@task(task_id="{longest}")
+def work(x: int, ctx) -> int:
+    ctx.checkpoint.save({{"x": x}})
+    print("working on", x)
+    return x * 10
+
+@flow
+def f():
+    work.map(x=items())
+"""
+    path = write_flow("longest.py", source)
+    result = rota("run", str(path), "--json")
+    assert result.code == 0, result.err
+    (run_dir,) = (home / "logs").iterdir()
+    logs = sorted(p.parent.name for p in run_dir.glob("*/1.log"))
+    assert logs == [f"{longest}@0", f"{longest}@1"]
+    outputs = sorted(p.name for p in (home / "artifacts" / run_dir.name).iterdir())
+    assert f"{longest}@1.json" in outputs
