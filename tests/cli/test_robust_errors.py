@@ -180,3 +180,48 @@ def f():
     assert logs == [f"{longest}@0", f"{longest}@1"]
     outputs = sorted(p.name for p in (home / "artifacts" / run_dir.name).iterdir())
     assert f"{longest}@1.json" in outputs
+
+
+# --- backfills: a range of more than 100,000 intervals is refused with their number ---------------
+
+MINUTELY = """
+from rota import flow, task
+
+@task
+def tick() -> None:
+    return None
+
+@flow(schedule="* * * * *", timezone="Europe/Berlin")
+def minutely():
+    tick()
+"""
+
+
+def test_a_backfill_of_millions_of_intervals_is_refused_with_their_count(
+    rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    path = write_flow("minutely.py", MINUTELY)
+    # ten years of minutes, counted without making them (3,653 days of 1,440 minutes: DST adds
+    # and removes the same hours)
+    for extra in ((), ("--dry-run",)):
+        result = rota(
+            "backfill", str(path), "--start", "2016-01-01T00:00:00+00:00",
+            "--end", "2026-01-01T00:00:00+00:00", *extra, timeout=60,
+        )  # fmt: skip
+        assert_refused(result, "the range holds 5,260,320 intervals of flow 'minutely'", home)
+        assert "more than the 100,000 a backfill plans at most" in result.err
+        assert "--max-intervals 5260320" in result.err
+
+
+def test_max_intervals_sets_the_cap(
+    rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    path = write_flow("minutely.py", MINUTELY)
+    span = ("--start", "2026-01-01T00:00:00+00:00", "--end", "2026-01-01T00:03:00+00:00")
+    refused = rota("backfill", str(path), *span, "--max-intervals", "2", "--dry-run")
+    assert_refused(refused, "the range holds 3 intervals", home)
+    allowed = rota("backfill", str(path), *span, "--max-intervals", "3", "--dry-run")
+    assert allowed.code == 0, allowed.err
+    assert "3 interval(s)" in allowed.out
+    with open_store(f"sqlite:///{home}/rota.db") as store:
+        assert store.list_runs() == [], "a dry run stores nothing"
