@@ -225,3 +225,63 @@ def test_max_intervals_sets_the_cap(
     assert "3 interval(s)" in allowed.out
     with open_store(f"sqlite:///{home}/rota.db") as store:
         assert store.list_runs() == [], "a dry run stores nothing"
+
+
+# --- an attempt whose log cannot be written still ends, naming the OS's error ------------------
+
+PRINTS = """
+from rota import flow, task
+
+@task
+def hello() -> int:
+    print("hello")
+    return 1
+
+@flow
+def greet():
+    hello()
+"""
+
+
+def _unwritable(logs: Path) -> None:
+    """*logs* as a folder this process cannot write in: a 0500 folder, or, where permission bits
+    do not stop this process (root), a regular file in its place, whose subfolders cannot be
+    made either."""
+    logs.mkdir()
+    logs.chmod(0o500)
+    try:
+        (logs / "probe").touch()
+    except PermissionError:
+        return
+    (logs / "probe").unlink()
+    logs.chmod(0o700)
+    logs.rmdir()
+    logs.write_text("not a folder\n")
+
+
+@pytest.mark.parametrize("executor", ["threads", "local", "inprocess"])
+def test_an_unwritable_logs_folder_fails_the_run_with_the_real_error_and_no_hang(
+    executor: str, rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    path = write_flow("greet.py", PRINTS)
+    logs = home / "logs"
+    _unwritable(logs)
+    try:
+        result = rota("run", str(path), "--executor", executor, timeout=60)
+    finally:
+        if logs.is_dir():
+            logs.chmod(0o700)
+    assert result.code == 1, result.err[-2000:]
+    assert "Traceback" not in result.err
+    assert "WorkerLost" not in result.err
+    errors = ("PermissionError", "NotADirectoryError", "FileExistsError")
+    (line,) = [ln for ln in result.err.splitlines() if ln.startswith("hello (attempt 1): ")]
+    assert any(f": {name}: " in line for name in errors), line
+    assert str(logs) in line
+    with open_store(f"sqlite:///{home}/rota.db") as store:
+        (run,) = store.list_runs()
+        assert run.state.value == "failed"
+        (attempt,) = store.attempts(run.run_id)
+        assert attempt.state.value == "failed"
+        assert attempt.error_type in errors
+        assert str(logs) in str(attempt.error_message)
