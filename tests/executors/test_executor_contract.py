@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,5 +210,146 @@ def test_local_pool_replaces_a_dead_worker(tmp_path: Path) -> None:
         assert not out.ok and out.error is not None and out.error.type_name == "WorkerLost"
         ex.submit(_spec(tmp_path, 2, PythonOp(add), 1, 1))
         assert _outcome(_drain(ex, 1), 2).ok
+    finally:
+        ex.close()
+
+
+# --- whatever fails around the task, every attempt gets an outcome naming the real error --------
+
+
+def chatty() -> int:
+    print("some output")
+    return 1
+
+
+def calls_exit() -> None:
+    sys.exit(3)
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+def raises_unprintable() -> None:
+    raise Unprintable
+
+
+def prints_a_lone_surrogate() -> int:
+    print("before \udce9 after")
+    return 2
+
+
+def _break_logs_folder(logs: Path) -> str:
+    """Make *logs* a folder this process cannot write in; return what a failure names.
+
+    A 0500 folder where permission bits stop this process; as root they do not, so there (and
+    the test says so) *logs* becomes a regular file, whose "subfolders" cannot be made either.
+    """
+    logs.mkdir(parents=True, exist_ok=True)
+    logs.chmod(0o500)
+    probe = logs / "probe"
+    try:
+        probe.touch()
+    except PermissionError:
+        return "permission bits"
+    probe.unlink()
+    logs.chmod(0o700)
+    logs.rmdir()
+    logs.write_text("a regular file where the logs folder should be (running as root)\n")
+    return "a regular file"
+
+
+def _repair_logs_folder(logs: Path) -> None:
+    if logs.is_dir():
+        logs.chmod(0o700)
+    else:
+        logs.unlink()
+
+
+def test_an_unwritable_logs_folder_fails_the_attempt_with_the_real_error(
+    executor: Executor, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    how = _break_logs_folder(logs)
+    workers = list(getattr(executor, "pids", []))
+    spec = replace(_spec(tmp_path, 1, PythonOp(chatty)), log_path=str(logs / "run1/t1/1.log"))
+    try:
+        executor.submit(spec)
+        out = _outcome(_drain(executor, 1), 1)
+    finally:
+        _repair_logs_folder(logs)
+    assert not out.ok and out.error is not None, how
+    # The OS's own error, naming the folder: not a WorkerLost, not silence.
+    assert out.error.type_name in {"PermissionError", "NotADirectoryError", "FileExistsError"}
+    assert str(logs) in out.error.message, out.error.message
+    assert "builtins.OSError" in out.error.mro
+    # The executor goes on: the same workers run the next attempt, and its log is written.
+    executor.submit(_spec(tmp_path, 2, PythonOp(chatty)))
+    second = _outcome(_drain(executor, 1), 2)
+    assert second.ok, second.error
+    assert Path(str(second.log_path)).read_text() == "some output\n"
+    assert list(getattr(executor, "pids", [])) == workers
+
+
+def test_a_task_calling_sys_exit_fails_and_the_executor_goes_on(
+    executor: Executor, tmp_path: Path
+) -> None:
+    workers = list(getattr(executor, "pids", []))
+    executor.submit(_spec(tmp_path, 1, PythonOp(calls_exit)))
+    out = _outcome(_drain(executor, 1), 1)
+    assert not out.ok and out.error is not None
+    assert out.error.type_name == "SystemExit" and out.error.exit_code == 3
+    assert out.error.message == "the task called sys.exit(3)"
+    executor.submit(_spec(tmp_path, 2, PythonOp(add), 1, 2))
+    assert _value(_outcome(_drain(executor, 1), 2)) == 3
+    assert list(getattr(executor, "pids", [])) == workers
+
+
+def test_an_error_whose_text_cannot_be_made_still_fails_the_attempt(
+    executor: Executor, tmp_path: Path
+) -> None:
+    executor.submit(_spec(tmp_path, 1, PythonOp(raises_unprintable)))
+    out = _outcome(_drain(executor, 1), 1)
+    assert not out.ok and out.error is not None
+    assert out.error.type_name == "Unprintable"
+    assert "could not be made" in out.error.message
+    assert "raises_unprintable" in out.error.traceback
+
+
+def test_output_that_is_not_valid_text_is_logged_with_a_stand_in(
+    executor: Executor, tmp_path: Path
+) -> None:
+    executor.submit(_spec(tmp_path, 1, PythonOp(prints_a_lone_surrogate)))
+    out = _outcome(_drain(executor, 1), 1)
+    assert out.ok, out.error
+    assert Path(str(out.log_path)).read_text() == "before ? after\n"
+
+
+class _Unloadable:
+    """Pickles, but cannot be unpickled (as an operator whose module a worker cannot import)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_refuse_to_load, ("this operator cannot be loaded here",))
+
+
+def _refuse_to_load(message: str) -> None:
+    raise RuntimeError(message)
+
+
+def test_local_pool_reports_an_operator_it_cannot_load_for_every_attempt(tmp_path: Path) -> None:
+    ex = LocalPoolExecutor(1, str(tmp_path / "logs"))
+    try:
+        workers = ex.pids
+        op: Any = _Unloadable()
+        ex.submit(_spec(tmp_path, 1, op))
+        first = _outcome(_drain(ex, 1), 1)
+        ex.submit(_spec(tmp_path, 2, op))  # the engine sends an operator to a worker once
+        second = _outcome(_drain(ex, 1), 2)
+        for out in (first, second):
+            assert not out.ok and out.error is not None
+            assert "this operator cannot be loaded here" in out.error.message
+        assert first.error is not None and first.error.type_name == "RuntimeError"
+        assert ex.pids == workers, "a worker died: its attempts became WorkerLost"
     finally:
         ex.close()

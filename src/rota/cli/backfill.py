@@ -17,7 +17,13 @@ from rich.text import Text
 from rota.cli.console import line
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.timing import FLOWS_OPTION, driver_environ, parse_date, resolve_flow
-from rota.engine.backfill import RERUN_LEVELS, BackfillEvent, BackfillSummary, PlanItem
+from rota.engine.backfill import (
+    MAX_INTERVALS,
+    RERUN_LEVELS,
+    BackfillEvent,
+    BackfillSummary,
+    PlanItem,
+)
 from rota.errors import UserError
 from rota.model.schedule import Schedule
 
@@ -42,6 +48,10 @@ _OUTCOME_STYLE = {
     "--max-active-runs", type=click.IntRange(min=1), default=None,
     help="Most runs driven at once (default: the flow's max_active_runs).",
 )  # fmt: skip
+@click.option(
+    "--max-intervals", type=click.IntRange(min=1), default=MAX_INTERVALS, show_default=True,
+    help="Refuse a range of more intervals than this.",
+)  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--reverse", is_flag=True, help="Newest interval first.")
 @FLOWS_OPTION
@@ -56,6 +66,7 @@ def backfill_cmd(
     end_text: str,
     rerun: str,
     max_active_runs: int | None,
+    max_intervals: int,
     dry_run: bool,
     reverse: bool,
     flows_dir: Path | None,
@@ -68,7 +79,7 @@ def backfill_cmd(
     was killed is resumed (only its unfinished tasks run); dates another runner holds are reported
     as taken. Exit 1 if any run failed.
     """
-    from rota.engine.backfill import plan_backfill
+    from rota.engine.backfill import check_range_size, plan_backfill
     from rota.model.schedule import SystemClock
 
     loaded = resolve_flow(target, flows_dir)
@@ -79,10 +90,11 @@ def backfill_cmd(
         raise UserError(f"flow {loaded.name!r} has no cron or timedelta schedule to backfill")
     start = _read_date(start_text, "--start", schedule)
     end = _read_date(end_text, "--end", schedule)
+    check_range_size(loaded.name, schedule, start, end, max_intervals)  # before the store opens
     with open_store(ctx.settings) as store:
         items = plan_backfill(
             store, loaded.name, dag, schedule, start, end,
-            rerun=rerun, reverse=reverse, now=SystemClock().now(),
+            rerun=rerun, reverse=reverse, now=SystemClock().now(), max_intervals=max_intervals,
         )  # fmt: skip
         zone = ZoneInfo(schedule.timezone)
         if dry_run or not items:

@@ -32,6 +32,11 @@ from rota.model.schedule import Clock, Interval, Schedule
 from rota.model.states import FAILURES, RunState
 from rota.store.base import AttemptRecord, RunRecord, RunTiming, Store
 
+MAX_INTERVALS: Final = 100_000
+"""The most intervals one backfill plans unless told otherwise (``--max-intervals``): a range
+past it is most likely a mistake (a minutely schedule over years), refused before anything is
+made or stored."""
+
 RERUN_LEVELS: Final = ("none", "failed", "changed", "all")
 """How much of what exists a backfill runs again; each level includes the ones before it."""
 
@@ -82,6 +87,7 @@ def plan_backfill(
     reverse: bool = False,
     now: datetime | None = None,
     stale_after: timedelta = timedelta(seconds=30),
+    max_intervals: int = MAX_INTERVALS,
 ) -> list[PlanItem]:
     """Decide, for every interval whose end lies in ``(start, end]``, what a backfill does.
 
@@ -97,12 +103,14 @@ def plan_backfill(
         now: the time a runner's heartbeat is judged at (None: a run's owner counts as live
             unless its process is provably dead, whatever its heartbeat's age).
         stale_after: a heartbeat older than this means its runner is gone.
+        max_intervals: refuse a range of more intervals than this (counted, not made).
 
     Returns:
         One item per interval, in the order they will be run.
 
     Raises:
-        UserError: no clock schedule, an unknown *rerun* level, or *end* not after *start*.
+        UserError: no clock schedule, an unknown *rerun* level, *end* not after *start*, or more
+            than *max_intervals* intervals in the range (the message gives their number).
     """
     if schedule is None:
         raise UserError(f"flow {flow_name!r} has no cron or timedelta schedule to backfill")
@@ -110,6 +118,7 @@ def plan_backfill(
         raise UserError(f"--rerun must be one of {', '.join(RERUN_LEVELS)}, got {rerun!r}")
     if not start < end:
         raise UserError(f"--end {end.isoformat()} must be after --start {start.isoformat()}")
+    check_range_size(flow_name, schedule, start, end, max_intervals)
     intervals = schedule.intervals_between(start, end, reverse=reverse)
     if not intervals:
         return []
@@ -126,6 +135,23 @@ def plan_backfill(
         decision = _decide(store, run, dag, level, now, stale_after)
         items.append(PlanItem(iv, decision.action, decision.reason, run.run_id, decision.tasks))
     return items
+
+
+def check_range_size(
+    flow_name: str, schedule: Schedule, start: datetime, end: datetime, limit: int
+) -> None:
+    """Refuse a backfill of more than *limit* intervals, counted without making them.
+
+    Raises:
+        UserError: the range holds more than *limit* intervals; the message gives their number.
+    """
+    count = schedule.count_between(start, end)
+    if count > limit:
+        raise UserError(
+            f"the range holds {count:,} intervals of flow {flow_name!r}'s schedule, more than the "
+            f"{limit:,} a backfill plans at most: narrow --start/--end, or pass "
+            f"--max-intervals {count} to run them all"
+        )
 
 
 def _decide(

@@ -24,7 +24,7 @@ from rota.engine.resume import ResumePlan, latest_attempts, plan_resume, sweep_s
 from rota.engine.writer import BatchWriter
 from rota.errors import NotFound, RunIdTaken, UserError
 from rota.executors.base import Executor
-from rota.model.dag import Dag
+from rota.model.dag import CALLBACKS_LOG, Dag
 from rota.model.schedule import Clock
 from rota.model.states import RunState, TaskState
 from rota.store.base import (
@@ -235,7 +235,7 @@ class Runner:
         writer = BatchWriter(
             self.store, self.clock.now, heartbeat=beat, every=self.options.heartbeat_every
         )
-        callbacks = CallbackRunner(self.logs_dir / run_id / "callbacks.log")
+        callbacks = CallbackRunner(self.logs_dir / run_id / CALLBACKS_LOG)
         loop = RunLoop(self, self.store.get_run(run_id), dag, flow, writer, callbacks)
         try:
             loop.start()

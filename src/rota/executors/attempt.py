@@ -6,10 +6,12 @@ invariant 2); a task that raises :class:`~rota.errors.Skip` is reported as skipp
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -114,64 +116,141 @@ def run_attempt(
     *,
     own_session: bool = True,
 ) -> AttemptOutcome:
-    """Run *spec* here and now; never raises for the task's own errors.
+    """Run *spec* here and now and return its outcome, whatever fails on the way.
 
     *begin* starts output capture; *capture.end* stops it and names the log file, if any.
     *own_session* is False in worker processes (see :class:`ExecContext`).
+
+    Starting the capture, loading the inputs, the task itself, writing its output and saving its
+    log can each fail: the outcome then comes back failed with that error (its type and message,
+    e.g. a ``PermissionError`` naming the logs folder), so no executor is left waiting for it. A
+    task that cannot have its output captured is not run; a task that succeeded but whose log
+    cannot be saved is reported failed, since what it printed is lost.
+
+    Raises:
+        KeyboardInterrupt: only that passes through (Ctrl-C under the in-process executor).
     """
     started = time.time()
-    begin()
+    try:
+        begin()
+    except Exception as err:
+        _stop_capture_quietly(capture, spec.log_path)
+        return crashed_outcome(spec.attempt_id, worker, err, started=started)
+    result = _execute(spec, cache, own_session=own_session)
+    try:
+        log_path = capture.end(spec.log_path, append=spec.pokes > 0)  # a sensor's later pokes
+    except Exception as err:
+        log_path = None
+        result = _log_lost(result, err)
+    return AttemptOutcome(
+        attempt_id=spec.attempt_id,
+        ok=result.error is None,
+        started_at=started,
+        finished_at=time.time(),
+        worker=worker,
+        output_path=result.stored.uri if result.stored else None,
+        output_size=result.stored.size if result.stored else None,
+        output_length=result.length,
+        output_hash=result.stored.content_hash if result.stored else None,
+        output_serializer=result.stored.serializer if result.stored else None,
+        log_path=log_path,
+        error=result.error,
+        skipped=result.skipped,
+        reschedule_at=result.reschedule_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """What running the task gave: an output, a skip, a reschedule or an error."""
+
     stored: StoredOutput | None = None
     length: int | None = None
     error: ErrorInfo | None = None
-    skipped = False
+    skipped: bool = False
     reschedule_at: float | None = None
+
+
+def _execute(spec: AttemptSpec, cache: OutputCache, *, own_session: bool) -> _Result:
+    """Load the inputs, call the operator, store the output; every error becomes the result."""
     try:
         inputs = load_inputs(spec, cache)
         args = resolve(spec.args, inputs)
         kwargs = resolve(dict(spec.kwargs), inputs)
         ctx = make_context(spec, own_session=own_session)
         value = spec.op.execute(ctx, args, kwargs)  # type: ignore[attr-defined]
-        if value is not None:
-            length = output_length(value)
-            store = artifact_store(spec.artifacts)
-            stored = store.put(spec.run_id, spec.task_id, spec.map_index, value, spec.serializer)
-            cache.put(stored.uri, value, stored.size)
+        if value is None:
+            return _Result()
+        length = output_length(value)
+        store = artifact_store(spec.artifacts)
+        stored = store.put(spec.run_id, spec.task_id, spec.map_index, value, spec.serializer)
+        cache.put(stored.uri, value, stored.size)
+        return _Result(stored, length)
     except Reschedule as sig:
-        reschedule_at = sig.at
+        return _Result(reschedule_at=sig.at)
     except Skip as sig:
-        skipped = True
-        print(f"[rota] task skipped itself: {sig}", file=sys.stderr)
-    except Exception as err:
-        error = describe_error(err)
-        traceback.print_exc(file=sys.stderr)
-    log_path = capture.end(spec.log_path, append=spec.pokes > 0)  # a sensor's later pokes
+        _say(f"[rota] task skipped itself: {_text(sig)}")
+        return _Result(skipped=True)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # SystemExit too: a task calling sys.exit() has failed
+        _say("".join(traceback.format_exception(err)).rstrip("\n"))
+        return _Result(error=describe_error(err))
+
+
+def _log_lost(result: _Result, err: Exception) -> _Result:
+    """*result* once the attempt's log could not be saved: a failure with that error, unless the
+    task failed already (its own error stays the one reported; the log's is noted with it)."""
+    lost = describe_error(err)
+    if result.error is None:
+        return _Result(error=lost)
+    note = f"\n(the attempt's log could not be saved: {lost.type_name}: {lost.message})\n"
+    return replace(result, error=replace(result.error, traceback=result.error.traceback + note))
+
+
+def _stop_capture_quietly(capture: Capture, log_path: str) -> None:
+    # Undo whatever part of begin() took effect (e.g. fds already redirected), so the worker
+    # prints where it did before; nothing of it is worth a second error.
+    with contextlib.suppress(Exception):
+        capture.end(log_path)
+
+
+def _say(text: str) -> None:
+    """Print *text* into the attempt's log, if that still works."""
+    with contextlib.suppress(Exception):
+        print(text, file=sys.stderr)
+
+
+def crashed_outcome(
+    attempt_id: int, worker: str, err: BaseException, *, started: float | None = None
+) -> AttemptOutcome:
+    """The outcome of an attempt that failed around its task (capturing its output, reading its
+    spec or operator, the worker's own loop), with *err* as its error."""
+    now = time.time()
     return AttemptOutcome(
-        attempt_id=spec.attempt_id,
-        ok=error is None,
-        started_at=started,
-        finished_at=time.time(),
-        worker=worker,
-        output_path=stored.uri if stored else None,
-        output_size=stored.size if stored else None,
-        output_length=length,
-        output_hash=stored.content_hash if stored else None,
-        output_serializer=stored.serializer if stored else None,
-        log_path=log_path,
-        error=error,
-        skipped=skipped,
-        reschedule_at=reschedule_at,
-    )
+        attempt_id, False, now if started is None else started, now, worker,
+        error=describe_error(err),
+    )  # fmt: skip
 
 
 def describe_error(err: BaseException) -> ErrorInfo:
-    """Text form of an exception, with the exit code of a failed shell command."""
-    tb = "".join(traceback.format_exception(err))
+    """Text form of an exception, with the exit code of a failed shell command or sys.exit()."""
     code = getattr(err, "code", None)
+    message = _text(err)
+    if isinstance(err, SystemExit):
+        message = f"the task called sys.exit({code!r})"
     return ErrorInfo(
         type_name=type(err).__qualname__,
-        message=str(err) or type(err).__name__,
-        traceback=tb,
+        message=message or type(err).__name__,
+        traceback="".join(traceback.format_exception(err)),
         exit_code=code if isinstance(code, int) else None,
         mro=tuple(qualified_name(c) for c in type(err).__mro__),
     )
+
+
+def _text(err: BaseException) -> str:
+    """str(*err*), or a stand-in when the exception's own __str__ fails."""
+    try:
+        return str(err)
+    except Exception as broken:
+        return f"<the error's text could not be made: {type(broken).__name__}>"

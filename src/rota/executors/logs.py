@@ -43,6 +43,14 @@ class FdCapture:
         os.dup2(self._devnull, 1)
         os.dup2(self._devnull, 2)
         assert self._fd is not None
+        try:
+            return self._keep(log_path, append=append)
+        except BaseException:
+            _empty(self._fd)  # the next attempt's log must not start with this one's output
+            raise
+
+    def _keep(self, log_path: str, *, append: bool) -> str | None:
+        assert self._fd is not None
         if os.fstat(self._fd).st_size == 0:
             return log_path if append and Path(log_path).exists() else None
         target = Path(log_path)
@@ -50,13 +58,17 @@ class FdCapture:
         if append and target.exists():
             with target.open("ab") as out, open(self._path, "rb") as src:
                 shutil.copyfileobj(src, out)
-            os.ftruncate(self._fd, 0)
-            os.lseek(self._fd, 0, os.SEEK_SET)
+            _empty(self._fd)
             return log_path
         os.replace(self._path, target)
         os.close(self._fd)
         self._fd = None
         return log_path
+
+
+def _empty(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
 
 
 def _flush_std() -> None:
@@ -161,6 +173,6 @@ class ThreadCapture:
         if not text:
             return log_path if append and Path(log_path).exists() else None
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        with Path(log_path).open("a" if append else "w", encoding="utf-8") as fh:
+        with Path(log_path).open("a" if append else "w", encoding="utf-8", errors="replace") as fh:
             fh.write(text)
         return log_path

@@ -184,6 +184,7 @@ class LocalPoolExecutor:
         if isinstance(msg, AttemptOutcome):
             worker.outstanding.discard(msg.attempt_id)
             self._watch.forget(msg.attempt_id)
+            self._timeouts.pop(msg.attempt_id, None)  # an attempt that failed before it started
             if msg.output_path:
                 self._holder[msg.output_path] = worker
             return msg

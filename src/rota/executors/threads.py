@@ -10,7 +10,7 @@ import time
 from collections import deque
 
 from rota.artifacts.local import OutputCache
-from rota.executors.attempt import run_attempt
+from rota.executors.attempt import crashed_outcome, run_attempt
 from rota.executors.base import AttemptEvent, AttemptOutcome, AttemptSpec, AttemptStarted
 from rota.executors.logs import ThreadCapture
 
@@ -50,6 +50,7 @@ class InProcessExecutor:
 def _run_with_events(
     spec: AttemptSpec, cache: OutputCache, capture: ThreadCapture, worker: str
 ) -> tuple[AttemptStarted, AttemptOutcome]:
+    # A Ctrl-C passes through to the engine, which marks the attempt interrupted.
     outcome = run_attempt(spec, cache, lambda: capture.begin(spec.log_path), capture, worker)
     return AttemptStarted(spec.attempt_id, outcome.started_at, worker), outcome
 
@@ -103,15 +104,19 @@ class ThreadExecutor:
             spec = self._inbox.get()
             if spec is None:
                 return
-            self._events.put(AttemptStarted(spec.attempt_id, time.time(), worker))
-            outcome = run_attempt(
-                spec,
-                self._cache,
-                functools.partial(self._capture.begin, spec.log_path),
-                self._capture,
-                worker,
-            )
-            self._events.put(outcome)
+            started = time.time()
+            self._events.put(AttemptStarted(spec.attempt_id, started, worker))
+            try:
+                outcome = run_attempt(
+                    spec,
+                    self._cache,
+                    functools.partial(self._capture.begin, spec.log_path),
+                    self._capture,
+                    worker,
+                )
+            except BaseException as err:  # a KeyboardInterrupt a task raised: this thread goes on
+                outcome = crashed_outcome(spec.attempt_id, worker, err, started=started)
+            self._events.put(outcome)  # every attempt submitted gets an outcome, or poll() hangs
 
     def close(self, *, cancel: bool = False) -> None:
         for _ in self._threads:

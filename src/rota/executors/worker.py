@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from rota.artifacts.local import OutputCache
-from rota.executors.attempt import describe_error, run_attempt
+from rota.errors import ExecutorError
+from rota.executors.attempt import crashed_outcome, run_attempt
 from rota.executors.base import AttemptOutcome, AttemptSpec
 from rota.executors.logs import FdCapture
 from rota.flowfile import import_flow_file
@@ -64,7 +65,7 @@ def worker_main(
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    ops: dict[Any, Any] = {}
+    ops = _Operators()
     cache = OutputCache(cache_bytes)
     capture = FdCapture(Path(logs_dir))
     while True:
@@ -72,20 +73,61 @@ def worker_main(
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        attempt_id, modules, op_key, op_blob, spec_blob = pickle.loads(data)
-        try:
-            for _name, path in modules:
-                import_flow_file(Path(path))
-            if op_blob is not None:
-                ops[op_key] = pickle.loads(op_blob)
-            spec: AttemptSpec = pickle.loads(spec_blob)
-        except Exception as err:
-            now = time.time()
-            conn.send(
-                AttemptOutcome(attempt_id, False, now, now, worker, error=describe_error(err))
+        # The engine made this message with plain pickle of plain values: if even that fails,
+        # the attempt cannot be named, and dying (the engine reports WorkerLost) beats a hang.
+        message: Message = pickle.loads(data)
+        conn.send(_serve(conn, message, ops, cache, capture, worker))
+
+
+def _serve(
+    conn: Connection,
+    message: Message,
+    ops: _Operators,
+    cache: OutputCache,
+    capture: FdCapture,
+    worker: str,
+) -> AttemptOutcome:
+    """Run the attempt *message* carries and return its outcome, whatever fails: an exception
+    escaping here would end the worker and turn the real error into a misleading WorkerLost."""
+    attempt_id, modules, op_key, op_blob, spec_blob = message
+    try:
+        for _name, path in modules:
+            import_flow_file(Path(path))
+        op = ops.get(op_key, op_blob)
+        spec: AttemptSpec = replace(pickle.loads(spec_blob), op=op)
+    except Exception as err:
+        return crashed_outcome(attempt_id, worker, err)
+    started = time.time()
+    conn.send(("started", spec.attempt_id, started, worker))
+    try:
+        return run_attempt(spec, cache, capture.begin, capture, worker, own_session=False)
+    except BaseException as err:  # SIGINT is ignored here, so a KeyboardInterrupt is the task's
+        return crashed_outcome(attempt_id, worker, err, started=started)
+
+
+class _Operators:
+    """The operators this worker received, each unpickled once. One that could not be unpickled
+    fails every attempt that needs it (the engine sends each operator to a worker only once)."""
+
+    def __init__(self) -> None:
+        self._ops: dict[Any, Any] = {}
+        self._broken: dict[Any, str] = {}
+
+    def get(self, key: Any, blob: bytes | None) -> Any:
+        """The operator *key*, unpickled from *blob* when that is given (its first attempt here).
+
+        Raises:
+            ExecutorError: the operator could not be unpickled for an earlier attempt.
+        """
+        if blob is not None:
+            try:
+                self._ops[key] = pickle.loads(blob)
+            except Exception as err:
+                self._broken[key] = f"{type(err).__name__}: {err}"
+                raise
+            self._broken.pop(key, None)
+        if key in self._broken:
+            raise ExecutorError(
+                f"the task's operator could not be loaded in this worker: {self._broken[key]}"
             )
-            continue
-        spec = replace(spec, op=ops[op_key])
-        conn.send(("started", spec.attempt_id, time.time(), worker))
-        outcome = run_attempt(spec, cache, capture.begin, capture, worker, own_session=False)
-        conn.send(outcome)
+        return self._ops[key]

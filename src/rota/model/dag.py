@@ -20,21 +20,67 @@ from rota.model.datasets import Dataset
 from rota.model.policies import CachePolicy, RetryPolicy, TriggerRule, UpstreamTally, decide
 from rota.model.states import TERMINAL, TaskState
 
-TASK_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}$")
+TASK_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+TASK_ID_MAX: Final = 180
+"""The longest task id (and flow name), in characters (bytes: ids are ASCII).
+
+A task id becomes a file or folder name, and most file systems allow 255 bytes per name. The
+longest name Rota derives from an id is an output's temporary file on an object store:
+``.<id>@<map index>.parquet.<32 hex digits>.tmp``, 66 bytes beyond the id with a map index as
+long as any Python list allows (19 digits); a local output's temporary file (``mkstemp``, 8
+random characters), a checkpoint and a log folder are shorter. 255 - 66 = 189 leaves a margin.
+"""
+
+CALLBACKS_LOG: Final = "callbacks.log"
+"""The file in ``logs/<run>/``, beside the runs' task folders, where failed callbacks are logged."""
+
+RESERVED_TASK_IDS: Final = frozenset({CALLBACKS_LOG})
+"""Names of the files Rota keeps beside the task folders of a run (``logs/<run>/``,
+``artifacts/<run>/``, ``checkpoints/<run>/``); temporary files start with a dot, which no id
+does. Compared case-insensitively, since ``ROTA_HOME`` may be on a case-insensitive file system
+(macOS, Windows)."""
+
+
+def check_name(value: object, *, what: str) -> str:
+    """Return *value* if it can name a task or a flow (and so a file).
+
+    Raises:
+        DefinitionError: not a string, not matching TASK_ID_PATTERN, containing "..", or longer
+            than TASK_ID_MAX.
+    """
+    if not isinstance(value, str) or not TASK_ID_PATTERN.fullmatch(value) or ".." in value:
+        raise DefinitionError(
+            f"invalid {what} {_shown(value)}: use letters, digits, '_', '.', '-' "
+            f"(first character a letter, digit or '_'; at most {TASK_ID_MAX}; no '..')"
+        )
+    if len(value) > TASK_ID_MAX:
+        raise DefinitionError(
+            f"{what} {_shown(value)} is {len(value)} characters long; at most {TASK_ID_MAX}, so "
+            "that every file name Rota makes from it fits in the 255 bytes file systems allow"
+        )
+    return value
 
 
 def check_task_id(task_id: object, *, what: str = "task id") -> str:
-    """Return *task_id* if it is a valid id.
+    """Return *task_id* if it is a valid task id.
 
     Raises:
-        DefinitionError: not a string, not matching TASK_ID_PATTERN, or containing "..".
+        DefinitionError: as :func:`check_name`, or it is the name of a file Rota keeps beside
+            the task folders (:data:`RESERVED_TASK_IDS`, in any case).
     """
-    if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id) or ".." in task_id:
+    value = check_name(task_id, what=what)
+    if value.casefold() in RESERVED_TASK_IDS:
         raise DefinitionError(
-            f"invalid {what} {task_id!r}: use letters, digits, '_', '.', '-' "
-            "(first character a letter, digit or '_'; at most 250; no '..')"
+            f"{what} {value!r} is reserved: Rota keeps a file of that name beside the task "
+            "folders of every run (names are compared ignoring case)"
         )
-    return task_id
+    return value
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}...{text[-5:]}"
 
 
 @runtime_checkable
@@ -171,10 +217,17 @@ class Dag:
             CycleError: the edges form a cycle (the error names it).
         """
         tasks: dict[str, TaskSpec] = {}
+        folded: dict[str, str] = {}
         for spec in specs:
             check_task_id(spec.id)
             if spec.id in tasks:
                 raise DefinitionError(f"duplicate task id {spec.id!r} in flow {name!r}")
+            twin = folded.setdefault(spec.id.casefold(), spec.id)
+            if twin != spec.id:
+                raise DefinitionError(
+                    f"task ids {twin!r} and {spec.id!r} in flow {name!r} differ only in case: "
+                    "on a case-insensitive file system (macOS, Windows) their files would be one"
+                )
             tasks[spec.id] = spec
         downstream: dict[str, list[str]] = {tid: [] for tid in tasks}
         for spec in tasks.values():

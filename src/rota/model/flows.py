@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from rota.errors import DefinitionError
 from rota.model.builder import FlowBuilder, FlowOptions, activate
-from rota.model.dag import REQUIRED, Dag, ParamSpec, check_task_id
+from rota.model.dag import REQUIRED, Dag, ParamSpec, check_name
 from rota.model.datasets import Dataset
 from rota.model.params import merge_params
 from rota.model.schedule import FlowTiming
@@ -46,7 +46,7 @@ class Flow:
         description: str = "",
         **options: Any,
     ) -> None:
-        self.name = check_task_id(name, what="flow name")
+        self.name = check_name(name, what="flow name")
         self.description = description
         self._params = tuple(ParamSpec(k, v) for k, v in (params or {}).items())
         self._builder = FlowBuilder(self.name, _options(self.name, options))
@@ -98,7 +98,7 @@ class FlowFunction:
         options: Mapping[str, Any] | None = None,
     ) -> None:
         self.fn = fn
-        self.name = check_task_id(name or fn.__name__, what="flow name")
+        self.name = check_name(name or fn.__name__, what="flow name")
         self.options = _options(self.name, options or {})
         self.description = description or inspect.getdoc(fn) or ""
         specs = []

@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 
 from rota.errors import PolicyError
+from rota.model.ticks import count_cron_ticks
 
 
 class Clock(Protocol):
@@ -247,6 +248,24 @@ class Schedule:
         if reverse:
             found.reverse()
         return found
+
+    def count_between(self, start: datetime, end: datetime) -> int:
+        """``len(self.intervals_between(start, end))``, without making the intervals: arithmetic
+        for a timedelta, and for a cron all but a short walk around each DST change."""
+        lo, hi = _aware_utc("start", start), _aware_utc("end", end)
+        if self.start_date is not None:  # the first interval ends at the second tick in bounds
+            lo = max(lo, self._after(self.start_date - _TINY))
+        if self.end_date is not None:
+            hi = min(hi, self.end_date)
+        if hi <= lo:
+            return 0
+        if self.every is not None:
+            anchor = self.start_date or _EPOCH
+            return (hi - anchor) // self.every - (lo - anchor) // self.every
+        assert self.cron is not None
+        return count_cron_ticks(
+            self.cron, self._zone, self._after, lo, hi, every_hour=self._every_hour
+        )
 
     def latest_complete(self, now: datetime) -> Interval | None:
         """The interval that fell due last at or before *now*, or None if none has yet."""
