@@ -76,7 +76,9 @@ def _assert_private(root: Path) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize(("executor", "umask"), [("local", 0o022), ("threads", 0o000)])
+@pytest.mark.parametrize(
+    ("executor", "umask"), [("local", 0o022), ("threads", 0o000)], ids=["local-022", "threads-000"]
+)
 def test_everything_a_run_creates_under_the_home_is_0700_or_0600_whatever_the_umask(
     tmp_path: Path, write_flow: WriteFlow, executor: str, umask: int
 ) -> None:
@@ -151,8 +153,8 @@ def _assert_refused(result: Result, path: Path, fix: str) -> None:
     assert str(path) in lines[0] and fix in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("where", ["", "logs", "rota.db"])
-@pytest.mark.parametrize("bits", [0o020, 0o002])
+@pytest.mark.parametrize("where", ["", "logs", "rota.db"], ids=["home", "logs", "rota.db"])
+@pytest.mark.parametrize("bits", [0o020, 0o002], ids=["group", "others"])
 def test_a_home_logs_or_store_that_group_or_others_can_write_is_refused(
     made_home: Path, tmp_path: Path, where: str, bits: int
 ) -> None:
@@ -182,7 +184,7 @@ def _other_user(path: Path) -> None:
     os.chown(path, 65534, -1)
 
 
-@pytest.mark.parametrize("where", ["", "logs", "rota.db"])
+@pytest.mark.parametrize("where", ["", "logs", "rota.db"], ids=["home", "logs", "rota.db"])
 def test_a_home_logs_or_store_another_user_owns_is_refused(
     made_home: Path, tmp_path: Path, where: str
 ) -> None:
