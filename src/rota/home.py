@@ -172,9 +172,10 @@ def _judge(path: Path, info: os.stat_result) -> None:
             path,
         )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        risk = "plant files in it" if folder else "change what Rota reads from it"
         raise UnsafeHome(
-            f"{path} can be written by {_who(info.st_mode)}, who could plant files in it: "
-            f"check its contents, then `chmod {mode:o} {quoted}`",
+            f"{path} can be written by {_who(info.st_mode)}, who could {risk}: "
+            f"check it, then `chmod {mode:o} {quoted}`",
             path,
         )
     if info.st_mode & 0o077:
