@@ -38,9 +38,8 @@ def chatty(word: str) -> str:
 
 @dataclass
 class Planted:
-    """Symbolic links planted in *logs*: each points at a victim file or at a missing path."""
+    """Planted symbolic links: each points at a victim file or at a missing path (a ghost)."""
 
-    logs: Path
     victims: list[Path]
     ghosts: list[Path]
 
@@ -121,7 +120,7 @@ def test_links_at_every_scratch_and_log_name_of_a_pool_never_redirect_a_write(
     pool: tuple[LocalPoolExecutor, Path], tmp_path: Path, outside: Path
 ) -> None:
     ex, logs = pool
-    planted = Planted(logs, [], [])
+    planted = Planted([], [])
     # Every scratch name the workers could choose (one per worker process), and every log path.
     for pid in ex.pids:
         planted.plant(logs / scratch_name(pid), outside)
@@ -159,7 +158,7 @@ def test_links_at_the_log_names_of_threads_never_redirect_a_write(
     tmp_path: Path, outside: Path
 ) -> None:
     logs = tmp_path / "logs"
-    planted = Planted(logs, [], [])
+    planted = Planted([], [])
     ex = ThreadExecutor(2)
     try:
         for i in ATTEMPTS:
