@@ -35,6 +35,23 @@ def note(step: str) -> None:
             fh.write(step + "\n")
 
 
+def private_folder(path: Path) -> Path:
+    """Create *path* and its missing parents readable by their owner only (0700), like the rest of
+    ROTA_HOME: a model can hold what it learnt from private data."""
+    for folder in reversed([p for p in (path, *path.parents) if not p.is_dir()]):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)  # mkdir's mode passes through the umask
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write *data* to *path*, a file readable by its owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fd, 0o600)
+        fh.write(data)
+
+
 def prediction_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     """Accuracy and macro-averaged recall of predictions, rounded to 4 digits."""
     accuracy = float(np.mean(y_true == y_pred))
@@ -149,12 +166,11 @@ def deploy(
         print(f"not deployed: accuracy {accuracy:.4f} < threshold {threshold}")
         return {"deployed": False, "accuracy": accuracy, "path": None}
     root = Path(model_dir or Path(os.environ.get("ROTA_HOME", Path.home() / ".rota")) / "models")
-    target = root / "digits" / ctx.run_id
-    target.mkdir(parents=True, exist_ok=True)
+    target = private_folder(root / "digits" / ctx.run_id)
     tmp = target / "model.pkl.tmp"
-    tmp.write_bytes(pickle.dumps({"model": model, "scaler": feats["scaler"]}))
+    write_private(tmp, pickle.dumps({"model": model, "scaler": feats["scaler"]}))
     tmp.replace(target / "model.pkl")
-    (target / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_private(target / "metrics.json", json.dumps(metrics, indent=2).encode())
     print(f"deployed to {target}")
     return {"deployed": True, "accuracy": accuracy, "path": str(target)}
 

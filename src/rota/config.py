@@ -11,6 +11,9 @@ from typing import Final
 from rota.errors import ConfigError
 
 EXECUTORS: Final = ("local", "threads", "inprocess")
+DEFAULT_DB_CONNECT_TIMEOUT: Final = 10.0
+"""Seconds opening a PostgreSQL store may take by default (``ROTA_DB_CONNECT_TIMEOUT``)."""
+_MAX_TIMEOUT: Final = 10**9  # seconds; beyond this a "timeout" is a typo (and overflows libpq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,10 @@ class Settings:
         fault_points: ``ROTA_FAULT_POINTS``, for crash tests only (see ``rota.engine.faults``).
         artifacts: ``ROTA_ARTIFACTS``: where task outputs go, a folder or any fsspec URL
             (``s3://bucket/prefix`` with the ``rota[s3]`` extra); default ``$ROTA_HOME/artifacts``.
+        db_connect_timeout: ``ROTA_DB_CONNECT_TIMEOUT``, seconds: how long opening a PostgreSQL
+            store may take before it fails with one line (0: wait forever); default 10.
+        db_statement_timeout: ``ROTA_DB_STATEMENT_TIMEOUT``, seconds: PostgreSQL cancels any
+            statement of ours that runs (or waits for a lock) longer (0, the default: no limit).
     """
 
     home: Path
@@ -33,12 +40,20 @@ class Settings:
     workers: int = 0
     fault_points: str = ""
     artifacts: str = ""
+    db_connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT
+    db_statement_timeout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r} (known: {', '.join(EXECUTORS)})")
         if self.workers < 0:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+            raise ConfigError(f"workers must be >= 1 (0: one per CPU), got {self.workers}")
+        for name, value in (
+            ("ROTA_DB_CONNECT_TIMEOUT", self.db_connect_timeout),
+            ("ROTA_DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
+        ):
+            if not 0 <= value < _MAX_TIMEOUT:
+                raise ConfigError(f"{name} must be seconds >= 0 (0: no limit), got {value:g}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -50,18 +65,17 @@ class Settings:
         home = Path(environ.get("ROTA_HOME") or Path(environ.get("HOME", "~")) / ".rota")
         home = home.expanduser().absolute()
         url = environ.get("ROTA_DATABASE_URL") or f"sqlite:///{home / 'rota.db'}"
-        raw_workers = environ.get("ROTA_WORKERS", "0") or "0"
-        try:
-            workers = int(raw_workers)
-        except ValueError:
-            raise ConfigError(f"ROTA_WORKERS must be an integer, got {raw_workers!r}") from None
         return cls(
             home=home,
             database_url=url,
             executor=environ.get("ROTA_EXECUTOR", "local") or "local",
-            workers=workers,
+            workers=int(_number(environ, "ROTA_WORKERS", 0, integer=True)),
             fault_points=environ.get("ROTA_FAULT_POINTS", ""),
             artifacts=environ.get("ROTA_ARTIFACTS", "") or str(home / "artifacts"),
+            db_connect_timeout=_number(
+                environ, "ROTA_DB_CONNECT_TIMEOUT", DEFAULT_DB_CONNECT_TIMEOUT
+            ),
+            db_statement_timeout=_number(environ, "ROTA_DB_STATEMENT_TIMEOUT", 0.0),
         )
 
     def with_options(self, *, executor: str | None = None, workers: int | None = None) -> Settings:
@@ -80,3 +94,22 @@ class Settings:
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+
+def _number(
+    environ: Mapping[str, str], name: str, default: float, *, integer: bool = False
+) -> float:
+    """The number in *environ[name]*, or *default* when it is unset or empty.
+
+    Raises:
+        ConfigError: the value is not a (whole, with *integer*) number.
+    """
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number of seconds"
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
+    return value

@@ -7,6 +7,7 @@ CLI; everything else is a bug or an environment failure and keeps its traceback.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class RotaError(Exception):
@@ -66,6 +67,15 @@ class ConfigError(UserError):
     """Raised when configuration (environment, options) is invalid."""
 
 
+class UnsafeHome(ConfigError):
+    """Raised when ROTA_HOME, its store file or its logs folder belongs to another user or can be
+    written by group or others (or the home cannot be created); ``path`` is the one refused."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class PolicyError(DefinitionError):
     """Raised when a retry policy, timeout or trigger rule is given an invalid value."""
 
@@ -101,6 +111,11 @@ class CorruptRow(StoreError):
         self.key = key
         self.problem = problem
         super().__init__(f"{kind} {key}: unreadable row: {problem}")
+
+
+class DatabaseUrlError(ConfigError, StoreError):
+    """Raised when ROTA_DATABASE_URL is malformed, names another database or a bad port, or names
+    PostgreSQL while its driver (psycopg 3) is not installed."""
 
 
 class RunExists(StoreError):

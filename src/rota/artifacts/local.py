@@ -16,6 +16,7 @@ from typing import Any
 import cloudpickle
 
 from rota.errors import ArtifactError
+from rota.home import private_dir
 
 
 def output_path(root: Path, run_id: str, task_id: str, map_index: int = -1) -> Path:
@@ -34,7 +35,7 @@ def write_output(path: Path, value: Any, *, fsync: bool = True) -> int:
         data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as err:
         raise ArtifactError(f"cannot serialize the output ({type(value).__name__}): {err}") from err
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

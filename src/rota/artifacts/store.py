@@ -27,6 +27,7 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 import fsspec
@@ -36,6 +37,7 @@ from fsspec.implementations.local import LocalFileSystem
 from rota.artifacts import serializers
 from rota.artifacts.preview import preview as _preview
 from rota.errors import ArtifactError
+from rota.home import private_dir
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -208,7 +210,7 @@ class ArtifactStore:
 
     def _write_local(self, path: str, ser: serializers.Serializer, value: Any) -> tuple[int, str]:
         folder, name = os.path.split(path)
-        os.makedirs(folder, exist_ok=True)
+        private_dir(Path(folder))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:

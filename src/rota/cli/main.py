@@ -30,22 +30,47 @@ class CliContext:
     Both consoles print strings as plain safe text, never as markup (:mod:`rota.cli.console`).
     """
 
-    settings: Settings
+    environ: dict[str, str]
     console: SafeConsole = field(default_factory=SafeConsole)
     err: SafeConsole = field(default_factory=lambda: SafeConsole(stderr=True))
     exit_code: int = 0
+    _settings: Settings | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str]) -> CliContext:
-        return cls(Settings.from_env(environ))
+        return cls(dict(environ))
+
+    @property
+    def settings(self) -> Settings:
+        """The settings, read from the environment when a command first needs them (so that a
+        bad ``ROTA_*`` value is a one-line error of that command, and ``--help`` still works).
+
+        Raises:
+            ConfigError: a ``ROTA_*`` variable has an invalid value.
+        """
+        if self._settings is None:
+            self._settings = Settings.from_env(self.environ)
+        return self._settings
 
 
 @contextmanager
 def open_store(settings: Settings) -> Iterator[Store]:
-    """The store named by the settings, closed on exit."""
+    """The store named by the settings, closed on exit; first the home is checked (and made).
+
+    Raises:
+        UnsafeHome: another user could tamper with the home, its logs or its SQLite file.
+        StoreError: the store cannot be opened (``DatabaseUrlError``: its URL is invalid).
+    """
+    from rota.home import check_home
+    from rota.store.connect import sqlite_file
     from rota.store.sql import open_store as _open
 
-    store = _open(settings.database_url)
+    check_home(settings.home, store_file=sqlite_file(settings.database_url))
+    store = _open(
+        settings.database_url,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout=settings.db_statement_timeout,
+    )
     try:
         yield store
     finally:

@@ -9,6 +9,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from rota.home import open_private
 from rota.model.callbacks import Callback, CallbackContext
 from rota.model.safetext import safe_text
 
@@ -47,8 +48,8 @@ class CallbackRunner:
         if self._log_path is None:
             return
         with self._lock:
-            self._log_path.parent.mkdir(parents=True, exist_ok=True)
-            with self._log_path.open("a", encoding="utf-8") as fh:
+            fd = open_private(self._log_path, append=True)
+            with open(fd, "a", encoding="utf-8") as fh:
                 fh.write(text + "\n")
 
     def close(self, timeout: float = 30.0) -> None:

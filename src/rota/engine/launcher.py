@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
+from rota.home import open_private
+
 EXIT_BUSY: Final = 3
 """A driver's exit code when another live runner drives its run already."""
 
@@ -48,8 +50,7 @@ class DriverLauncher:
         """Start a driver for *run_id* (no-op if one of ours drives it already)."""
         if run_id in self._procs:
             return
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{run_id}.driver.log").open("a")
+        log = open(open_private(self.log_dir / f"{run_id}.driver.log", append=True), "a")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "rota", "_drive", run_id, "--lifeline"],
             stdin=subprocess.PIPE,

@@ -4,6 +4,10 @@ Process workers redirect the file descriptors 1 and 2 (so C extensions and child
 captured too) into a scratch file that becomes the attempt's log only if something was written.
 Thread workers route ``sys.stdout``/``sys.stderr`` per thread into a buffer that is written out only
 if non-empty; a child process asks for ``fileno()`` and gets the real log file.
+
+Log and scratch names are predictable, so every file here is opened through :mod:`rota.home`: the
+scratch file is created exclusively (whatever sits at its name is removed, never followed), a log
+is opened without following a symbolic link, and both are 0600 in 0700 folders.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import sys
 import threading
 from pathlib import Path
 from typing import IO, Any
+
+from rota.home import create_exclusive, open_private, private_dir
 
 
 class FdCapture:
@@ -25,14 +30,14 @@ class FdCapture:
         self._dir = scratch_dir
         self._devnull = os.open(os.devnull, os.O_WRONLY)
         self._fd: int | None = None
-        self._path = scratch_dir / f".scratch-{os.getpid()}.log"
+        self._path = scratch_dir / scratch_name(os.getpid())
 
     def begin(self) -> None:
-        """Send fds 1 and 2 to the scratch file."""
+        """Send fds 1 and 2 to the scratch file, a new one made for this worker alone."""
         _flush_std()
         if self._fd is None:
-            self._dir.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            private_dir(self._dir)
+            self._fd = create_exclusive(self._path)
         os.dup2(self._fd, 1)
         os.dup2(self._fd, 2)
 
@@ -54,13 +59,15 @@ class FdCapture:
         if os.fstat(self._fd).st_size == 0:
             return log_path if append and Path(log_path).exists() else None
         target = Path(log_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         if append and target.exists():
-            with target.open("ab") as out, open(self._path, "rb") as src:
-                shutil.copyfileobj(src, out)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            with os.fdopen(open_private(target, append=True), "ab") as out:
+                while chunk := os.read(self._fd, 1 << 20):
+                    out.write(chunk)
             _empty(self._fd)
             return log_path
-        os.replace(self._path, target)
+        os.replace(self._path, target)  # renaming over a symbolic link replaces it: never followed
         os.close(self._fd)
         self._fd = None
         return log_path
@@ -69,6 +76,11 @@ class FdCapture:
 def _empty(fd: int) -> None:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
+
+
+def scratch_name(pid: int) -> str:
+    """The name of the scratch file of the worker process *pid*, in the logs folder."""
+    return f".scratch-{pid}.log"
 
 
 def _flush_std() -> None:
@@ -87,8 +99,8 @@ class _Buffer:
 
     def real_file(self) -> IO[str]:
         if self.file is None:
-            Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+            fd = open_private(Path(self.log_path))
+            self.file = open(fd, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
             self.file.write(self.text.getvalue())
             self.file.flush()
             self.text = io.StringIO()
@@ -172,7 +184,7 @@ class ThreadCapture:
         text = buf.text.getvalue()
         if not text:
             return log_path if append and Path(log_path).exists() else None
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        with Path(log_path).open("a" if append else "w", encoding="utf-8", errors="replace") as fh:
+        fd = open_private(Path(log_path), append=append)
+        with open(fd, "w", encoding="utf-8", errors="replace") as fh:
             fh.write(text)
         return log_path

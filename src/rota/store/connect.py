@@ -8,6 +8,8 @@ it instead of failing half-way; a plain deferred ``BEGIN`` for reads.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import sqlite3
 import time
@@ -18,7 +20,9 @@ from sqlalchemy import Connection, Engine, column, create_engine, event, func, s
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
-from rota.errors import StoreError
+from rota.config import DEFAULT_DB_CONNECT_TIMEOUT
+from rota.errors import DatabaseUrlError, StoreError
+from rota.home import FILE_MODE, private_dir
 
 HEAD_REVISION: Final = "0002"
 """The newest migration in ``migrations/versions`` (a test checks it against Alembic's head)."""
@@ -34,22 +38,80 @@ _MIGRATION_LOCK: Final = 0x526F7461  # PostgreSQL advisory lock key ("Rota" in A
 _VERSION: Final = table("alembic_version", column("version_num")).c.version_num
 
 
-def connect(url: str) -> Engine:
-    """An engine for *url*, creating a SQLite file's folder; nothing is opened yet.
+def connect(
+    url: str,
+    *,
+    connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT,
+    statement_timeout: float = 0.0,
+) -> Engine:
+    """An engine for *url*; nothing is opened yet, but a SQLite file is created (0600, in a 0700
+    folder) so that SQLite never creates it, or its -wal and -shm files, with the umask's mode.
+
+    Args:
+        url: the database URL.
+        connect_timeout: PostgreSQL: seconds a connection may take to open (0: no limit).
+        statement_timeout: PostgreSQL: seconds after which the server cancels a statement
+            (0: no limit).
 
     Raises:
-        StoreError: the URL is invalid or names another database; the folder cannot be made.
+        DatabaseUrlError: the URL is invalid, names another database or a bad port, or names
+            PostgreSQL while psycopg is not installed.
+        StoreError: the SQLite file or its folder cannot be created.
     """
     parsed = _parse_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed)
-    _make_parent(parsed)
+        return _postgres_engine(url, parsed, connect_timeout, statement_timeout)
+    _make_file(parsed)
     engine = create_engine(
         parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     )
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:///PATH`` URL names (None for another database or ``:memory:``).
+
+    Raises:
+        DatabaseUrlError: the URL is invalid or names a database other than SQLite or PostgreSQL.
+    """
+    return _sqlite_path(_parse_url(url))
+
+
+def _sqlite_path(url: URL) -> Path | None:
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database).expanduser().absolute()
+
+
+def _postgres_engine(
+    url: str, parsed: URL, connect_timeout: float, statement_timeout: float
+) -> Engine:
+    """An engine on PostgreSQL whose connections give up after the timeouts.
+
+    Raises:
+        DatabaseUrlError: psycopg 3 cannot be imported.
+    """
+    args: dict[str, Any] = {}
+    if connect_timeout > 0 and "connect_timeout" not in parsed.query:
+        args["connect_timeout"] = max(1, math.ceil(connect_timeout))  # libpq: whole seconds
+    if statement_timeout > 0:
+        given = parsed.query.get("options", "")
+        extra = " ".join(given) if isinstance(given, tuple) else given
+        ms = max(1, round(statement_timeout * 1000))
+        args["options"] = f"-c statement_timeout={ms} {extra}".strip()
+    try:
+        return create_engine(parsed, connect_args=args)
+    except ImportError as err:
+        _bad_url(
+            url,
+            f"PostgreSQL needs psycopg 3, which cannot be imported ({_first(err)}); "
+            "install it with: pip install 'rota[postgres]'",
+        )
 
 
 def writer(engine: Engine) -> Engine:
@@ -108,6 +170,10 @@ def _parse_url(url: str) -> URL:
         parsed = make_url(url)
     except sa_exc.ArgumentError:
         _bad_url(url, "not a database URL")
+    except ValueError as err:  # e.g. a port that is not a number
+        _bad_url(url, _first(err))
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        _bad_url(url, f"port {parsed.port} is not between 1 and 65535")
     backend = parsed.get_backend_name()
     if backend in ("postgres", "postgresql"):
         if parsed.drivername in ("postgres", "postgresql"):
@@ -120,29 +186,45 @@ def _parse_url(url: str) -> URL:
 
 
 def _bad_url(url: str, why: str) -> NoReturn:
-    """Raise StoreError for *url*, with any password masked.
+    """Raise DatabaseUrlError for *url*, with any password masked.
 
     Raises:
-        StoreError: always.
+        DatabaseUrlError: always.
     """
     masked = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-    raise StoreError(f"invalid database URL {masked}: {why}")
+    raise DatabaseUrlError(f"invalid database URL {masked}: {why}")
 
 
-def _make_parent(url: URL) -> None:
-    """Create the folder of a SQLite file.
+def _first(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _make_file(url: URL) -> None:
+    """Create a SQLite file (empty, 0600) and its folder (0700) unless the file exists.
+
+    SQLite gives the -wal and -shm files the mode of the database file, so they are 0600 too.
 
     Raises:
-        StoreError: the folder cannot be created.
+        StoreError: the folder or the file cannot be created.
     """
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
+    path = _sqlite_path(url)
+    if path is None:
         return
-    folder = Path(database).expanduser().parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
     except OSError as err:
-        raise StoreError(f"cannot create folder {folder} for {url}: {err.strerror}") from err
+        raise StoreError(f"cannot create folder {path.parent} for {url}: {err.strerror}") from err
+    if os.path.lexists(path):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except OSError:
+        return  # made meanwhile by another process, or impossible: SQLite's error will say why
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy import exc as sa_exc
 
+from rota.config import DEFAULT_DB_CONNECT_TIMEOUT
 from rota.errors import ConcurrentUpdate, NotFound, RunExists, RunIdTaken, StoreError
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
 from rota.store import lineage, timing
@@ -75,17 +76,26 @@ TRIGGER_TASK: Final = "(trigger)"
 """The task id under which a run records the dataset versions it was triggered by."""
 
 
-def open_store(url: str) -> SqlStore:
-    """Open the store at *url*, creating a SQLite file's folder and migrating the schema if needed.
+def open_store(
+    url: str,
+    *,
+    connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT,
+    statement_timeout: float = 0.0,
+) -> SqlStore:
+    """Open the store at *url*, creating a SQLite file (0600) and migrating the schema if needed.
 
     Args:
         url: ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST:PORT/DB`` (``postgresql://``
             means psycopg 3 too).
+        connect_timeout: PostgreSQL: seconds a connection may take to open (0: no limit).
+        statement_timeout: PostgreSQL: seconds after which a statement is cancelled (0: none).
 
     Raises:
-        StoreError: the URL is invalid, the database cannot be opened, or migrating it failed.
+        DatabaseUrlError: the URL is invalid (a :class:`StoreError` and a ``UserError``).
+        StoreError: the database cannot be opened (or not in time), or migrating it failed.
     """
-    store = SqlStore(connect(url))
+    engine = connect(url, connect_timeout=connect_timeout, statement_timeout=statement_timeout)
+    store = SqlStore(engine)
     try:
         store.migrate()
     except BaseException:
