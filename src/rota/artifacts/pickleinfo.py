@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import pickletools
 import struct
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
@@ -236,13 +237,24 @@ def _read_arg(src: Source, desc: pickletools.ArgumentDescriptor) -> Any:
             count = 2 if desc.name == "stringnl_noescape_pair" else 1
             lines = [src.readline() for _ in range(count)]
             if None in lines:
-                return Blob("text", src.pos - start)
-            return desc.reader(io.BytesIO(b"".join(line for line in lines if line is not None)))
+                return Blob(_text_kind(desc.name), src.pos - start)
+            return _decode_text(desc, b"".join(line for line in lines if line is not None))
         width, fmt = _PREFIXED[desc.n]
         (length,) = struct.unpack(fmt, src.read(width))
     except ValueError as err:  # UnicodeDecodeError too
         raise NotAPickle(f"bad {desc.name} argument before byte {src.pos}: {err}") from None
     return _prefixed(src, desc.name, length)
+
+
+def _text_kind(arg_name: str) -> str:
+    return "int" if "decimal" in arg_name else "float" if "float" in arg_name else "str"
+
+
+def _decode_text(desc: pickletools.ArgumentDescriptor, raw: bytes) -> Any:
+    """A protocol-0 argument, decoded by pickletools (quiet about odd escapes, as pickle is)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return desc.reader(io.BytesIO(raw))
 
 
 def _prefixed(src: Source, name: str, length: int) -> Any:
@@ -517,19 +529,35 @@ def class_name(cls: Any) -> str:
     return "an unknown class"
 
 
+_GETATTR: Final = frozenset({"builtins.getattr", "__builtin__.getattr"})
+
+
+def callable_name(value: Any) -> str | None:
+    """The dotted name of a callable the pickle names: a global, or ``getattr(global, "name")``
+    (how protocols before 4 name a method)."""
+    if isinstance(value, Ref):
+        return value.name
+    if isinstance(value, Made) and value.how == "call" and callable_name(value.callee) in _GETATTR:
+        owner, attr = first(value.args), first(value.args, 1)
+        owner_name = callable_name(owner)
+        if owner_name is not None and isinstance(attr, str):
+            return f"{owner_name}.{attr}"
+    return None
+
+
 def type_of(value: Any) -> tuple[str, bool]:
     """(type name, made by a call) of a value the machine built."""
     if isinstance(value, Made):
         if value.how == "persistent":
             return "a persistent reference (needs the pickler's own loader)", False
-        callee = value.callee
-        if isinstance(callee, Ref) and value.how == "call":
-            if callee.name in _RECONSTRUCTORS and first(value.args) is not None:
-                return class_name(first(value.args)), False
-            if callee.name in _BUILDS:
-                return _BUILDS[callee.name], False
-            return callee.name, True
-        return class_name(callee), False
+        if value.how == "new":
+            return class_name(value.callee), False
+        callee = callable_name(value.callee)
+        if callee in _RECONSTRUCTORS and first(value.args) is not None:
+            return class_name(first(value.args)), False
+        if callee is None:
+            return "the result of a call to a callable built while loading", True
+        return _BUILDS.get(callee, callee), callee not in _BUILDS
     if isinstance(value, Ref):
         return f"a reference to {value.name}", False
     if isinstance(value, Box | Blob):
