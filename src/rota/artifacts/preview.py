@@ -57,7 +57,8 @@ def frame_summary(rows: int, head: Any) -> str:
 
 def table_summary(rows: int, schema: Any) -> str:
     """A pyarrow Table of *rows* rows with *schema*."""
-    return f"pyarrow.Table num_rows={rows}\n{schema.to_string(show_schema_metadata=False)}"
+    text = schema.to_string(show_field_metadata=False, show_schema_metadata=False)
+    return f"pyarrow.Table num_rows={rows}\n{text}"
 
 
 def _numpy(value: Any) -> str | None:
