@@ -15,6 +15,7 @@ import pathlib
 import pickle
 import random
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,39 @@ def test_a_joblib_wrapper_with_a_layout_it_cannot_read_stops_there() -> None:
     found, _ = read_joblib(io.BytesIO(data))
     assert not found.complete and "layout is not understood" in found.note
     assert found.type_name == "joblib.numpy_pickle.NumpyArrayWrapper"
+
+
+def test_a_decompression_bomb_stops_at_the_scan_budget() -> None:
+    """600 MiB of zeros behind a wrapper announcing an 8 GiB array, zlib-compressed to 3 MB."""
+    plain = dumped(np.zeros(4)).getvalue()
+    announced = struct.pack("<i", 2**30)
+    head = plain.replace(b"shape\x94K\x04\x85", b"shape\x94J" + announced + b"\x85")[:-33]
+    packer = zlib.compressobj(1)
+    zeros = bytes(1024 * 1024)
+    parts = [packer.compress(head), *(packer.compress(zeros) for _ in range(600)), packer.flush()]
+    found, compression = read_joblib(io.BytesIO(b"".join(parts)))
+    assert compression == "zlib" and not found.complete
+    assert found.note == "stopped: read 512 MiB of decompressed data"
+    assert found.type_name == "joblib.numpy_pickle.NumpyArrayWrapper"
+
+
+def test_random_corruption_of_joblib_files_is_refused_or_read(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    seeds = [dumped({"a": np.arange(10.0), "e": Touch(marker)}, c).getvalue() for c in (0, 3)]
+    seeds.append(dumped(ARRAYS, ("xz", 1)).getvalue())
+    rng = random.Random(11)
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(1_500):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            read_joblib(io.BytesIO(bytes(data)))
+            outcomes["read"] += 1
+        except NotAPickle:
+            outcomes["refused"] += 1
+    assert outcomes["read"] > 0 and outcomes["refused"] > 0
+    assert not marker.exists()
 
 
 def test_an_lz4_joblib_file_is_refused_by_name() -> None:

@@ -10,7 +10,10 @@ each array's bytes as joblib would read them, so the opcodes after it are read a
 
 from __future__ import annotations
 
+import bz2
 import io
+import lzma
+import zlib
 from typing import Any, BinaryIO, Final, cast
 
 from rota.artifacts.pickleinfo import (
@@ -70,7 +73,6 @@ def _skip_array(machine: Machine) -> None:
     if shape is None or layout is None:
         raise StopReading("an array whose layout is not understood")
     itemsize, objects = layout
-    machine.pop()
     if objects:  # joblib writes an object array as a nested pickle of its own
         inner = Machine(machine.src)
         inner.run()
@@ -83,6 +85,7 @@ def _skip_array(machine: Machine) -> None:
         for dim in shape:
             count *= dim
         machine.src.skip(count * itemsize)
+    machine.pop()  # only now: a reader stopped inside the array still names the wrapper
     machine.push(Made(machine.ref("numpy.ndarray"), Box("tuple", list(shape), len(shape)), "new"))
 
 
@@ -108,8 +111,6 @@ class _Inflate(io.RawIOBase):
 
     def __init__(self, raw: BinaryIO) -> None:
         super().__init__()
-        import zlib
-
         self._raw = raw
         self._z = zlib.decompressobj(32 + 15)  # either header
 
@@ -130,9 +131,6 @@ class _Inflate(io.RawIOBase):
 
 
 def _decompressed(stream: BinaryIO, kind: str) -> io.BufferedIOBase:
-    import bz2
-    import lzma
-
     if kind in ("gzip", "zlib"):
         return io.BufferedReader(_Inflate(stream))
     if kind == "bz2":
@@ -157,7 +155,7 @@ def read_joblib(stream: BinaryIO) -> tuple[PickleInfo, str | None]:
         with _decompressed(stream, kind) as plain:
             src = Source(cast(BinaryIO, plain), seekable=False)
             return analyse(Machine(src, after_build=_skip_array)), kind
-    except (OSError, EOFError, ValueError) as err:
-        if isinstance(err, NotAPickle):
-            raise
+    except NotAPickle:
+        raise
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as err:
         raise NotAPickle(f"the {kind} stream is corrupt: {err}") from None

@@ -398,12 +398,18 @@ class Machine:
         # a Made target would have append/extend/__setitem__ called on it: nothing to keep
 
     def _put(self, index: Any) -> None:
-        self.memo[int(index)] = self.top()
+        self.memo[self._index(index)] = self.top()
 
     def _get(self, index: Any) -> None:
-        if int(index) not in self.memo:
-            raise NotAPickle(f"memo entry {index} is read before it is stored")
-        self.push(self.memo[int(index)])
+        key = self._index(index)
+        if key not in self.memo:
+            raise NotAPickle(f"memo entry {key} is read before it is stored")
+        self.push(self.memo[key])
+
+    def _index(self, index: Any) -> int:
+        if type(index) is not int:  # a protocol-0 line too long to be a number
+            raise NotAPickle(f"a memo index that is not a number, before byte {self.src.pos}")
+        return index
 
     def ref(self, name: str) -> Ref:
         self.imports.setdefault(name, None)
@@ -471,7 +477,7 @@ class Machine:
     def bottom(self) -> Any:
         """The outermost value so far: what the pickle is building, if it stopped now."""
         level = self.marks[0] if self.marks else self.stack
-        return level[0] if level else None
+        return level[0] if level else Blob("nothing read yet", 0)
 
 
 def _counted(items: list[Any]) -> tuple[list[Any], int]:
