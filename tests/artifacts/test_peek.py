@@ -184,7 +184,9 @@ def test_the_content_hash_is_checked_before_any_reader(store: ArtifactStore) -> 
 # --- by construction ----------------------------------------------------------------------------
 
 UNPICKLERS = {"pickle", "_pickle", "cPickle", "cloudpickle", "joblib", "dill", "marshal", "shelve"}
-PREVIEW_PATH = ["peek.py", "pickleinfo.py", "joblibinfo.py", "preview.py"]
+PREVIEW_PATH = [
+    "peek.py", "pickleinfo.py", "picklevm.py", "picklebytes.py", "joblibinfo.py", "preview.py",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("module", PREVIEW_PATH)

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from rota.artifacts import pickleinfo
+from rota.artifacts import pickleinfo, picklevm
 from rota.artifacts.joblibinfo import read_joblib
 from rota.artifacts.pickleinfo import NotAPickle, read_pickle
 
@@ -200,7 +200,7 @@ def test_deep_nesting_reads_without_recursion() -> None:
 
 
 def test_nesting_past_the_depth_limit_stops_with_what_it_has() -> None:
-    data = b"\x80\x04]" + b"(" * (pickleinfo.MAX_DEPTH + 10) + b"."
+    data = b"\x80\x04]" + b"(" * (picklevm.MAX_DEPTH + 10) + b"."
     found = info(data)
     assert not found.complete
     assert found.type_name == "list of 0 items" or found.type_name.startswith("list of at least")
@@ -208,10 +208,10 @@ def test_nesting_past_the_depth_limit_stops_with_what_it_has() -> None:
 
 
 def test_a_pickle_longer_than_the_opcode_budget_is_read_in_part() -> None:
-    found = info(pickle.dumps(list(range(pickleinfo.MAX_OPCODES + 10_000)), protocol=5))
+    found = info(pickle.dumps(list(range(picklevm.MAX_OPCODES + 10_000)), protocol=5))
     assert not found.complete
     assert found.type_name.startswith("list of at least ")
-    assert f"read {pickleinfo.MAX_OPCODES:,} opcodes" in found.note
+    assert f"read {picklevm.MAX_OPCODES:,} opcodes" in found.note
 
 
 def test_random_corruption_never_escapes_as_another_error_or_runs_code(tmp_path: Path) -> None:

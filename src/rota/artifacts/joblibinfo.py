@@ -1,4 +1,4 @@
-"""What a joblib file holds, read without loading it: joblib's layout on top of :mod:`pickleinfo`.
+"""What a joblib file holds, read without loading it: joblib's layout over :mod:`pickleinfo`.
 
 ``joblib.dump`` writes a pickle in which each numpy array is replaced by a ``NumpyArrayWrapper``
 (its class, shape, order and dtype) and the array's bytes follow that wrapper's BUILD opcode raw:
@@ -16,19 +16,9 @@ import lzma
 import zlib
 from typing import Any, BinaryIO, Final, cast
 
-from rota.artifacts.pickleinfo import (
-    SKIP_CHUNK,
-    Box,
-    Machine,
-    Made,
-    NotAPickle,
-    PickleInfo,
-    Ref,
-    Source,
-    StopReading,
-    analyse,
-    first,
-)
+from rota.artifacts.picklebytes import SKIP_CHUNK, NotAPickle, Source, StopReading
+from rota.artifacts.pickleinfo import PickleInfo, analyse, first
+from rota.artifacts.picklevm import Box, Machine, Made, Ref
 
 _WRAPPER: Final = "joblib.numpy_pickle.NumpyArrayWrapper"
 _HASOBJECT: Final = 0x01  # NPY_ITEM_HASOBJECT in a pickled dtype's flags
