@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import rota.artifacts
+from rota.artifacts.peek import MAX_ARRAY_BYTES
 from rota.artifacts.store import ArtifactStore
 from rota.errors import ArtifactError
 
@@ -61,7 +62,7 @@ def peek_value(store: ArtifactStore, value: Any, serializer: str | None = None) 
 
 def test_json_outputs_are_previewed(store: ArtifactStore) -> None:
     shown = peek_value(store, {"a": [1, 2.5], "b": None})
-    assert shown.loaded and shown.text == "{'a': [1, 2.5], 'b': None}"
+    assert not shown.pickled and shown.text == "{'a': [1, 2.5], 'b': None}"
 
 
 def test_text_is_shown_as_lines_with_control_characters_escaped(store: ArtifactStore) -> None:
@@ -80,12 +81,24 @@ def test_npy_outputs_are_previewed(store: ArtifactStore) -> None:
     assert fortran.text.endswith("[0, 1, 2, 3, 4, 5]")  # C order, as the array reads
 
 
+def test_a_big_npy_array_shows_its_first_values_without_reading_it_all(
+    store: ArtifactStore,
+) -> None:
+    rows = MAX_ARRAY_BYTES // 8 // 4 + 1  # four float64 columns: just past the limit
+    big = np.zeros((rows, 4))
+    big[0] = [1.0, 2.0, 3.0, 4.0]
+    shown = peek_value(store, big)
+    assert shown.text == f"ndarray shape=({rows}, 4) dtype=float64 [1., 2., 3., 4., 0., 0., …]"
+    column_first = peek_value(store, np.asfortranarray(big))
+    assert column_first.text == f"ndarray shape=({rows}, 4) dtype=float64"
+
+
 def test_an_npy_object_array_is_not_read(store: ArtifactStore, marker: Path) -> None:
     buf = io.BytesIO()
     np.save(buf, np.array([Touch(marker), 1], dtype=object), allow_pickle=True)
     uri, digest = plant(store, "objects.npy", buf.getvalue())
     shown = store.peek(uri, "npy", producer="t", content_hash=digest)
-    assert not shown.loaded
+    assert not shown.pickled
     assert shown.text == "ndarray shape=(2,) dtype=object: object array: not previewed"
     assert not marker.exists()
 
@@ -128,7 +141,7 @@ def test_parquet_extension_metadata_holding_a_pickle_is_not_unpickled(
 
 def test_a_pickle_output_is_described_not_loaded(store: ArtifactStore, marker: Path) -> None:
     shown = peek_value(store, {"evil": Touch(marker)}, "pickle")
-    assert not shown.loaded
+    assert shown.pickled
     assert shown.text.splitlines() == [
         "type dict of 1 item (pickle protocol 5)",
         "imports: pathlib.Path.touch, pathlib.PosixPath",

@@ -38,8 +38,9 @@ class Description:
 
     text: str
     """A few printable lines: the value's preview, or for a pickle what it is without loading."""
-    loaded: bool
-    """False for a pickle or joblib file: ``text`` describes it, the value was not loaded."""
+    pickled: bool = False
+    """True for a pickle or joblib file: ``text`` describes it, the value was not loaded (only
+    unpickling could show it)."""
     imports: tuple[str, ...] = ()
     """For a pickle: every global it would import."""
 
@@ -61,9 +62,7 @@ def _json(stream: BinaryIO) -> Description:
     data = stream.read(MAX_JSON_BYTES + 1)
     if len(data) > MAX_JSON_BYTES:
         start = data[:200].decode("utf-8", "replace")
-        return Description(
-            lines(f"JSON of more than 64 MiB, not previewed; it starts: {start}"), True
-        )
+        return Description(lines(f"JSON of more than 64 MiB, not previewed; it starts: {start}"))
     try:
         value = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -76,8 +75,8 @@ def _json(stream: BinaryIO) -> Description:
     except (ValueError, RecursionError) as err:  # an int of 5,000 digits; nesting too deep
         raise PeekError(f"its JSON cannot be read back: {type(err).__name__}: {err}") from None
     if isinstance(value, str):  # text: shown as its lines, not as a quoted repr
-        return Description(lines(f"str of {len(value)} characters:\n{value}"), True)
-    return Description(preview(value), True)
+        return Description(lines(f"str of {len(value)} characters:\n{value}"))
+    return Description(preview(value))
 
 
 def _npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, Any]:
@@ -102,8 +101,9 @@ def _npy(stream: BinaryIO) -> Description:
 
     shape, fortran, dtype = _npy_header(stream)
     if dtype.hasobject:
+        # np.save writes object arrays as pickles: not read, even with --unsafe-load
         return Description(
-            f"ndarray shape={shape} dtype={dtype}: object array: not previewed", False
+            lines(f"ndarray shape={shape} dtype={dtype}: object array: not previewed")
         )
     count = math.prod(shape)
     start = stream.tell()
@@ -116,14 +116,14 @@ def _npy(stream: BinaryIO) -> Description:
     if stored <= MAX_ARRAY_BYTES:
         array = np.frombuffer(stream.read(stored), dtype=dtype, count=count)
         array = array.reshape(shape, order="F" if fortran else "C")
-        return Description(preview(array), True)
+        return Description(preview(array))
     # a big array: its first values are its first bytes, unless it is stored column first
     first = (
         None
         if fortran and len(shape) > 1
         else np.frombuffer(stream.read(6 * dtype.itemsize), dtype)
     )
-    return Description(lines(array_summary(shape, dtype, first, count)), True)
+    return Description(lines(array_summary(shape, dtype, first, count)))
 
 
 def _parquet(stream: BinaryIO) -> Description:
@@ -141,10 +141,10 @@ def _parquet(stream: BinaryIO) -> Description:
     if (schema.metadata or {}).get(b"rota.kind") == b"pandas":
         table = pa.Table.from_batches([batch]) if batch is not None else schema.empty_table()
         try:  # pandas' own metadata (index, dtypes) is JSON: read as data
-            return Description(lines(frame_summary(rows, table.to_pandas())), True)
+            return Description(lines(frame_summary(rows, table.to_pandas())))
         except Exception:  # metadata pandas cannot apply: the table is still shown
             pass
-    return Description(lines(table_summary(rows, schema)), True)
+    return Description(lines(table_summary(rows, schema)))
 
 
 def _opaque(info: pickleinfo.PickleInfo, how: str) -> Description:
@@ -154,7 +154,7 @@ def _opaque(info: pickleinfo.PickleInfo, how: str) -> Description:
         out.append(f"imports: {pickleinfo.names(info.imports)}")
     if not info.complete:
         out.append(f"read in part: {info.note}")
-    return Description(lines("\n".join(out)), False, info.imports)
+    return Description(lines("\n".join(out)), pickled=True, imports=info.imports)
 
 
 def _pickle(stream: BinaryIO) -> Description:

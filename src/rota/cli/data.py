@@ -59,9 +59,9 @@ def outputs_show(ctx: CliContext, run_id: str, task_id: str, unsafe_load: bool) 
     described = artifacts.peek(uri, serializer, producer=task_id, content_hash=digest)
     _say(ctx, f"{task_id}: {serializer}, {rec.output_size} bytes, blake2b {rec.output_hash}")
     _say(ctx, rec.output_path)
-    if described.loaded or not unsafe_load:
+    if not (described.pickled and unsafe_load):
         _say(ctx, described.text)
-        if not described.loaded:
+        if described.pickled:
             _say(
                 ctx, "not loaded: loading a pickle runs the code it names (--unsafe-load loads it)"
             )
