@@ -1,7 +1,12 @@
 """Short, human previews of task outputs, for the CLI and the web pages.
 
 A preview never walks a whole large value: arrays show their shape and a few values, tables their
-shape and first rows, anything else a ``reprlib`` repr cut to a few hundred characters.
+shape and first rows, anything else a ``reprlib`` repr cut to a few hundred characters. A preview
+is plain text with every non-printable character escaped (``\\x1b``, ``\\u202e``), so a value
+cannot move a terminal's cursor or change its colours.
+
+This module previews values already in memory; :mod:`rota.artifacts.peek` previews stored outputs
+from their bytes without loading what would run code.
 """
 
 from __future__ import annotations
@@ -22,22 +27,53 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def printable(text: str) -> str:
+    """*text* with every non-printable character but the newline escaped as in a repr."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
+def lines(text: str, max_chars: int = MAX_CHARS, max_lines: int = _HEAD_ROWS + 3) -> str:
+    """*text* made printable, cut to *max_lines* lines of at most *max_chars* characters."""
+    kept = printable(text).splitlines()[:max_lines]
+    return "\n".join(_cut(line, max_chars) for line in kept)
+
+
+def array_summary(shape: tuple[int, ...], dtype: Any, first: Any, size: int) -> str:
+    """One line for an array: its *shape*, *dtype* and *first* values (a 1-d array, of *size*)."""
+    import numpy as np
+
+    shown = "" if first is None else np.array2string(first[:6], separator=", ", threshold=6)
+    more = ", …" if size > 6 and shown else ""
+    return f"ndarray shape={shape} dtype={dtype} {shown[:-1]}{more}{shown[-1:]}".rstrip()
+
+
+def frame_summary(rows: int, head: Any) -> str:
+    """A DataFrame of *rows* rows, shown by its *head* (a DataFrame of its first rows)."""
+    cols = head.shape[1]
+    return f"DataFrame {rows} rows x {cols} columns\n{head.head(_HEAD_ROWS).to_string()}"
+
+
+def table_summary(rows: int, schema: Any) -> str:
+    """A pyarrow Table of *rows* rows with *schema*."""
+    text = schema.to_string(show_field_metadata=False, show_schema_metadata=False)
+    return f"pyarrow.Table num_rows={rows}\n{text}"
+
+
 def _numpy(value: Any) -> str | None:
     import numpy as np
 
     if not isinstance(value, np.ndarray):
         return None
-    first = np.array2string(value.ravel()[:6], separator=", ", threshold=6)
-    more = ", …" if value.size > 6 else ""
-    return f"ndarray shape={value.shape} dtype={value.dtype} {first[:-1]}{more}]"
+    return array_summary(value.shape, value.dtype, value.ravel()[:6], value.size)
 
 
 def _pandas(value: Any) -> str | None:
     import pandas as pd
 
     if isinstance(value, pd.DataFrame):
-        rows, cols = value.shape
-        return f"DataFrame {rows} rows x {cols} columns\n{value.head(_HEAD_ROWS).to_string()}"
+        return frame_summary(len(value), value)
     if isinstance(value, pd.Series):
         return f"Series {len(value)} rows dtype={value.dtype}\n{value.head(_HEAD_ROWS).to_string()}"
     return None
@@ -48,8 +84,7 @@ def _arrow(value: Any) -> str | None:
 
     if not isinstance(value, pa.Table):
         return None
-    schema = value.schema.to_string(show_schema_metadata=False)
-    return f"pyarrow.Table num_rows={value.num_rows}\n{schema}"
+    return table_summary(value.num_rows, value.schema)
 
 
 def preview(value: Any, max_chars: int = MAX_CHARS) -> str:
@@ -62,4 +97,4 @@ def preview(value: Any, max_chars: int = MAX_CHARS) -> str:
             text = _REPR.repr(value)
     except Exception as err:  # a broken __repr__ must not break a page that shows outputs
         text = f"<{type(value).__qualname__}: no preview ({type(err).__name__})>"
-    return "\n".join(_cut(line, max_chars) for line in text.splitlines()[: _HEAD_ROWS + 3])
+    return lines(text, max_chars)

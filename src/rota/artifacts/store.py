@@ -25,16 +25,16 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, TypeVar, cast
 
 import fsspec
 import fsspec.core
 from fsspec.implementations.local import LocalFileSystem
 
-from rota.artifacts import serializers
+from rota.artifacts import peek, serializers
 from rota.artifacts.preview import preview as _preview
 from rota.errors import ArtifactError
 from rota.home import private_dir
@@ -49,6 +49,7 @@ _CHUNK: Final = 1024 * 1024
 _SPOOL_IN_MEMORY: Final = 32 * 1024 * 1024
 # Run and task ids become path segments: no separators, no leading dot, nothing that escapes.
 _SEGMENT: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+=-]*$")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +256,9 @@ class ArtifactStore:
     ) -> Any:
         """Load the output at *uri*, stored with *serializer* by task *producer*; streamed.
 
-        With *content_hash*, the bytes are hashed as they stream and must match it.
+        With *content_hash*, the bytes are hashed as they stream and must match it. A pickle or
+        joblib output is unpickled, which runs whatever code it names: to look at an output
+        without loading it, use :meth:`peek`.
 
         Raises:
             ArtifactError: the object is missing, unreadable, or its bytes do not match
@@ -263,7 +266,31 @@ class ArtifactStore:
                 *producer*.
             DefinitionError: *serializer* names no serializer.
         """
-        ser = serializers.get(serializer)
+        return self._read(uri, producer, content_hash, serializers.get(serializer).load)
+
+    def peek(
+        self, uri: str, serializer: str, *, producer: str, content_hash: str | None = None
+    ) -> peek.Description:
+        """A preview of the output at *uri* read by safe readers only: nothing is unpickled.
+
+        JSON, npy and Parquet outputs are previewed; a pickle or joblib output is described by
+        its type name and imports, read from its opcodes (see :mod:`rota.artifacts.peek`). The
+        bytes are checked against *content_hash* first, as by :meth:`get`.
+
+        Raises:
+            ArtifactError: the object is missing, unreadable, does not match *content_hash*, or
+                does not parse as the format *serializer* names; the message names *uri*.
+        """
+        return self._read(uri, producer, content_hash, lambda s: peek.describe(s, serializer))
+
+    def _read(
+        self,
+        uri: str,
+        producer: str,
+        content_hash: str | None,
+        reader: Callable[[BinaryIO], _T],
+    ) -> _T:
+        """Open *uri*, check its bytes against *content_hash*, and give the stream to *reader*."""
         fs, path = self._path(uri)
         local = isinstance(fs, LocalFileSystem)
         try:  # a local file is opened directly: numpy and pyarrow read real files faster
@@ -280,10 +307,14 @@ class ArtifactStore:
                     fh if content_hash is None else self._verified(fh, content_hash, local=local)
                 )
                 with stream:
-                    return ser.load(stream)
+                    return reader(stream)
             except _Mismatch as err:
                 raise ArtifactError(
                     f"output of task {producer!r} at {uri} is corrupt: {err}"
+                ) from None
+            except peek.PeekError as err:
+                raise ArtifactError(
+                    f"output of task {producer!r} at {uri} cannot be previewed: {err}"
                 ) from None
             except Exception as err:
                 raise ArtifactError(

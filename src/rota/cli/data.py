@@ -25,33 +25,74 @@ def outputs_group() -> None:
     """Inspect stored task outputs."""
 
 
+_UNSAFE_HELP = (
+    "Unpickle a pickle or joblib output to preview its value, importing the run's flow file "
+    "first when the output's classes are defined there. Unsafe: unpickling runs whatever code the "
+    "file names, so a tampered output (or store row) runs code as you. Only for outputs you trust."
+)
+
+
 @outputs_group.command("show")
 @click.argument("run_id")
 @click.argument("task_id")
+@click.option("--unsafe-load", is_flag=True, help=_UNSAFE_HELP)
 @click.pass_obj
-def outputs_show(ctx: CliContext, run_id: str, task_id: str) -> None:
-    """Preview what TASK_ID of RUN_ID returned, and where it is stored."""
+def outputs_show(ctx: CliContext, run_id: str, task_id: str, unsafe_load: bool) -> None:
+    """Preview what TASK_ID of RUN_ID returned, and where it is stored.
+
+    JSON, npy and Parquet outputs are previewed; a pickle or joblib output is never loaded unless
+    --unsafe-load is given: its type, the globals it would import, its size and hash are shown,
+    read from its bytes without running them.
+    """
     from rota.artifacts.preview import preview
     from rota.artifacts.store import open_artifact_store
 
     with open_store(ctx.settings) as store:
         rec = _latest(store, run_id, task_id)
+        flow_path = store.get_run(run_id).flow_path
     if not rec.output_path:
-        ctx.console.print(f"{task_id} stored no output (state {rec.state.value})")
+        ctx.console.print(f"{task_id} stored no output (state {rec.state.value})", markup=False)
         return
-    value = open_artifact_store(ctx.settings.artifacts).get(
-        rec.output_path,
-        rec.output_serializer or "pickle",
-        producer=task_id,
-        content_hash=rec.output_hash,
-    )
-    ctx.console.print(
-        f"{task_id}: {rec.output_serializer or 'pickle'}, {rec.output_size} bytes, "
-        f"blake2b {rec.output_hash}\n{rec.output_path}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    ctx.console.print(preview(value), highlight=False, soft_wrap=True)
+    serializer = rec.output_serializer or "pickle"
+    artifacts = open_artifact_store(ctx.settings.artifacts)
+    uri, digest = rec.output_path, rec.output_hash
+    described = artifacts.peek(uri, serializer, producer=task_id, content_hash=digest)
+    _say(ctx, f"{task_id}: {serializer}, {rec.output_size} bytes, blake2b {rec.output_hash}")
+    _say(ctx, rec.output_path)
+    if not (described.pickled and unsafe_load):
+        _say(ctx, described.text)
+        if described.pickled:
+            _say(
+                ctx, "not loaded: loading a pickle runs the code it names (--unsafe-load loads it)"
+            )
+        return
+    _import_flow_if_named(flow_path, described.imports)
+    value = artifacts.get(uri, serializer, producer=task_id, content_hash=digest)
+    _say(ctx, preview(value))
+
+
+def _say(ctx: CliContext, text: str) -> None:
+    """Print *text* as plain text: it comes from the store and the output, so it is data."""
+    from rota.artifacts.preview import printable
+
+    ctx.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
+
+
+def _import_flow_if_named(flow_path: str, imports: tuple[str, ...]) -> None:
+    """Import the run's flow file when the pickle names its module, so its classes resolve."""
+    from pathlib import Path
+
+    from rota.engine.loader import load_file
+    from rota.flowfile import module_name_for
+
+    if not flow_path:
+        return
+    module = module_name_for(Path(flow_path))
+    if not any(name.partition(".")[0] == module for name in imports):
+        return
+    if not Path(flow_path).is_file():
+        raise UserError(f"the output's classes are defined in flow file {flow_path}, now gone")
+    load_file(Path(flow_path))
 
 
 @cli.group("cache")
