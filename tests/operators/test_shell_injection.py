@@ -9,6 +9,7 @@ the two each case must be, so the check is shown to be neither too lax nor too s
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import textwrap
@@ -219,17 +220,28 @@ def _run(template: str, value: str, work: Path) -> str:
         assert "\n" not in str(err)
         return "refused at run time"
     env = {"PATH": os.environ["PATH"], "HOME": str(work), **command.values}
-    done = subprocess.run(
-        ["bash", "-c", command.text],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    return "ran:" + done.stdout
+    # a generated command may write without end (cat * > out): bound its files, keep its output
+    # in a file beside the work folder, and read only the start of it
+    out = work.parent / f"{work.name}.stdout"
+    with out.open("w+b") as sink:
+        subprocess.run(
+            ["bash", "-c", command.text],
+            cwd=work,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            preexec_fn=_bounded_files,
+        )
+        sink.seek(0)
+        return "ran:" + sink.read(1 << 16).decode(errors="replace")
+
+
+def _bounded_files() -> None:
+    limit = 8 << 20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 @pytest.mark.parametrize(("template", "expected"), CORPUS)
