@@ -9,16 +9,20 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import Result, RotaCli
+from clihelp import Result, RotaCli, rota_env, wait_for
 
+from rota.engine.flowdir import FlowFolder
+from rota.engine.launcher import DriverLauncher
+from rota.engine.scheduler import Scheduler, SchedulerOptions
 from rota.model.states import RunState, TaskState
 from rota.store.sql import SqlStore
-from rota.testing import read_output
+from rota.testing import FakeClock, read_output
 
 WriteFlow = Callable[[str, str], Path]
 
@@ -279,6 +283,26 @@ def test_a_queued_run_carries_secret_defaults_and_refuses_a_secret_given_in_clea
     assert row["params"] == {"api_token": "***", "db_password": "***"}
 
 
+def test_the_scheduler_runs_a_flow_with_secret_defaults_and_stores_neither(
+    home: Path, write_flow: WriteFlow, store: SqlStore, tmp_path: Path
+) -> None:
+    path = write_flow("nightly.py", SCHEDULED)
+    launcher = DriverLauncher(
+        rota_env(home, ROTA_WORKERS="1", DB_PASSWORD=DB_PW), home / "logs" / "drivers"
+    )
+    clock = FakeClock(datetime(2026, 3, 4, 12, 0, tzinfo=UTC))
+    options = SchedulerOptions(parallelism=2, exclusive=False)
+    sched = Scheduler(store, FlowFolder(path.parent, parse_timeout=20), launcher, clock, options)
+    try:
+        (made,) = sched.tick().created
+        wait_for(lambda: not (launcher.reap() or launcher.active()), timeout=90)
+    finally:
+        sched.close()
+    assert store.get_run(made.run_id).state is RunState.SUCCESS
+    assert (tmp_path / "digest").read_text() == sha("default-tok-in-code" + DB_PW)
+    assert files_holding(home, ("default-tok-in-code", DB_PW)) == {}
+
+
 BACKFILLED = """
 import hashlib
 from pathlib import Path
@@ -313,4 +337,29 @@ def test_a_backfill_hands_a_secret_param_to_its_drivers_and_stores_none(
     digests = {p.read_text() for p in (tmp_path / "digests").iterdir()}
     assert digests == {sha(TOKEN)}
     assert files_holding(home, (TOKEN,)) == {}
+    assert no_secret_in(result)
+
+
+ECHO = """
+from rota import Secret, flow, task
+
+
+@task
+def greet(api_token: str, key: str) -> str:
+    return f"hello {api_token} {key}"
+
+
+@flow
+def echo(api_token: str, key=Secret("ECHO_KEY")):
+    greet(api_token, key)
+"""
+
+
+def test_rota_run_prints_a_final_output_with_its_secrets_masked(
+    rota: RotaCli, write_flow: WriteFlow
+) -> None:
+    path = write_flow("echo.py", ECHO)
+    result = rota("run", str(path), "-p", f"api_token={TOKEN}", env={"ECHO_KEY": DB_PW})
+    assert result.code == 0, result.err
+    assert "greet → 'hello *** ***'" in result.out
     assert no_secret_in(result)

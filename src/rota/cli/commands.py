@@ -110,9 +110,15 @@ def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
 
 
 def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
-    """Show the outputs of the flow's final tasks (those nothing depends on)."""
+    """Show the outputs of the flow's final tasks (those nothing depends on), secrets masked."""
+    import os
+
     from rota.artifacts.store import open_artifact_store
     from rota.errors import ArtifactError
+    from rota.model.secrets import Masker
+
+    masker = Masker.of_params(dag.params)
+    masker.add_secrets(dag.params, os.environ)
 
     sinks = [tid for tid in dag.order if not dag.downstream(tid)]
     if len(sinks) > 5:
@@ -133,7 +139,7 @@ def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
         except ArtifactError as err:
             ctx.err.print(f"{tid}: {err}")
             continue
-        text = repr(value)
+        text = masker.redact(repr(value))
         ctx.console.print(f"{tid} → {text[:500]}{'…' if len(text) > 500 else ''}", highlight=False)
 
 

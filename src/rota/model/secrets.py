@@ -158,7 +158,8 @@ def _transform(value: Any, sensitive: bool, secret: Callable[[Any], Any]) -> Any
             k: _transform(v, sensitive or is_sensitive_name(k), secret) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_transform(v, sensitive, secret) for v in value]
+        items = [_transform(v, sensitive, secret) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
     if sensitive and not _harmless(value):
         return secret(value)
     return value
