@@ -101,6 +101,7 @@ def leaky(api_token: str, db_password=Secret("DB_PASSWORD")):
     ShellTask(
         "shell",
         'echo "t=$API_TOKEN p=$DB_PW e=$SERVICE_TOKEN"; env | grep ^ROTA_PARAM_; '
+        'echo in the command: {{{{ params.api_token }}}}; '
         'printf %s "$API_TOKEN$DB_PW$SERVICE_TOKEN" | sha256sum | cut -c1-64',
         env={{"API_TOKEN": "{{{{ params.api_token }}}}", "DB_PW": db_password,
              "SERVICE_TOKEN": "{ENV_TOKEN}"}},
@@ -163,6 +164,8 @@ def test_a_token_in_params_and_env_is_in_no_file_no_notifier_body_and_no_cli_out
     assert "params {'api_token': '***', 'db_password': '***'}" in logs.out
     shell_log = rota("tasks", "logs", run_id, "shell")
     assert "t=*** p=*** e=***" in shell_log.out and "ROTA_PARAM_API_TOKEN=***" in shell_log.out
+    assert "in the command: ***" in shell_log.out  # what it printed...
+    assert "[rota] $ echo" in shell_log.out and "echo in the command: ***;" in shell_log.out
     assert "refused: ***" in rota("tasks", "logs", run_id, "shell_fails").out
     shown = rota("runs", "show", run_id, "--json")
     assert shown.json()["params"] == {"api_token": "***", "db_password": "***"}
