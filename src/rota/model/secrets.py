@@ -79,7 +79,7 @@ class Secret:
     """A secret read from the environment variable *name* when an attempt runs; never stored.
 
     Use it as a flow parameter's value or default, a task argument, or a ``ShellTask`` env value:
-    ``ShellTask("push", "push --token-file <(printenv TOKEN)", env={"TOKEN": Secret("TOKEN")})``.
+    ``ShellTask("push", 'curl -H "Authorization: $TOKEN" ...', env={"TOKEN": Secret("TOKEN")})``.
     The worker replaces it with the variable's value just before the task runs (a missing variable
     fails the attempt with a one-line error naming it); the store, logs, notifiers and the CLI
     only ever see ``Secret('TOKEN')`` or ``***``.
