@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -366,3 +369,43 @@ def test_rota_run_prints_a_final_output_with_its_secrets_masked(
     assert result.code == 0, result.err
     assert "greet → 'hello *** ***'" in result.out
     assert no_secret_in(result)
+
+
+HANGS = """
+import time
+from rota import flow, task
+
+
+@task
+def hang(api_token: str) -> None:
+    print("about to hang holding", api_token, flush=True)
+    time.sleep(120)
+
+
+@flow
+def hangs(api_token: str):
+    hang(api_token)
+"""
+
+
+def test_a_runner_killed_mid_attempt_leaves_no_unmasked_output(
+    home: Path, write_flow: WriteFlow, store: SqlStore
+) -> None:
+    path = write_flow("hangs.py", HANGS)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rota", "run", str(path), "-p", f"api_token={TOKEN}"],
+        env=rota_env(home, ROTA_WORKERS="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # the task has printed the token into its worker's scratch log
+        wait_for(lambda: files_holding(home, (TOKEN,)) != {}, timeout=60)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        # its worker sees the runner gone, and takes the unmasked output with it
+        wait_for(lambda: files_holding(home, (TOKEN,)) == {}, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,19 @@ def test_mask_outcome_masks_the_error_and_a_missing_log_is_fine(tmp_path: Path) 
     assert masked.message == "bad ***" and TOKEN not in masked.traceback
     assert mask_outcome(Masker([TOKEN]), None, None) is None
     assert not os.path.exists(tmp_path / "never-written.log")
+
+
+def print_then_hang(api_token: str) -> None:
+    print(f"about to hang holding {api_token}", flush=True)
+    time.sleep(60)
+
+
+def test_an_attempt_killed_for_its_timeout_leaves_no_unmasked_output(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    with Flow("hangs", params={"api_token": TOKEN}) as f:
+        PythonTask("hang", print_then_hang, args=(TOKEN,), timeout=timedelta(seconds=1))
+    summary = run(store, f.build(), tmp_path, "local")
+    rec = summary.tasks["hang"].latest
+    assert rec.state is TaskState.FAILED and rec.error_type == "TaskTimeout"
+    assert TOKEN.encode() not in all_text(tmp_path)  # not in the killed worker's scratch log

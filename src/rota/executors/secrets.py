@@ -12,6 +12,7 @@ store (nor a notifier, nor the CLI) ever holds them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rota.executors.base import AttemptSpec, ErrorInfo
+from rota.home import create_exclusive
 from rota.model.secrets import Masker, reveal
 from rota.model.templating import is_template
 
@@ -76,21 +78,24 @@ def _reveal_fields(op: Any, environ: Mapping[str, str], found: list[str]) -> Any
 def redact_file(path: str | os.PathLike[str], masker: Masker) -> bool:
     """Mask *masker*'s values in the text file at *path*, line by line.
 
-    The masked copy is written next to it (with its mode) and renamed over it, so a reader sees
-    the old file or the new one. Bytes that are not UTF-8 are kept as they are.
+    The masked copy is written next to it (a new 0600 file, see :func:`rota.home.create_exclusive`)
+    and renamed over it, so a reader sees the old file or the new one. Bytes that are not UTF-8
+    are kept as they are.
 
     Returns:
         Whether anything was masked (the file is left untouched otherwise).
+
+    Raises:
+        OSError: the file cannot be read, or its masked copy written.
     """
     if not masker:
         return False
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.masking")
-    mode = target.stat().st_mode & 0o777
     changed = False
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = create_exclusive(tmp)
     try:
-        with target.open("rb") as src, os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, target.open("rb") as src:
             for raw in src:
                 line = raw.decode("utf-8", "surrogateescape")
                 masked = masker.redact(line)
@@ -113,7 +118,11 @@ def redact_error(error: ErrorInfo, masker: Masker) -> ErrorInfo:
 
 def mask_outcome(masker: Masker, log_path: str | None, error: ErrorInfo | None) -> ErrorInfo | None:
     """Mask the secrets an attempt may have printed into *log_path* or put in *error*; return the
-    masked error."""
+    masked error. A log that cannot be masked is removed rather than kept with a secret in it."""
     if log_path is not None and Path(log_path).exists():
-        redact_file(log_path, masker)
+        try:
+            redact_file(log_path, masker)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(log_path)
     return redact_error(error, masker) if error is not None else None
