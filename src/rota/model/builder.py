@@ -157,11 +157,11 @@ class FlowBuilder:
             raise DefinitionError(f"duplicate task id {node.id!r} in flow {self.name!r}")
         self.nodes[node.id] = node
 
-    def freeze(self, params: Mapping[str, Any]) -> Dag:
-        """Turn the recorded nodes into a validated Dag."""
+    def freeze(self, params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> Dag:
+        """Turn the recorded nodes into a validated Dag (*defaults*: the parameters' defaults)."""
         specs = (n.to_spec() for n in self.nodes.values())
         return Dag.build(
-            self.name, specs, params, self.options.run_callbacks, self.options.schedule
+            self.name, specs, params, self.options.run_callbacks, self.options.schedule, defaults
         )
 
 

@@ -13,12 +13,13 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from rota.errors import DefinitionError, TaskTimeout
 from rota.model.builder import TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
+from rota.model.secrets import Secret
 from rota.model.shellwords import REF_PREFIX
 from rota.model.templating import ShellCommand, check_template, is_template, render, render_shell
 from rota.operators.base import ExecContext, digest
@@ -69,7 +70,7 @@ class ShellOp:
         env = {**os.environ, **ctx.environ(), **own_env, **command.values}
         shell = shutil.which("bash") or "/bin/sh"
         sys.stdout.flush()
-        print(f"[rota] $ {command.shown()}", file=sys.stderr)
+        print(f"[rota] $ {ctx.masker.redact(command.shown())}", file=sys.stderr)
         sys.stderr.flush()
         with subprocess.Popen(
             [shell, "-c", command.text],
@@ -188,7 +189,7 @@ class ShellTask(TaskNode):
         task_id: str,
         command: str,
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | Secret] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         retries: RetryPolicy | int | None = None,
         retry_delay: timedelta | None = None,
@@ -202,11 +203,16 @@ class ShellTask(TaskNode):
     ) -> None:
         if not isinstance(command, str) or not command.strip():
             raise DefinitionError(f"task {task_id!r}: command must be a non-empty string")
-        env_map = {str(k): str(v) for k, v in (env or {}).items()}
-        _check_templates(task_id, command, env_map)
+        # a rota.Secret value stays a reference: the worker reads it (rota.executors.secrets)
+        env_map = {str(k): v if isinstance(v, Secret) else str(v) for k, v in (env or {}).items()}
+        _check_templates(task_id, command, {k: v for k, v in env_map.items() if isinstance(v, str)})
         super().__init__(
             task_id,
-            ShellOp(command, env_map, os.fspath(cwd) if cwd is not None else None),
+            ShellOp(
+                command,
+                cast("dict[str, str]", env_map),
+                os.fspath(cwd) if cwd is not None else None,
+            ),
             retries=retries,
             retry_delay=retry_delay,
             timeout=timeout,
