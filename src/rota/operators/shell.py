@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from rota.errors import DefinitionError, TaskTimeout
-from rota.model.builder import TaskNode
+from rota.model.builder import FlowBuilder, TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.model.secrets import Secret
@@ -172,13 +172,18 @@ def _check_templates(task_id: str, command: str, env: Mapping[str, str]) -> None
         DefinitionError: one line naming the task, the problem and the template line.
     """
     where = f"task {task_id!r}"
+    builder = FlowBuilder.current()
     if is_template(command):
         check_template(command, where=where, quote=True)
+        if builder is not None:
+            builder.note_template(where, command, shell=True)
     for name, value in env.items():
         if name.startswith(REF_PREFIX):
             raise DefinitionError(f"{where}: env name {name!r} is Rota's own: rename it")
         if is_template(value):
             check_template(value, where=f"{where} env {name!r}")
+            if builder is not None:
+                builder.note_template(f"{where} env {name!r}", value)
 
 
 class ShellTask(TaskNode):
