@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -82,7 +82,8 @@ class ShellOp:
             start_new_session=ctx.own_session,
         ) as proc:
             lines: list[str] = []
-            pump = threading.Thread(target=_pump, args=(proc, lines), daemon=True)
+            sink = _stdout_sink()
+            pump = threading.Thread(target=_pump, args=(proc, lines, sink), daemon=True)
             pump.start()
             code = _wait(proc, ctx)
             pump.join()
@@ -115,12 +116,32 @@ class ShellOp:
         return command, env
 
 
-def _pump(proc: subprocess.Popen[bytes], lines: list[str]) -> None:
-    """Copy the command's stdout to ours, keeping its last non-empty line."""
+def _stdout_sink() -> Callable[[bytes], None]:
+    """Where the command's stdout goes: this thread's stdout, looked up here, in the attempt's
+    thread (thread executors route ``sys.stdout`` per thread, so the pump must not look)."""
+    stream = sys.stdout
+    if not _has_fileno(stream):
+
+        def write_text(raw: bytes) -> None:
+            stream.write(raw.decode(errors="replace"))
+
+        return write_text
+    fd = stream.fileno()
+
+    def write(raw: bytes) -> None:
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return write
+
+
+def _pump(proc: subprocess.Popen[bytes], lines: list[str], sink: Callable[[bytes], None]) -> None:
+    """Copy the command's stdout to *sink*, keeping its last non-empty line."""
     assert proc.stdout is not None
     for raw in proc.stdout:
+        sink(raw)
         line = raw.decode(errors="replace")
-        sys.stdout.write(line)
         if line.strip():
             lines.append(line.rstrip("\n"))
             del lines[:-1]
