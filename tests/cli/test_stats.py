@@ -277,6 +277,7 @@ COUNTING_FLOW = """
         (("--target", "nan"), "--target"),
         (("--target", "x"), "--target"),
         (("--last", "0"), "--last"),
+        (("--last", "10000000000"), "--last"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(

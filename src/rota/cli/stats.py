@@ -29,7 +29,7 @@ def _target(ctx: click.Context, param: click.Parameter, value: float) -> float:
 @cli.command("stats")
 @click.argument("target", metavar="FLOW")
 @click.option(
-    "--last", type=click.IntRange(min=1), default=DEFAULT_LAST, show_default=True,
+    "--last", type=click.IntRange(min=1, max=10**9), default=DEFAULT_LAST, show_default=True,
     help="How many of the flow's last finished runs to read.",
 )  # fmt: skip
 @click.option(
