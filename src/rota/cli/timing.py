@@ -112,6 +112,7 @@ def trigger_cmd(
 
     loaded = resolve_flow(target, flows_dir)
     dag = loaded.build(parse_params(loaded, params))
+    refuse_given_secrets(dag)
     now = datetime.now(UTC)
     when = parse_date(logical_date, "--logical-date") if logical_date else now
     interval = None
@@ -123,12 +124,33 @@ def trigger_cmd(
     ref = loaded.ref
     with open_store(ctx.settings) as store:
         store.upsert_flow(ref.name, ref.path, ref.code_hash, now)
-        record = create_run(store, ref, dag_tasks(dag), dag.params, now, timing=timing)
+        record = create_run(
+            store, ref, dag_tasks(dag), dag.params, now,
+            timing=timing, defaults=dag.param_defaults,
+        )  # fmt: skip
     ctx.console.print(
         f"run {record.run_id} of flow {ref.name} queued for {when.isoformat()}; "
         "the scheduler will run it",
         highlight=False,
     )
+
+
+def refuse_given_secrets(dag: Any) -> None:
+    """Refuse a secret parameter given in clear to a run another process will drive.
+
+    Raises:
+        ParameterError: the store would not keep its value, so the scheduler could not run it.
+    """
+    from rota.errors import ParameterError
+    from rota.model.secrets import given_secrets
+
+    names = given_secrets(dag.params, dag.param_defaults)
+    if names:
+        raise ParameterError(
+            f"parameter {names[0]!r} is secret and the store does not keep secrets, so a queued "
+            "run cannot carry it: make its default a rota.Secret (read by the worker from its "
+            "environment), or use rota run"
+        )
 
 
 def driver_environ(ctx: CliContext) -> dict[str, str]:

@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from rota.config import DEFAULT_DB_CONNECT_TIMEOUT
 from rota.errors import ConcurrentUpdate, NotFound, RunExists, RunIdTaken, StoreError
 from rota.model.reliability import FlowHistory
+from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
 from rota.store import history, lineage, timing
 from rota.store.base import (
@@ -171,12 +172,16 @@ class SqlStore:
     ) -> RunRecord:
         """Create a run (``queued``) and one ``scheduled`` attempt per task, in one transaction.
 
+        *params* are kept in the form of :func:`rota.model.secrets.stored_params`: no secret in
+        clear (a secret the caller did not mark as a default is marked as given).
+
         Raises:
             RunExists: *flow* has a run for ``timing.logical_date`` already (nothing written).
             StoreError: *run_id* exists already, or two tasks share an id and map index.
         """
+        # no secret is stored in clear, whoever calls (model.secrets; the engine marks defaults)
         record = RunRecord(
-            run_id, flow, RUN_INITIAL, dict(params), to_utc(at),
+            run_id, flow, RUN_INITIAL, stored_params(params), to_utc(at),
             flow_path=flow_path, flow_hash=flow_hash,
         )  # fmt: skip
         if timing is not None:
