@@ -310,3 +310,36 @@ def test_a_bare_name_never_imports_the_file_the_store_names(rota: RotaCli, write
     assert named.code == 0, named.err
     (one,) = named.json()["tasks"]
     assert (one["task"], one["attempts"], one["failures"], one["retries"]) == ("one", 1, 0, 1)
+
+
+PARAM_FLOW = """
+    from rota import flow, task
+
+    @task
+    def step(i: int, api_token: str) -> int:
+        return i
+
+    @flow
+    def wide(n: int = 1, api_token: str = "placeholder"):
+        if not isinstance(api_token, str):  # the store's marker for an unkept secret is not one
+            raise TypeError(f"api_token must be text, got {api_token!r}")
+        for i in range(n):
+            step(i, api_token)
+"""
+
+
+def test_the_flow_is_built_with_the_newest_runs_parameters_but_no_secret(
+    rota: RotaCli, write_flow: Any
+) -> None:
+    path = write_flow("wide.py", PARAM_FLOW)
+    ran = rota("run", str(path), "-p", "n=3", "-p", "api_token=s3cr3t-value", "--executor",
+               "inprocess")  # fmt: skip
+    assert ran.code == 0, ran.err
+    done = rota("stats", str(path), "--json")
+    assert done.code == 0, done.err
+    got = done.json()
+    assert [t["task"] for t in got["tasks"]] == ["step", "step__1", "step__2"]  # n=3, as stored
+    assert all(t["attempts"] == 1 for t in got["tasks"])
+    assert "s3cr3t" not in done.out + done.err
+    fewer = rota("stats", str(path), "--json", "-p", "n=2")  # -p wins
+    assert [t["task"] for t in fewer.json()["tasks"]] == ["step", "step__1"]

@@ -59,14 +59,14 @@ def stats_cmd(
     a mapped task's instances counted as its tries) with a Wilson 95% interval; a run is
     predicted to succeed with P = prod(1 - p^(r+1)), shown beside the share of runs that did.
     """
-    from rota.engine.stats import flow_stats
+    from rota.engine.stats import build_params, flow_stats
 
     with open_store(ctx.settings) as store:
         loaded = _resolve(store, target, flows_dir)
         newest = store.list_runs(loaded.name, 1, on_corrupt=lambda _bad: None)
-        known = {p.name for p in loaded.definition.params}
-        given = {k: v for k, v in (newest[0].params if newest else {}).items() if k in known}
-        dag = loaded.build({**given, **parse_params(loaded, params)})
+        run_id, stored = (newest[0].run_id, newest[0].params) if newest else ("", {})
+        given = parse_params(loaded, params)
+        dag = loaded.build(build_params(run_id, loaded.definition.params, stored, given))
         est = flow_stats(store, dag, last=last, target=goal)
     if est.runs == 0:
         raise NotFound(f"flow {loaded.name!r} has no finished run in the store")
