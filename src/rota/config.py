@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,7 +11,10 @@ from typing import Final
 
 from rota.errors import ConfigError
 
-EXECUTORS: Final = ("local", "threads", "inprocess")
+EXECUTORS: Final = ("local", "threads", "inprocess", "dask")
+_DASK_ADDRESS: Final = re.compile(
+    r"^(?:(?:tcp|tls|ws|wss|ucx)://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}$"
+)
 DEFAULT_DB_CONNECT_TIMEOUT: Final = 10.0
 """Seconds opening a PostgreSQL store may take by default (``ROTA_DB_CONNECT_TIMEOUT``)."""
 _MAX_TIMEOUT: Final = 10**9  # seconds; beyond this a "timeout" is a typo (and overflows libpq)
@@ -32,6 +36,10 @@ class Settings:
             store may take before it fails with one line (0: wait forever); default 10.
         db_statement_timeout: ``ROTA_DB_STATEMENT_TIMEOUT``, seconds: PostgreSQL cancels any
             statement of ours that runs (or waits for a lock) longer (0, the default: no limit).
+        dask_address: ``ROTA_DASK_ADDRESS`` (``tcp://host:8786``): the Dask scheduler the
+            ``dask`` executor sends tasks to; empty: a LocalCluster on this machine.
+        artifacts_given: whether ``ROTA_ARTIFACTS`` (or ``--artifacts``) named the artifact store,
+            rather than the default folder in the home (which a cluster's workers cannot share).
     """
 
     home: Path
@@ -42,6 +50,8 @@ class Settings:
     artifacts: str = ""
     db_connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT
     db_statement_timeout: float = 0.0
+    dask_address: str = ""
+    artifacts_given: bool = False
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -54,6 +64,11 @@ class Settings:
         ):
             if not 0 <= value < _MAX_TIMEOUT:
                 raise ConfigError(f"{name} must be seconds >= 0 (0: no limit), got {value:g}")
+        if self.dask_address and not _DASK_ADDRESS.match(self.dask_address):
+            raise ConfigError(
+                f"the Dask scheduler address must look like tcp://HOST:PORT, "
+                f"got {self.dask_address!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -72,18 +87,34 @@ class Settings:
             workers=int(_number(environ, "ROTA_WORKERS", 0, integer=True)),
             fault_points=environ.get("ROTA_FAULT_POINTS", ""),
             artifacts=environ.get("ROTA_ARTIFACTS", "") or str(home / "artifacts"),
+            artifacts_given=bool(environ.get("ROTA_ARTIFACTS", "")),
+            dask_address=environ.get("ROTA_DASK_ADDRESS", "").strip(),
             db_connect_timeout=_number(
                 environ, "ROTA_DB_CONNECT_TIMEOUT", DEFAULT_DB_CONNECT_TIMEOUT
             ),
             db_statement_timeout=_number(environ, "ROTA_DB_STATEMENT_TIMEOUT", 0.0),
         )
 
-    def with_options(self, *, executor: str | None = None, workers: int | None = None) -> Settings:
-        """A copy with command-line overrides applied."""
+    def with_options(
+        self,
+        *,
+        executor: str | None = None,
+        workers: int | None = None,
+        dask_address: str | None = None,
+        artifacts: str | None = None,
+    ) -> Settings:
+        """A copy with command-line overrides applied.
+
+        Raises:
+            ConfigError: an override has an invalid value.
+        """
         return replace(
             self,
             executor=executor if executor is not None else self.executor,
             workers=workers if workers is not None else self.workers,
+            dask_address=dask_address if dask_address is not None else self.dask_address,
+            artifacts=artifacts or self.artifacts,
+            artifacts_given=bool(artifacts) or self.artifacts_given,
         )
 
     @property

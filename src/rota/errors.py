@@ -151,6 +151,11 @@ class ExecutorError(RotaError):
     """Raised when an executor cannot start or lost its workers."""
 
 
+class ResourceUnavailable(ExecutorError):
+    """Reported when no worker of the cluster has the resources a task asks for
+    (``resources={"GPU": 1}``): the attempt fails at submission instead of waiting forever."""
+
+
 class TaskTimeout(RotaError):
     """Raised (or reported) when an attempt runs past its timeout; retried like any failure."""
 

@@ -29,7 +29,7 @@ from rota.errors import DefinitionError, PolicyError, Reschedule, SensorTimeout,
 from rota.model.builder import TaskNode
 from rota.model.states import RunState
 from rota.operators.base import ExecContext
-from rota.operators.sensors import SensorOp, UpstreamRunFailed, close_sensor_stores
+from rota.operators.sensors import SensorOp, UpstreamRunFailed
 from rota.store.base import NewTask, RunChange, RunTiming
 from rota.store.sql import SqlStore, open_store
 
@@ -327,7 +327,6 @@ def test_invalid_definitions() -> None:
 def store(tmp_path: Path) -> Iterator[SqlStore]:
     with open_store(f"sqlite:///{tmp_path}/rota.db") as opened:
         yield opened
-    close_sensor_stores()
 
 
 def add_run(store: SqlStore, flow_name: str, day: datetime, *states: RunState) -> str:
@@ -343,7 +342,7 @@ def add_run(store: SqlStore, flow_name: str, day: datetime, *states: RunState) -
 
 
 def in_store(store: SqlStore, **fields: Any) -> ExecContext:
-    return context(store_url=f"sqlite:///{store.engine.url.database}", **fields)
+    return context(store=store, **fields)  # what the engine lends the sensors it pokes
 
 
 def test_flow_run_sensor_waits_for_a_successful_run(store: SqlStore) -> None:
@@ -375,10 +374,15 @@ def test_flow_run_sensor_fails_fast_on_a_failed_run(store: SqlStore) -> None:
     assert either.execute(in_store(store), (), {}) is None
 
 
-def test_flow_run_sensor_needs_a_store_url() -> None:
-    op = op_of(lambda: FlowRunSensor("wait", "upstream"))
-    with pytest.raises(StoreError, match="no store URL"):
-        op.execute(context(), (), {})
+def test_store_sensors_poked_anywhere_but_the_engine_fail_naming_why() -> None:
+    for make in (
+        lambda: FlowRunSensor("wait", "upstream"),
+        lambda: DatasetSensor("wait", "s3://lake/x.parquet"),
+    ):
+        op = op_of(make)
+        assert op.reads_store  # the runner hands it to the engine's own sensor threads
+        with pytest.raises(StoreError, match="only the engine has"):
+            op.execute(context(), (), {})
 
 
 def test_dataset_sensor_waits_for_a_version_in_the_interval(store: SqlStore) -> None:

@@ -80,9 +80,8 @@ class FileCheckpoint:
             ArtifactError: the checkpoint is truncated or altered (its bytes do not match its
                 hash), or cannot be unpickled; the one-line message names it.
         """
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+        data = self._read()
+        if data is None:
             return default
         if data[:1] == b"\x80" and not data.startswith(MAGIC):  # a bare pickle: nothing to check
             print(
@@ -99,6 +98,13 @@ class FileCheckpoint:
                 f"checkpoint {self.path} of task {self.producer!r} is unreadable: "
                 f"{type(err).__name__}: {err}"
             ) from err
+
+    def _read(self) -> bytes | None:
+        """The checkpoint's bytes, or None when nothing was saved yet."""
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
 
     def _checked(self, data: bytes) -> bytes:
         """The payload of *data*, once its hash matches the one in its header."""

@@ -131,6 +131,11 @@ class ArtifactStore:
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root!r})"
 
+    @property
+    def fs_is_local(self) -> bool:
+        """Whether the root is a folder of this machine's filesystem (maybe a shared mount)."""
+        return self._local
+
     # --- where ------------------------------------------------------------------------------
 
     def uri_for(self, run_id: str, task_id: str, map_index: int, ext: str) -> str:

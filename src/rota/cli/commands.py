@@ -22,6 +22,14 @@ from rota.model.safetext import safe_text
 )
 @click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
+@click.option(
+    "--dask-address", metavar="tcp://HOST:PORT",
+    help="The Dask scheduler for --executor dask (ROTA_DASK_ADDRESS; none: a LocalCluster).",
+)  # fmt: skip
+@click.option(
+    "--artifacts", metavar="PATH|URL",
+    help="Where outputs go (ROTA_ARTIFACTS): a folder every worker shares, or s3://...",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
 @click.option("--no-cache", is_flag=True, help="Run every task; reuse no cached output.")
 @click.pass_obj
@@ -31,6 +39,8 @@ def run_cmd(
     params: tuple[str, ...],
     executor: str | None,
     workers: int | None,
+    dask_address: str | None,
+    artifacts: str | None,
     as_json: bool,
     no_cache: bool,
 ) -> None:
@@ -47,6 +57,7 @@ def run_cmd(
         runner.options.faults.hit("run_created")
         return lambda: runner.drive(record.run_id, dag, loaded.ref)
 
+    ctx.placement = {"dask_address": dask_address, "artifacts": artifacts}
     summary = _drive(ctx, executor, workers, as_json, go, use_cache=not no_cache)
     _finish(ctx, summary, dag, as_json)
 
@@ -66,7 +77,7 @@ def _drive(
     from rota.executors.factory import open_executor
     from rota.model.schedule import SystemClock
 
-    settings = ctx.settings.with_options(executor=executor, workers=workers)
+    settings = ctx.settings.with_options(executor=executor, workers=workers, **ctx.placement)
     options = RunnerOptions(faults=FaultPoints(settings.fault_points), use_cache=use_cache)
     ex = open_executor(settings)  # before any thread starts: local workers are forked
     cancel = True
@@ -84,7 +95,6 @@ def _drive(
                 on_progress=hook,
                 options=options,
                 artifacts=settings.artifacts or None,
-                store_url=settings.database_url,
             )
             drive = prepare(runner)
             if display:
@@ -181,6 +191,14 @@ def _load_run_flow(
 )  # fmt: skip
 @click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
+@click.option(
+    "--dask-address", metavar="tcp://HOST:PORT",
+    help="The Dask scheduler for --executor dask (ROTA_DASK_ADDRESS; none: a LocalCluster).",
+)  # fmt: skip
+@click.option(
+    "--artifacts", metavar="PATH|URL",
+    help="Where outputs go (ROTA_ARTIFACTS): a folder every worker shares, or s3://...",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
 @click.pass_obj
 def resume_cmd(
@@ -190,6 +208,8 @@ def resume_cmd(
     params: tuple[str, ...],
     executor: str | None,
     workers: int | None,
+    dask_address: str | None,
+    artifacts: str | None,
     as_json: bool,
 ) -> None:
     """Continue a failed or interrupted run: only what did not succeed runs again.
@@ -213,6 +233,7 @@ def resume_cmd(
     def go(runner: Any) -> Any:
         return lambda: runner.resume(run.run_id, dag, loaded.ref, on_plan=say)
 
+    ctx.placement = {"dask_address": dask_address, "artifacts": artifacts}
     summary = _drive(ctx, executor, workers, as_json, go)
     _finish(ctx, summary, dag, as_json)
 

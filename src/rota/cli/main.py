@@ -34,6 +34,8 @@ class CliContext:
     console: SafeConsole = field(default_factory=SafeConsole)
     err: SafeConsole = field(default_factory=lambda: SafeConsole(stderr=True))
     exit_code: int = 0
+    placement: dict[str, str | None] = field(default_factory=dict)
+    """``--dask-address`` and ``--artifacts`` of the command, for its executor's settings."""
     _settings: Settings | None = field(default=None, repr=False)
 
     @classmethod

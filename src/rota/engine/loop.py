@@ -202,7 +202,7 @@ class RunLoop:
             logical_date=run.logical_date or run.created_at,
             data_interval_start=run.data_interval_start or run.created_at,
             data_interval_end=run.data_interval_end or run.created_at,
-            store_url=self.r.store_url,
+            resources=spec.resources,
             **sensing,
         )
 

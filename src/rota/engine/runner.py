@@ -22,6 +22,7 @@ from rota.engine.faults import NO_FAULTS, FaultPoints
 from rota.engine.lease import RunnerId, acquire
 from rota.engine.report import RunSummary, summarize
 from rota.engine.resume import ResumePlan, latest_attempts, plan_resume, sweep_stale
+from rota.engine.storesensors import EngineSensors, RoutedExecutor
 from rota.engine.writer import BatchWriter
 from rota.errors import NotFound, RunIdTaken, UserError
 from rota.executors.base import Executor
@@ -147,12 +148,10 @@ class Runner:
         progress_every: float = 0.1,
         options: RunnerOptions | None = None,
         artifacts: str | None = None,
-        store_url: str = "",
     ) -> None:
         self.store = store
-        self.store_url = store_url
-        """The store's URL for sensors that read it in their worker (empty: they cannot)."""
-        self.executor = executor
+        # sensors that read the store are poked here, in the engine, whatever *executor* is
+        self.executor = RoutedExecutor(executor, EngineSensors(store))
         self.home = home
         self.artifacts_root = artifacts or str(home / "artifacts")
         self.artifacts = open_artifact_store(self.artifacts_root)
@@ -258,6 +257,7 @@ class Runner:
             raise
         finally:
             callbacks.close()
+            self.executor.sensors.close()
             self.store.release(run_id, me)
         return summarize(self.store, run_id)
 

@@ -13,10 +13,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Protocol
 
-from rota.artifacts.local import FileCheckpoint, OutputCache
+from rota.artifacts.local import OutputCache
+from rota.artifacts.shared import open_checkpoint
 from rota.artifacts.store import ArtifactStore, StoredOutput, open_artifact_store
 from rota.errors import ArtifactError, Reschedule, Skip
 from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo, StoredRef
@@ -24,7 +24,7 @@ from rota.executors.secrets import attempt_masker, mask_outcome, reveal_attempt
 from rota.model.dag import resolve
 from rota.model.policies import qualified_name
 from rota.model.secrets import Masker
-from rota.operators.base import ExecContext, NoCheckpoint
+from rota.operators.base import ExecContext, NoCheckpoint, StoreReader
 
 
 class Capture(Protocol):
@@ -85,11 +85,15 @@ def output_length(value: Any) -> int | None:
 
 
 def make_context(
-    spec: AttemptSpec, *, own_session: bool, masker: Masker | None = None
+    spec: AttemptSpec,
+    *,
+    own_session: bool,
+    masker: Masker | None = None,
+    store: StoreReader | None = None,
 ) -> ExecContext:
     """The context an attempt's operator (and a task's ``ctx`` parameter) receives."""
     checkpoint = (
-        FileCheckpoint(Path(spec.checkpoint_path), producer=spec.task_id)
+        open_checkpoint(spec.checkpoint_path, spec.task_id)
         if spec.checkpoint_path
         else NoCheckpoint()
     )
@@ -108,8 +112,8 @@ def make_context(
         data_interval_end=spec.data_interval_end,
         first_poke_at=spec.first_poke_at,
         pokes=spec.pokes,
-        store_url=spec.store_url,
         masker=masker if masker is not None else Masker(),
+        store=store,
     )
 
 
@@ -121,11 +125,13 @@ def run_attempt(
     worker: str,
     *,
     own_session: bool = True,
+    store: StoreReader | None = None,
 ) -> AttemptOutcome:
     """Run *spec* here and now and return its outcome, whatever fails on the way.
 
     *begin* starts output capture; *capture.end* stops it and names the log file, if any.
-    *own_session* is False in worker processes (see :class:`ExecContext`).
+    *own_session* is False in worker processes (see :class:`ExecContext`). *store* is given
+    only by the engine, to the sensors that read the metadata store.
 
     Starting the capture, loading the inputs, the task itself, writing its output and saving its
     log can each fail: the outcome then comes back failed with that error (its type and message,
@@ -143,7 +149,7 @@ def run_attempt(
         _stop_capture_quietly(capture, spec.log_path)
         return crashed_outcome(spec.attempt_id, worker, err, started=started)
     masker = attempt_masker(spec)
-    result = _execute(spec, cache, own_session=own_session, masker=masker)
+    result = _execute(spec, cache, own_session=own_session, masker=masker, store=store)
     try:
         log_path = capture.end(spec.log_path, append=spec.pokes > 0)  # a sensor's later pokes
     except Exception as err:
@@ -181,7 +187,12 @@ class _Result:
 
 
 def _execute(
-    spec: AttemptSpec, cache: OutputCache, *, own_session: bool, masker: Masker
+    spec: AttemptSpec,
+    cache: OutputCache,
+    *,
+    own_session: bool,
+    masker: Masker,
+    store: StoreReader | None = None,
 ) -> _Result:
     """Read the Secrets, load the inputs, call the operator, store the output; every error
     becomes the result."""
@@ -190,13 +201,13 @@ def _execute(
         inputs = load_inputs(spec, cache)
         args = resolve(spec.args, inputs)
         kwargs = resolve(dict(spec.kwargs), inputs)
-        ctx = make_context(spec, own_session=own_session, masker=masker)
+        ctx = make_context(spec, own_session=own_session, masker=masker, store=store)
         value = spec.op.execute(ctx, args, kwargs)  # type: ignore[attr-defined]
         if value is None:
             return _Result()
         length = output_length(value)
-        store = artifact_store(spec.artifacts)
-        stored = store.put(spec.run_id, spec.task_id, spec.map_index, value, spec.serializer)
+        outputs = artifact_store(spec.artifacts)
+        stored = outputs.put(spec.run_id, spec.task_id, spec.map_index, value, spec.serializer)
         cache.put(stored.uri, value, stored.size)
         return _Result(stored, length)
     except Reschedule as sig:

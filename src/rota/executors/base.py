@@ -71,8 +71,9 @@ class AttemptSpec:
     """For a sensor: epoch seconds of its first poke in this run (its timeout counts from it)."""
     pokes: int = 0
     """For a sensor: how many pokes earlier dispatches of this attempt made (for back-off)."""
-    store_url: str = ""
-    """The metadata store's URL, for sensors that read it (FlowRunSensor, DatasetSensor)."""
+    resources: Mapping[str, float] = field(default_factory=dict)
+    """What the attempt needs of its worker (``{"GPU": 1, "memory": 4e9}``): Dask worker
+    resources; executors on one machine ignore them."""
 
 
 @dataclass(frozen=True, slots=True)

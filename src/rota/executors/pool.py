@@ -36,7 +36,11 @@ from rota.executors.base import (
 from rota.executors.logs import scratch_name
 
 
-def _context() -> Any:
+def _context(start_method: str | None = None) -> Any:
+    if start_method == "forkserver":  # a threaded host process (a Dask worker): no fork of it
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["rota.executors.worker"])
+        return ctx
     # fork where the OS has it (multiprocessing's own default on Linux): workers start at once
     # with the flow's modules loaded, and functions defined anywhere (a test module, a notebook)
     # need no re-import. The child runs only the worker loop, which takes no lock another
@@ -71,6 +75,7 @@ class LocalPoolExecutor:
         prefetch: int = 1,
         cache_bytes: int = 256 * 1024 * 1024,
         kill_grace: float = 2.0,
+        start_method: str | None = None,
     ) -> None:
         self._logs_dir = logs_dir
         self._prefetch = max(1, prefetch)
@@ -81,7 +86,7 @@ class LocalPoolExecutor:
         self._holder: dict[str, _Worker] = {}
         self._timeouts: dict[int, float] = {}
         self._watch = _Deadlines(kill_grace)
-        self._ctx = _context()
+        self._ctx = _context(start_method)
         self._workers: list[_Worker] = []
         for i in range(max(1, workers)):
             self._workers.append(self._spawn(i))

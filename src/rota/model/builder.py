@@ -32,6 +32,7 @@ from rota.model.policies import (
     TriggerRule,
     coerce_timeout,
 )
+from rota.model.resources import coerce_resources
 from rota.model.schedule import FlowTiming, Schedule
 from rota.model.templating import check_template_names
 
@@ -208,6 +209,7 @@ class TaskNode:
         serializer: str | None = None,
         outlets: Iterable[Dataset | str] | Dataset | str | None = None,
         inlets: Iterable[Dataset | str] | Dataset | str | None = None,
+        resources: Mapping[str, object] | None = None,
     ) -> None:
         builder = FlowBuilder.current()
         if builder is None:
@@ -236,6 +238,7 @@ class TaskNode:
         self.serializer = serializer
         self.outlets = coerce_datasets("outlets", outlets)
         self.inlets = coerce_datasets("inlets", inlets)
+        self.resources = coerce_resources(task_id, resources)
         for name in self.map_args:
             if name not in self.kwargs:
                 raise DefinitionError(f"task {task_id!r}: mapped argument {name!r} is not given")
@@ -311,6 +314,7 @@ class TaskNode:
             serializer=self.serializer,
             outlets=self.outlets,
             inlets=self.inlets,
+            resources=self.resources,
         )
 
 

@@ -151,6 +151,8 @@ class TaskSpec:
     """How to store the output (``json``, ``npy``, ``parquet``, ...); None: chosen by type."""
     outlets: tuple[Dataset, ...] = ()
     inlets: tuple[Dataset, ...] = ()
+    resources: Mapping[str, float] = field(default_factory=dict)
+    """What a worker must have to run the task (``rota.model.resources``)."""
 
     @property
     def mapped(self) -> bool:

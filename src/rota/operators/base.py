@@ -7,13 +7,14 @@ import functools
 import hashlib
 import inspect
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from rota.model import templating
 from rota.model.secrets import Masker
+from rota.model.states import RunState
 
 
 class Checkpoint(Protocol):
@@ -36,6 +37,32 @@ class NoCheckpoint:
         return default
 
 
+class RunView(Protocol):
+    """A run as a store-reading sensor sees it."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def state(self) -> RunState: ...
+
+
+class StoreReader(Protocol):
+    """What sensors that read the metadata store may ask of it (a narrow view of ``Store``).
+
+    Only the engine has one: such sensors are poked in the engine's process, never on a worker
+    (executors never touch the store).
+    """
+
+    def runs_for_dates(
+        self, flow: str, start: datetime | None = None, end: datetime | None = None
+    ) -> Sequence[RunView]: ...
+
+    def new_dataset_versions(
+        self, uris: Sequence[str], since: datetime | None
+    ) -> dict[str, int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ExecContext:
     """Facts about the attempt being run; a Python task with a ``ctx`` parameter receives it.
@@ -47,6 +74,8 @@ class ExecContext:
             itself); False in worker processes, whose whole group the executor ends on a timeout.
         masker: the attempt's secrets; ``ctx.masker.redact(text)`` masks them in *text*
             (the attempt's log is masked when it ends in any case).
+        store: the metadata store, read-only, for sensors that read it; set only when the
+            engine pokes such a sensor itself (None on every worker).
     """
 
     run_id: str
@@ -62,8 +91,8 @@ class ExecContext:
     data_interval_end: datetime | None = None
     first_poke_at: float | None = None
     pokes: int = 0
-    store_url: str = ""
     masker: Masker = field(default_factory=Masker)
+    store: StoreReader | None = None
 
     def template_vars(self) -> dict[str, Any]:
         """The variables this attempt's templates see (``rota.model.templating.template_vars``)."""

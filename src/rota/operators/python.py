@@ -226,6 +226,7 @@ _TASK_OPTIONS = frozenset(
         "serializer",
         "outlets",
         "inlets",
+        "resources",
     }
 )
 

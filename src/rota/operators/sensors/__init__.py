@@ -19,7 +19,6 @@ from rota.operators.sensors.store import (
     DatasetSensor,
     FlowRunSensor,
     UpstreamRunFailed,
-    close_sensor_stores,
 )
 
 __all__ = [
@@ -32,6 +31,5 @@ __all__ = [
     "SensorOp",
     "SensorPolicy",
     "UpstreamRunFailed",
-    "close_sensor_stores",
     "sensor",
 ]

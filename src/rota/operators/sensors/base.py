@@ -134,6 +134,11 @@ class SensorOp:
     def describe(self) -> str:
         return f"{self.poker.describe()} ({self.policy.mode})"
 
+    @property
+    def reads_store(self) -> bool:
+        """Whether the engine pokes this sensor itself: its poker reads the metadata store."""
+        return bool(getattr(self.poker, "reads_store", False))
+
     def code_hash(self) -> str:
         return digest("sensor", self.poker.code_hash())
 

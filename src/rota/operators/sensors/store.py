@@ -1,22 +1,24 @@
 """Sensors on the metadata store: another flow's run (:class:`FlowRunSensor`), a new
-version of a dataset (:class:`DatasetSensor`)."""
+version of a dataset (:class:`DatasetSensor`).
+
+Their pokers say ``reads_store``: the engine pokes them in its own process and lends them the
+store through ``ctx.store`` (a read-only view), under every executor. No worker ever opens the
+store (DESIGN.md: executors never touch it), so these sensors work on a Dask cluster whose
+workers cannot reach the database.
+"""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import Any, ClassVar, Final
 
-from rota.errors import DefinitionError, RotaError
+from rota.errors import DefinitionError, RotaError, StoreError
 from rota.model.datasets import Dataset
 from rota.model.states import RunState
-from rota.operators.base import ExecContext, digest
+from rota.operators.base import ExecContext, StoreReader, digest
 from rota.operators.sensors.node import _BuiltIn, _TextPoker
-
-if TYPE_CHECKING:
-    from rota.store.base import Store
 
 _ENDED: Final = frozenset({RunState.SUCCESS, RunState.FAILED})
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -26,36 +28,19 @@ class UpstreamRunFailed(Exception):
     """Raised by a FlowRunSensor when the run it waits for ended in a state it does not accept."""
 
 
-_STORES: dict[str, Store] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def _store(ctx: ExecContext) -> Store:
-    """The metadata store of *ctx*, opened once per process and URL.
+def _store(ctx: ExecContext) -> StoreReader:
+    """The metadata store the engine lent *ctx*.
 
     Raises:
-        StoreError: the attempt has no store URL, or the store cannot be opened.
+        StoreError: the attempt runs where there is no store (a worker): such sensors are poked
+            by the engine, which gives them the store.
     """
-    from rota.errors import StoreError
-    from rota.store.sql import open_store
-
-    if not ctx.store_url:
+    if ctx.store is None:
         raise StoreError(
-            f"task {ctx.task_id!r}: the sensor reads the metadata store, but got no store URL"
+            f"task {ctx.task_id!r}: the sensor reads the metadata store, which only the engine "
+            "has (it pokes such sensors itself); this attempt was given none"
         )
-    with _STORES_LOCK:
-        store = _STORES.get(ctx.store_url)
-        if store is None:
-            store = _STORES[ctx.store_url] = open_store(ctx.store_url)
-    return store
-
-
-def close_sensor_stores() -> None:
-    """Close the metadata stores sensors opened in this process."""
-    with _STORES_LOCK:
-        for store in _STORES.values():
-            store.close()
-        _STORES.clear()
+    return ctx.store
 
 
 def _aware(at: datetime) -> datetime:
@@ -69,6 +54,7 @@ class FlowRunPoker:
     flow: str
     states: tuple[str, ...]
     delta: timedelta
+    reads_store: ClassVar[bool] = True
 
     def _date(self, ctx: ExecContext) -> datetime:
         if ctx.logical_date is None:
@@ -142,6 +128,7 @@ class DatasetPoker(_TextPoker):
     """Satisfied when the dataset has a version newer than the run's data interval start."""
 
     what: ClassVar[str] = "dataset"
+    reads_store: ClassVar[bool] = True
 
     def poke(self, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
         found = _store(ctx).new_dataset_versions([self.text], _since(ctx))
@@ -175,5 +162,4 @@ __all__ = [
     "FlowRunPoker",
     "FlowRunSensor",
     "UpstreamRunFailed",
-    "close_sensor_stores",
 ]
