@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_dask import dask_cluster  # noqa: F401
+from fixtures_s3 import s3_server  # noqa: F401
 
 from rota.artifacts.store import open_artifact_store
 from rota.errors import Skip
@@ -28,7 +30,7 @@ from rota.executors.threads import InProcessExecutor, ThreadExecutor
 from rota.operators.python import PythonOp
 from rota.operators.shell import ShellOp
 
-EXECUTORS = ["inprocess", "threads", "local"]
+EXECUTORS = ["inprocess", "threads", "local", "dask"]
 
 
 @pytest.fixture(params=EXECUTORS)
@@ -38,10 +40,24 @@ def executor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Executo
         ex = InProcessExecutor()
     elif request.param == "threads":
         ex = ThreadExecutor(2)
+    elif request.param == "dask":
+        ex = _dask_executor(request)
     else:
         ex = LocalPoolExecutor(2, str(tmp_path / "logs"))
     yield ex
     ex.close()
+
+
+def _dask_executor(request: pytest.FixtureRequest) -> Executor:
+    """A DaskExecutor on the session's real cluster (``dask scheduler`` + two workers)."""
+    import cloudpickle
+
+    from rota.executors.dask import DaskExecutor
+
+    # The workers cannot import this test module: its functions travel by value, as a flow
+    # file's would by path.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return DaskExecutor(request.getfixturevalue("dask_cluster").address)
 
 
 def add(x: int, y: int) -> int:
