@@ -49,8 +49,7 @@ class DaskCluster:
 
     def worker_pids(self) -> dict[str, int]:
         """Process id of each live worker, by address."""
-        workers = self.client.scheduler_info(n_workers=-1)["workers"]
-        return {addr: int(info["pid"]) for addr, info in workers.items()}
+        return {addr: int(pid) for addr, pid in self.client.run(os.getpid).items()}
 
     def wait_for_workers(self, n: int = WORKERS, timeout: float = 60) -> None:
         """Wait until *n* workers are connected (a killed one is restarted by its nanny)."""
@@ -65,16 +64,19 @@ def _dask_command() -> str:
 
 
 @contextlib.contextmanager
-def start_cluster(*, nanny: bool = True, workers: int = WORKERS) -> Iterator[DaskCluster]:
+def start_cluster(
+    *, nanny: bool = True, workers: int = WORKERS, env: dict[str, str] | None = None
+) -> Iterator[DaskCluster]:
     """A scheduler and *workers* one-thread workers (with or without a nanny, which restarts a
-    killed worker), all on 127.0.0.1 and with no dashboard; every process stopped on exit."""
+    killed worker), all on 127.0.0.1 and with no dashboard, with *env* added to their
+    environment; every process stopped on exit."""
     from distributed import Client
 
     dask = _dask_command()
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     home = Path(tempfile.mkdtemp(prefix="rota-dask-home-"))
-    env = {**os.environ, "HOME": str(home)}
+    env = {**os.environ, "HOME": str(home), **(env or {})}
     env.pop("ROTA_HOME", None)
     log = (home / "cluster.log").open("ab")
     common = ["--host", "127.0.0.1", "--no-dashboard"]

@@ -15,9 +15,9 @@ from typing import Any
 
 import cloudpickle
 import pytest
+
 from fixtures_dask import DaskCluster, dask_cluster  # noqa: F401
 from fixtures_s3 import s3_server  # noqa: F401
-
 from rota.executors.base import AttemptEvent, AttemptOutcome, AttemptSpec, AttemptStarted
 from rota.executors.dask import DaskExecutor
 from rota.operators.python import PythonOp
@@ -27,7 +27,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers canno
 
 
 @pytest.fixture
-def executor(dask_cluster: DaskCluster) -> Iterator[DaskExecutor]:
+def executor(dask_cluster: DaskCluster) -> Iterator[DaskExecutor]:  # noqa: F811
     ex = DaskExecutor(dask_cluster.address)
     yield ex
     ex.close(cancel=True)
@@ -102,7 +102,8 @@ def test_a_timeout_ends_the_task_and_its_children_on_the_worker(
 
 
 def test_cancelling_ends_running_attempts_on_the_workers(
-    dask_cluster: DaskCluster, tmp_path: Path
+    dask_cluster: DaskCluster,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     ex = DaskExecutor(dask_cluster.address)
     pids = tmp_path / "pids"
@@ -120,7 +121,8 @@ def note_run(ledger: str) -> str:
 
 
 def test_an_attempt_dask_runs_again_does_not_run_the_task_again(
-    dask_cluster: DaskCluster, tmp_path: Path
+    dask_cluster: DaskCluster,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """Dask runs a task again when its worker is lost; Rota's claim turns that into WorkerLost."""
     ledger = tmp_path / "ledger"
@@ -141,9 +143,7 @@ def test_an_attempt_dask_runs_again_does_not_run_the_task_again(
     assert len(ledger.read_text().splitlines()) == 1, "the task ran twice"
 
 
-def test_resources_no_worker_has_fail_at_submission(
-    executor: DaskExecutor, tmp_path: Path
-) -> None:
+def test_resources_no_worker_has_fail_at_submission(executor: DaskExecutor, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     needs = {"GPU": 1.0, "memory": 4e9}
     executor.submit(_spec(tmp_path, 1, PythonOp(note_run), str(ledger), resources=needs))

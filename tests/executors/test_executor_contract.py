@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fixtures_dask import dask_cluster  # noqa: F401
 from fixtures_s3 import s3_server  # noqa: F401
-
 from rota.artifacts.store import open_artifact_store
 from rota.errors import Skip
 from rota.executors.base import (
