@@ -1,6 +1,6 @@
 """Rota's orchestration overhead on the peers' workloads (see bench/README.md).
 
-Usage: python bench/run.py [--executor local|threads|inprocess] [--workers N]
+Usage: python bench/run.py [--executor local|threads|inprocess|dask] [--workers N]
                            [--workload W1,W2,W3,L10K,M10K] [--repeat N] [--cli] [--json]
 
 Workloads (all tasks no-op Python functions unless said otherwise):
@@ -20,6 +20,11 @@ run, then ``--repeat`` measured runs, each with a fresh temporary ROTA_HOME (SQL
 a fresh executor, and ``time.perf_counter()`` around ``Runner.run`` only. ``--cli`` also times
 whole ``rota run`` processes of W2 from the outside. The flows are module-level ``@flow``
 functions, so ``rota run bench/run.py:w2`` works too.
+
+``--executor dask`` starts one local Dask cluster per workload (``--workers`` one-thread worker
+processes on 127.0.0.1, outside the timing) and each run gets a fresh DaskExecutor on it. For W2
+it also times raw Dask on the same cluster in the same process: ``client.map`` of the same no-op
+over 1,002 items plus ``gather`` (a warm-up, then ``--repeat`` runs), printed beside Rota's.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ N_FLOATS = 10_000
 N_MAP = 10_000
 LAYERS = 100
 WIDTH = 100
-EXECUTORS = ("local", "threads", "inprocess")
+EXECUTORS = ("local", "threads", "inprocess", "dask")
 MIB = 1024.0  # ru_maxrss is in KiB on Linux
 
 
@@ -195,8 +200,47 @@ def all_succeeded(summary: RunSummary, wl: Workload) -> bool:
 
 
 # --- one workload, in this process ---------------------------------------------------------------
+_CLUSTER: list[Any] = []  # the workload's local Dask cluster (dask only), started once
+
+
+def dask_address(workers: int) -> str:
+    """The address of this process's local Dask cluster of *workers* one-thread processes."""
+    if not _CLUSTER:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, silence_logs=40,
+        )  # fmt: skip
+        _CLUSTER.append(cluster)
+    return str(_CLUSTER[0].scheduler_address)
+
+
+def noop_item(_: int) -> None:
+    """The W2 no-op, in the shape ``client.map`` calls it (one item)."""
+    noop()
+
+
+def raw_dask(workers: int, n: int, repeat: int) -> list[float]:
+    """Seconds of ``gather(client.map(noop_item, range(n)))`` on the same cluster, per run."""
+    from distributed import Client
+
+    with Client(dask_address(workers), set_as_default=False) as client:
+        times = []
+        for i in range(repeat + 1):  # the first is a warm-up
+            t0 = time.perf_counter()
+            client.gather(client.map(noop_item, range(n), pure=False))
+            if i:
+                times.append(time.perf_counter() - t0)
+    return times
+
+
 def make_executor(kind: str, workers: int, logs_dir: Path) -> Executor:
     """The executor named *kind*; create it before any thread or store (local workers fork)."""
+    if kind == "dask":
+        from rota.executors.dask import DaskExecutor
+
+        return DaskExecutor(dask_address(workers))
     if kind == "local":
         from rota.executors.pool import LocalPoolExecutor
 
@@ -260,7 +304,16 @@ def bench_workload(wl: Workload, kind: str, workers: int, repeat: int) -> dict[s
         "ok": warm.ok and all(r.ok for r in runs),
         "maxrss_self_mb": max_rss_mib(resource.RUSAGE_SELF),
         "maxrss_children_mb": max_rss_mib(resource.RUSAGE_CHILDREN),
+        **(_beside_raw_dask(median, wl, workers, repeat) if kind == "dask" else {}),
     }
+
+
+def _beside_raw_dask(rota_s: float, wl: Workload, workers: int, repeat: int) -> dict[str, Any]:
+    """For W2 on Dask: raw Dask's time for the same no-ops, and Rota's time over it."""
+    if wl.key != "W2":
+        return {}
+    raw = statistics.median(raw_dask(workers, wl.n_tasks, repeat))
+    return {"raw_dask_s": round(raw, 4), "rota_over_raw_dask": round(rota_s / raw, 2)}
 
 
 # --- the driver: one child process per workload --------------------------------------------------
@@ -355,6 +408,14 @@ def print_table(records: list[dict[str, Any]], cli: dict[str, Any] | None) -> No
     print("-" * len(HEADER))
     for rec in records:
         print(table_row(rec))
+    for rec in records:
+        if "raw_dask_s" in rec:
+            print(
+                f"\n{rec['workload']} raw Dask on the same cluster (client.map of the same no-op + "
+                f"gather): {rec['raw_dask_s']:.3f} s = "
+                f"{rec['raw_dask_s'] * 1000 / rec['n_tasks']:.3f} ms/task; Rota on Dask takes "
+                f"{rec['rota_over_raw_dask']:.2f}x raw Dask (design target: within 1.5x)"
+            )
     if cli is not None:
         print()
         print(cli_row(cli))

@@ -92,7 +92,7 @@ class DaskExecutor:
         address: str = "",
         *,
         workers: int = 2,
-        prefetch: int = 2,
+        prefetch: int = 16,
         connect_timeout: float = 10.0,
     ) -> None:
         self._client, self._cluster = connect(address, workers=workers, timeout=connect_timeout)
