@@ -202,3 +202,30 @@ def test_a_worker_killed_mid_task_is_retried_as_a_new_attempt_from_its_checkpoin
     assert ran[0] == killed.try_number and ran[-1] == last.try_number
     # the later attempt resumed from the checkpoint the killed one saved
     assert executions[-1][1] == "5"
+
+
+HELLO = """
+from rota import flow, task
+
+@task
+def hello() -> str:
+    print("hello from a worker")
+    return "hi"
+
+@flow
+def greet():
+    hello()
+"""
+
+
+def test_without_an_address_a_local_cluster_runs_the_flow(
+    rota: RotaCli, write_flow: Callable[[str, str], Path], store: SqlStore
+) -> None:
+    path = write_flow("hello.py", HELLO)
+    res = rota("run", str(path), "--executor", "dask", "--workers", "1", "--json", timeout=300)
+    assert res.code == 0, res.err
+    run_id = str(_json(res.out)["run_id"])
+    (attempt,) = store.attempts(run_id)
+    assert attempt.state is TaskState.SUCCESS
+    assert not str(attempt.worker).endswith(f":{os.getpid()}")
+    assert Path(str(attempt.log_path)).read_text() == "hello from a worker\n"
