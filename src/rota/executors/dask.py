@@ -6,6 +6,8 @@ finished future on the queue :meth:`DaskExecutor.poll` reads, and the workers' "
 arrive on an event topic of this executor's own. Finished futures are gathered in one request per
 poll.
 
+Small outcomes also come on that topic, ahead of the result, and need no request to fetch.
+
 What the workers share with the engine is the artifact store (outputs, claims and checkpoints
 live there, :mod:`rota.artifacts.shared`); logs travel back with the outcome and are written here,
 under ``ROTA_HOME``, as the local executors write them. Nothing here, nor on a worker, touches the
@@ -172,8 +174,12 @@ class DaskExecutor:
 
     def _on_event(self, event: tuple[float, Any]) -> None:
         _, msg = event
-        if isinstance(msg, list | tuple) and len(msg) == 4 and msg[0] == "started":
+        if not isinstance(msg, list | tuple) or not msg:
+            return
+        if msg[0] == "started" and len(msg) == 4:
             self._inbox.put(("started", AttemptStarted(int(msg[1]), float(msg[2]), str(msg[3]))))
+        elif msg[0] == "done" and len(msg) == 3 and isinstance(msg[2], bytes):
+            self._inbox.put(("outcome", (int(msg[1]), msg[2])))
 
     # --- hearing back ----------------------------------------------------------------------------
     def poll(self, timeout: float) -> list[AttemptEvent]:
@@ -185,8 +191,7 @@ class DaskExecutor:
             while True:
                 items.append(self._inbox.get_nowait())
         events: list[AttemptEvent] = []
-        done = [value for kind, value in items if kind == "done"]
-        results = self._gather(done)
+        done: list[tuple[int, Any]] = []
         for kind, value in items:
             if kind == "started":
                 if value.attempt_id in self._futures and value.attempt_id not in self._started:
@@ -195,8 +200,14 @@ class DaskExecutor:
             elif kind == "failed":
                 self._specs.pop(value.attempt_id, None)
                 events.append(value)
+            elif kind == "outcome":  # ahead of its future's result: no request to fetch it
+                if value[0] in self._futures:
+                    events.append(self._finish(value[0], pickle.loads(value[1])))
             else:
-                events.append(self._finish(value[0], results.get(value[0])))
+                done.append(value)
+        done = [(aid, f) for aid, f in done if aid in self._futures]  # not heard of already
+        results = self._gather(done)
+        events.extend(self._finish(aid, results.get(aid)) for aid, _ in done)
         return events
 
     def _gather(self, done: list[tuple[int, Any]]) -> dict[int, Any]:

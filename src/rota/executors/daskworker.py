@@ -14,7 +14,8 @@
    task: once the engine cancels it (``rota`` was interrupted, or its client went away), the
    child's group is ended at once.
 4. returns the outcome together with what the attempt printed, masked (the engine writes it to the
-   attempt's log, so ``rota tasks logs`` works for attempts that ran on other machines).
+   attempt's log, so ``rota tasks logs`` works for attempts that ran on other machines); a small
+   one is also sent on the event topic, which spares the engine a request per attempt.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from rota.flowfile import import_flow_file
 
 LOG_LIMIT: Final = 32 * 1024 * 1024
 """Bytes of an attempt's log shipped back; a longer log keeps its last LOG_LIMIT bytes."""
+EVENT_LIMIT: Final = 16 * 1024
+"""An outcome (with its log) this small also travels on the event topic, ahead of the result:
+the engine then needs no extra request to fetch it. The scheduler keeps recent events in memory,
+so bigger ones come only as the task's result."""
 
 Payload = tuple[int, str, str, tuple[tuple[str, str], ...], bytes]
 """(attempt id, run id, artifact root, flow modules to import, pickled AttemptSpec)."""
@@ -122,7 +127,11 @@ def _run(spec: AttemptSpec, worker: Any, topic: str) -> tuple[AttemptOutcome, by
             if isinstance(event, AttemptStarted):
                 worker.log_event(topic, ("started", event.attempt_id, event.at, event.worker))
             else:
-                return event, _take_log(event.log_path)
+                result = event, _take_log(event.log_path)
+                blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                if len(blob) <= EVENT_LIMIT:
+                    worker.log_event(topic, ("done", spec.attempt_id, blob))
+                return result
         if _cancelled(worker, key):
             _drop_pool()  # ends the child's process group: the task stops now
             now = time.time()
