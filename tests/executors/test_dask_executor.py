@@ -73,13 +73,14 @@ def _gone(pid: int, timeout: float = 30) -> bool:
     return False
 
 
-def _pids_in(path: Path, timeout: float = 60) -> list[int]:
-    deadline = time.monotonic() + timeout
+def _pids_in(path: Path, ex: DaskExecutor, seen: list[AttemptEvent]) -> list[int]:
+    """The pids the stuck task wrote to *path*, polling *ex* meanwhile (events go to *seen*)."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = path.read_text() if path.exists() else ""
         if text.endswith("\n") and len(text.split()) >= 2:
             return [int(p) for p in text.split()]
-        time.sleep(0.05)
+        seen.extend(ex.poll(0.05))  # an executor sends what was submitted when polled
     raise AssertionError(f"{path} never got the pids")
 
 
@@ -91,8 +92,10 @@ def test_a_timeout_ends_the_task_and_its_children_on_the_worker(
 ) -> None:
     pids = tmp_path / "pids"
     executor.submit(_spec(tmp_path, 1, ShellOp(STUCK.format(pids=pids)), timeout=1.0))
-    shell, child = _pids_in(pids)
-    (out,) = [e for e in _drain(executor, 1) if isinstance(e, AttemptOutcome)]
+    seen: list[AttemptEvent] = []
+    shell, child = _pids_in(pids, executor, seen)
+    seen += [] if any(isinstance(e, AttemptOutcome) for e in seen) else _drain(executor, 1)
+    (out,) = [e for e in seen if isinstance(e, AttemptOutcome)]
     assert not out.ok and out.error is not None
     assert out.error.type_name == "TaskTimeout"
     assert _gone(shell) and _gone(child), "the timed-out task still runs on the worker"
@@ -108,8 +111,8 @@ def test_cancelling_ends_running_attempts_on_the_workers(
     ex = DaskExecutor(dask_cluster.address)
     pids = tmp_path / "pids"
     ex.submit(_spec(tmp_path, 1, ShellOp(STUCK.format(pids=pids))))
-    _wait_started(ex)
-    shell, child = _pids_in(pids)
+    seen = _wait_started(ex)
+    shell, child = _pids_in(pids, ex, seen)
     ex.close(cancel=True)
     assert _gone(shell) and _gone(child), "a cancelled attempt still runs on its worker"
 

@@ -1,12 +1,12 @@
 """The Dask executor: attempts run on the workers of a Dask distributed cluster.
 
-Each attempt is one ``Client.submit`` of :func:`rota.executors.daskworker.run_on_worker` (which
-says what happens on the worker). This side never blocks on a future: a done callback puts each
-finished future on the queue :meth:`DaskExecutor.poll` reads, and the workers' "started" reports
-arrive on an event topic of this executor's own. Finished futures are gathered in one request per
-poll.
-
-Small outcomes also come on that topic, ahead of the result, and need no request to fetch.
+Each attempt is one Dask task of :func:`rota.executors.daskworker.run_on_worker` (which says what
+happens on the worker); the attempts submitted in one step of the run loop reach the scheduler
+together, in one ``Client.map`` per kind of resources. This side never blocks on a future: a done
+callback puts each finished future on the queue :meth:`DaskExecutor.poll` reads, and the workers'
+"started" reports arrive on an event topic of this executor's own. Finished futures are gathered
+in one request per poll; small outcomes also come on that topic, ahead of the result, and need no
+request at all.
 
 What the workers share with the engine is the artifact store (outputs, claims and checkpoints
 live there, :mod:`rota.artifacts.shared`); logs travel back with the outcome and are written here,
@@ -104,6 +104,7 @@ class DaskExecutor:
         self._futures: dict[int, Any] = {}
         self._specs: dict[int, AttemptSpec] = {}
         self._started: set[int] = set()
+        self._pending: list[tuple[int, bytes, tuple[tuple[str, float], ...]]] = []
         self._info: tuple[float, list[dict[str, Any]]] = (-_INFO_EVERY, [])
         self._client.subscribe_topic(self._topic, self._on_event)
 
@@ -155,13 +156,25 @@ class DaskExecutor:
         except Exception as err:  # arguments that do not pickle
             self._inbox.put(("failed", crashed_outcome(aid, "dask", err)))
             return
-        future = self._client.submit(
-            run_on_worker, payload, self._topic,
-            key=f"{self._topic}-{aid}", pure=False, retries=0,
-            resources=dict(attempt.resources) or None,
-        )  # fmt: skip
-        self._futures[aid] = future
-        future.add_done_callback(lambda f, aid=aid: self._inbox.put(("done", (aid, f))))
+        self._futures[aid] = None  # submitted at the next poll, with the others of this step
+        self._pending.append((aid, payload, tuple(sorted(attempt.resources.items()))))
+
+    def _flush(self) -> None:
+        """Send the attempts submitted since the last poll: one graph per kind of resources, so
+        the scheduler takes a step's attempts in one message rather than one each."""
+        groups: dict[tuple[tuple[str, float], ...], list[tuple[int, bytes]]] = {}
+        for aid, payload, resources in self._pending:
+            groups.setdefault(resources, []).append((aid, payload))
+        self._pending = []
+        for resources, batch in groups.items():
+            futures = self._client.map(
+                run_on_worker, [p for _, p in batch], topic=self._topic,
+                key=[f"{self._topic}-{aid}" for aid, _ in batch], pure=False, retries=0,
+                resources=dict(resources) or None,
+            )  # fmt: skip
+            for (aid, _), future in zip(batch, futures, strict=True):
+                self._futures[aid] = future
+                future.add_done_callback(lambda f, aid=aid: self._inbox.put(("done", (aid, f))))
 
     @staticmethod
     def _payload(spec: AttemptSpec) -> bytes:
@@ -183,6 +196,7 @@ class DaskExecutor:
 
     # --- hearing back ----------------------------------------------------------------------------
     def poll(self, timeout: float) -> list[AttemptEvent]:
+        self._flush()
         items: list[tuple[str, Any]] = []
         with contextlib.suppress(queue.Empty):
             items.append(
@@ -266,9 +280,10 @@ class DaskExecutor:
     def close(self, *, cancel: bool = False) -> None:
         with contextlib.suppress(Exception):
             self._client.unsubscribe_topic(self._topic)
-        if cancel and self._futures:
+        futures = [f for f in self._futures.values() if f is not None]
+        if cancel and futures:
             with contextlib.suppress(Exception):
-                self._client.cancel(list(self._futures.values()), force=True)
+                self._client.cancel(futures, force=True)
         with contextlib.suppress(Exception):
             self._client.close()
         if self._cluster is not None:
