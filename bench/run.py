@@ -210,7 +210,7 @@ def dask_address(workers: int) -> str:
 
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=40,
+            dashboard_address=None, silence_logs=50,
         )  # fmt: skip
         _CLUSTER.append(cluster)
     return str(_CLUSTER[0].scheduler_address)

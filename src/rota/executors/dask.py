@@ -74,7 +74,7 @@ def connect(address: str, *, workers: int, timeout: float) -> tuple[Any, Any]:
     if not address:
         cluster = distributed.LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True,
-            host="127.0.0.1", dashboard_address=None, silence_logs=40,
+            host="127.0.0.1", dashboard_address=None, silence_logs=50,
         )  # fmt: skip
         return distributed.Client(cluster, set_as_default=False), cluster
     try:
