@@ -114,6 +114,14 @@ class _Router(io.TextIOBase):
         self._capture = capture
         self._fallback = fallback
 
+    @property
+    def capture(self) -> ThreadCapture:
+        return self._capture
+
+    @property
+    def fallback(self) -> IO[str]:
+        return self._fallback
+
     def write(self, s: str) -> int:
         buf = self._capture.current()
         if buf is None:
@@ -139,6 +147,15 @@ class _Router(io.TextIOBase):
         return False
 
 
+def _routes_for(stream: object, capture: ThreadCapture) -> bool:
+    """Whether *capture*'s router is *stream* or one that *stream* falls back to."""
+    while isinstance(stream, _Router):
+        if stream.capture is capture:
+            return True
+        stream = stream.fallback
+    return False
+
+
 class ThreadCapture:
     """Per-thread capture of sys.stdout/sys.stderr for the thread and in-process executors."""
 
@@ -152,9 +169,11 @@ class ThreadCapture:
         with self._lock:
             if self._saved is None:
                 self._saved = (sys.stdout, sys.stderr)
-            if not isinstance(sys.stdout, _Router):
+            # Another capture's router may be in place (a thread executor beside the engine's
+            # sensor threads): put ours in front of it, so each routes its own threads.
+            if not _routes_for(sys.stdout, self):
                 sys.stdout = _Router(self, sys.stdout)
-            if not isinstance(sys.stderr, _Router):
+            if not _routes_for(sys.stderr, self):
                 sys.stderr = _Router(self, sys.stderr)
 
     def uninstall(self) -> None:
