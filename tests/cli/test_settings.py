@@ -51,7 +51,10 @@ def _one_line(result: Result) -> str:
     [
         ({"ROTA_WORKERS": "abc"}, "ROTA_WORKERS must be an integer, got 'abc'"),
         ({"ROTA_WORKERS": "-3"}, "workers must be >= 1 (0: one per CPU), got -3"),
-        ({"ROTA_EXECUTOR": "gpu"}, "unknown executor 'gpu' (known: local, threads, inprocess)"),
+        (
+            {"ROTA_EXECUTOR": "gpu"},
+            "unknown executor 'gpu' (known: local, threads, inprocess, dask)",
+        ),
         ({"ROTA_DB_CONNECT_TIMEOUT": "soon"}, "ROTA_DB_CONNECT_TIMEOUT must be a number"),
         ({"ROTA_DB_STATEMENT_TIMEOUT": "-1"}, "ROTA_DB_STATEMENT_TIMEOUT must be seconds >= 0"),
         (
