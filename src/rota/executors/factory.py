@@ -31,11 +31,7 @@ def open_executor(settings: Settings) -> Executor:
         from rota.executors.dask import DaskExecutor
 
         check_shared_artifacts(settings)
-        return DaskExecutor(
-            settings.dask_address,
-            workers=settings.worker_count,
-            connect_timeout=settings.db_connect_timeout or 10.0,
-        )
+        return DaskExecutor(settings.dask_address, workers=settings.worker_count)
     raise ConfigError(f"unknown executor {settings.executor!r}")
 
 
