@@ -33,8 +33,9 @@ def mark(name: str) -> None:
         fh.write(name + "\\n")
 
 
-@task
+@task(cache=True)
 def nums() -> list[int]:
+    mark("nums")
     return [1, 2, 3]
 
 
@@ -68,7 +69,7 @@ def test_a_mapped_cached_task_run_twice_shows_every_instance_cached_and_resumes(
     path = write_flow("mapped.py", MAPPED)
     first = rota("run", str(path), "--json", env=env)
     assert first.code == 0, first.err
-    assert sorted(_ledger(ledger)) == ["sq1", "sq2", "sq3", "total"]
+    assert sorted(_ledger(ledger)) == ["nums", "sq1", "sq2", "sq3", "total"]
 
     Path(f"{ledger}.fail").touch()  # the second run fails after its cache hits
     second = rota("run", str(path), "--json", env=env)
@@ -77,6 +78,7 @@ def test_a_mapped_cached_task_run_twice_shows_every_instance_cached_and_resumes(
     assert _ledger(ledger) == ["total"]
     summary = second.json()
     assert summary["state"] == "failed"
+    assert summary["tasks"]["nums"]["state"] == "cached"
     assert summary["tasks"]["sq"]["state"] == "success"
     assert summary["tasks"]["sq"]["mapped"] == {"count": 3, "cached": 3}
     run_id = summary["run_id"]
@@ -91,6 +93,9 @@ def test_a_mapped_cached_task_run_twice_shows_every_instance_cached_and_resumes(
     resumed = rota("resume", run_id, "--json", env=env)
     assert resumed.code == 0, resumed.err
     assert _ledger(ledger) == ["total"], "the instances are reused, not run again"
+    # a cache hit is a success: resume keeps it (it planned to run `nums` again)
+    assert "1 task(s) to run, 2 succeeded task(s) kept" in " ".join(resumed.err.split())
+    assert "cached in try" not in resumed.err
     assert resumed.json()["state"] == "success"
     latest = {a.map_index: a.state for a in store.attempts(run_id) if a.task_id == "sq"}
     assert latest == {
