@@ -22,7 +22,7 @@ from rota.model.policies import RetryPolicy, TriggerRule
 from rota.model.secrets import Secret
 from rota.model.shellwords import REF_PREFIX
 from rota.model.templating import ShellCommand, check_template, is_template, render, render_shell
-from rota.operators.base import ExecContext, digest
+from rota.operators.base import ExecContext, RunReads, digest
 
 
 class ShellCommandFailed(Exception):
@@ -95,6 +95,23 @@ class ShellOp:
         if code != 0:
             raise ShellCommandFailed(self.command, code)
         return lines[-1] if lines else None
+
+    def run_reads(self, ctx: ExecContext) -> RunReads:
+        """The command reads every parameter and date (they are in its environment), and runs
+        its templates as rendered: the command's text and values, the templated env values.
+
+        Raises:
+            TemplateRenderError: the command or an env value does not render.
+        """
+        command, env = self.rendered(ctx)
+        parts: dict[str, str] = {}
+        if is_template(self.command):
+            parts["command"] = command.text
+            parts.update(command.values)
+        for name, value in env.items():
+            if is_template(self.env[name]):
+                parts[f"env {name}"] = value
+        return RunReads(True, parts)
 
     def rendered(self, ctx: ExecContext) -> tuple[ShellCommand, dict[str, str]]:
         """The command and *env* as this attempt runs them (text without tags is kept as is).
