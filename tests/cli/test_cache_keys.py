@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from clihelp import RotaCli
 
@@ -23,6 +24,7 @@ def _ledger(path: Path) -> list[str]:
 MAPPED = """
 import os
 from pathlib import Path
+from typing import Any
 from rota import flow, task
 
 LEDGER = Path(os.environ["LEDGER"])
@@ -104,3 +106,163 @@ def test_a_mapped_cached_task_run_twice_shows_every_instance_cached_and_resumes(
         1: TaskState.CACHED,
         2: TaskState.CACHED,
     }
+
+
+PARAMS = """
+import os
+from pathlib import Path
+from typing import Any
+from rota import Flow, ShellTask, flow, task
+
+LEDGER = Path(os.environ["LEDGER"])
+
+with Flow("shell", params={"x": "a"}) as shell:
+    ShellTask("t", 'echo "t {{ params.x }}" >> "$LEDGER"; echo "{{ params.x }}"', cache=True)
+
+with Flow("shell_declared", params={"x": "a", "y": "b"}) as shell_declared:
+    ShellTask("t", 'echo "t {{ params.x }}" >> "$LEDGER"; echo "{{ params.x }}"',
+              cache=True, cache_on=())
+
+
+@task(cache=True)
+def read_x(ctx):
+    with LEDGER.open("a") as fh:
+        fh.write("read_x " + ctx.params["x"] + "\\n")
+    return ctx.params["x"]
+
+
+@task(cache=True, cache_on=("params.x",))
+def read_x_declared(ctx):
+    with LEDGER.open("a") as fh:
+        fh.write("read_x_declared " + ctx.params["x"] + "\\n")
+    return ctx.params["x"]
+
+
+@flow
+def python(x: str = "a", y: str = "b"):
+    read_x()
+    read_x_declared()
+"""
+
+
+def _output(rota: RotaCli, run_id: str, task_id: str) -> str:
+    shown = rota("outputs", "show", run_id, task_id)
+    assert shown.code == 0, shown.err
+    return shown.out.strip().splitlines()[-1]
+
+
+def _run(rota: RotaCli, target: str, env: dict[str, str], *params: str) -> dict[str, Any]:
+    args = [arg for p in params for arg in ("-p", p)]
+    result = rota("run", target, *args, "--json", env=env)
+    assert result.code == 0, result.err
+    summary: dict[str, Any] = result.json()
+    return summary
+
+
+def test_a_shell_task_keyed_on_its_rendered_params_misses_when_a_param_changes(
+    rota: RotaCli, tmp_path: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    # issue 10 §5: run with -p x=first then -p x=second, the second run returned "first"
+    ledger = tmp_path / "ledger"
+    env = {"LEDGER": str(ledger)}
+    path = write_flow("params.py", PARAMS)
+    first = _run(rota, f"{path}:shell", env, "x=first")
+    second = _run(rota, f"{path}:shell", env, "x=second")
+    assert _ledger(ledger) == ["t", "first", "t", "second"]
+    assert second["tasks"]["t"]["state"] == "success"
+    assert _output(rota, first["run_id"], "t") == "first"
+    assert _output(rota, second["run_id"], "t") == "second"
+    explain = rota("cache", "explain", second["run_id"], "t")
+    assert explain.code == 0, explain.err
+    assert "run fact params.x changed ('\"first\"' -> '\"second\"')" in explain.out
+    assert "rendered ROTA_TPL_0 changed ('first' -> 'second')" in explain.out
+    assert "ROTA_TPL_0 = 'second'" in explain.out  # the parts, as rendered
+
+    # declaring that it reads nothing of the run: keyed on its rendered values alone
+    d1 = _run(rota, f"{path}:shell_declared", env, "x=first", "y=1")
+    d2 = _run(rota, f"{path}:shell_declared", env, "x=first", "y=2")
+    d3 = _run(rota, f"{path}:shell_declared", env, "x=second", "y=2")
+    assert _ledger(ledger) == ["t", "first", "t", "second"]
+    states = [d["tasks"]["t"]["state"] for d in (d1, d2, d3)]
+    assert states == ["success", "cached", "success"]
+    assert _output(rota, d3["run_id"], "t") == "second"
+    explain = rota("cache", "explain", d2["run_id"], "t")
+    assert "run facts (cache_on=())" in explain.out and "hit: reused" in explain.out
+
+
+def test_a_python_task_reading_ctx_params_misses_when_a_param_changes(
+    rota: RotaCli, tmp_path: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    # issue 10 §5: @task(cache=True) def t(ctx): return ctx.params["x"] returned "first" again
+    ledger = tmp_path / "ledger"
+    env = {"LEDGER": str(ledger)}
+    path = write_flow("params.py", PARAMS)
+    first = _run(rota, f"{path}:python", env, "x=first")
+    second = _run(rota, f"{path}:python", env, "x=second")
+    third = _run(rota, f"{path}:python", env, "x=second", "y=other")
+    ran = _ledger(ledger)
+    assert ran.count("read_x") == 3, "every run differs: params, and each manual run's dates"
+    assert ran.count("read_x_declared") == 2, "keyed on params.x only: the third run hits"
+    assert _output(rota, first["run_id"], "read_x") == "first"
+    assert _output(rota, second["run_id"], "read_x") == "second"
+    assert _output(rota, second["run_id"], "read_x_declared") == "second"
+    assert third["tasks"]["read_x_declared"]["state"] == "cached"
+    explain = rota("cache", "explain", third["run_id"], "read_x")
+    assert "run fact params.y changed" in explain.out
+    assert "run fact logical_date changed" in explain.out
+    assert "run facts (everything the task can read)" in explain.out
+
+
+DAILY = """
+import os
+from pathlib import Path
+from rota import Flow, ShellTask, task
+
+LEDGER = Path(os.environ["LEDGER"])
+
+
+@task(cache=True)
+def stamp(ctx) -> str:
+    day = ctx.logical_date.date().isoformat()
+    with LEDGER.open("a") as fh:
+        fh.write(f"stamp:{day}\\n")
+    return day
+
+
+with Flow("daily", schedule="@daily") as daily:
+    # keyed on nothing of the run but what its template renders: {{ ds }}
+    ShellTask("day", 'echo "day:{{ ds }}" >> "$LEDGER"; echo "{{ ds }}"', cache=True, cache_on=())
+    stamp()
+"""
+
+
+def test_a_backfill_of_cached_ds_tasks_runs_every_date_and_a_rerun_reuses_each_dates_own(
+    rota: RotaCli, tmp_path: Path, store: SqlStore, write_flow: Callable[[str, str], Path]
+) -> None:
+    # issue 10 §5: a backfill reused the first date's output for every date
+    ledger = tmp_path / "ledger"
+    env = {"LEDGER": str(ledger), "ROTA_EXECUTOR": "threads", "ROTA_WORKERS": "1"}
+    path = write_flow("daily.py", DAILY)
+    days = ["2026-01-01", "2026-01-02", "2026-01-03"]
+    args = ("backfill", str(path), "--start", days[0], "--end", "2026-01-04")
+    done = rota(*args, env=env)
+    assert done.code == 0, done.err
+    assert sorted(_ledger(ledger)) == sorted(
+        [f"day:{d}" for d in days] + [f"stamp:{d}" for d in days]
+    )
+    runs = store.runs_for_dates("daily")
+    assert [r.logical_date.date().isoformat() for r in runs if r.logical_date] == days
+    for run, day in zip(runs, days, strict=True):
+        assert _output(rota, run.run_id, "day") == day
+        assert _output(rota, run.run_id, "stamp") == day
+
+    again = rota(*args, "--rerun", "all", env=env)
+    assert again.code == 0, again.err
+    assert _ledger(ledger) == [], "each date hits its own entry"
+    for run, day in zip(runs, days, strict=True):
+        latest = {a.task_id: a for a in store.attempts(run.run_id)}
+        assert {t: a.state for t, a in latest.items()} == {
+            "day": TaskState.CACHED,
+            "stamp": TaskState.CACHED,
+        }
+        assert _output(rota, run.run_id, "day") == day
