@@ -11,7 +11,7 @@ from typing import Any
 
 from clihelp import RotaCli
 
-from rota.model.states import TaskState
+from rota.model.states import RunState, TaskState
 from rota.store.sql import SqlStore
 
 
@@ -266,3 +266,116 @@ def test_a_backfill_of_cached_ds_tasks_runs_every_date_and_a_rerun_reuses_each_d
             "stamp": TaskState.CACHED,
         }
         assert _output(rota, run.run_id, "day") == day
+
+
+FILES = """
+import os
+from pathlib import Path
+from rota import flow, task
+from rota.cache import file_content
+
+LEDGER = Path(os.environ["LEDGER"])
+DATA = os.environ["DATA"]
+
+
+def mark(name: str) -> None:
+    with LEDGER.open("a") as fh:
+        fh.write(name + "\\n")
+
+
+@task(cache=True, cache_key=file_content(DATA))
+def count(path: str) -> int:
+    mark("count")
+    return len(Path(path).read_text().splitlines())
+
+
+@task(cache=True)
+def count_by_path(path: str) -> int:  # its key sees the path, never the file's content
+    mark("count_by_path")
+    return len(Path(path).read_text().splitlines())
+
+
+def broken(inputs):
+    raise ValueError("no key today")
+
+
+@task(cache=True, cache_key=broken)
+def unkeyable() -> int:
+    mark("unkeyable")
+    return 1
+
+
+@flow
+def files():
+    count(DATA)
+    count_by_path(DATA)
+    unkeyable()
+"""
+
+
+def test_file_content_keys_on_a_files_bytes_and_a_failing_key_function_runs_the_task(
+    rota: RotaCli, tmp_path: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    ledger, data = tmp_path / "ledger", tmp_path / "data.csv"
+    env = {"LEDGER": str(ledger), "DATA": str(data)}
+    data.write_text("a\nb\n")
+    path = write_flow("files.py", FILES)
+    _run(rota, str(path), env)
+    assert sorted(_ledger(ledger)) == ["count", "count_by_path", "unkeyable"]
+    second = _run(rota, str(path), env)
+    assert _ledger(ledger) == ["unkeyable"], "a key that cannot be computed: the task runs"
+    assert second["tasks"]["count"]["state"] == "cached"
+    explain = rota("cache", "explain", second["run_id"], "unkeyable")
+    assert explain.code == 0, explain.err
+    assert "miss: no key could be computed, so the task ran: ValueError: no key today" in (
+        explain.out
+    )
+
+    data.write_text("a\nb\nc\n")  # same path, new content
+    third = _run(rota, str(path), env)
+    assert sorted(_ledger(ledger)) == ["count", "unkeyable"]
+    assert _output(rota, third["run_id"], "count") == "3"
+    assert _output(rota, third["run_id"], "count_by_path") == "2", "the path alone is not content"
+    explain = rota("cache", "explain", third["run_id"], "count")
+    assert f"cache_key part file {data} changed" in explain.out
+    assert f"file {data} = 'blake2b:" in explain.out
+
+    data.unlink()
+    gone = rota("run", str(path), "--json", env=env)
+    assert gone.code == 1, "count runs unkeyed and fails on the missing file"
+    explain = rota("cache", "explain", gone.json()["run_id"], "count")
+    assert "no key could be computed" in explain.out and "FileNotFoundError" in explain.out
+
+
+BAD_CACHE_ON = """
+from rota import flow, task
+
+
+@task(cache=True, cache_on=("params.nope",))
+def t(ctx) -> int:
+    return 1
+
+
+@flow
+def bad(x: int = 1):
+    t()
+"""
+
+
+def test_cache_on_naming_an_unknown_parameter_or_fact_is_one_line_exit_2_and_stores_nothing(
+    rota: RotaCli, store: SqlStore, write_flow: Callable[[str, str], Path]
+) -> None:
+    path = write_flow("bad.py", BAD_CACHE_ON)
+    result = rota("run", str(path))
+    assert result.code == 2
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert "task 't': cache_on names 'params.nope', but the flow has no parameter 'nope'" in (
+        result.err
+    )
+    assert "(its parameters: x)" in result.err
+    path.write_text(BAD_CACHE_ON.replace('"params.nope"', '"tomorrow"'))
+    result = rota("run", str(path))
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "cache_on: unknown name 'tomorrow'" in result.err
+    assert f"{path}:5" in result.err
+    assert store.runs_in_states(list(RunState)) == []

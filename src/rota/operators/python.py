@@ -12,6 +12,7 @@ from typing import Any
 
 from rota.errors import DefinitionError
 from rota.model.builder import FlowBuilder, TaskNode, split_mapped
+from rota.model.cacheon import coerce_on
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.operators.base import ExecContext, RunReads, source_hash
@@ -241,6 +242,7 @@ def _check_options(options: Mapping[str, Any]) -> None:
     if unknown:
         known = ", ".join(sorted(_TASK_OPTIONS))
         raise DefinitionError(f"unknown @task option {unknown[0]!r} (known: {known})")
+    coerce_on(options.get("cache_on"))  # a bad name is refused where the decorator is
 
 
 def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
