@@ -111,17 +111,12 @@ def test_a_mapped_cached_task_run_twice_shows_every_instance_cached_and_resumes(
 PARAMS = """
 import os
 from pathlib import Path
-from typing import Any
 from rota import Flow, ShellTask, flow, task
 
 LEDGER = Path(os.environ["LEDGER"])
 
 with Flow("shell", params={"x": "a"}) as shell:
     ShellTask("t", 'echo "t {{ params.x }}" >> "$LEDGER"; echo "{{ params.x }}"', cache=True)
-
-with Flow("shell_declared", params={"x": "a", "y": "b"}) as shell_declared:
-    ShellTask("t", 'echo "t {{ params.x }}" >> "$LEDGER"; echo "{{ params.x }}"',
-              cache=True, cache_on=())
 
 
 @task(cache=True)
@@ -131,17 +126,33 @@ def read_x(ctx):
     return ctx.params["x"]
 
 
+@flow
+def python(x: str = "a", y: str = "b"):
+    read_x()
+"""
+
+DECLARED = """
+import os
+from pathlib import Path
+from rota import Flow, ShellTask, flow, task
+
+LEDGER = Path(os.environ["LEDGER"])
+
+with Flow("shell", params={"x": "a", "y": "b"}) as shell:
+    ShellTask("t", 'echo "t {{ params.x }}" >> "$LEDGER"; echo "{{ params.x }}"',
+              cache=True, cache_on=())
+
+
 @task(cache=True, cache_on=("params.x",))
-def read_x_declared(ctx):
+def read_x(ctx):
     with LEDGER.open("a") as fh:
-        fh.write("read_x_declared " + ctx.params["x"] + "\\n")
+        fh.write("read_x " + ctx.params["x"] + "\\n")
     return ctx.params["x"]
 
 
 @flow
 def python(x: str = "a", y: str = "b"):
     read_x()
-    read_x_declared()
 """
 
 
@@ -178,17 +189,6 @@ def test_a_shell_task_keyed_on_its_rendered_params_misses_when_a_param_changes(
     assert "rendered ROTA_TPL_0 changed ('first' -> 'second')" in explain.out
     assert "ROTA_TPL_0 = 'second'" in explain.out  # the parts, as rendered
 
-    # declaring that it reads nothing of the run: keyed on its rendered values alone
-    d1 = _run(rota, f"{path}:shell_declared", env, "x=first", "y=1")
-    d2 = _run(rota, f"{path}:shell_declared", env, "x=first", "y=2")
-    d3 = _run(rota, f"{path}:shell_declared", env, "x=second", "y=2")
-    assert _ledger(ledger) == ["t", "first", "t", "second"]
-    states = [d["tasks"]["t"]["state"] for d in (d1, d2, d3)]
-    assert states == ["success", "cached", "success"]
-    assert _output(rota, d3["run_id"], "t") == "second"
-    explain = rota("cache", "explain", d2["run_id"], "t")
-    assert "run facts (cache_on=())" in explain.out and "hit: reused" in explain.out
-
 
 def test_a_python_task_reading_ctx_params_misses_when_a_param_changes(
     rota: RotaCli, tmp_path: Path, write_flow: Callable[[str, str], Path]
@@ -199,18 +199,46 @@ def test_a_python_task_reading_ctx_params_misses_when_a_param_changes(
     path = write_flow("params.py", PARAMS)
     first = _run(rota, f"{path}:python", env, "x=first")
     second = _run(rota, f"{path}:python", env, "x=second")
-    third = _run(rota, f"{path}:python", env, "x=second", "y=other")
-    ran = _ledger(ledger)
-    assert ran.count("read_x") == 3, "every run differs: params, and each manual run's dates"
-    assert ran.count("read_x_declared") == 2, "keyed on params.x only: the third run hits"
+    assert _ledger(ledger) == ["read_x", "first", "read_x", "second"]
+    assert second["tasks"]["read_x"]["state"] == "success"
     assert _output(rota, first["run_id"], "read_x") == "first"
     assert _output(rota, second["run_id"], "read_x") == "second"
-    assert _output(rota, second["run_id"], "read_x_declared") == "second"
-    assert third["tasks"]["read_x_declared"]["state"] == "cached"
+    third = _run(rota, f"{path}:python", env, "x=second", "y=other")
+    assert _ledger(ledger) == ["read_x", "second"], "y and this manual run's dates differ"
     explain = rota("cache", "explain", third["run_id"], "read_x")
     assert "run fact params.y changed" in explain.out
     assert "run fact logical_date changed" in explain.out
     assert "run facts (everything the task can read)" in explain.out
+
+
+def test_tasks_declaring_what_they_read_of_the_run_are_keyed_on_that_alone(
+    rota: RotaCli, tmp_path: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    ledger = tmp_path / "ledger"
+    env = {"LEDGER": str(ledger)}
+    path = write_flow("declared.py", DECLARED)
+    # the shell task declares it reads nothing: its rendered {{ params.x }} is its whole key part
+    runs = [
+        _run(rota, f"{path}:shell", env, "x=first", "y=1"),
+        _run(rota, f"{path}:shell", env, "x=first", "y=2"),
+        _run(rota, f"{path}:shell", env, "x=second", "y=2"),
+    ]
+    assert _ledger(ledger) == ["t", "first", "t", "second"]
+    assert [r["tasks"]["t"]["state"] for r in runs] == ["success", "cached", "success"]
+    assert _output(rota, runs[2]["run_id"], "t") == "second"
+    explain = rota("cache", "explain", runs[1]["run_id"], "t")
+    assert "run facts (cache_on=())" in explain.out and "hit: reused" in explain.out
+    # the Python task reads params.x only
+    runs = [
+        _run(rota, f"{path}:python", env, "x=first"),
+        _run(rota, f"{path}:python", env, "x=first", "y=other"),
+        _run(rota, f"{path}:python", env, "x=second", "y=other"),
+    ]
+    assert _ledger(ledger) == ["read_x", "first", "read_x", "second"]
+    assert [r["tasks"]["read_x"]["state"] for r in runs] == ["success", "cached", "success"]
+    explain = rota("cache", "explain", runs[2]["run_id"], "read_x")
+    assert "run facts (cache_on=params.x)" in explain.out
+    assert "run fact params.x changed" in explain.out and "params.y" not in explain.out
 
 
 DAILY = """
@@ -230,8 +258,7 @@ def stamp(ctx) -> str:
 
 
 with Flow("daily", schedule="@daily") as daily:
-    # keyed on nothing of the run but what its template renders: {{ ds }}
-    ShellTask("day", 'echo "day:{{ ds }}" >> "$LEDGER"; echo "{{ ds }}"', cache=True, cache_on=())
+    ShellTask("day", 'echo "day:{{ ds }}" >> "$LEDGER"; echo "{{ ds }}"', cache=True)
     stamp()
 """
 
