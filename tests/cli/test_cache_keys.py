@@ -406,3 +406,52 @@ def test_cache_on_naming_an_unknown_parameter_or_fact_is_one_line_exit_2_and_sto
     assert "cache_on: unknown name 'tomorrow'" in result.err
     assert f"{path}:5" in result.err
     assert store.runs_in_states(list(RunState)) == []
+
+
+SECRETS = """
+import os
+from pathlib import Path
+from rota import Flow, ShellTask, flow, task
+
+LEDGER = Path(os.environ["LEDGER"])
+
+with Flow("push", params={"api_token": "none", "target": "a"}) as push:
+    ShellTask(
+        "send",
+        'echo "send {{ params.target }}" >> "$LEDGER"; test -n "{{ params.api_token }}"',
+        env={"AUTH_TOKEN": "Bearer {{ params.api_token }}", "DEST": "{{ params.target }}"},
+        cache=True,
+        cache_on=("params",),
+    )
+"""
+
+
+def _files_holding(home: Path, texts: list[str]) -> list[str]:
+    return [
+        str(p.relative_to(home))
+        for p in sorted(home.rglob("*"))
+        if p.is_file() and any(t.encode() in p.read_bytes() for t in texts)
+    ]
+
+
+def test_no_key_depends_on_a_secret_and_no_stored_part_holds_one(
+    rota: RotaCli, home: Path, tmp_path: Path, write_flow: Callable[[str, str], Path]
+) -> None:
+    ledger = tmp_path / "ledger"
+    env = {"LEDGER": str(ledger)}
+    path = write_flow("secrets.py", SECRETS)
+    tokens = ["tok-first-1234567", "tok-second-7654321"]
+    runs = [
+        _run(rota, str(path), env, f"api_token={tokens[0]}", "target=a"),
+        _run(rota, str(path), env, f"api_token={tokens[1]}", "target=a"),  # a rotated token
+        _run(rota, str(path), env, f"api_token={tokens[1]}", "target=b"),
+    ]
+    assert _ledger(ledger) == ["send", "a", "send", "b"]
+    assert [r["tasks"]["send"]["state"] for r in runs] == ["success", "cached", "success"]
+    explain = rota("cache", "explain", runs[2]["run_id"], "send")
+    assert explain.code == 0, explain.err
+    assert "params.api_token = '\"***\"'" in explain.out
+    assert "env AUTH_TOKEN = '***'" in explain.out and "env DEST = 'b'" in explain.out
+    assert "ROTA_TPL_1 = '***'" in explain.out
+    assert not any(t in explain.out for t in tokens)
+    assert _files_holding(home, tokens) == []

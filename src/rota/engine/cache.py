@@ -2,7 +2,9 @@
 
 The key (:mod:`rota.engine.cachekey`) is computed from what the attempt will run: the
 :class:`~rota.executors.base.AttemptSpec` the executor would get, so the run's parameters and
-dates, and the templates rendered from them, are those the task would see. When the key cannot
+dates, and the templates rendered from them, are those the task would see, except that every
+secret (:mod:`rota.model.secrets`) is ``***``: a key never depends on a secret, and the parts
+stored with it never hold one (a ``rota.Secret`` is never read here). When the key cannot
 be computed (a template does not render, a ``cache_key=`` function raises), the attempt runs
 without a key and the reason is kept in its key parts for ``rota cache explain``.
 """
@@ -19,6 +21,7 @@ from rota.model import cacheon
 from rota.model.dag import TaskSpec
 from rota.model.policies import CacheInputs
 from rota.model.safetext import safe_text
+from rota.model.secrets import Masker, display_params
 from rota.model.states import TaskState
 from rota.operators.base import ExecContext, ReadsRun, RunReads
 from rota.store.base import AttemptRecord
@@ -61,7 +64,8 @@ def _key_fields(loop: RunLoop, key: Key, spec: TaskSpec) -> dict[str, Any]:
         inputs = cache_inputs(loop, key, code.digest)
         cache_key, added = make_key(spec, inputs)
     except Exception as err:  # a template or a cache_key function: the attempt runs, unkeyed
-        why = safe_text(f"{type(err).__name__}: {err}")[:1000]
+        masker = Masker.of_params(loop.dag.params)
+        why = safe_text(masker.redact(f"{type(err).__name__}: {err}"))[:1000]
         parts = {"code": code.digest, "code_parts": dict(code.parts), "unkeyed": why}
         return {"cache_key": None, "cache_parts": parts}
     on = spec.cache.on if spec.cache is not None else None
@@ -115,7 +119,7 @@ def cache_inputs(loop: RunLoop, key: Key, code: str) -> CacheInputs:
         tid,
         code,
         hashes,
-        constants_digest(spec.args, kwargs),
+        constants_digest(spec.args, display_params(kwargs)),  # a secret keyword: ***
         spec.cache.version if spec.cache is not None else "",
         run=run_facts(spec, reads, variables),
         rendered=dict(reads.rendered),
@@ -133,13 +137,14 @@ def run_facts(spec: TaskSpec, reads: RunReads, variables: dict[str, Any]) -> dic
 
 
 def attempt_context(attempt: AttemptSpec) -> ExecContext:
-    """The facts of the context *attempt* runs with, as its templates and ``ctx`` see them."""
+    """The facts of the context *attempt* runs with, as its templates and ``ctx`` see them, but
+    with every secret parameter ``***``: no key, and no part stored with it, holds a secret."""
     return ExecContext(
         attempt.run_id,
         attempt.flow,
         attempt.task_id,
         attempt.try_number,
-        attempt.params,
+        display_params(attempt.params),
         logical_date=attempt.logical_date,
         data_interval_start=attempt.data_interval_start,
         data_interval_end=attempt.data_interval_end,
