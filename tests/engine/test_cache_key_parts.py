@@ -14,6 +14,7 @@ from rota.model import cacheon
 from rota.model.dag import TaskSpec
 from rota.model.flows import Flow
 from rota.model.policies import CacheInputs, CachePolicy, KeyFn
+from rota.model.secrets import Secret
 from rota.model.templating import template_vars
 from rota.operators.base import ExecContext, digest
 from rota.operators.python import PythonTask
@@ -94,7 +95,7 @@ def test_cache_on_naming_a_missing_parameter_is_a_definition_error() -> None:
 
 # --- what operators read -----------------------------------------------------------------------
 def test_a_shell_task_reads_the_run_and_its_rendered_templates_are_parts() -> None:
-    with Flow("sh") as f:
+    with Flow("sh", params={"src": "", "mode": ""}) as f:
         ShellTask(
             "t",
             'load --day {{ ds }} --src "{{ params.src }}"',
@@ -110,6 +111,18 @@ def test_a_shell_task_reads_the_run_and_its_rendered_templates_are_parts() -> No
         "ROTA_TPL_1": "s3://a b",
         "env MODE": "fast",
     }
+
+
+def test_a_shell_tasks_secret_env_values_are_masked_and_a_secret_is_never_read() -> None:
+    with Flow("sh", params={"t": ""}) as f:
+        ShellTask(
+            "t",
+            "push",
+            env={"API_TOKEN": "{{ params.t }}", "REF": Secret("HOME"), "USER_ID": "{{ params.t }}"},
+            cache=True,
+        )
+    reads = f.build().tasks["t"].op.run_reads(_ctx(t="abc"))  # type: ignore[attr-defined]
+    assert reads.rendered == {"env API_TOKEN": "***", "env USER_ID": "abc"}
 
 
 def test_a_python_task_reads_the_run_only_through_ctx() -> None:
