@@ -6,6 +6,7 @@ from rota.model.callbacks import CallbackContext
 from rota.model.datasets import Dataset
 from rota.model.flows import Flow, flow
 from rota.model.policies import RetryPolicy, TriggerRule
+from rota.model.secrets import Secret
 from rota.notifiers import CommandNotifier, WebhookNotifier
 from rota.operators.python import PythonTask, task
 from rota.operators.sensors import (
@@ -32,6 +33,7 @@ __all__ = [
     "PythonTask",
     "RetryPolicy",
     "RotaError",
+    "Secret",
     "Sensor",
     "ShellTask",
     "Skip",

@@ -63,6 +63,15 @@ class ParameterError(UserError):
     """Raised when a run parameter is unknown, missing or malformed."""
 
 
+class SecretNotSet(UserError):
+    """Raised when a ``rota.Secret``'s environment variable is not set where it is read (the
+    worker running the attempt); ``name`` is the variable."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"secret {name}: no environment variable {name} where the task runs")
+
+
 class ConfigError(UserError):
     """Raised when configuration (environment, options) is invalid."""
 

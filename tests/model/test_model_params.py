@@ -74,3 +74,14 @@ def test_defaults_and_ordinary_values_pass() -> None:
     specs = (ParamSpec("x", None), ParamSpec("f", 0.5))
     given = {"x": {"a": [1, 2.5, "text", None, True]}}
     assert merge_params("f", specs, given) == {"x": given["x"], "f": 0.5}
+
+
+def test_a_secret_s_bad_value_is_not_echoed_in_the_error() -> None:
+    from rota.errors import ParameterError
+    from rota.model.dag import ParamSpec
+    from rota.model.params import parse_param
+
+    with pytest.raises(ParameterError) as info:
+        parse_param(ParamSpec("api_token", 0), "hunter2-secret")
+    assert "hunter2" not in str(info.value)
+    assert "expects int, got ***" in str(info.value)

@@ -168,8 +168,11 @@ def _execute(
     from rota.engine.backfill import Backfill
     from rota.engine.launcher import DriverLauncher
     from rota.model.schedule import SystemClock
+    from rota.model.secrets import secret_environment
 
-    launcher = DriverLauncher(driver_environ(ctx), ctx.settings.home / "logs" / "drivers")
+    # the drivers rebuild each run's parameters; a secret one, not stored, reaches them here
+    environ = {**driver_environ(ctx), **secret_environment(dag.params)}
+    launcher = DriverLauncher(environ, ctx.settings.home / "logs" / "drivers")
     try:
         with _reporter(ctx, len(items), zone) as on_event:
             backfill = Backfill(

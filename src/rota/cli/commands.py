@@ -129,9 +129,15 @@ def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
 
 
 def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
-    """Show the outputs of the flow's final tasks (those nothing depends on)."""
+    """Show the outputs of the flow's final tasks (those nothing depends on), secrets masked."""
+    import os
+
     from rota.artifacts.store import open_artifact_store
     from rota.errors import ArtifactError
+    from rota.model.secrets import Masker
+
+    masker = Masker.of_params(dag.params)
+    masker.add_secrets(dag.params, os.environ)
 
     sinks = [tid for tid in dag.order if not dag.downstream(tid)]
     if len(sinks) > 5:
@@ -152,13 +158,19 @@ def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
         except ArtifactError as err:
             ctx.err.print(f"{tid}: {err}")
             continue
-        text = repr(value)
+        text = masker.redact(repr(value))
         ctx.console.print(f"{tid} → {text[:500]}{'…' if len(text) > 500 else ''}", highlight=False)
 
 
-def _load_run_flow(ctx: CliContext, run_id: str | None, last: str | None) -> tuple[Any, Any, Any]:
-    """The run to resume and its flow, loaded from the run's flow file with its parameters."""
+def _load_run_flow(
+    ctx: CliContext, run_id: str | None, last: str | None, raw_params: tuple[str, ...] = ()
+) -> tuple[Any, Any, Any]:
+    """The run to resume and its flow, loaded from the run's flow file with its parameters
+    (a secret one, which the store does not keep, from *raw_params* or the environment)."""
+    import os
+
     from rota.engine.loader import resolve_target
+    from rota.model.secrets import run_params
     from rota.model.states import RunState
 
     if (run_id is None) == (last is None):
@@ -174,12 +186,18 @@ def _load_run_flow(ctx: CliContext, run_id: str | None, last: str | None) -> tup
     if not run.flow_path:
         raise UserError(f"run {run.run_id} does not record its flow file; cannot load its code")
     loaded = resolve_target(f"{run.flow_path}:{run.flow}")
-    return run, loaded, loaded.build(run.params)
+    given = parse_params(loaded, raw_params)
+    values = run_params(run.run_id, run.params, loaded.definition.params, given, os.environ)
+    return run, loaded, loaded.build(values)
 
 
 @cli.command("resume")
 @click.argument("run_id", required=False)
 @click.option("--last", metavar="FLOW", help="Resume the latest unfinished run of FLOW.")
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+    help="A secret parameter's value again (the store does not keep it).",
+)  # fmt: skip
 @click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
@@ -188,6 +206,7 @@ def resume_cmd(
     ctx: CliContext,
     run_id: str | None,
     last: str | None,
+    params: tuple[str, ...],
     executor: str | None,
     workers: int | None,
     as_json: bool,
@@ -195,8 +214,10 @@ def resume_cmd(
     """Continue a failed or interrupted run: only what did not succeed runs again.
 
     A task whose code changed since it succeeded runs again with everything downstream of it.
+    A secret parameter given to the run is not stored: give it again with -p, or set
+    ROTA_PARAM_<NAME>.
     """
-    run, loaded, dag = _load_run_flow(ctx, run_id, last)
+    run, loaded, dag = _load_run_flow(ctx, run_id, last, params)
 
     def say(plan: Any) -> None:
         out = ctx.err
@@ -357,6 +378,7 @@ def flows_group() -> None:
 def flows_list(ctx: CliContext, path: Path, as_json: bool) -> None:
     """List the flows defined under PATH; report each bad file (exit 2 if any)."""
     from rota.engine.loader import load_path
+    from rota.model.secrets import display_params
 
     result = load_path(path)
     rows = []
@@ -366,9 +388,12 @@ def flows_list(ctx: CliContext, path: Path, as_json: bool) -> None:
         except UserError as err:
             tasks = "?"
             result.errors.append(err)
-        params = {
-            p.name: (None if p.default is _required() else p.default) for p in lf.definition.params
-        }
+        params = display_params(
+            {
+                p.name: (None if p.default is _required() else p.default)
+                for p in lf.definition.params
+            }
+        )
         schedule = lf.definition.timing.describe()
         rows.append(
             {"flow": name, "file": lf.ref.path, "tasks": tasks, "params": params,

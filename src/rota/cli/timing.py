@@ -142,6 +142,7 @@ def trigger_cmd(
 
     loaded = resolve_flow(target, flows_dir)
     dag = loaded.build(parse_params(loaded, params))
+    refuse_given_secrets(dag)
     flow_timing = loaded.definition.timing
     when = read_date(logical_date, "--logical-date", flow_timing) if logical_date else None
     if when is not None:
@@ -151,7 +152,8 @@ def trigger_cmd(
         record = create_manual(
             store,
             lambda t: create_run(
-                store, ref, dag_tasks(dag), dag.params, datetime.now(UTC), timing=t
+                store, ref, dag_tasks(dag), dag.params, datetime.now(UTC),
+                timing=t, defaults=dag.param_defaults,
             ),
             ref.name, flow_timing, lambda: datetime.now(UTC),
             logical_date=when, run_type="triggered",
@@ -163,6 +165,24 @@ def trigger_cmd(
         "the scheduler will run it",
         highlight=False,
     )
+
+
+def refuse_given_secrets(dag: Any) -> None:
+    """Refuse a secret parameter given in clear to a run another process will drive.
+
+    Raises:
+        ParameterError: the store would not keep its value, so the scheduler could not run it.
+    """
+    from rota.errors import ParameterError
+    from rota.model.secrets import given_secrets
+
+    names = given_secrets(dag.params, dag.param_defaults)
+    if names:
+        raise ParameterError(
+            f"parameter {names[0]!r} is secret and the store does not keep secrets, so a queued "
+            "run cannot carry it: make its default a rota.Secret (read by the worker from its "
+            "environment), or use rota run"
+        )
 
 
 def driver_environ(ctx: CliContext) -> dict[str, str]:

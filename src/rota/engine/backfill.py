@@ -403,7 +403,10 @@ class Backfill:
         now = self.clock.now()
         timing = RunTiming(interval.start, interval.start, interval.end, "backfill")
         tasks = dag_tasks(self.dag)
-        return create_run(self.store, self.flow, tasks, self.dag.params, now, timing=timing).run_id
+        return create_run(
+            self.store, self.flow, tasks, self.dag.params, now,
+            timing=timing, defaults=self.dag.param_defaults,
+        ).run_id  # fmt: skip
 
     def _holder(self, interval: Interval) -> str:
         runs = self.store.runs_for_dates(self.flow.name, interval.start, interval.start)

@@ -6,6 +6,7 @@ import contextlib
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,10 +16,21 @@ from rota.model.safetext import safe_text
 
 
 class CallbackRunner:
-    """Runs callbacks in a few threads; :meth:`close` waits for those still running."""
+    """Runs callbacks in a few threads; :meth:`close` waits for those still running.
 
-    def __init__(self, log_path: Path | None = None, *, threads: int = 4) -> None:
+    What a failing callback leaves in the log (and on stderr) goes through *redact* first, which
+    masks the run's secrets.
+    """
+
+    def __init__(
+        self,
+        log_path: Path | None = None,
+        *,
+        threads: int = 4,
+        redact: Callable[[str], str] = str,
+    ) -> None:
         self._log_path = log_path
+        self._redact = redact
         self._pool: ThreadPoolExecutor | None = None
         self._threads = threads
         self._futures: list[Future[None]] = []
@@ -43,6 +55,7 @@ class CallbackRunner:
             self._log(text)
 
     def _log(self, text: str) -> None:
+        text = self._redact(text)
         first = safe_text(text.splitlines()[0])
         print(f"rota: {first} (see the callbacks log)", file=sys.stderr)
         if self._log_path is None:

@@ -8,26 +8,39 @@ dies is resumed by the next one.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from rota.engine.loader import LoadedFlow, resolve_target
 from rota.engine.report import RunSummary
 from rota.engine.runner import Runner
 from rota.errors import FlowNotFound
 from rota.model.dag import Dag
+from rota.model.secrets import run_params
 from rota.model.states import RunState, TaskState
 from rota.store.base import RunRecord, Store
 
 
-def load_for_run(run: RunRecord) -> tuple[LoadedFlow, Dag]:
+def load_for_run(
+    run: RunRecord, environ: Mapping[str, str] | None = None
+) -> tuple[LoadedFlow, Dag]:
     """The flow *run* was made from, built with its parameters.
+
+    A secret parameter the store does not keep is read from ``ROTA_PARAM_<NAME>`` in *environ*
+    (default: this process's environment), or is the flow's default if the run used that
+    (:func:`rota.model.secrets.run_params`).
 
     Raises:
         FlowNotFound: the run records no flow file, or the file no longer defines the flow.
+        ParameterError: a secret parameter's value cannot be found (the message names it).
         UserError: the flow no longer loads or builds.
     """
     if not run.flow_path:
         raise FlowNotFound(f"run {run.run_id} records no flow file; it cannot be driven here")
     loaded = resolve_target(f"{run.flow_path}:{run.flow}")
-    return loaded, loaded.build(dict(run.params))
+    env = os.environ if environ is None else environ
+    values = run_params(run.run_id, run.params, loaded.definition.params, {}, env)
+    return loaded, loaded.build(values)
 
 
 def never_started(store: Store, run: RunRecord) -> bool:

@@ -51,7 +51,8 @@ class FlowInfo:
         start_date, end_date: the schedule's bounds, ISO 8601 in UTC, or None.
         catchup, max_active_runs: as in :class:`~rota.model.schedule.FlowTiming`.
         datasets: URIs of the datasets the flow is scheduled on.
-        params: the parameters' defaults; a parameter without a default, or with one that does
+        params: the parameters' defaults as the store keeps them (a secret is a marker, a
+            ``rota.Secret`` a reference); a parameter without a default, or with one that does
             not survive a JSON round trip, is left out (a scheduled flow may have neither).
         tasks: ``(task id, operator kind, code hash)`` in topological order, for the graph built
             with the defaults; None when a parameter has no default (the flow only runs by hand).

@@ -22,6 +22,7 @@ from rota.engine.flowdir import FileReport, FlowInfo, one_line
 from rota.engine.loader import LoadedFlow, load_file
 from rota.errors import DefinitionError, UserError
 from rota.model.dag import REQUIRED, Dag
+from rota.model.secrets import stored_params
 
 
 def describe_file(path: Path) -> FileReport:
@@ -84,7 +85,8 @@ def describe_flow(loaded: LoadedFlow) -> FlowInfo:
 
 
 def _defaults(loaded: LoadedFlow, scheduled: bool) -> tuple[dict[str, Any], list[str]]:
-    """The defaults that survive JSON, and the names of parameters without a default.
+    """The defaults that survive JSON, in the form the store keeps (no secret in clear), and the
+    names of parameters without a default.
 
     Raises:
         DefinitionError: *scheduled* and a parameter has no such default.
@@ -92,8 +94,10 @@ def _defaults(loaded: LoadedFlow, scheduled: bool) -> tuple[dict[str, Any], list
     defaults: dict[str, Any] = {}
     required: list[str] = []
     for spec in loaded.definition.params:
-        if spec.default is not REQUIRED and _json_safe(spec.default):
-            defaults[spec.name] = spec.default
+        # as the store keeps it: a Secret as its reference, another secret as "the default"
+        value = stored_params({spec.name: spec.default}, {spec.name: spec.default})[spec.name]
+        if spec.default is not REQUIRED and _json_safe(value):
+            defaults[spec.name] = value
             continue
         if scheduled:
             what = "a default" if spec.default is REQUIRED else "a JSON default"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rota.model.secrets import display_params
 from rota.model.states import RunState, TaskState
 from rota.store.base import AttemptRecord, RunRecord, Store
 
@@ -62,7 +63,8 @@ class RunSummary:
         return 0 if self.run.state is RunState.SUCCESS else 1
 
     def to_json(self, *, detail: bool = False) -> dict[str, Any]:
-        """The ``--json`` shape: run id, flow, state and per task state, attempts, duration."""
+        """The ``--json`` shape: run id, flow, state, parameters (secrets as ``***``) and per
+        task state, attempts, duration."""
         tasks: dict[str, Any] = {}
         for tid, t in self.tasks.items():
             entry: dict[str, Any] = {
@@ -81,6 +83,7 @@ class RunSummary:
             "flow": self.run.flow,
             "state": self.run.state.value,
             "logical_date": self.run.logical_date.isoformat() if self.run.logical_date else None,
+            "params": display_params(self.run.params),
             "tasks": tasks,
         }
 

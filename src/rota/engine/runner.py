@@ -7,6 +7,7 @@ the runner only decides what happens next and asks the store to record it.
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +27,7 @@ from rota.errors import NotFound, RunIdTaken, UserError
 from rota.executors.base import Executor
 from rota.model.dag import CALLBACKS_LOG, Dag
 from rota.model.schedule import Clock
+from rota.model.secrets import Masker, stored_params
 from rota.model.states import RunState, TaskState
 from rota.store.base import (
     AttemptRecord,
@@ -106,17 +108,23 @@ def create_run(
     *,
     run_id: str | None = None,
     timing: RunTiming | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """Create a queued run of *flow* with *tasks*; a random run id found taken is drawn again.
+
+    The store keeps *params* without their secrets (:func:`rota.model.secrets.stored_params`): a
+    secret parameter equal to its entry in *defaults* is marked as the flow's default, which a
+    resume takes from the flow again; any other must be given again.
 
     Raises:
         RunExists: *timing* names a logical date the flow has a run for already.
         RunIdTaken: *run_id* was given and is taken, or three drawn ids in a row were.
     """
+    stored = stored_params(params, defaults)
     for _ in range(1 if run_id is not None else 3):
         try:
             return store.create_run(
-                run_id or new_run_id(now), flow.name, params, tasks, now,
+                run_id or new_run_id(now), flow.name, stored, tasks, now,
                 flow_path=flow.path, flow_hash=flow.code_hash, timing=timing,
             )  # fmt: skip
         except RunIdTaken:
@@ -172,8 +180,9 @@ class Runner:
         now = self.clock.now()
         self.store.upsert_flow(flow.name, flow.path, flow.code_hash, now)
         return create_run(
-            self.store, flow, dag_tasks(dag), dag.params, now, run_id=run_id, timing=timing
-        )
+            self.store, flow, dag_tasks(dag), dag.params, now,
+            run_id=run_id, timing=timing, defaults=dag.param_defaults,
+        )  # fmt: skip
 
     def run(self, dag: Dag, flow: FlowRef, run_id: str | None = None) -> RunSummary:
         """Create a run of *dag* and drive it to the end."""
@@ -235,7 +244,9 @@ class Runner:
         writer = BatchWriter(
             self.store, self.clock.now, heartbeat=beat, every=self.options.heartbeat_every
         )
-        callbacks = CallbackRunner(self.logs_dir / run_id / CALLBACKS_LOG)
+        masker = Masker.of_params(dag.params)
+        masker.add_secrets(dag.params, os.environ)  # what a callback might read and print
+        callbacks = CallbackRunner(self.logs_dir / run_id / CALLBACKS_LOG, redact=masker.redact)
         loop = RunLoop(self, self.store.get_run(run_id), dag, flow, writer, callbacks)
         try:
             loop.start()

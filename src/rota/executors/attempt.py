@@ -7,6 +7,7 @@ invariant 2); a task that raises :class:`~rota.errors.Skip` is reported as skipp
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import traceback
@@ -19,8 +20,10 @@ from rota.artifacts.local import FileCheckpoint, OutputCache
 from rota.artifacts.store import ArtifactStore, StoredOutput, open_artifact_store
 from rota.errors import ArtifactError, Reschedule, Skip
 from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo, StoredRef
+from rota.executors.secrets import attempt_masker, mask_outcome, reveal_attempt
 from rota.model.dag import resolve
 from rota.model.policies import qualified_name
+from rota.model.secrets import Masker
 from rota.operators.base import ExecContext, NoCheckpoint
 
 
@@ -81,7 +84,9 @@ def output_length(value: Any) -> int | None:
     return len(value) if isinstance(value, list | tuple) else None
 
 
-def make_context(spec: AttemptSpec, *, own_session: bool) -> ExecContext:
+def make_context(
+    spec: AttemptSpec, *, own_session: bool, masker: Masker | None = None
+) -> ExecContext:
     """The context an attempt's operator (and a task's ``ctx`` parameter) receives."""
     checkpoint = (
         FileCheckpoint(Path(spec.checkpoint_path), producer=spec.task_id)
@@ -104,6 +109,7 @@ def make_context(spec: AttemptSpec, *, own_session: bool) -> ExecContext:
         first_poke_at=spec.first_poke_at,
         pokes=spec.pokes,
         store_url=spec.store_url,
+        masker=masker if masker is not None else Masker(),
     )
 
 
@@ -136,12 +142,15 @@ def run_attempt(
     except Exception as err:
         _stop_capture_quietly(capture, spec.log_path)
         return crashed_outcome(spec.attempt_id, worker, err, started=started)
-    result = _execute(spec, cache, own_session=own_session)
+    masker = attempt_masker(spec)
+    result = _execute(spec, cache, own_session=own_session, masker=masker)
     try:
         log_path = capture.end(spec.log_path, append=spec.pokes > 0)  # a sensor's later pokes
     except Exception as err:
         log_path = None
         result = _log_lost(result, err)
+    # no secret in the log or the store
+    result = replace(result, error=mask_outcome(masker, log_path, result.error))
     return AttemptOutcome(
         attempt_id=spec.attempt_id,
         ok=result.error is None,
@@ -171,13 +180,17 @@ class _Result:
     reschedule_at: float | None = None
 
 
-def _execute(spec: AttemptSpec, cache: OutputCache, *, own_session: bool) -> _Result:
-    """Load the inputs, call the operator, store the output; every error becomes the result."""
+def _execute(
+    spec: AttemptSpec, cache: OutputCache, *, own_session: bool, masker: Masker
+) -> _Result:
+    """Read the Secrets, load the inputs, call the operator, store the output; every error
+    becomes the result."""
     try:
+        spec = reveal_attempt(spec, os.environ, masker)  # rota.Secret values, read here
         inputs = load_inputs(spec, cache)
         args = resolve(spec.args, inputs)
         kwargs = resolve(dict(spec.kwargs), inputs)
-        ctx = make_context(spec, own_session=own_session)
+        ctx = make_context(spec, own_session=own_session, masker=masker)
         value = spec.op.execute(ctx, args, kwargs)  # type: ignore[attr-defined]
         if value is None:
             return _Result()

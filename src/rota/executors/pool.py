@@ -18,6 +18,7 @@ import signal
 import time
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, cast
 
 import cloudpickle
@@ -32,6 +33,7 @@ from rota.executors.base import (
     ErrorInfo,
     timeout_error,
 )
+from rota.executors.logs import scratch_name
 
 
 def _context() -> Any:
@@ -199,6 +201,9 @@ class LocalPoolExecutor:
         # (e.g. a child that ignored the SIGTERM of a timeout).
         _signal_group(worker.proc.pid, signal.SIGKILL)
         worker.proc.join(timeout=1)
+        # what its attempt printed is in its scratch file, secrets unmasked: no one keeps it
+        with contextlib.suppress(OSError):
+            os.unlink(Path(self._logs_dir) / scratch_name(worker.proc.pid))
         code = worker.proc.exitcode
         now = time.time()
         lost_error = ErrorInfo(

@@ -25,7 +25,7 @@ from rota.artifacts.local import OutputCache
 from rota.errors import ExecutorError
 from rota.executors.attempt import crashed_outcome, run_attempt
 from rota.executors.base import AttemptOutcome, AttemptSpec
-from rota.executors.logs import FdCapture
+from rota.executors.logs import FdCapture, scratch_name
 from rota.flowfile import import_flow_file
 
 Message = tuple[int, tuple[tuple[str, str], ...], Any, bytes | None, bytes]
@@ -33,11 +33,14 @@ Message = tuple[int, tuple[tuple[str, str], ...], Any, bytes | None, bytes]
 worker, pickled spec without its operator)."""
 
 
-def _watch_lifeline(lifeline: Connection) -> None:
+def _watch_lifeline(lifeline: Connection, scratch: Path) -> None:
     with contextlib.suppress(EOFError, OSError):
         lifeline.recv()
     # The engine is gone: end this worker and its process group's children now, so no orphan
-    # finishes a task behind the back of whoever resumes the run.
+    # finishes a task behind the back of whoever resumes the run. What the attempt printed so far
+    # (secrets unmasked) goes with it.
+    with contextlib.suppress(OSError):
+        os.unlink(scratch)
     with contextlib.suppress(OSError):
         os.killpg(0, signal.SIGKILL)
     os._exit(70)
@@ -63,7 +66,8 @@ def worker_main(
     # that FdCapture sees everything a task prints.
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-    threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
+    scratch = Path(logs_dir) / scratch_name(os.getpid())
+    threading.Thread(target=_watch_lifeline, args=(lifeline, scratch), daemon=True).start()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     ops = _Operators()
     cache = OutputCache(cache_bytes)

@@ -33,6 +33,7 @@ from rota.model.policies import (
     coerce_timeout,
 )
 from rota.model.schedule import FlowTiming, Schedule
+from rota.model.templating import check_template_names
 
 
 class FlowOptions:
@@ -131,6 +132,7 @@ class FlowBuilder:
         self.options = options
         self.nodes: dict[str, TaskNode] = {}
         self._calls: dict[str, int] = {}
+        self._templates: list[tuple[str, str, bool]] = []
 
     @staticmethod
     def current() -> FlowBuilder | None:
@@ -157,11 +159,22 @@ class FlowBuilder:
             raise DefinitionError(f"duplicate task id {node.id!r} in flow {self.name!r}")
         self.nodes[node.id] = node
 
-    def freeze(self, params: Mapping[str, Any]) -> Dag:
-        """Turn the recorded nodes into a validated Dag."""
+    def note_template(self, where: str, text: str, *, shell: bool = False) -> None:
+        """Remember a task's template, so that :meth:`freeze` checks the names it uses."""
+        self._templates.append((where, text, shell))
+
+    def freeze(self, params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> Dag:
+        """Turn the recorded nodes into a validated Dag (*defaults*: the parameters' defaults).
+
+        Raises:
+            DefinitionError: an invalid graph, or a template naming a variable or a parameter
+                that does not exist (found here, not when the task runs).
+        """
+        for where, text, shell in self._templates:
+            check_template_names(text, params, where=where, shell=shell, flow=self.name)
         specs = (n.to_spec() for n in self.nodes.values())
         return Dag.build(
-            self.name, specs, params, self.options.run_callbacks, self.options.schedule
+            self.name, specs, params, self.options.run_callbacks, self.options.schedule, defaults
         )
 
 

@@ -12,11 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rota.errors import DefinitionError
+from rota.model.secrets import Masker, display_params
 
 
 @dataclass(frozen=True, slots=True)
 class CallbackContext:
-    """What a callback is told: the event, the run, and (for task events) the attempt and error."""
+    """What a callback is told: the event, the run, and (for task events) the attempt and error.
+
+    Secrets are masked on construction (``rota.model.secrets``): ``params`` holds ``***`` for each
+    secret parameter (and Secret), and the secret values of ``params`` are ``***`` in
+    ``error_message`` and ``traceback``. Callbacks and notifiers never see a secret in clear.
+    """
 
     event: str  # success | failure | retry | run_success | run_failure
     run_id: str
@@ -28,6 +34,14 @@ class CallbackContext:
     error_message: str | None = None
     traceback: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        masker = Masker.of_params(self.params)
+        for name in ("error_message", "traceback"):
+            text = getattr(self, name)
+            if text:
+                object.__setattr__(self, name, masker.redact(text))
+        object.__setattr__(self, "params", display_params(self.params))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the context (the body a webhook notifier posts)."""

@@ -181,7 +181,16 @@ REQUIRED: Final = object()
 class Dag:
     """A validated, acyclic graph of task specs. Build it with :meth:`Dag.build`."""
 
-    __slots__ = ("_downstream", "_order", "callbacks", "name", "params", "schedule", "tasks")
+    __slots__ = (
+        "_downstream",
+        "_order",
+        "callbacks",
+        "name",
+        "param_defaults",
+        "params",
+        "schedule",
+        "tasks",
+    )
 
     def __init__(
         self,
@@ -192,12 +201,16 @@ class Dag:
         downstream: Mapping[str, tuple[str, ...]],
         callbacks: Callbacks = NO_CALLBACKS,
         schedule: tuple[Dataset, ...] = (),
+        param_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.callbacks = callbacks
         self.schedule = schedule
         self.tasks = dict(tasks)
         self.params = dict(params)
+        self.param_defaults = dict(param_defaults or {})
+        """The flow's parameter defaults (those without one left out): the store marks a secret
+        parameter that kept its default, which a resume takes from the flow again."""
         self._order = order
         self._downstream = dict(downstream)
 
@@ -209,6 +222,7 @@ class Dag:
         params: Mapping[str, Any],
         callbacks: Callbacks = NO_CALLBACKS,
         schedule: tuple[Dataset, ...] = (),
+        param_defaults: Mapping[str, Any] | None = None,
     ) -> Dag:
         """Validate *specs* and return the graph; *callbacks* are the run-level ones.
 
@@ -239,7 +253,7 @@ class Dag:
                 downstream[up].append(spec.id)
         order = _topological_order(tasks, downstream, flow=name)
         frozen = {tid: tuple(ds) for tid, ds in downstream.items()}
-        return cls(name, tasks, params, order, frozen, callbacks, schedule)
+        return cls(name, tasks, params, order, frozen, callbacks, schedule, param_defaults)
 
     def __len__(self) -> int:
         return len(self.tasks)

@@ -84,7 +84,13 @@ class Flow:
             ParameterError: unknown or missing parameters.
             DefinitionError: an invalid graph (CycleError for a cycle).
         """
-        return self._builder.freeze(merge_params(self.name, self._params, params))
+        values = merge_params(self.name, self._params, params)
+        return self._builder.freeze(values, param_defaults(self._params))
+
+
+def param_defaults(specs: tuple[ParamSpec, ...]) -> dict[str, Any]:
+    """Each parameter's default, for those that have one."""
+    return {p.name: p.default for p in specs if p.default is not REQUIRED}
 
 
 class FlowFunction:
@@ -135,7 +141,7 @@ class FlowFunction:
         values = merge_params(self.name, self._params, params)
         with activate(FlowBuilder(self.name, self.options)) as builder:
             self.fn(**values)
-        return builder.freeze(values)
+        return builder.freeze(values, param_defaults(self._params))
 
 
 def _options(flow: str, options: Mapping[str, Any]) -> FlowOptions:

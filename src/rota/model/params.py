@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from rota.errors import ParameterError
 from rota.model.dag import REQUIRED, ParamSpec
+from rota.model.secrets import is_sensitive_name
 
 MAX_DEPTH: Final = 100
 """The deepest nesting of lists and objects a parameter's value may have."""
@@ -85,7 +86,8 @@ def _convert(spec: ParamSpec, raw: str) -> Any:
             return value
     except ValueError:
         kind = type(default).__name__
-        raise ParameterError(f"parameter {spec.name!r} expects {kind}, got {_shown(raw)}") from None
+        got = _shown(spec.name, raw)
+        raise ParameterError(f"parameter {spec.name!r} expects {kind}, got {got}") from None
     try:
         return read_json(spec.name, raw)
     except ValueError:
@@ -122,7 +124,7 @@ def _refuse_constant(name: str, word: str) -> Any:
 def _finite(name: str, value: float, raw: str) -> float:
     if not math.isfinite(value):
         raise ParameterError(
-            f"parameter {name!r} expects a finite float, got {_shown(raw)} "
+            f"parameter {name!r} expects a finite float, got {_shown(name, raw)} "
             "(NaN and infinities are not JSON, and the run's parameters are stored as JSON)"
         )
     return value
@@ -184,6 +186,8 @@ def _leaves(name: str, value: Any, depth: int) -> Iterator[Any]:
         yield value
 
 
-def _shown(raw: str) -> str:
-    """*raw* for an error message: quoted, and cut short if long."""
+def _shown(name: str, raw: str) -> str:
+    """*raw* for an error message: quoted, and cut short if long; ``***`` for a secret's."""
+    if is_sensitive_name(name):
+        return "*** (a secret's value is not shown)"
     return repr(raw) if len(raw) <= 80 else f"{raw[:60]!r}... ({len(raw)} characters)"

@@ -35,11 +35,11 @@ import functools
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from rota.errors import DefinitionError, TemplateRenderError
 from rota.model.shellwords import REF_PREFIX, Misplaced, quote_refs, ref
@@ -182,6 +182,69 @@ def check_template(text: str, *, where: str, quote: bool = False) -> None:
         problem = _shell_problem(text)
         if problem is not None:
             raise DefinitionError(f"{where}: template error: {problem}")
+
+
+VARIABLES: Final = (
+    "ds", "ds_nodash", "ts", "ts_nodash", "logical_date", "data_interval_start",
+    "data_interval_end", "params", "run_id", "flow", "task_id", "try_number",
+)  # fmt: skip
+"""The names every template may use: the keys of :func:`template_vars`."""
+
+_MAPPING_METHODS: Final = frozenset({"get", "keys", "values", "items"})
+
+
+def check_template_names(
+    text: str, params: Collection[str], *, where: str, shell: bool = False, flow: str = ""
+) -> None:
+    """Check that *text* uses only template variables and, under ``params``, *params*.
+
+    A misspelt name would otherwise be found only when the task runs (strict undefined).
+
+    Args:
+        text: A template that :func:`check_template` accepted.
+        params: The flow's parameter names.
+        where: What the template belongs to, for the message.
+        shell: Whether *text* is a shell command (Jinja comments are off there).
+        flow: The flow's name, for the message.
+
+    Raises:
+        DefinitionError: One line naming *where*, the unknown name and the known ones.
+    """
+    from jinja2 import meta
+
+    tree = _environment(shell).parse(text)
+    free = meta.find_undeclared_variables(tree)
+    unknown = sorted(free - set(VARIABLES))
+    if unknown:
+        known = ", ".join(VARIABLES)
+        raise DefinitionError(
+            f"{where}: template error: {{{{ {unknown[0]} }}}} is not a template variable"
+            f" (known: {known}; parameters are params.NAME)"
+        )
+    if "params" not in free:  # unused, or a name the template sets itself
+        return
+    for name in _param_names(tree):
+        if name not in params and name not in _MAPPING_METHODS:
+            listed = ", ".join(sorted(params)) or "none"
+            of = f" of flow {flow!r}" if flow else ""
+            raise DefinitionError(
+                f"{where}: template error: {{{{ params.{name} }}}} names no parameter{of}"
+                f" (parameters: {listed})"
+            )
+
+
+def _param_names(tree: Any) -> Iterator[str]:
+    """The names a template reads as ``params.NAME`` or ``params["NAME"]``."""
+    from jinja2 import nodes
+
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == "params"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            yield node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            yield node.arg.value
 
 
 def render(text: str, variables: Mapping[str, Any], *, where: str = "template") -> str:

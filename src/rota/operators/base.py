@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rota.model import templating
+from rota.model.secrets import Masker
 
 
 class Checkpoint(Protocol):
@@ -44,6 +45,8 @@ class ExecContext:
         deadline: ``time.monotonic()`` value at which the attempt times out, if it has a timeout.
         own_session: whether a shell command gets its own process group (and enforces the deadline
             itself); False in worker processes, whose whole group the executor ends on a timeout.
+        masker: the attempt's secrets; ``ctx.masker.redact(text)`` masks them in *text*
+            (the attempt's log is masked when it ends in any case).
     """
 
     run_id: str
@@ -60,6 +63,7 @@ class ExecContext:
     first_poke_at: float | None = None
     pokes: int = 0
     store_url: str = ""
+    masker: Masker = field(default_factory=Masker)
 
     def template_vars(self) -> dict[str, Any]:
         """The variables this attempt's templates see (``rota.model.templating.template_vars``)."""

@@ -10,15 +10,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from rota.errors import DefinitionError, TaskTimeout
-from rota.model.builder import TaskNode
+from rota.model.builder import FlowBuilder, TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
+from rota.model.secrets import Secret
 from rota.model.shellwords import REF_PREFIX
 from rota.model.templating import ShellCommand, check_template, is_template, render, render_shell
 from rota.operators.base import ExecContext, digest
@@ -69,7 +70,7 @@ class ShellOp:
         env = {**os.environ, **ctx.environ(), **own_env, **command.values}
         shell = shutil.which("bash") or "/bin/sh"
         sys.stdout.flush()
-        print(f"[rota] $ {command.shown()}", file=sys.stderr)
+        print(f"[rota] $ {ctx.masker.redact(command.shown())}", file=sys.stderr)
         sys.stderr.flush()
         with subprocess.Popen(
             [shell, "-c", command.text],
@@ -81,7 +82,8 @@ class ShellOp:
             start_new_session=ctx.own_session,
         ) as proc:
             lines: list[str] = []
-            pump = threading.Thread(target=_pump, args=(proc, lines), daemon=True)
+            sink = _stdout_sink()
+            pump = threading.Thread(target=_pump, args=(proc, lines, sink), daemon=True)
             pump.start()
             code = _wait(proc, ctx)
             pump.join()
@@ -114,12 +116,32 @@ class ShellOp:
         return command, env
 
 
-def _pump(proc: subprocess.Popen[bytes], lines: list[str]) -> None:
-    """Copy the command's stdout to ours, keeping its last non-empty line."""
+def _stdout_sink() -> Callable[[bytes], None]:
+    """Where the command's stdout goes: this thread's stdout, looked up here, in the attempt's
+    thread (thread executors route ``sys.stdout`` per thread, so the pump must not look)."""
+    stream = sys.stdout
+    if not _has_fileno(stream):
+
+        def write_text(raw: bytes) -> None:
+            stream.write(raw.decode(errors="replace"))
+
+        return write_text
+    fd = stream.fileno()
+
+    def write(raw: bytes) -> None:
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return write
+
+
+def _pump(proc: subprocess.Popen[bytes], lines: list[str], sink: Callable[[bytes], None]) -> None:
+    """Copy the command's stdout to *sink*, keeping its last non-empty line."""
     assert proc.stdout is not None
     for raw in proc.stdout:
+        sink(raw)
         line = raw.decode(errors="replace")
-        sys.stdout.write(line)
         if line.strip():
             lines.append(line.rstrip("\n"))
             del lines[:-1]
@@ -171,13 +193,18 @@ def _check_templates(task_id: str, command: str, env: Mapping[str, str]) -> None
         DefinitionError: one line naming the task, the problem and the template line.
     """
     where = f"task {task_id!r}"
+    builder = FlowBuilder.current()
     if is_template(command):
         check_template(command, where=where, quote=True)
+        if builder is not None:
+            builder.note_template(where, command, shell=True)
     for name, value in env.items():
         if name.startswith(REF_PREFIX):
             raise DefinitionError(f"{where}: env name {name!r} is Rota's own: rename it")
         if is_template(value):
             check_template(value, where=f"{where} env {name!r}")
+            if builder is not None:
+                builder.note_template(f"{where} env {name!r}", value)
 
 
 class ShellTask(TaskNode):
@@ -188,7 +215,7 @@ class ShellTask(TaskNode):
         task_id: str,
         command: str,
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | Secret] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         retries: RetryPolicy | int | None = None,
         retry_delay: timedelta | None = None,
@@ -202,11 +229,16 @@ class ShellTask(TaskNode):
     ) -> None:
         if not isinstance(command, str) or not command.strip():
             raise DefinitionError(f"task {task_id!r}: command must be a non-empty string")
-        env_map = {str(k): str(v) for k, v in (env or {}).items()}
-        _check_templates(task_id, command, env_map)
+        # a rota.Secret value stays a reference: the worker reads it (rota.executors.secrets)
+        env_map = {str(k): v if isinstance(v, Secret) else str(v) for k, v in (env or {}).items()}
+        _check_templates(task_id, command, {k: v for k, v in env_map.items() if isinstance(v, str)})
         super().__init__(
             task_id,
-            ShellOp(command, env_map, os.fspath(cwd) if cwd is not None else None),
+            ShellOp(
+                command,
+                cast("dict[str, str]", env_map),
+                os.fspath(cwd) if cwd is not None else None,
+            ),
             retries=retries,
             retry_delay=retry_delay,
             timeout=timeout,

@@ -21,8 +21,10 @@ from sqlalchemy import exc as sa_exc
 
 from rota.config import DEFAULT_DB_CONNECT_TIMEOUT
 from rota.errors import ConcurrentUpdate, NotFound, RunExists, RunIdTaken, StoreError
+from rota.model.reliability import FlowHistory
+from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
-from rota.store import lineage, timing
+from rota.store import history, lineage, timing
 from rota.store.base import (
     AttemptRecord,
     Change,
@@ -151,6 +153,11 @@ class SqlStore:
             row = conn.execute(select(flows).where(flows.c.name == name)).one_or_none()
         return None if row is None else FlowRecord(**row._mapping)
 
+    def flow_history(self, flow: str, last: int) -> FlowHistory:
+        """What the tasks of *flow* did in its last *last* finished runs (store/history.py)."""
+        with self._errors(f"read the history of flow {flow!r}"), self._engine.connect() as conn:
+            return history.flow_history(conn, flow, last)
+
     def create_run(
         self,
         run_id: str,
@@ -165,12 +172,16 @@ class SqlStore:
     ) -> RunRecord:
         """Create a run (``queued``) and one ``scheduled`` attempt per task, in one transaction.
 
+        *params* are kept in the form of :func:`rota.model.secrets.stored_params`: no secret in
+        clear (a secret the caller did not mark as a default is marked as given).
+
         Raises:
             RunExists: *flow* has a run for ``timing.logical_date`` already (nothing written).
             StoreError: *run_id* exists already, or two tasks share an id and map index.
         """
+        # no secret is stored in clear, whoever calls (model.secrets; the engine marks defaults)
         record = RunRecord(
-            run_id, flow, RUN_INITIAL, dict(params), to_utc(at),
+            run_id, flow, RUN_INITIAL, stored_params(params), to_utc(at),
             flow_path=flow_path, flow_hash=flow_hash,
         )  # fmt: skip
         if timing is not None:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Final
 
 from rota.errors import DefinitionError
 from rota.model import templating
-from rota.model.builder import TaskNode
+from rota.model.builder import FlowBuilder, TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.dag import TaskSpec
 from rota.model.policies import RetryPolicy, TriggerRule
@@ -177,7 +177,11 @@ def _checked(task_id: str, name: str, text: object) -> str:
     if not isinstance(text, str) or not text.strip():
         raise DefinitionError(f"task {task_id!r}: {name} must be a non-empty string")
     if templating.is_template(text):
-        templating.check_template(text, where=f"task {task_id!r} {name}")
+        where = f"task {task_id!r} {name}"
+        templating.check_template(text, where=where)
+        builder = FlowBuilder.current()
+        if builder is not None:
+            builder.note_template(where, text)
     return text
 
 
