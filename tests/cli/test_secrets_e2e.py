@@ -334,7 +334,7 @@ def test_a_backfill_hands_a_secret_param_to_its_drivers_and_stores_none(
 ) -> None:
     path = write_flow("daily.py", BACKFILLED)
     result = rota(
-        "backfill", str(path), "--start", "2026-01-01", "--end", "2026-01-03",
+        "backfill", str(path), "--start", "2026-01-01", "--end", "2026-01-02",
         "-p", f"api_token={TOKEN}",
     )  # fmt: skip
     assert result.code == 0, result.err

@@ -24,6 +24,10 @@ from rota.model.safetext import safe_text
 @click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
 @click.option("--no-cache", is_flag=True, help="Run every task; reuse no cached output.")
+@click.option(
+    "--logical-date", metavar="DATE",
+    help="Run for this logical date of the schedule (ISO; no zone: the flow's). Default: now.",
+)  # fmt: skip
 @click.pass_obj
 def run_cmd(
     ctx: CliContext,
@@ -33,15 +37,30 @@ def run_cmd(
     workers: int | None,
     as_json: bool,
     no_cache: bool,
+    logical_date: str | None,
 ) -> None:
-    """Run the flow TARGET (PATH[:FLOW]) to the end."""
+    """Run the flow TARGET (PATH[:FLOW]) to the end, in the foreground.
+
+    The run's logical date is the time it starts, and its data interval the last complete one, as
+    for a manual run in Airflow. With --logical-date D it is the run the schedule makes for D,
+    with D's data interval (Airflow's `dags test DAG D`).
+    """
+    from rota.cli.timing import read_date
     from rota.engine.loader import resolve_target
+    from rota.engine.manual import create_manual, timing_at
 
     loaded = resolve_target(target)
     dag = loaded.build(parse_params(loaded, params))  # every definition error before any write
+    timing = loaded.definition.timing
+    when = read_date(logical_date, "--logical-date", timing) if logical_date else None
+    if when is not None:
+        timing_at(loaded.name, timing, when, "manual")  # a date off the schedule: before any write
 
     def go(runner: Any) -> Any:
-        record = runner.create(dag, loaded.ref)
+        record = create_manual(
+            runner.store, lambda t: runner.create(dag, loaded.ref, timing=t), loaded.name,
+            timing, runner.clock.now, logical_date=when, run_type="manual",
+        )  # fmt: skip
         if not as_json:
             ctx.err.print(f"run {record.run_id} of flow {loaded.name} started", highlight=False)
         runner.options.faults.hit("run_created")
