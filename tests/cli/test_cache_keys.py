@@ -271,7 +271,14 @@ def test_a_backfill_of_cached_ds_tasks_runs_every_date_and_a_rerun_reuses_each_d
     env = {"LEDGER": str(ledger), "ROTA_EXECUTOR": "threads", "ROTA_WORKERS": "1"}
     path = write_flow("daily.py", DAILY)
     days = ["2026-01-01", "2026-01-02", "2026-01-03"]
-    args = ("backfill", str(path), "--start", days[0], "--end", "2026-01-04")
+    args = (
+        "backfill",
+        str(path),
+        "--start",
+        days[0],
+        "--end",
+        days[-1],
+    )  # --end is the last logical date included
     done = rota(*args, env=env)
     assert done.code == 0, done.err
     assert sorted(_ledger(ledger)) == sorted(
