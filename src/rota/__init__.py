@@ -7,6 +7,7 @@ from rota.model.datasets import Dataset
 from rota.model.flows import Flow, flow
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.notifiers import CommandNotifier, WebhookNotifier
+from rota.operators.branch import BranchTask, ShortCircuitTask
 from rota.operators.python import PythonTask, task
 from rota.operators.sensors import (
     DatasetSensor,
@@ -20,6 +21,7 @@ from rota.operators.sensors import (
 from rota.operators.shell import ShellTask
 
 __all__ = [
+    "BranchTask",
     "CallbackContext",
     "CommandNotifier",
     "Dataset",
@@ -34,6 +36,7 @@ __all__ = [
     "RotaError",
     "Sensor",
     "ShellTask",
+    "ShortCircuitTask",
     "Skip",
     "TriggerRule",
     "UserError",

@@ -44,6 +44,7 @@ class ExecContext:
         deadline: ``time.monotonic()`` value at which the attempt times out, if it has a timeout.
         own_session: whether a shell command gets its own process group (and enforces the deadline
             itself); False in worker processes, whose whole group the executor ends on a timeout.
+        downstream: ids of the task's direct downstream tasks.
     """
 
     run_id: str
@@ -60,6 +61,8 @@ class ExecContext:
     first_poke_at: float | None = None
     pokes: int = 0
     store_url: str = ""
+    downstream: tuple[str, ...] = ()
+    """Ids of the task's direct downstream tasks (what a branch task may choose among)."""
 
     def template_vars(self) -> dict[str, Any]:
         """The variables this attempt's templates see (``rota.model.templating.template_vars``)."""
