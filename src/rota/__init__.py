@@ -9,6 +9,7 @@ from rota.model.flows import Flow, flow
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.model.secrets import Secret
 from rota.notifiers import CommandNotifier, WebhookNotifier
+from rota.operators.branch import BranchTask, ShortCircuitTask
 from rota.operators.python import PythonTask, task
 from rota.operators.sensors import (
     DatasetSensor,
@@ -22,6 +23,7 @@ from rota.operators.sensors import (
 from rota.operators.shell import ShellTask
 
 __all__ = [
+    "BranchTask",
     "CallbackContext",
     "CommandNotifier",
     "Dataset",
@@ -37,6 +39,7 @@ __all__ = [
     "Secret",
     "Sensor",
     "ShellTask",
+    "ShortCircuitTask",
     "Skip",
     "TriggerRule",
     "UserError",

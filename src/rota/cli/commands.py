@@ -125,6 +125,9 @@ def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
     ctx.console.print(render.summary_table(summary))
     for line in render.error_lines(summary):
         ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
+    note = render.handled_note(summary)
+    if note:
+        ctx.err.print(note, style="yellow", highlight=False, soft_wrap=True)
     _print_results(ctx, summary, dag)
 
 
@@ -316,6 +319,11 @@ def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
     ctx.console.print(render.summary_table(summary, detail=True))
     for line in render.error_lines(summary):
         ctx.console.print(line, style="red", highlight=False, soft_wrap=True)
+    note = render.handled_note(summary)
+    if note:
+        ctx.console.print(note, style="yellow", highlight=False, soft_wrap=True)
+    for line in render.reason_lines(summary):
+        ctx.console.print(line, style="grey50", highlight=False, soft_wrap=True)
     ctx.console.print(
         "queue = ready → handed to the executor · dispatch = → a worker began · "
         "execute = → output durable · hand-off = → committed to the store",

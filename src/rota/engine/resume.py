@@ -1,8 +1,9 @@
 """Planning a resume: which tasks of a run to run again, and why.
 
-Succeeded tasks whose code is unchanged keep their stored outputs. Everything else runs again:
-failed, upstream-failed, skipped and interrupted tasks, attempts a dead runner left queued or
-running, tasks new in the flow, and a succeeded task whose code changed, with its downstream cone.
+Succeeded tasks whose code is unchanged keep their stored outputs, and tasks a kept branch (or
+short-circuit) skipped stay skipped. Everything else runs again: failed, upstream-failed, skipped
+and interrupted tasks, attempts a dead runner left queued or running, tasks new in the flow, and a
+succeeded task whose code changed, with its downstream cone.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rota.model.branching import BRANCH_SKIP
 from rota.model.dag import Dag, TaskSpec
 from rota.model.states import SUCCEEDED, RunState, TaskState
 from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRecord
@@ -69,6 +71,8 @@ def _why(rec: AttemptRecord | None, code_hash: str) -> str | None:
         return None
     if rec.state in _STALE:
         return f"interrupted in try {rec.try_number} (its runner died)"
+    if rec.state is TaskState.SKIPPED and rec.error_type == BRANCH_SKIP:
+        return None  # a branch's choice stands while the branch's success is kept (as Airflow)
     return f"{rec.state.value} in try {rec.try_number}"
 
 

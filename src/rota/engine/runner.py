@@ -51,6 +51,24 @@ class FlowRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Wait:
+    """A task waiting for its time: a retry's back-off, or a sensor between pokes."""
+
+    task: str
+    why: str
+    """``retrying`` (a back-off) or ``sensing`` (a reschedule-mode sensor between pokes)."""
+    seconds: float
+    """Seconds left until it is queued again."""
+
+    def describe(self) -> str:
+        """``flaky retrying in 6 s`` / ``wait_for_drop pokes again in 30 s``."""
+        left = max(0, round(self.seconds))
+        if self.why == "sensing":
+            return f"{self.task} pokes again in {left} s"
+        return f"{self.task} {self.why} in {left} s"
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """A snapshot of a run for live displays."""
 
@@ -59,6 +77,8 @@ class Progress:
     done: int
     failed: int
     running: tuple[str, ...]
+    waiting: tuple[Wait, ...] = ()
+    """Tasks waiting for a retry's back-off or a sensor's next poke, soonest first."""
 
     @property
     def remaining(self) -> int:

@@ -21,6 +21,7 @@ from rota.artifacts.store import ArtifactStore, StoredOutput, open_artifact_stor
 from rota.errors import ArtifactError, Reschedule, Skip
 from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo, StoredRef
 from rota.executors.secrets import attempt_masker, mask_outcome, reveal_attempt
+from rota.model.branching import Choice, Chosen
 from rota.model.dag import resolve
 from rota.model.policies import qualified_name
 from rota.model.secrets import Masker
@@ -110,6 +111,7 @@ def make_context(
         pokes=spec.pokes,
         store_url=spec.store_url,
         masker=masker if masker is not None else Masker(),
+        downstream=spec.downstream,
     )
 
 
@@ -166,6 +168,7 @@ def run_attempt(
         error=result.error,
         skipped=result.skipped,
         reschedule_at=result.reschedule_at,
+        choice=result.choice if result.error is None else None,
     )
 
 
@@ -178,6 +181,7 @@ class _Result:
     error: ErrorInfo | None = None
     skipped: bool = False
     reschedule_at: float | None = None
+    choice: Choice | None = None
 
 
 def _execute(
@@ -192,13 +196,16 @@ def _execute(
         kwargs = resolve(dict(spec.kwargs), inputs)
         ctx = make_context(spec, own_session=own_session, masker=masker)
         value = spec.op.execute(ctx, args, kwargs)  # type: ignore[attr-defined]
+        choice = None
+        if isinstance(value, Chosen):  # a branch or short-circuit task: its output and choice
+            value, choice = value.value, value.choice
         if value is None:
-            return _Result()
+            return _Result(choice=choice)
         length = output_length(value)
         store = artifact_store(spec.artifacts)
         stored = store.put(spec.run_id, spec.task_id, spec.map_index, value, spec.serializer)
         cache.put(stored.uri, value, stored.size)
-        return _Result(stored, length)
+        return _Result(stored, length, choice=choice)
     except Reschedule as sig:
         return _Result(reschedule_at=sig.at)
     except Skip as sig:

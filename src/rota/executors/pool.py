@@ -167,7 +167,8 @@ class LocalPoolExecutor:
 
     def poll(self, timeout: float) -> list[AttemptEvent]:
         busy = [w.conn for w in self._workers if w.outstanding]
-        if not busy:
+        if not busy:  # nothing can report: wait as asked (a caller waiting for a due time)
+            time.sleep(max(0.0, timeout))
             return []
         events: list[AttemptEvent] = []
         timeout = min(timeout, self._watch.next_due(time.monotonic()))

@@ -36,8 +36,8 @@ class InProcessExecutor:
         self._pending.append(attempt)
 
     def poll(self, timeout: float) -> list[AttemptEvent]:
-        del timeout
-        if not self._pending:
+        if not self._pending:  # nothing to run: wait as asked (a caller waiting for a due time)
+            time.sleep(max(0.0, timeout))
             return []
         spec = self._pending.popleft()
         return list(_run_with_events(spec, self._cache, self._capture, f"inprocess:{os.getpid()}"))

@@ -47,6 +47,7 @@ class ExecContext:
             itself); False in worker processes, whose whole group the executor ends on a timeout.
         masker: the attempt's secrets; ``ctx.masker.redact(text)`` masks them in *text*
             (the attempt's log is masked when it ends in any case).
+        downstream: ids of the task's direct downstream tasks.
     """
 
     run_id: str
@@ -64,6 +65,8 @@ class ExecContext:
     pokes: int = 0
     store_url: str = ""
     masker: Masker = field(default_factory=Masker)
+    downstream: tuple[str, ...] = ()
+    """Ids of the task's direct downstream tasks (what a branch task may choose among)."""
 
     def template_vars(self) -> dict[str, Any]:
         """The variables this attempt's templates see (``rota.model.templating.template_vars``)."""

@@ -159,7 +159,7 @@ class TaskFunction:
         Raises:
             DefinitionError: an unknown option.
         """
-        _check_options(options)
+        check_task_options(options)
         return TaskFunction(self.fn, {**self.options, **options})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -237,25 +237,61 @@ _TASK_OPTIONS = frozenset(
 )
 
 
-def _check_options(options: Mapping[str, Any]) -> None:
-    unknown = sorted(set(options) - _TASK_OPTIONS)
+def check_task_options(options: Mapping[str, Any], extra: frozenset[str] = frozenset()) -> None:
+    """Refuse options a task decorator does not know (*extra*: those of this kind of task).
+
+    Raises:
+        DefinitionError: an unknown option, naming the known ones.
+    """
+    unknown = sorted(set(options) - _TASK_OPTIONS - extra)
     if unknown:
-        known = ", ".join(sorted(_TASK_OPTIONS))
+        known = ", ".join(sorted(_TASK_OPTIONS | extra))
         raise DefinitionError(f"unknown @task option {unknown[0]!r} (known: {known})")
     coerce_on(options.get("cache_on"))  # a bad name is refused where the decorator is
 
 
-def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """Decorate a function as a task: ``@task`` or ``@task(retries=3, timeout=60, tags=["ml"])``.
+class TaskDecorator:
+    """``@task`` (a Python task), ``@task.branch`` (choose the downstreams that run) and
+    ``@task.short_circuit`` (a falsy result skips what follows)."""
 
-    Raises:
-        DefinitionError: an unknown option.
-    """
-    _check_options(options)
-    if fn is not None:
-        return TaskFunction(fn, options)
+    def __call__(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Decorate a function as a task: ``@task`` or ``@task(retries=3, timeout=60)``.
 
-    def wrap(f: Callable[..., Any]) -> TaskFunction:
-        return TaskFunction(f, options)
+        Raises:
+            DefinitionError: an unknown option.
+        """
+        check_task_options(options)
+        if fn is not None:
+            return TaskFunction(fn, options)
 
-    return wrap
+        def wrap(f: Callable[..., Any]) -> TaskFunction:
+            return TaskFunction(f, options)
+
+        return wrap
+
+    def branch(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """A branch task (Airflow's ``@task.branch``): the function returns the id, or a list of
+        ids, of the direct downstream tasks to run; the others are skipped.
+
+        Raises:
+            DefinitionError: an unknown option, or caching.
+        """
+        from rota.operators.branch import branch
+
+        return branch(fn, **options)
+
+    def short_circuit(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """A short-circuit task (Airflow's ``@task.short_circuit``): a falsy return value skips
+        every task downstream (only the direct ones with ``ignore_downstream_trigger_rules=False``).
+
+        Raises:
+            DefinitionError: an unknown option, or caching.
+        """
+        from rota.operators.branch import short_circuit
+
+        return short_circuit(fn, **options)
+
+
+task = TaskDecorator()
+"""Decorate a function as a task: ``@task``, ``@task(retries=3)``, ``@task.branch``,
+``@task.short_circuit``."""
