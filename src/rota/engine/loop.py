@@ -178,7 +178,7 @@ class RunLoop:
             kwargs, extra = expand_args(spec, index, self.outputs)
             inputs.extend(extra)
         name = tid if index < 0 else f"{tid}@{index}"
-        logs, checkpoints = self.dirs
+        checkpoints = self.dirs[1]
         run = self.run_rec
         sensing = self.sensors.spec_fields(key) if is_sensor(spec.op) else {}
         return AttemptSpec(
@@ -194,7 +194,7 @@ class RunLoop:
             inputs=tuple(inputs),
             artifacts=self.r.artifacts_root,
             serializer=spec.serializer,
-            log_path=f"{logs}/{name}/{rec.try_number}.log",
+            log_path=self.log_path(key),
             params=self.dag.params,
             modules=self.modules,
             timeout=spec.timeout.total_seconds() if spec.timeout else None,
@@ -221,8 +221,17 @@ class RunLoop:
 
     def on_started(self, ev: AttemptStarted) -> None:
         key = self.in_flight[ev.attempt_id]
-        fields: dict[str, Any] = {"dispatched_at": self.dispatched.get(ev.attempt_id)}
+        fields: dict[str, Any] = {
+            "dispatched_at": self.dispatched.get(ev.attempt_id),
+            "log_path": self.log_path(key),  # written from now on: rota tasks logs -f reads it
+        }
         self.started(key, ev, fields)
+
+    def log_path(self, key: Key) -> str:
+        """Where the current attempt of *key* writes its log."""
+        tid, index = key
+        name = tid if index < 0 else f"{tid}@{index}"
+        return f"{self.dirs[0]}/{name}/{self.attempt[key].try_number}.log"
 
     def started(self, key: Key, ev: AttemptStarted, fields: dict[str, Any]) -> None:
         """Record that the attempt of *key* began; count a try unless it is a sensor's re-poke."""
