@@ -298,7 +298,8 @@ def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
         ctx.console.print(line, style="red", highlight=False, soft_wrap=True)
     ctx.console.print(
         "queue = ready → handed to the executor · dispatch = → a worker began · "
-        "execute = → output durable · hand-off = → committed to the store",
+        "execute = → output durable · hand-off = → committed to the store "
+        "(a rescheduled sensor: from its first poke to its last)",
         style="grey50",
     )
 

@@ -155,7 +155,8 @@ class RunLoop:
             _, key = heapq.heappop(self.waiting)
             if self.state[key] is TaskState.SENSING:
                 requeue(self, key)
-            self.change(key, TaskState.QUEUED, {"queued_at": now})
+            else:
+                self.change(key, TaskState.QUEUED, {"queued_at": now})
             self.ready.append(key)
 
     def submit_ready(self) -> None:
