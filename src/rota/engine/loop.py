@@ -22,6 +22,7 @@ from rota.engine.cache import try_cache
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.mapping import MapState, expand, expand_args, instance_done
 from rota.engine.refs import outcome_ref, record_ref
+from rota.engine.resume import counted_tries
 from rota.engine.sensing import SENSOR_TIMEOUT, SensorBook, is_sensor, requeue, reschedule
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import (
@@ -96,10 +97,10 @@ class RunLoop:
 
     # --- setup ---------------------------------------------------------------------------------
     def start(self) -> None:
-        for rec in self.r.store.attempts(self.run_rec.run_id):
+        records = self.r.store.attempts(self.run_rec.run_id)
+        self.tries = counted_tries(records)
+        for rec in records:
             key = (rec.task_id, rec.map_index)
-            if rec.started_at is not None:
-                self.tries[key] = self.tries.get(key, 0) + 1
             self.sensors.note(key, rec)
             current = self.attempt.get(key)
             if current is None or rec.try_number > current.try_number:
