@@ -98,8 +98,14 @@ class LogSink:
             while view:
                 view = view[os.write(self._fd, view) :]
         except OSError as err:  # reported when the attempt ends; the task itself goes on
-            self._error = self._error or err
+            self.fail(err)
         self._size += len(data) - len(view)
+
+    def fail(self, err: Exception) -> None:
+        """Note that output was lost to *err* (raised when the log is closed, if no error was
+        noted before it)."""
+        if self._error is None:
+            self._error = err if isinstance(err, OSError) else OSError(f"log not written: {err!r}")
 
     def pipe(self) -> int:
         """The write end of a pipe whose reader adds what arrives to this log (made once).
@@ -179,10 +185,18 @@ class _Pump:
                     data = os.read(self._read_fd, HOLD_LIMIT)
                     if not data:
                         return
-                    self._sink.write(data)
+                    self._copy(data)
                 elif self._wake_r in ready:
                     self._drain()
                     return
+
+    def _copy(self, data: bytes) -> None:
+        # Whatever goes wrong, the pipe is still read: a pump that stopped would leave the task
+        # blocked on a full pipe.
+        try:
+            self._sink.write(data)
+        except Exception as err:
+            self._sink.fail(err)
 
     def _drain(self) -> None:
         """Copy what the pipe holds now; writers that are left (a process the task started and
@@ -190,7 +204,7 @@ class _Pump:
         os.set_blocking(self._read_fd, False)
         with contextlib.suppress(BlockingIOError):
             while data := os.read(self._read_fd, HOLD_LIMIT):
-                self._sink.write(data)
+                self._copy(data)
 
     def close(self, timeout: float | None) -> None:
         """Drain the pipe into the sink and close it (once)."""
