@@ -105,7 +105,8 @@ def features(data: dict[str, Any], test_size: float, seed: int) -> dict[str, Any
     }
 
 
-@task(tags=["ml"], retries=1, cache=True)
+# ctx is read for its checkpoint and try number only, not the run's parameters or dates
+@task(tags=["ml"], retries=1, cache=True, cache_on=())
 def train(feats: dict[str, Any], epochs: int, seed: int, fail_at_epoch: int, ctx: Any) -> Any:
     """A logistic-loss linear classifier trained one epoch (one shuffled pass) at a time.
 
@@ -147,7 +148,7 @@ def evaluate(model: Any, feats: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-@task(tags=["deploy"], cache=True)
+@task(tags=["deploy"], cache=True, cache_on=())  # ctx: the run id names the folder only
 def deploy(
     model: Any,
     feats: dict[str, Any],

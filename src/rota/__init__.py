@@ -1,5 +1,6 @@
 """Rota: a workflow orchestrator for machine-learning pipelines."""
 
+from rota import cache
 from rota.errors import RotaError, Skip, UserError
 from rota.model.builder import unmapped
 from rota.model.callbacks import CallbackContext
@@ -40,6 +41,7 @@ __all__ = [
     "TriggerRule",
     "UserError",
     "WebhookNotifier",
+    "cache",
     "flow",
     "sensor",
     "task",

@@ -128,7 +128,12 @@ LEDGER = Path(os.environ["LEDGER"])
 def nap(i: int) -> int:
     with LEDGER.open("a") as fh:
         fh.write(f"nap{i}\\n")
-    time.sleep(0.4)
+    gate = os.environ.get("GATE")
+    if gate and i >= 2:  # the later tasks wait for the test to open the gate
+        while not Path(gate).exists():
+            time.sleep(0.05)
+    else:
+        time.sleep(0.4)
     return i
 
 
@@ -142,8 +147,10 @@ with Flow("serial") as serial:
 """
 
 
-def _start(home: Path, path: Path, ledger: Path) -> subprocess.Popen[str]:
+def _start(home: Path, path: Path, ledger: Path, gate: Path | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, "ROTA_HOME": str(home), "LEDGER": str(ledger)}
+    if gate is not None:
+        env["GATE"] = str(gate)
     return subprocess.Popen(
         [sys.executable, "-m", "rota", "run", str(path), "--workers", "1"],
         env=env,
@@ -164,11 +171,12 @@ def test_live_run_is_refused_and_a_killed_runner_is_taken_over_at_once(
     rota: RotaCli, home: Path, tmp_path: Path, write_flow: Callable[[str, str], Path]
 ) -> None:
     ledger = tmp_path / "ledger"
-    env = {"LEDGER": str(ledger)}
+    gate = tmp_path / "gate"
+    env = {"LEDGER": str(ledger), "GATE": str(gate)}
     path = write_flow("serial.py", SERIAL)
-    proc = _start(home, path, ledger)
+    proc = _start(home, path, ledger, gate)  # nap2 waits at the gate: the run cannot end
     try:
-        _wait_for(ledger, 2)
+        _wait_for(ledger, 3)
         run_id = rota("runs", "list", "--json").json()[0]["run_id"]
         busy = rota("resume", run_id, env=env)
         assert busy.code == 2
@@ -177,6 +185,7 @@ def test_live_run_is_refused_and_a_killed_runner_is_taken_over_at_once(
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     done_before = set(_ledger(ledger))
+    gate.touch()
     # the heartbeat is fresh, but the runner's process is gone: take over without waiting
     resumed = rota("resume", "--last", "serial", "--json", env=env)
     assert resumed.code == 0, resumed.err

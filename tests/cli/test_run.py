@@ -198,12 +198,19 @@ def test_threads_and_inprocess_executors_run_the_same_flow(
 
 
 SLOW = """
+import os
 import time
+from pathlib import Path
 from rota import flow, task
 
 @task
 def nap(i: int) -> int:
-    time.sleep(0.5)
+    gate = Path(os.environ.get("GATE", "/nonexistent"))
+    if i >= 2 and "GATE" in os.environ:  # the later tasks wait for the test to open the gate
+        while not gate.exists():
+            time.sleep(0.05)
+    else:
+        time.sleep(0.5)
     return i
 
 @flow
@@ -217,7 +224,7 @@ def test_sigterm_interrupts_the_run_and_marks_attempts_interrupted(
     home: Path, rota: RotaCli, write_flow: Callable[[str, str], Path]
 ) -> None:
     path = write_flow("slow.py", SLOW)
-    env = {**os.environ, "ROTA_HOME": str(home)}
+    env = {**os.environ, "ROTA_HOME": str(home), "GATE": str(home.parent / "gate-never-opened")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "rota", "run", str(path), "--workers", "2"],
         env=env,
@@ -225,7 +232,7 @@ def test_sigterm_interrupts_the_run_and_marks_attempts_interrupted(
         stderr=subprocess.PIPE,
         text=True,
     )
-    # wait until the first two tasks are done, then stop the runner
+    # wait until the first two tasks are done (the others wait on a gate), then stop the runner
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = rota("runs", "list", "--json").json() if (home / "rota.db").exists() else []

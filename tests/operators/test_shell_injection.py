@@ -175,6 +175,8 @@ CORPUS: list[tuple[str, str]] = [
     ("for w in " + V + '; do echo "$w"; done', "data"),
     ("for " + V + " in a; do :; done", "refused"),
     ("echo ROTA_TPL_0 " + V, "refused"),
+    # bashlex loops without end on this one: it must be stopped, and refused
+    ("$'${x:-$''q' " + V + "'}'", "refused"),
 ]
 
 VALUES = [

@@ -9,7 +9,7 @@ printed through :class:`~rota.cli.console.SafeConsole`, styled lines are built w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -90,15 +90,37 @@ def error_lines(summary: RunSummary) -> list[str]:
 def cache_parts_lines(rec: AttemptRecord) -> list[str]:
     """The parts of an attempt's cache key, one per line."""
     parts = rec.cache_parts or {}
-    lines = [f"key {rec.cache_key}", f"  code {parts.get('code')}"]
+    lines = [f"key {rec.cache_key or '(none)'}", f"  code {parts.get('code')}"]
     for name, value in sorted(parts.get("code_parts", {}).items()):
         lines.append(f"    {name} = {value}")
     if parts.get("version"):
         lines.append(f"  version {parts['version']!r}")
     for name, value in sorted(parts.get("inputs", {}).items()):
         lines.append(f"  input {name} = {value}")
-    lines.append(f"  constants {parts.get('constants')}")
+    if "constants" in parts:
+        lines.append(f"  constants {parts.get('constants')}")
+    return lines + _named_parts_lines(parts)
+
+
+def _named_parts_lines(parts: Mapping[str, Any]) -> list[str]:
+    """The run facts, rendered templates and cache_key parts of a key, under a heading each."""
+    on = parts.get("cache_on")
+    lines: list[str] = []
+    if parts.get("run") or on is not None:
+        said = "everything the task can read" if on is None else f"cache_on={', '.join(on) or '()'}"
+        lines.append(f"  run facts ({said})")
+        lines += _values(parts.get("run"))
+    for group, heading in (("rendered", "rendered templates"), ("extra", "cache_key parts")):
+        if parts.get(group):
+            lines.append(f"  {heading}")
+            lines += _values(parts.get(group))
+    if parts.get("user_key") is not None:
+        lines.append(f"  cache_key result {parts['user_key']!r}")
     return lines
+
+
+def _values(named: Mapping[str, Any] | None) -> list[str]:
+    return [f"    {name} = {value!r}" for name, value in sorted((named or {}).items())]
 
 
 def runs_table(runs: Iterable[RunRecord]) -> Table:

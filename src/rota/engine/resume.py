@@ -81,7 +81,7 @@ def _why(rec: AttemptRecord | None, code_hash: str) -> str | None:
         return "new in the flow"
     if rec.state is TaskState.SCHEDULED:
         return "not run yet"
-    if rec.state is TaskState.SUCCESS:
+    if rec.state in SUCCEEDED:  # a cache hit is a success too: its output is stored
         if rec.code_hash and rec.code_hash != code_hash:
             return f"code changed since its success in try {rec.try_number}"
         return None
@@ -101,7 +101,7 @@ def plan_resume(
     for tid in dag.order:
         rec = latest.get(tid)
         if tid not in plan.reasons:
-            if rec is not None and rec.state is TaskState.SUCCESS:
+            if rec is not None and rec.state in SUCCEEDED:
                 plan.kept.append(tid)
             continue
         spec = dag.tasks[tid]
@@ -111,7 +111,7 @@ def plan_resume(
         for (task, index), inst in by_key.items():
             if task != tid or index < 0 or inst.state is TaskState.SCHEDULED:
                 continue
-            if inst.state is not TaskState.SUCCESS or code_changed:
+            if inst.state not in SUCCEEDED or code_changed:
                 plan.new.append(_again(run.run_id, spec, tid, index, inst))
     return plan
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from rota.errors import PolicyError
+from rota.model.cacheon import coerce_on
 from rota.model.states import TaskState
 
 
@@ -100,28 +102,53 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class CacheInputs:
-    """What a task's cache key is made of; a ``cache_key=`` function receives it."""
+    """What a task's cache key is made of; a ``cache_key=`` function receives it.
+
+    Attributes:
+        task_id: The task.
+        code: The digest of its code (transitively).
+        inputs: The content hash of each upstream output it reads.
+        constants: A digest of its constant arguments.
+        version: The user's ``version=``.
+        run: The facts of the run in the key (``params.x``, ``logical_date``...: see
+            :mod:`rota.model.cacheon`), as text.
+        rendered: Its templates as this attempt renders them (a shell command's text and
+            values, rendered ``env=`` values).
+        variables: The template variables of the attempt (``ds``, ``params``...), for a key
+            function that renders a path.
+    """
 
     task_id: str
     code: str
     inputs: Mapping[str, str]
     constants: str
     version: str = ""
+    run: Mapping[str, str] = field(default_factory=dict)
+    rendered: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+
+KeyFn = Callable[[CacheInputs], str | Mapping[str, str]]
+"""A ``cache_key=`` function: the key itself (a string), or named parts added to the usual key."""
 
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
-    """Reuse a stored output when the task's code, inputs and constants are unchanged.
+    """Reuse a stored output when the task's code, inputs, constants and run facts are unchanged.
 
     Attributes:
-        key_fn: computes the key from :class:`CacheInputs` instead of the default hash.
+        key_fn: returns the key from :class:`CacheInputs` instead of the default hash, or a
+            mapping of named parts added to the default key (``rota.cache.file_content``).
         expires: an entry older than this is not reused.
         version: a user-set part of the key (bump it to invalidate by hand).
+        on: the run facts in the key (:mod:`rota.model.cacheon`); None: every parameter and run
+            date for a task that can read them, none for one that cannot.
     """
 
-    key_fn: Callable[[CacheInputs], str] | None = None
+    key_fn: KeyFn | None = None
     expires: timedelta | None = None
     version: str = ""
+    on: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.key_fn is not None and not callable(self.key_fn):
@@ -135,15 +162,21 @@ class CachePolicy:
     def coerce(
         cls,
         cache: bool,
-        key_fn: Callable[[CacheInputs], str] | None,
+        key_fn: KeyFn | None,
         expires: timedelta | None,
         version: str,
+        on: Iterable[str] | str | None = None,
     ) -> CachePolicy | None:
-        """The policy the ``cache=``, ``cache_key=``, ``cache_expires=``, ``version=`` options
-        describe; None when caching is off."""
-        if not (cache or key_fn is not None or expires is not None):
+        """The policy the ``cache=``, ``cache_key=``, ``cache_expires=``, ``version=`` and
+        ``cache_on=`` options describe; None when caching is off.
+
+        Raises:
+            PolicyError: an invalid option.
+        """
+        names = coerce_on(on)
+        if not (cache or key_fn is not None or expires is not None or names is not None):
             return None
-        return cls(key_fn, expires, str(version))
+        return cls(key_fn, expires, str(version), names)
 
 
 def _is_real(value: object) -> bool:

@@ -23,7 +23,9 @@ Pure: parses text, runs nothing.
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -76,6 +78,7 @@ class _Scan:
     functions: frozenset[str] = frozenset()
 
 
+@functools.lru_cache(maxsize=1024)
 def quote_refs(text: str) -> str:
     """Check every reference in *text* and return *text* with each one a double-quoted word.
 
@@ -127,12 +130,49 @@ def _scan(text: str) -> _Scan:
     return scan
 
 
-def _parse(text: str) -> list[Any]:
+class _OverBudget(Exception):
+    """Raised inside bashlex when a parse makes far more calls than its text can need."""
+
+
+def _bashlex(text: str) -> list[Any]:
+    """``bashlex.parse(text)``, stopped after a number of Python calls bounded by its length.
+
+    bashlex loops without end on some input (a ``${`` whose ``}`` lies in another word), growing a
+    string each turn. A parse makes about 40 calls per character, so 200 per character (plus a
+    floor) never stops a real one and stops a runaway within a fraction of a second. Counting calls
+    with a trace function keeps the limit deterministic (no clock), and only the parse is traced.
+
+    Raises:
+        _OverBudget: the parse ran past the budget.
+    """
     import bashlex
+
+    budget = 200 * len(text) + 50_000
+    calls = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > budget:
+            raise _OverBudget
+
+    previous = sys.gettrace()
+    sys.settrace(count)
+    try:
+        return list(bashlex.parse(text))
+    finally:
+        sys.settrace(previous)
+
+
+def _parse(text: str) -> list[Any]:
     import bashlex.errors
 
     try:
-        return list(bashlex.parse(text))
+        return _bashlex(text)
+    except _OverBudget:
+        raise Misplaced(
+            0, f"in a command Rota's shell parser cannot read in time; {_HINT}"
+        ) from None
     except bashlex.errors.ParsingError as err:
         raise Misplaced(err.position, _parse_problem(text, err.message)) from None
     except NotImplementedError as err:
@@ -313,11 +353,9 @@ def _stands_quoted(raw: str, offset: int, length: int) -> bool:
     Put two words' worth of text in its place and parse again: inside double quotes it stays
     one word, outside them it splits.
     """
-    import bashlex
-
     probe = raw[:offset] + "A B" + raw[offset + length :]
     try:
-        nodes = list(bashlex.parse(probe))
+        nodes = _bashlex(probe)
     except Exception:  # any parse failure: not provably one quoted word
         return False
     if len(nodes) != 1 or nodes[0].kind != "command":

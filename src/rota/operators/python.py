@@ -12,9 +12,10 @@ from typing import Any
 
 from rota.errors import DefinitionError
 from rota.model.builder import FlowBuilder, TaskNode, split_mapped
+from rota.model.cacheon import coerce_on
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
-from rota.operators.base import ExecContext, source_hash
+from rota.operators.base import ExecContext, RunReads, source_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,11 @@ class PythonOp:
 
     def code_hash(self) -> str:
         return source_hash(self.fn)
+
+    def run_reads(self, ctx: ExecContext) -> RunReads:
+        """A function taking ``ctx`` can read every parameter and date of the run."""
+        del ctx
+        return RunReads(self.takes_ctx)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A @task function is not reachable by its own name (the name holds the TaskFunction),
@@ -222,6 +228,7 @@ _TASK_OPTIONS = frozenset(
         "cache",
         "cache_key",
         "cache_expires",
+        "cache_on",
         "version",
         "serializer",
         "outlets",
@@ -235,6 +242,7 @@ def _check_options(options: Mapping[str, Any]) -> None:
     if unknown:
         known = ", ".join(sorted(_TASK_OPTIONS))
         raise DefinitionError(f"unknown @task option {unknown[0]!r} (known: {known})")
+    coerce_on(options.get("cache_on"))  # a bad name is refused where the decorator is
 
 
 def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rota.errors import CorruptRow
+from rota.model.reliability import FlowHistory
 from rota.model.states import RunState, TaskState
 
 
@@ -334,6 +335,11 @@ class Store(Protocol):
 
     def get_flow(self, name: str) -> FlowRecord | None:
         """The flow record named *name*, if the store has seen it."""
+
+    def flow_history(self, flow: str, last: int) -> FlowHistory:
+        """What the tasks of *flow* did in its last *last* finished (success or failed) runs:
+        per task its tries and failed tries (a mapped task's instances counted apart), for
+        ``rota stats``."""
 
     def runs_for_dates(
         self, flow: str, start: datetime | None = None, end: datetime | None = None

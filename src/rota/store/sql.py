@@ -21,9 +21,10 @@ from sqlalchemy import exc as sa_exc
 
 from rota.config import DEFAULT_DB_CONNECT_TIMEOUT
 from rota.errors import ConcurrentUpdate, NotFound, RunExists, RunIdTaken, StoreError
+from rota.model.reliability import FlowHistory
 from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
-from rota.store import lineage, timing
+from rota.store import history, lineage, timing
 from rota.store.base import (
     AttemptRecord,
     Change,
@@ -151,6 +152,11 @@ class SqlStore:
         with self._errors(f"read flow {name!r}"), self._engine.connect() as conn:
             row = conn.execute(select(flows).where(flows.c.name == name)).one_or_none()
         return None if row is None else FlowRecord(**row._mapping)
+
+    def flow_history(self, flow: str, last: int) -> FlowHistory:
+        """What the tasks of *flow* did in its last *last* finished runs (store/history.py)."""
+        with self._errors(f"read the history of flow {flow!r}"), self._engine.connect() as conn:
+            return history.flow_history(conn, flow, last)
 
     def create_run(
         self,
