@@ -28,6 +28,7 @@ WriteFlow = Callable[[str, str], Path]
 
 FLOW = """
 import os
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +46,13 @@ def talk_then_hang() -> None:
     time.sleep(600)
 
 
+def half_a_line_then_hang() -> None:
+    print("line one")
+    sys.stdout.write("no end yet")  # flushed, but no newline: the log holds it back
+    sys.stdout.flush()
+    time.sleep(600)
+
+
 def count_pokes() -> bool:
     seen = MARKS / "pokes"
     n = int(seen.read_text()) + 1 if seen.exists() else 1
@@ -55,6 +63,9 @@ def count_pokes() -> bool:
 
 with Flow("python_hang") as python_hang:
     PythonTask("hang", talk_then_hang, timeout=LIMIT)
+
+with Flow("half_line") as half_line:
+    PythonTask("hang", half_a_line_then_hang, timeout=LIMIT)
 
 with Flow("shell_hang") as shell_hang:
     ShellTask(
@@ -154,6 +165,19 @@ def test_what_a_task_printed_before_its_timeout_is_in_its_log(
     rec = the_attempt(store)
     assert rec.state is TaskState.FAILED and rec.error_type == "TaskTimeout"
     assert printed_lines(shown_log(rota, store)) == LINES
+
+
+def test_a_line_not_yet_ended_when_the_timeout_strikes_is_kept(
+    flow_file: Path, marks: Path, store: SqlStore, rota: RotaCli
+) -> None:
+    # the worker is sent SIGTERM at the deadline: it writes what it held back, then dies
+    result = rota(
+        "run", f"{flow_file}:half_line", "--executor", "local",
+        env={"MARKS": str(marks), "LIMIT": "2", "ROTA_WORKERS": "1"},
+    )  # fmt: skip
+    assert result.code == 1, result
+    assert the_attempt(store).error_type == "TaskTimeout"
+    assert shown_log(rota, store) == "line one\nno end yet"
 
 
 def test_what_a_task_printed_before_its_worker_was_killed_is_in_its_log(
