@@ -347,8 +347,8 @@ def hangs(api_token: str):
 """
 
 
-def test_a_runner_killed_mid_attempt_leaves_no_unmasked_output(
-    home: Path, write_flow: WriteFlow, store: SqlStore
+def test_a_runner_killed_mid_attempt_leaves_its_output_masked(
+    home: Path, write_flow: WriteFlow, store: SqlStore, rota: RotaCli
 ) -> None:
     path = write_flow("hangs.py", HANGS)
     proc = subprocess.Popen(
@@ -357,14 +357,21 @@ def test_a_runner_killed_mid_attempt_leaves_no_unmasked_output(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    logs = home / "logs"
     try:
-        # the task has printed the token into its worker's scratch log
-        wait_for(lambda: files_holding(home, (TOKEN,)) != {}, timeout=60)
+        # the task has printed the token: its log, written as it prints, holds the mask, and
+        # the store names it
+        wait_for(lambda: any("holding ***" in p.read_text() for p in logs.rglob("1.log")), 60)
+        wait_for(lambda: [a.log_path for a in store.attempts(store.list_runs()[0].run_id)]
+                 != [None], 30)  # fmt: skip
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        # its worker sees the runner gone, and takes the unmasked output with it
-        wait_for(lambda: files_holding(home, (TOKEN,)) == {}, timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    # its worker sees the runner gone and ends; what the task printed stays, masked
+    (run,) = store.list_runs()
+    shown = rota("tasks", "logs", run.run_id, "hang")
+    assert shown.code == 0 and shown.out == "about to hang holding ***\n", shown
+    assert files_holding(home, (TOKEN,)) == {}

@@ -108,6 +108,8 @@ class AttemptRecord:
     """A sensor's first poke: its timeout counts from here, across restarts."""
     pokes: int = 0
     """How many times a sensor attempt poked (pokes never count as tries)."""
+    cleared_at: datetime | None = None
+    """When ``rota clear`` made this attempt: the task's retry budget starts again here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,8 @@ class NewAttempt:
     """A further attempt of a task (a retry, or a re-run on resume), created ``scheduled``.
 
     ``not_before`` persists a retry's back-off: no runner starts it earlier, even after a restart.
+    ``cleared_at`` marks an attempt made by ``rota clear``: as in Airflow, a cleared task has its
+    full retry budget again, while a plain resume keeps counting the tries before it.
     """
 
     run_id: str
@@ -157,6 +161,8 @@ class NewAttempt:
     code_hash: str
     map_index: int = -1
     not_before: datetime | None = None
+    cleared_at: datetime | None = None
+    """Set by ``rota clear``: the attempt starts a full retry budget (earlier tries not counted)."""
 
 
 ATTEMPT_FIELDS = frozenset(

@@ -154,6 +154,7 @@ task_attempts = Table(
     Column("log_path", Text),
     Column("first_poke_at", UtcDateTime),
     Column("pokes", Integer, nullable=False, server_default="0"),
+    Column("cleared_at", UtcDateTime),
     UniqueConstraint("run_id", "task_id", "map_index", "try_number", name="uq_task_attempts_try"),
     Index("ix_task_attempts_run_id_state", "run_id", "state"),
     Index("ix_task_attempts_cache_key", "cache_key"),
