@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from webhelp import Server, rota, start_ui  # noqa: E402
+from webhelp import Server, rota, start_ui
 
-SMALL_FLOW = '''
+SMALL_FLOW = """
 from rota import flow, task
 
 @task
@@ -28,7 +28,7 @@ def second(x: int) -> dict:
 @flow
 def small(note: str = "plain"):
     second(first())
-'''
+"""
 
 
 @pytest.fixture

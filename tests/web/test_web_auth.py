@@ -91,7 +91,7 @@ def test_responses_carry_a_strict_content_security_policy(ui: Server, small_run:
         assert reply.headers["x-content-type-options"] == "nosniff"
     page = ui.request("GET", f"/runs/{small_run}").body.decode()
     assert re.search(r"<script>(?!</script>)", page) is None  # no inline script
-    assert "<script src=\"/static/" in page
+    assert '<script src="/static/' in page
 
 
 def test_the_token_is_random_private_and_one_per_home(tmp_path: Path, ui: Server) -> None:

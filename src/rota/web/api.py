@@ -19,7 +19,7 @@ from rota.store.browse import RunQuery, cursor_of
 from rota.web import views
 from rota.web.context import WebContext, web
 from rota.web.ids import BadId, check_id
-from rota.web.reading import pick_attempt, preview, read_log, still_writing
+from rota.web.reading import log_refused, pick_attempt, preview, read_log, still_writing
 
 router = APIRouter(prefix="/api")
 Ctx = Annotated[WebContext, Depends(web)]
@@ -192,12 +192,11 @@ def task_log(
 ) -> Response:
     ctx.store.get_run(run_id)
     rec = pick_attempt(ctx.store.attempts(run_id), task_id, try_number, index)
-    logs = ctx.settings.logs_dir
+    chunk = read_log(ctx.settings.logs_dir, rec, offset, length)
+    if chunk is None and log_refused(ctx.settings.logs_dir, rec):  # a link, or outside
+        raise NotFound(f"the log of try {rec.try_number} of {task_id!r} cannot be read")
     if follow:
         return StreamingResponse(_follow(ctx, rec, offset), media_type="text/plain; charset=utf-8")
-    chunk = read_log(logs, rec, offset, length)
-    if chunk is None and rec.log_path:
-        raise NotFound(f"the log of try {rec.try_number} of {task_id!r} cannot be read")
     data = chunk.data if chunk is not None else b""
     headers = {
         "x-log-offset": str(chunk.offset if chunk else 0),

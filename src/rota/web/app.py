@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Mount
@@ -63,8 +64,14 @@ def create_app(ctx: WebContext) -> FastAPI:
     async def on_error(request: Request, err: Exception) -> Response:
         return _error(request, _status(err), str(err))
 
+    async def on_invalid(request: Request, err: Exception) -> Response:
+        errors = err.errors() if isinstance(err, RequestValidationError) else []
+        where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in errors[:3])
+        return _error(request, 400, f"invalid request: {where or 'parameters'}")
+
     for kind in (BadId, RotaError):
         app.add_exception_handler(kind, on_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_middleware(Guard)
     policy.check([str(getattr(r, "path", "")) for r in app.router.routes])
     return app

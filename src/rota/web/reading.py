@@ -51,6 +51,16 @@ def read_log(logs: Path, rec: AttemptRecord, offset: int, length: int) -> Chunk 
     return None if parts is None else read_inside(logs, parts, offset, length)
 
 
+def log_refused(logs: Path, rec: AttemptRecord) -> bool:
+    """Whether *rec* has a log that cannot be read here: recorded outside the logs folder, or
+    something at its path that is not a plain file (a planted link, say). A log not written yet
+    is not refused: it reads as empty."""
+    parts = log_parts(logs, rec)
+    if parts is None:
+        return True
+    return os.path.lexists(os.path.join(logs, *parts))
+
+
 def still_writing(rec: AttemptRecord) -> bool:
     """Whether *rec*'s log may still grow."""
     return rec.state in FOLLOWED or (rec.state not in TERMINAL and rec.finished_at is None)
