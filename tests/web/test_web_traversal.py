@@ -103,16 +103,16 @@ def test_stored_paths_outside_their_roots_are_not_read(
     ui: Server, small_run: str, outside: Path, home: Path
 ) -> None:
     secret = str(outside / "secret.txt")
-    with open_store(f"sqlite:///{home / 'rota.db'}") as store:
-        with store.engine.begin() as conn:  # a tampered store: paths that leave their roots
-            conn.exec_driver_sql(
-                "UPDATE task_attempts SET log_path = ?, output_path = ? WHERE task_id = 'first'",
-                (secret, secret),
-            )
-            conn.exec_driver_sql(
-                "UPDATE task_attempts SET log_path = ?, output_path = ? WHERE task_id = 'second'",
-                (f"{home}/logs/../../outside/secret.txt", f"{home}/artifacts/../../outside/1.log"),
-            )
+    store = open_store(f"sqlite:///{home / 'rota.db'}")
+    with store, store.engine.begin() as conn:  # a tampered store: paths that leave their roots
+        conn.exec_driver_sql(
+            "UPDATE task_attempts SET log_path = ?, output_path = ? WHERE task_id = 'first'",
+            (secret, secret),
+        )
+        conn.exec_driver_sql(
+            "UPDATE task_attempts SET log_path = ?, output_path = ? WHERE task_id = 'second'",
+            (f"{home}/logs/../../outside/secret.txt", f"{home}/artifacts/../../outside/1.log"),
+        )
     targets = [
         f"/api/runs/{small_run}/tasks/first/log",
         f"/api/runs/{small_run}/tasks/first/output",
