@@ -83,7 +83,8 @@ def cancel_run(
     run = store.get_run(run_id)
     if run.state in RUN_TERMINAL:
         raise UserError(f"run {run_id} has ended ({run.state.value}); there is nothing to cancel")
-    me = RunnerId.current()
+    here = RunnerId.current()
+    me = RunnerId(here.host, here.pid, f"{here.start}-cancel")  # never this process's runner
     try:
         taken = acquire(store, run_id, me, now, stale_after)
     except RunBusy:

@@ -41,7 +41,7 @@ def render(counts: Counts, now: datetime) -> str:
     ]
     out += [
         f'rota_task_duration_seconds_bucket{{le="+Inf"}} {counts.finished}',
-        f"rota_task_duration_seconds_sum {counts.seconds:.6f}",
+        f"rota_task_duration_seconds_sum {counts.seconds:.3f}",
         f"rota_task_duration_seconds_count {counts.finished}",
         "# HELP rota_queue_depth Attempts queued: ready, waiting for a worker.",
         "# TYPE rota_queue_depth gauge",
