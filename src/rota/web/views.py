@@ -9,19 +9,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from rota.engine.report import NOT_RUN, RunSummary, TaskSummary, summarize
 from rota.model.critical import Span, critical_path
 from rota.model.secrets import display_params
 from rota.model.states import RUN_TERMINAL, TaskState
-from rota.store.base import AttemptRecord, RunRecord
+from rota.store.base import AttemptRecord, RunRecord, Store
 from rota.web.layout import Layout, layout
 
 GRAPH_MAX: Final = 2000
 """Runs with more tasks show no graph (the grid, table and Gantt still show every task)."""
 GANTT_MAX: Final = 1000
 """The Gantt chart shows the first this many tasks by start time."""
+TABLE_MAX: Final = 1000
+"""The run page's task table shows this many tasks (unfinished and failed ones first)."""
 GANTT_W: Final = 900
 ROW_H: Final = 18
 
@@ -199,6 +201,30 @@ class RunView:
         seen = {t.task_id for t in named}
         return named + [t for tid, t in tasks.items() if tid not in seen]
 
+    def table_rows(self) -> tuple[list[TaskSummary], int]:
+        """The tasks the page's table shows (those not succeeded first), and how many it hides."""
+        rows = self.task_rows()
+        if len(rows) <= TABLE_MAX:
+            return rows, 0
+        done = frozenset({TaskState.SUCCESS, TaskState.CACHED, TaskState.SKIPPED})
+        rows.sort(key=lambda t: t.state in done)  # stable: graph order within each group
+        return rows[:TABLE_MAX], len(rows) - TABLE_MAX
+
+
+class _ReadOnce:
+    """The store, with one run's attempts read once (a 10,000-task run's are many rows)."""
+
+    def __init__(self, store: Any, run_id: str) -> None:
+        self._store = store
+        self._run: RunRecord = store.get_run(run_id)
+        self._attempts: list[AttemptRecord] = store.attempts(run_id)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self._run
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        return self._attempts
+
 
 def run_view(store: Any, run_id: str, now: datetime) -> RunView:
     """Read run *run_id* and lay out its graph, critical path and Gantt chart.
@@ -206,8 +232,9 @@ def run_view(store: Any, run_id: str, now: datetime) -> RunView:
     Raises:
         NotFound: no such run.
     """
-    summary = summarize(store, run_id)
-    attempts = store.attempts(run_id)
+    once = _ReadOnce(store, run_id)
+    summary = summarize(cast(Store, once), run_id)
+    attempts = once.attempts(run_id)
     recorded = store.run_graph(run_id)
     graph = recorded if recorded is not None else [(tid, ()) for tid in summary.tasks]
     upstream = dict(graph)
