@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from rota.executors.logs import ThreadCapture
+from rota.model.secrets import Masker
 
 
 def test_each_capture_routes_its_own_threads(tmp_path: Path) -> None:
@@ -19,9 +20,9 @@ def test_each_capture_routes_its_own_threads(tmp_path: Path) -> None:
     try:
 
         def attempt(capture: ThreadCapture, name: str) -> None:
-            capture.begin(str(logs[name]))
+            capture.begin(str(logs[name]), Masker())
             print(f"printed by the {name} attempt")
-            capture.end(str(logs[name]))
+            capture.end()
 
         threads = [
             threading.Thread(target=attempt, args=(first, "first")),

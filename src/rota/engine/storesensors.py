@@ -12,7 +12,6 @@ its log, ``poke`` mode sleeps in its thread and ``reschedule`` mode frees it bet
 
 from __future__ import annotations
 
-import functools
 import os
 import queue
 import threading
@@ -69,7 +68,6 @@ class EngineSensors:
             outcome = run_attempt(
                 spec,
                 self._cache,
-                functools.partial(self._capture.begin, spec.log_path),
                 self._capture,
                 worker,
                 store=self._store,

@@ -10,7 +10,7 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from rota.model import templating
 from rota.model.secrets import Masker
@@ -76,6 +76,7 @@ class ExecContext:
             (the attempt's log is masked when it ends in any case).
         store: the metadata store, read-only, for sensors that read it; set only when the
             engine pokes such a sensor itself (None on every worker).
+        downstream: ids of the task's direct downstream tasks.
     """
 
     run_id: str
@@ -93,6 +94,8 @@ class ExecContext:
     pokes: int = 0
     masker: Masker = field(default_factory=Masker)
     store: StoreReader | None = None
+    downstream: tuple[str, ...] = ()
+    """Ids of the task's direct downstream tasks (what a branch task may choose among)."""
 
     def template_vars(self) -> dict[str, Any]:
         """The variables this attempt's templates see (``rota.model.templating.template_vars``)."""
@@ -117,6 +120,32 @@ class ExecContext:
             "ROTA_TASK_ID": self.task_id,
             "ROTA_TRY_NUMBER": str(self.try_number),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RunReads:
+    """What an attempt's result can depend on besides its arguments and inputs (for cache keys).
+
+    Attributes:
+        ambient: whether it can read every parameter and run date (a ``ctx`` parameter, or an
+            environment holding them).
+        rendered: its templates as this attempt renders them, by name.
+    """
+
+    ambient: bool
+    rendered: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ReadsRun(Protocol):
+    """An operator that says what of the run its result can depend on."""
+
+    def run_reads(self, ctx: ExecContext) -> RunReads:
+        """What an attempt with *ctx* reads of the run (templates rendered with *ctx*).
+
+        Raises:
+            TemplateRenderError: a template does not render.
+        """
 
 
 def digest(*parts: str) -> str:
