@@ -21,7 +21,9 @@ from rota.model.states import RunState, TaskState
 from rota.store.sql import SqlStore, open_store
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ml_pipeline.py"
-ML_TASKS = {"extract", "clean", "features", "train", "evaluate", "deploy"}
+ML_TASKS = {
+    "extract", "clean", "features", "train", "evaluate", "deploy_or_notify", "deploy", "notify"
+}  # fmt: skip
 
 
 def _json(stdout: str) -> dict[str, object]:
@@ -38,7 +40,10 @@ def _run_ml(rota: RotaCli, cluster: DaskCluster, *extra: str, env: dict[str, str
     assert report["state"] == "success"
     tasks = report["tasks"]
     assert isinstance(tasks, dict) and set(tasks) == ML_TASKS
-    assert all(t["state"] == "success" for t in tasks.values())
+    states = {tid: t["state"] for tid, t in tasks.items()}
+    chosen = "deploy" if states["notify"] == "skipped" else "notify"  # the branch's choice
+    assert states.pop({"deploy": "notify", "notify": "deploy"}[chosen]) == "skipped", states
+    assert set(states.values()) == {"success"}, states
     return str(report["run_id"])
 
 
@@ -51,11 +56,13 @@ def test_the_ml_example_runs_on_the_cluster_with_a_shared_folder(
     shared = tmp_path / "shared-artifacts"
     run_id = _run_ml(rota, dask_cluster, "--artifacts", str(shared), env={})
     # every output is in the shared folder the workers wrote, none in the home
-    outputs = {a.task_id: a.output_path for a in store.attempts(run_id)}
-    assert all(str(p).startswith(str(shared)) for p in outputs.values()), outputs
+    outputs = {a.task_id: a.output_path for a in store.attempts(run_id) if a.output_path}
+    assert {"extract", "train", "deploy"} <= set(outputs)  # notify, not chosen, made none
+    elsewhere = {t: p for t, p in outputs.items() if not str(p).startswith(str(shared))}
+    assert not elsewhere
     assert not (tmp_path / "rota-home" / "artifacts" / run_id).exists()
     # the attempts ran in the workers' processes, not here: their pids are not the engine's
-    workers = {a.worker for a in store.attempts(run_id)}
+    workers = {a.worker for a in store.attempts(run_id) if a.state is not TaskState.SKIPPED}
     assert all(w and not w.startswith("engine:") for w in workers)
     # the example's deploy step wrote its model where the workers' HOME is
     assert (dask_cluster.home / ".rota" / "models" / "digits" / run_id / "model.pkl").exists()
@@ -75,7 +82,7 @@ def test_the_ml_example_runs_on_the_cluster_with_artifacts_on_s3(
 ) -> None:
     url = f"{s3_bucket}/artifacts"
     run_id = _run_ml(rota, dask_cluster, env={"ROTA_ARTIFACTS": url})
-    paths = [a.output_path for a in store.attempts(run_id)]
+    paths = [a.output_path for a in store.attempts(run_id) if a.state is not TaskState.SKIPPED]
     assert paths and all(str(p).startswith(f"{url}/{run_id}/") for p in paths), paths
     import s3fs
 
