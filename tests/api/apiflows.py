@@ -47,7 +47,7 @@ def ml_pipeline(n: int = 3, threshold: float = 0.5) -> None:
 
 @task
 def maybe_fail(marker: str) -> str:
-    if Path(marker).exists():
+    if marker and Path(marker).exists():
         raise ValueError(f"the marker {Path(marker).name} is there")
     return "fine"
 
@@ -89,3 +89,16 @@ def context_probe(ctx: Any) -> dict[str, Any]:
 @flow(schedule="@daily")
 def daily(label: str = "d") -> None:
     context_probe()
+
+
+@task
+def counting(ctx: Any) -> int:
+    """How many times it ran with this checkpoint: a checkpoint that persists adds one."""
+    seen = (ctx.checkpoint.load() or 0) + 1
+    ctx.checkpoint.save(seen)
+    return int(seen)
+
+
+@flow
+def resumable() -> None:
+    counting()
