@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from rota.config import Settings
 from rota.engine.result import RunResult
 from rota.errors import ArtifactError, FlowNotCalled, NoOutput, RunFailed, UserError
 from rota.model.states import RunState, TaskState
+from rota.store.sql import open_store
 from rota.testing import sandbox_settings
 
 
@@ -164,3 +168,51 @@ def test_output_is_checked_against_its_content_hash(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError):
         result.output("fit")
     assert result.output("extract") == [0, 1]
+
+
+SLEEPY = """
+import sys, time
+from pathlib import Path
+from rota import flow, task
+
+@task
+def slow(marker: str) -> None:
+    Path(marker).touch()
+    time.sleep(120)
+
+@flow
+def sleepy(marker: str = "") -> None:
+    slow(marker)
+
+try:
+    sleepy.run(marker=sys.argv[1], executor="local", workers=1)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_in_the_main_thread_interrupts_the_run(home: Path, tmp_path: Path) -> None:
+    script = tmp_path / "sleepy.py"
+    script.write_text(SLEEPY)
+    marker = tmp_path / "started"
+    env = {**os.environ, "ROTA_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(marker)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert proc.poll() is None, "the script ended before its task started"
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "interrupted" in out
+    with open_store(f"sqlite:///{home}/rota.db") as store:
+        (run,) = store.list_runs()
+        assert run.state is RunState.INTERRUPTED
+        assert [a.state for a in store.attempts(run.run_id)] == [TaskState.INTERRUPTED]

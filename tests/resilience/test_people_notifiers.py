@@ -185,3 +185,13 @@ def test_run_callbacks_get_the_failed_tasks_and_their_errors(
     (ctx,) = seen
     assert ctx.task_id == "square@1" and ctx.error_type == "ValueError"
     assert [f.task_id for f in ctx.failed_tasks] == ["square@1"]
+
+
+def test_a_ui_url_that_is_not_http_is_a_config_error() -> None:
+    from rota.config import Settings
+    from rota.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ROTA_UI_URL must start with http:// or https://"):
+        Settings.from_env({"ROTA_HOME": "/nonexistent-rota-home", "ROTA_UI_URL": "javascript:x"})
+    ok = Settings.from_env({"ROTA_HOME": "/nonexistent-rota-home", "ROTA_UI_URL": UI + "/"})
+    assert ok.ui_url == UI
