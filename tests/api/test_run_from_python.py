@@ -216,3 +216,28 @@ def test_ctrl_c_in_the_main_thread_interrupts_the_run(home: Path, tmp_path: Path
         (run,) = store.list_runs()
         assert run.state is RunState.INTERRUPTED
         assert [a.state for a in store.attempts(run.run_id)] == [TaskState.INTERRUPTED]
+
+
+def test_a_flow_defined_in_a_notebook_is_resumed_with_flow_given(
+    home: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fail-now"
+    marker.touch()
+
+    @rota.task
+    def check(path: str) -> str:
+        if Path(path).exists():
+            raise RuntimeError("still there")
+        return "gone"
+
+    @rota.flow(name="cell")
+    def cell(path: str = "") -> None:
+        check(path)
+
+    first = cell.run(path=str(marker), executor="inprocess")
+    assert first.state is RunState.FAILED
+    marker.unlink()
+    with pytest.raises(UserError, match=r"rota\.resume\('.*', flow=\.\.\.\)"):
+        rota.resume(first.run_id)
+    again = rota.resume(first.run_id, flow=cell, executor="inprocess")
+    assert again.output("check") == "gone"
