@@ -40,6 +40,8 @@ class Settings:
             ``dask`` executor sends tasks to; empty: a LocalCluster on this machine.
         artifacts_given: whether ``ROTA_ARTIFACTS`` (or ``--artifacts``) named the artifact store,
             rather than the default folder in the home (which a cluster's workers cannot share).
+        ui_url: ``ROTA_UI_URL``: the address people open the web UI at (``rota ui``), e.g.
+            ``http://127.0.0.1:8080``; notifiers link to a run's page there (empty: no link).
     """
 
     home: Path
@@ -52,6 +54,7 @@ class Settings:
     db_statement_timeout: float = 0.0
     dask_address: str = ""
     artifacts_given: bool = False
+    ui_url: str = ""
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -68,6 +71,10 @@ class Settings:
             raise ConfigError(
                 f"the Dask scheduler address must look like tcp://HOST:PORT, "
                 f"got {self.dask_address!r}"
+            )
+        if self.ui_url and not self.ui_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"ROTA_UI_URL must start with http:// or https://, got {self.ui_url!r}"
             )
 
     @classmethod
@@ -93,6 +100,7 @@ class Settings:
                 environ, "ROTA_DB_CONNECT_TIMEOUT", DEFAULT_DB_CONNECT_TIMEOUT
             ),
             db_statement_timeout=_number(environ, "ROTA_DB_STATEMENT_TIMEOUT", 0.0),
+            ui_url=environ.get("ROTA_UI_URL", "").strip().rstrip("/"),
         )
 
     def with_options(

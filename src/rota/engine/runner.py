@@ -176,8 +176,11 @@ class Runner:
         progress_every: float = 0.1,
         options: RunnerOptions | None = None,
         artifacts: str | None = None,
+        ui_url: str = "",
     ) -> None:
         self.store = store
+        self.ui_url = ui_url
+        """Where the web UI runs (``ROTA_UI_URL``): callbacks are given a link to the run's page."""
         # sensors that read the store are poked here, in the engine, whatever *executor* is
         self.executor = RoutedExecutor(executor, EngineSensors(store))
         self.home = home
