@@ -69,6 +69,12 @@ def provably_dead(owner: RunnerId) -> bool:
     return _start_time(owner.pid) != owner.start
 
 
+def is_dead(owner: str) -> bool:
+    """Whether runner id *owner* names a process of this host that is gone."""
+    parsed = RunnerId.parse(owner)
+    return parsed is not None and provably_dead(parsed)
+
+
 @dataclass(frozen=True, slots=True)
 class Takeover:
     """The outcome of acquiring a run: whether a previous runner's leftovers need sweeping."""

@@ -19,9 +19,10 @@ from typing import Any
 from rota.artifacts.store import open_artifact_store
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.faults import NO_FAULTS, FaultPoints
-from rota.engine.lease import RunnerId, acquire
+from rota.engine.lease import RunnerId, acquire, is_dead
 from rota.engine.report import RunSummary, summarize
 from rota.engine.resume import ResumePlan, latest_attempts, plan_resume, sweep_stale
+from rota.engine.slots import SLOT_POLL, SlotBook, SlotGroup
 from rota.engine.writer import BatchWriter
 from rota.errors import NotFound, RunIdTaken, UserError
 from rota.executors.base import Executor
@@ -99,6 +100,9 @@ class RunnerOptions:
         seed: seed of the random draws for retry jitter (None: from the OS).
         use_cache: reuse cached outputs (``rota run --no-cache`` turns it off; keys are still
             recorded).
+        slot_group: a limit on task slots shared with other runs (a scheduler's
+            ``--parallelism``), if any.
+        slot_poll: seconds between looks for pool slots while ready tasks wait for other runs'.
     """
 
     heartbeat_every: float = 5.0
@@ -106,6 +110,8 @@ class RunnerOptions:
     faults: FaultPoints = field(default_factory=lambda: NO_FAULTS)
     seed: int | None = None
     use_cache: bool = True
+    slot_group: SlotGroup | None = None
+    slot_poll: float = SLOT_POLL
 
 
 def new_run_id(now: datetime) -> str:
@@ -267,7 +273,12 @@ class Runner:
         masker = Masker.of_params(dag.params)
         masker.add_secrets(dag.params, os.environ)  # what a callback might read and print
         callbacks = CallbackRunner(self.logs_dir / run_id / CALLBACKS_LOG, redact=masker.redact)
-        loop = RunLoop(self, self.store.get_run(run_id), dag, flow, writer, callbacks)
+        run = self.store.get_run(run_id)
+        book = SlotBook(
+            self.store, run, me, self.clock, self.options.stale_after, is_dead,
+            self.options.slot_group, self.options.slot_poll,
+        )  # fmt: skip
+        loop = RunLoop(self, run, dag, flow, writer, callbacks, book)
         try:
             loop.start()
             loop.run()

@@ -21,21 +21,26 @@ from sqlalchemy import exc as sa_exc
 
 from rota.config import DEFAULT_DB_CONNECT_TIMEOUT
 from rota.errors import ConcurrentUpdate, NotFound, RunExists, RunIdTaken, StoreError
+from rota.model.allocation import Allocation
 from rota.model.reliability import FlowHistory
 from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
 from rota.store import history, lineage, timing
+from rota.store import slots as pool_sql
 from rota.store.base import (
     AttemptRecord,
     Change,
     DatasetUse,
     DatasetVersion,
     FlowRecord,
+    Liveness,
     NewAttempt,
     NewTask,
+    PoolRecord,
     RunChange,
     RunRecord,
     RunTiming,
+    SlotRequest,
 )
 from rota.store.connect import HEAD_REVISION, connect, schema_revision, upgrade, writer
 from rota.store.rows import OnCorrupt, read_one, read_records
@@ -430,6 +435,45 @@ class SqlStore:
         with self._errors(f"read attempts of run {run_id!r}"), self._engine.connect() as conn:
             return read_records(conn, query, _ta.id, attempt_record, kind="attempt")
 
+    def claim_slots(
+        self,
+        wanted: Sequence[SlotRequest],
+        *,
+        release: Sequence[int],
+        free: int,
+        live: Liveness,
+        at: datetime,
+    ) -> Allocation:
+        """One allocation pass for ``live.me``, in one transaction (store/slots.py)."""
+        with self._errors("claim pool slots"), self._write() as conn:
+            return pool_sql.claim(conn, wanted, release, free, live, at)
+
+    def pools(self, live: Liveness) -> list[PoolRecord]:
+        """Every pool, by name, with the slots its live claims hold and wait for."""
+        with self._errors("read pools"), self._engine.connect() as conn:
+            return pool_sql.list_pools(conn, live)
+
+    def set_pool(
+        self, name: str, slots: int, *, description: str | None = None, at: datetime
+    ) -> PoolRecord:
+        """Create pool *name* with *slots* (-1: no limit), or resize it.
+
+        Raises:
+            PoolError: a bad name or size (nothing written).
+        """
+        name, size = pool_sql.check_pool(name, slots)
+        with self._errors(f"set pool {name!r}"), self._write() as conn:
+            return pool_sql.set_pool(conn, name, size, description, at)
+
+    def delete_pool(self, name: str, live: Liveness) -> None:
+        """Delete pool *name*.
+
+        Raises:
+            PoolError: ``default_pool``, no such pool, or live claims on it (nothing written).
+        """
+        with self._errors(f"delete pool {name!r}"), self._write() as conn:
+            pool_sql.delete_pool(conn, name, live)
+
     @staticmethod
     def _apply_in(
         conn: Connection, changes: Sequence[Change], run_changes: Sequence[RunChange], at: datetime
@@ -437,6 +481,9 @@ class SqlStore:
         """Write checked changes inside the caller's transaction; raise Mismatch on a miss."""
         for group in group_changes(changes):
             update_attempts(conn, group, at)
+        pool_sql.release_ended(
+            conn, changes
+        )  # an attempt that leaves queued/running frees its slots
         for change in run_changes:
             update_run(conn, change)
 

@@ -1,0 +1,60 @@
+"""Pools and slot claims: named pools of slots shared by every run (``default_pool`` has 128),
+and one claim row per attempt waiting for slots or holding them.
+
+Revision ID: 0006
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+# Issue 11 numbers its migrations by part (0003-0005 belong to the other parts): whichever of
+# them is merged last before this one is the revision this one revises.
+down_revision: str | None = "0002"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    """Create pools (with default_pool, 128 slots, as Airflow) and slot_claims."""
+    pools = op.create_table(
+        "pools",
+        sa.Column("name", sa.String(), primary_key=True),
+        sa.Column("slots", sa.Integer(), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False, server_default=""),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    assert pools is not None
+    op.bulk_insert(
+        pools,
+        [{"name": "default_pool", "slots": 128, "description": "Default pool",
+          "updated_at": datetime.now(UTC)}],
+    )  # fmt: skip
+    op.create_table(
+        "slot_claims",
+        sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("attempt_id", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.String(), nullable=False),
+        sa.Column("owner", sa.String(), nullable=False),
+        sa.Column("held", sa.Boolean(), nullable=False),
+        sa.Column("pool", sa.String(), nullable=False),
+        sa.Column("pool_slots", sa.Integer(), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("run_date", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("grp", sa.String(), nullable=False, server_default=""),
+        sa.Column("grp_limit", sa.Integer()),
+        sa.Column("owner_free", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("filed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("attempt_id", name="uq_slot_claims_attempt_id"),
+    )
+
+
+def downgrade() -> None:
+    """Drop what upgrade() added."""
+    op.drop_table("slot_claims")
+    op.drop_table("pools")
