@@ -30,18 +30,18 @@ from typing import TYPE_CHECKING, Any
 from rota.engine import datasets
 from rota.engine.cache import try_cache
 from rota.engine.callbacks import CallbackRunner
+from rota.engine.dispatch import submit_ready
 from rota.engine.ending import end_run, outcome_fields, task_callbacks
 from rota.engine.mapping import MapState, expand, expand_args, instance_done
 from rota.engine.progress import progress_of
 from rota.engine.refs import outcome_ref, record_ref
 from rota.engine.sensing import SENSOR_TIMEOUT, SensorBook, is_sensor, requeue, reschedule
-from rota.engine.slots import REQUEST_WINDOW, SlotBook
+from rota.engine.slots import SlotBook
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import (
     AttemptOutcome,
     AttemptSpec,
     AttemptStarted,
-    ErrorInfo,
     InputRef,
     StoredRef,
 )
@@ -202,52 +202,17 @@ class RunLoop:
         heapq.heappush(self.ready, (-self.weights[key[0]], next(self._arrival), key))
         self.slots.changed()
 
-    def free_slots(self) -> int:
-        """How many more attempts this run may dispatch now: the executor's free capacity,
-        within the flow's ``max_active_tasks``."""
-        free = self.r.executor.capacity()
-        limit = self.dag.max_active_tasks
-        return free if limit is None else min(free, limit - len(self.in_flight))
-
     def submit_ready(self) -> None:
-        """Claim slots for the most urgent ready tasks, and dispatch those granted."""
-        free = self.free_slots()
-        if not self.ready or free <= 0 or not self.slots.due():
-            return
-        picked = [
-            heapq.heappop(self.ready) for _ in range(min(len(self.ready), free + REQUEST_WINDOW))
-        ]
-        wanted = []
-        for _, _, key in picked:
-            use = self.dag.tasks[key[0]].pool
-            rec = self.attempt[key]
-            wanted.append(self.slots.request(rec.id, use.pool, use.slots, self.weights[key[0]]))
-        alloc = self.slots.claim(wanted, free)
-        granted = set(alloc.granted)
-        for item in picked:
-            key = item[2]
-            attempt_id = self.attempt[key].id
-            if attempt_id in granted:
-                self.dispatch(key)
-            elif attempt_id in alloc.refused:
-                self.refuse(key, alloc.refused[attempt_id])
-            else:
-                heapq.heappush(self.ready, item)
+        """Dispatch the most urgent ready tasks that get slots (engine/dispatch.py)."""
+        submit_ready(self)
 
     def dispatch(self, key: Key) -> None:
-        """Hand *key*'s attempt to the executor (its slots are held)."""
+        """Hand *key*'s attempt to the executor (it holds its slots)."""
         rec = self.attempt[key]
         self.dispatched[rec.id] = self.r.clock.now()
         self.in_flight[rec.id] = key
         self.r.executor.submit(self.attempt_spec(key, rec))
         self.r.options.faults.hit("claimed")
-
-    def refuse(self, key: Key, why: str) -> None:
-        """Fail *key*'s attempt, never started, that no pool can take (no retry would help)."""
-        at = self.r.clock.now().timestamp()
-        error = ErrorInfo("PoolError", why, mro=("rota.errors.PoolError", "builtins.Exception"))
-        out = AttemptOutcome(self.attempt[key].id, False, at, at, "", error=error)
-        self.finish(key, TaskState.FAILED, outcome_fields(out), out)
 
     def attempt_spec(self, key: Key, rec: AttemptRecord) -> AttemptSpec:
         tid, index = key
@@ -317,7 +282,7 @@ class RunLoop:
 
     def on_outcome(self, out: AttemptOutcome) -> None:
         key = self.in_flight.pop(out.attempt_id)
-        self.slots.release(out.attempt_id)
+        self.slots.ended(out.attempt_id)
         self.dispatched.pop(out.attempt_id, None)
         if self.state[key] is TaskState.QUEUED:  # its worker was lost before it reported a start
             self.started(key, AttemptStarted(out.attempt_id, out.started_at, out.worker), {})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,9 +25,10 @@ from rota.engine.report import RunSummary, summarize
 from rota.engine.resume import ResumePlan, latest_attempts, plan_resume, sweep_stale
 from rota.engine.slots import SLOT_POLL, SlotBook, SlotGroup
 from rota.engine.writer import BatchWriter
-from rota.errors import NotFound, RunIdTaken, UserError
+from rota.errors import NotFound, RunIdTaken, StoreError, UserError
 from rota.executors.base import Executor
 from rota.model.dag import CALLBACKS_LOG, Dag
+from rota.model.safetext import safe_text
 from rota.model.schedule import Clock
 from rota.model.secrets import Masker, stored_params
 from rota.model.states import RunState, TaskState
@@ -289,8 +291,18 @@ class Runner:
             raise
         finally:
             callbacks.close()
+            _give_back(book)
             self.store.release(run_id, me)
         return summarize(self.store, run_id)
+
+
+def _give_back(book: SlotBook) -> None:
+    """Give back the run's slots; if the store cannot be reached, they stop counting once the
+    run's lease is released or stale (the error that stopped the run matters more)."""
+    try:
+        book.close()
+    except StoreError as err:
+        print(f"rota: could not give back pool slots: {safe_text(err)}", file=sys.stderr)
 
 
 def clear_tasks(

@@ -1,16 +1,16 @@
 """Pools, priorities and limits in the run loop: which ready tasks may be dispatched now.
 
-A ready task is dispatched only once its claim on its pool's slots is granted by the store
-(:meth:`~rota.store.base.Store.claim_slots`, ordered and decided by
+A ready task is dispatched with a slot of its pool that the run holds. The run gets slots from
+the store (:meth:`~rota.store.base.Store.claim_slots`, ordered and decided by
 :mod:`rota.model.allocation`), so pools, and a scheduler's ``--parallelism``, hold across every
-run and every scheduler that share the store. A claim is given back when its attempt's outcome
-arrives (at the next pass) and, at the latest, with the attempt's next state change, which drops
-it in the same transaction. A runner that dies gives its claims back when its run's lease does:
-they stop counting as soon as the lease is taken over, released, or older than ``stale_after``,
-or its owner is provably dead (same host, process gone).
-
-The loop calls :meth:`SlotBook.claim` when something changed (tasks became ready, slots came
-back), and every ``poll_every`` seconds while its claims wait for slots that other runs hold.
+run and every scheduler that share the store. When an attempt's outcome arrives, its slot is
+handed on to the run's next ready task if the run's last look at the store (at most
+``poll_every`` seconds old) saw no other run's claim waiting for that pool (or group) that ranks
+as high: so a chain of tasks takes one slot and no store round trip per task, and a
+higher-priority task of another run still gets the slot next. A slot no ready task takes is
+given back at once (through the run's writer thread). A runner that dies gives its slots back
+when its run's lease does: they stop counting as soon as the lease is taken over, released, or
+older than ``stale_after``, or the runner is provably dead (same host, process gone).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from rota.errors import PoolError
-from rota.model.allocation import Allocation
+from rota.model.allocation import Contention, Rank
 from rota.model.dag import Dag
 from rota.model.pools import UNLIMITED
 from rota.model.schedule import Clock
-from rota.store.base import Liveness, RunRecord, SlotRequest, Store
+from rota.store.base import Liveness, RunRecord, SlotPass, SlotRequest, Store
 
 REQUEST_WINDOW: Final = 64
 """Claims a run files beyond what it can dispatch now: enough for a task that cannot run yet
@@ -34,7 +34,8 @@ REQUEST_WINDOW: Final = 64
 store does not hold one claim per element of a 10,000-way map."""
 
 SLOT_POLL: Final = 1.0
-"""Seconds between passes while claims wait for slots another run holds."""
+"""Seconds between passes while claims wait for slots other runs hold; also how old a run's view
+of other runs' claims may be for it to hand a slot on without asking the store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +44,24 @@ class SlotGroup:
 
     Attributes:
         name: the group (the scheduler's runner id); claims of one group count together.
-        limit: the most attempts of the group queued at a worker or running at once.
+        limit: the most attempts of the group holding slots at once.
     """
 
     name: str
     limit: int
 
 
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A slot the run holds: its claim's number, its pool and how many of the pool's slots."""
+
+    seq: int
+    pool: str
+    pool_slots: int
+
+
 class SlotBook:
-    """One run's claims on slots, and when the next allocation pass is due.
+    """The slots one run holds and hands on, and when it next asks the store for more.
 
     Args:
         store: where claims are filed and granted.
@@ -61,7 +71,7 @@ class SlotBook:
         stale_after: a lease older than this no longer holds claims.
         is_dead: whether a runner id names a process known to be gone.
         group: the scheduler-wide limit the run's attempts count against, if any.
-        poll_every: seconds between passes while claims wait.
+        poll_every: seconds between passes while claims wait (see SLOT_POLL).
     """
 
     def __init__(
@@ -76,7 +86,7 @@ class SlotBook:
         poll_every: float = SLOT_POLL,
     ) -> None:
         self._store = store
-        self._run_id = run.run_id
+        self.run_id = run.run_id
         self._run_date = run.logical_date or run.created_at
         self._owner = owner
         self._clock = clock
@@ -84,16 +94,24 @@ class SlotBook:
         self._is_dead = is_dead
         self._group = group
         self._poll_every = poll_every
-        self._released: list[int] = []
+        self.in_use: dict[int, Slot] = {}
+        """Attempt id -> the slot it runs with."""
+        self.idle: list[Slot] = []
+        """Slots whose attempt ended, not handed on yet."""
+        self._seen = Contention()
+        self._seen_at = -float("inf")
         self._changed = True
         self._waiting = False
-        self._last = -float("inf")
+
+    def rank(self, priority: int) -> Rank:
+        """The rank of a task of this run with effective weight *priority*."""
+        return (-priority, self._run_date)
 
     def request(self, attempt_id: int, pool: str, pool_slots: int, priority: int) -> SlotRequest:
         """The claim of one attempt of this run."""
         group = self._group
         return SlotRequest(
-            attempt_id, self._run_id, pool, pool_slots, priority, self._run_date,
+            attempt_id, self.run_id, pool, pool_slots, priority, self._run_date,
             group.name if group else "", group.limit if group else None,
         )  # fmt: skip
 
@@ -101,39 +119,66 @@ class SlotBook:
         """Note that tasks became ready: the next pass is due at once."""
         self._changed = True
 
-    def release(self, attempt_id: int) -> None:
-        """Give back *attempt_id*'s slots (its outcome arrived) at the next pass."""
-        self._released.append(attempt_id)
-        self._changed = True
+    def ended(self, attempt_id: int) -> None:
+        """Attempt *attempt_id*'s outcome arrived: its slot is free to hand on."""
+        slot = self.in_use.pop(attempt_id, None)
+        if slot is not None:
+            self.idle.append(slot)
+            self._changed = True
+
+    def hand_on(self, attempt_id: int, pool: str, pool_slots: int, priority: int) -> bool:
+        """Give a held, idle slot to *attempt_id* if the run's fresh view allows it."""
+        if not self.idle or time.monotonic() - self._seen_at >= self._poll_every:
+            return False
+        group = self._group.name if self._group else ""
+        if not self._seen.may_hand_on(pool, group, self.rank(priority)):
+            return False
+        for i, slot in enumerate(self.idle):
+            if slot.pool == pool and slot.pool_slots == pool_slots:
+                self.in_use[attempt_id] = self.idle.pop(i)
+                return True
+        return False
 
     def due(self) -> bool:
         """Whether a pass is worth making now."""
-        return self._changed or time.monotonic() - self._last >= self._poll_every
+        return self._changed or time.monotonic() - self._seen_at >= self._poll_every
 
     def wait_hint(self) -> float | None:
         """Seconds until a pass is due while claims wait for other runs' slots (None: no wait)."""
         if not self._waiting:
             return None
-        return max(0.0, self._poll_every - (time.monotonic() - self._last))
+        return max(0.0, self._poll_every - (time.monotonic() - self._seen_at))
 
-    def claim(self, wanted: Sequence[SlotRequest], free: int) -> Allocation:
-        """One pass: file *wanted* (in priority order), give back what ended, take what is
+    def claim(self, wanted: Sequence[SlotRequest], free: int) -> SlotPass:
+        """One pass: give back the idle slots, file *wanted* (in priority order) and take what is
         granted, with *free* attempts this run can dispatch now."""
         now = self._clock.now()
         live = Liveness(self._owner, now - self._stale_after, self._is_dead)
-        alloc = self._store.claim_slots(
-            wanted, release=self._released, free=free, live=live, at=now
+        back = [slot.seq for slot in self.idle]
+        got = self._store.claim_slots(
+            self.run_id, wanted, release=back, free=free, live=live, at=now
         )
-        self._released = []
+        self.idle = []
+        by_id = {w.attempt_id: w for w in wanted}
+        for attempt_id, seq in got.granted.items():
+            w = by_id[attempt_id]
+            self.in_use[attempt_id] = Slot(seq, w.pool, w.pool_slots)
+        self._seen, self._seen_at = got.contention, time.monotonic()
         self._changed = False
-        self._last = time.monotonic()
-        self._waiting = len(alloc.granted) + len(alloc.refused) < len(wanted)
-        return alloc
+        self._waiting = len(got.granted) + len(got.refused) < min(len(wanted), free)
+        return got
 
-    def flush(self, free: int) -> None:
-        """Give back what ended now, filing nothing (before the run ends, or waits long)."""
-        if self._released:
-            self.claim((), free)
+    def take_idle(self) -> list[int]:
+        """The idle slots' claim numbers, forgotten here: the caller gives them back."""
+        back = [slot.seq for slot in self.idle]
+        self.idle = []
+        return back
+
+    def close(self) -> None:
+        """Give back every slot and claim of the run (the run ended, or stops)."""
+        self.in_use.clear()
+        self.idle = []
+        self._store.release_slots(self.run_id, self._owner)
 
 
 def check_pools(store: Store, dag: Dag, at: datetime) -> None:

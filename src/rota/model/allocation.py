@@ -1,20 +1,21 @@
 """Who gets free slots: Airflow's scheduler rule, as a pure function over the store's claims.
 
-Every task attempt that is ready to be dispatched files a *claim* in the store: waiting, then
-held once granted, until the attempt leaves ``queued``/``running``. A runner that wants to
-dispatch asks :func:`allocate` which of its waiting claims it may take now. The answer walks
-**every** waiting claim, of every run and every runner, from the highest effective priority
-weight down (then the oldest run's date, then the order the claims were filed), the way
-Airflow's ``_executable_task_instances_to_queued`` walks scheduled task instances:
+A run that wants to dispatch a ready task files a *claim* in the store; once granted, the claim is
+*held*: a slot (``pool_slots`` of its pool) that the run keeps while an attempt uses it, and may
+hand on to its next ready task (see :class:`Contention`) or give back. :func:`allocate` decides
+which waiting claims are granted. It walks **every** waiting claim, of every run and every runner,
+from the highest effective priority weight down (then the oldest run's date, then the order the
+claims were filed), the way Airflow's ``_executable_task_instances_to_queued`` walks scheduled
+task instances:
 
 - a claim whose pool has too few open slots for it is passed over, but a smaller claim behind
   it may still fit (Airflow: "we can execute tasks with lower priority if there's enough room");
 - a claim beyond its group's limit (a scheduler's ``--parallelism``: task slots across all the
   scheduler's runs) is passed over;
-- a claim beyond what its runner can dispatch now (its free executor capacity) is passed over.
+- a claim beyond what its run can dispatch now (its executor's free capacity) is passed over.
 
-A slot that goes, in this walk, to another runner's claim is left for that runner: it takes it
-at its next pass. So across runs and runners a lower-priority task never takes a slot that a
+A slot that goes, in this walk, to another run's claim is left for that run, which takes it at
+its next pass: across runs and runners a lower-priority task never takes a slot that a
 higher-priority one is waiting for, which is what makes the order global.
 
 A claim that can never be granted is refused, so that no run waits forever: its pool does not
@@ -30,26 +31,29 @@ from datetime import datetime
 
 from rota.model.pools import UNLIMITED
 
+Rank = tuple[int, datetime]
+"""Which claim goes first: (minus its priority weight, its run's date); lower first."""
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """One attempt's claim on slots, as the store keeps it.
+    """One claim on slots, as the store keeps it.
 
     Attributes:
-        attempt_id: the attempt that claims.
-        owner: the runner that filed it (the run's lease holder).
+        attempt_id: the attempt it was filed for.
+        run: the run that dispatches it (its executor's capacity bounds its grants).
         pool, pool_slots: the pool and how many of its slots.
         priority: the task's effective priority weight.
         run_date: the run's logical date (its creation time without one): older runs first.
         seq: the order claims were filed in (first come, first served among equals).
-        held: granted already (the attempt is queued at a worker or running).
+        held: granted already (a slot the run holds).
         group: the group whose limit the claim counts against ("" for none).
         group_limit: that limit, in task slots.
-        owner_free: how many more attempts the owner can dispatch now (its free capacity).
+        run_free: how many more attempts the run can dispatch now (its free capacity).
     """
 
     attempt_id: int
-    owner: str
+    run: str
     pool: str
     pool_slots: int
     priority: int
@@ -58,17 +62,52 @@ class Claim:
     held: bool = False
     group: str = ""
     group_limit: int | None = None
-    owner_free: int = 0
+    run_free: int = 0
+
+    @property
+    def rank(self) -> Rank:
+        return (-self.priority, self.run_date)
+
+
+@dataclass
+class Contention:
+    """What a pass saw of other runs: whether a run may hand a slot it holds to its next ready
+    task without asking the store.
+
+    It may when no other run's claim that the slot could serve ranks as high: none passed over
+    because the slot's pool was full, nor (in a group) because the group's limit was reached,
+    and the pool does not hold more than its size (it was made smaller).
+    """
+
+    pool_blocked: dict[str, Rank] = field(default_factory=dict)
+    group_blocked: dict[str, Rank] = field(default_factory=dict)
+    overfull: set[str] = field(default_factory=set)
+
+    def may_hand_on(self, pool: str, group: str, rank: Rank) -> bool:
+        """Whether a held slot of *pool* may serve a task of *rank* in *group* ("" for none)."""
+        if pool in self.overfull:
+            return False
+        other = self.pool_blocked.get(pool)
+        if other is not None and not rank < other:
+            return False
+        other = self.group_blocked.get(group) if group else None
+        return other is None or rank < other
+
+    def note(self, blocked: dict[str, Rank], key: str, rank: Rank) -> None:
+        known = blocked.get(key)
+        if known is None or rank < known:
+            blocked[key] = rank
 
 
 @dataclass
 class Allocation:
-    """What :func:`allocate` decided for the asking runner."""
+    """What :func:`allocate` decided for the asking run."""
 
     granted: list[int] = field(default_factory=list)
     """Attempt ids whose claims it may take now, in priority order."""
     refused: dict[int, str] = field(default_factory=dict)
     """Attempt ids whose claims can never be granted, and why."""
+    contention: Contention = field(default_factory=Contention)
 
 
 @dataclass
@@ -78,14 +117,14 @@ class _Use:
     pools: Counter[str] = field(default_factory=Counter)
     groups: Counter[str] = field(default_factory=Counter)
     taken: Counter[str] = field(default_factory=Counter)
-    """New grants per owner in this walk."""
+    """New grants per run in this walk."""
 
     def add(self, claim: Claim, *, new: bool) -> None:
         self.pools[claim.pool] += claim.pool_slots
         if claim.group:
             self.groups[claim.group] += 1
         if new:
-            self.taken[claim.owner] += 1
+            self.taken[claim.run] += 1
 
 
 def refusal(claim: Claim, pools: Mapping[str, int]) -> str | None:
@@ -104,13 +143,13 @@ def refusal(claim: Claim, pools: Mapping[str, int]) -> str | None:
 def allocate(
     claims: Iterable[Claim], pools: Mapping[str, int], *, me: str, free: int
 ) -> Allocation:
-    """Which of *me*'s waiting claims may be taken now; see the module docstring.
+    """Which of run *me*'s waiting claims may be taken now; see the module docstring.
 
     Args:
-        claims: every live claim in the store, held and waiting, of every owner.
+        claims: every live claim in the store, held and waiting, of every run.
         pools: each pool's slots (UNLIMITED for no limit).
-        me: the asking runner.
-        free: how many attempts *me* can dispatch now (overrides its claims' ``owner_free``).
+        me: the asking run.
+        free: how many attempts *me* can dispatch now (overrides its claims' ``run_free``).
     """
     out = Allocation()
     use = _Use()
@@ -120,24 +159,36 @@ def allocate(
             use.add(claim, new=False)
         else:
             waiting.append(claim)
-    waiting.sort(key=lambda c: (-c.priority, c.run_date, c.seq))
+    out.contention.overfull = {
+        p for p, n in use.pools.items() if pools.get(p, 0) != UNLIMITED and n > pools.get(p, 0)
+    }
+    waiting.sort(key=lambda c: (c.rank, c.seq))
     for claim in waiting:
         why = refusal(claim, pools)
         if why is not None:
-            if claim.owner == me:
+            if claim.run == me:
                 out.refused[claim.attempt_id] = why
             continue
-        room = free if claim.owner == me else claim.owner_free
-        if use.taken[claim.owner] < room and _fits(claim, pools[claim.pool], use):
+        room = free if claim.run == me else claim.run_free
+        if use.taken[claim.run] >= room:
+            continue
+        if _walk_one(claim, pools[claim.pool], use, out.contention, mine=claim.run == me):
             use.add(claim, new=True)
-            if claim.owner == me:
+            if claim.run == me:
                 out.granted.append(claim.attempt_id)
     return out
 
 
-def _fits(claim: Claim, size: int, use: _Use) -> bool:
-    """Whether *claim* fits in its pool's and its group's open slots."""
+def _walk_one(claim: Claim, size: int, use: _Use, seen: Contention, *, mine: bool) -> bool:
+    """Whether *claim* fits its pool's and group's open slots; an other run's claim that does not
+    is noted as blocked there."""
     if size != UNLIMITED and use.pools[claim.pool] + claim.pool_slots > size:
+        if not mine:
+            seen.note(seen.pool_blocked, claim.pool, claim.rank)
         return False
     limit = claim.group_limit
-    return not (claim.group and limit is not None and use.groups[claim.group] >= limit)
+    if claim.group and limit is not None and use.groups[claim.group] >= limit:
+        if not mine:
+            seen.note(seen.group_blocked, claim.group, claim.rank)
+        return False
+    return True

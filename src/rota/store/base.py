@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rota.errors import CorruptRow
-from rota.model.allocation import Allocation
+from rota.model.allocation import Contention
 from rota.model.reliability import FlowHistory
 from rota.model.states import RunState, TaskState
 
@@ -244,6 +244,18 @@ class SlotRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotPass:
+    """What one allocation pass gave a run."""
+
+    granted: Mapping[int, int]
+    """Attempt id -> the claim (its ``seq``) now held for it: a slot the run holds."""
+    refused: Mapping[int, str]
+    """Attempt id -> why its claim can never be granted (dropped)."""
+    contention: Contention
+    """What the pass saw of other runs' waiting claims (may a held slot be handed on?)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Liveness:
     """Which claims are alive: those of *me*, and those whose owner holds its run's lease (the
     run's owner, with a heartbeat at or after *stale_before*) and is not known to be dead."""
@@ -407,22 +419,24 @@ class Store(Protocol):
 
     def claim_slots(
         self,
+        run_id: str,
         wanted: Sequence[SlotRequest],
         *,
         release: Sequence[int],
         free: int,
         live: Liveness,
         at: datetime,
-    ) -> Allocation:
-        """One allocation pass for runner ``live.me``, in one transaction (atomic across runners).
+    ) -> SlotPass:
+        """One allocation pass for run *run_id* driven by ``live.me``, in one transaction (atomic
+        across runners).
 
-        Drops the claims of *release* (attempts that ended) and the claims that are not alive,
-        makes *wanted* the runner's waiting claims (filing new ones), and grants those
+        Gives back the held claims numbered *release*, drops the claims that are not alive, makes
+        *wanted* the run's waiting claims (filing new ones, in order), and grants those
         :func:`rota.model.allocation.allocate` gives it with *free* attempts it can dispatch.
-
-        Returns:
-            The granted attempts (their claims now held) and the refused ones (dropped).
         """
+
+    def release_slots(self, run_id: str, owner: str, seqs: Sequence[int] | None = None) -> None:
+        """Give back the claims of *run_id* filed by *owner*: those numbered *seqs*, or all."""
 
     def pools(self, live: Liveness) -> list[PoolRecord]:
         """Every pool, by name, with the slots its live claims hold and wait for."""

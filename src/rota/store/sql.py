@@ -21,7 +21,6 @@ from sqlalchemy import exc as sa_exc
 
 from rota.config import DEFAULT_DB_CONNECT_TIMEOUT
 from rota.errors import ConcurrentUpdate, NotFound, RunExists, RunIdTaken, StoreError
-from rota.model.allocation import Allocation
 from rota.model.reliability import FlowHistory
 from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
@@ -40,6 +39,7 @@ from rota.store.base import (
     RunChange,
     RunRecord,
     RunTiming,
+    SlotPass,
     SlotRequest,
 )
 from rota.store.connect import HEAD_REVISION, connect, schema_revision, upgrade, writer
@@ -437,16 +437,22 @@ class SqlStore:
 
     def claim_slots(
         self,
+        run_id: str,
         wanted: Sequence[SlotRequest],
         *,
         release: Sequence[int],
         free: int,
         live: Liveness,
         at: datetime,
-    ) -> Allocation:
-        """One allocation pass for ``live.me``, in one transaction (store/slots.py)."""
+    ) -> SlotPass:
+        """One allocation pass for *run_id*, in one transaction (store/slots.py)."""
         with self._errors("claim pool slots"), self._write() as conn:
-            return pool_sql.claim(conn, wanted, release, free, live, at)
+            return pool_sql.claim(conn, run_id, wanted, release, free, live, at)
+
+    def release_slots(self, run_id: str, owner: str, seqs: Sequence[int] | None = None) -> None:
+        """Give back the claims of *run_id* filed by *owner*: those numbered *seqs*, or all."""
+        with self._errors("release pool slots"), self._write() as conn:
+            pool_sql.release(conn, owner, run_id, seqs)
 
     def pools(self, live: Liveness) -> list[PoolRecord]:
         """Every pool, by name, with the slots its live claims hold and wait for."""
@@ -481,9 +487,6 @@ class SqlStore:
         """Write checked changes inside the caller's transaction; raise Mismatch on a miss."""
         for group in group_changes(changes):
             update_attempts(conn, group, at)
-        pool_sql.release_ended(
-            conn, changes
-        )  # an attempt that leaves queued/running frees its slots
         for change in run_changes:
             update_run(conn, change)
 

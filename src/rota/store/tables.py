@@ -194,9 +194,9 @@ slot_claims = Table(
     Column("run_date", UtcDateTime, nullable=False),
     Column("grp", String, nullable=False, server_default=""),
     Column("grp_limit", Integer),
-    Column("owner_free", Integer, nullable=False, server_default="0"),
+    Column("run_free", Integer, nullable=False, server_default="0"),
     Column("filed_at", UtcDateTime, nullable=False),
-    UniqueConstraint("attempt_id", name="uq_slot_claims_attempt_id"),
 )
-"""One row per attempt that waits for slots or holds them (rota.model.allocation). A row lives
-while its attempt is queued or running and its run's lease is held by the row's owner."""
+"""Claims on pool slots (rota.model.allocation): one row per attempt that waits for slots, or per
+slot a run holds (granted for one attempt, handed on to others). A row counts while the row's
+owner holds its run's lease."""

@@ -1,5 +1,5 @@
 """Pools and slot claims: named pools of slots shared by every run (``default_pool`` has 128),
-and one claim row per attempt waiting for slots or holding them.
+and the claims on their slots (waiting for them, or held by a run).
 
 Revision ID: 0006
 Revises: 0002
@@ -48,9 +48,8 @@ def upgrade() -> None:
         sa.Column("run_date", sa.DateTime(timezone=True), nullable=False),
         sa.Column("grp", sa.String(), nullable=False, server_default=""),
         sa.Column("grp_limit", sa.Integer()),
-        sa.Column("owner_free", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("run_free", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("filed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.UniqueConstraint("attempt_id", name="uq_slot_claims_attempt_id"),
     )
 
 
