@@ -57,6 +57,9 @@ def run_cmd(
         timing_at(loaded.name, timing, when, "manual")  # a date off the schedule: before any write
 
     def go(runner: Any) -> Any:
+        from rota.engine.slots import check_pools
+
+        check_pools(runner.store, dag, runner.clock.now())  # a missing pool: before any write
         record = create_manual(
             runner.store, lambda t: runner.create(dag, loaded.ref, timing=t), loaded.name,
             timing, runner.clock.now, logical_date=when, run_type="manual",
@@ -78,15 +81,19 @@ def _drive(
     prepare: Any,
     *,
     use_cache: bool = True,
+    slot_group: Any = None,
 ) -> Any:
-    """Open the executor and store, let *prepare* set the run up, then drive it with a display."""
+    """Open the executor and store, let *prepare* set the run up, then drive it with a display
+    (*slot_group*: a scheduler's task-slot limit its runs share)."""
     from rota.engine.faults import FaultPoints
     from rota.engine.runner import Runner, RunnerOptions
     from rota.executors.factory import open_executor
     from rota.model.schedule import SystemClock
 
     settings = ctx.settings.with_options(executor=executor, workers=workers)
-    options = RunnerOptions(faults=FaultPoints(settings.fault_points), use_cache=use_cache)
+    options = RunnerOptions(
+        faults=FaultPoints(settings.fault_points), use_cache=use_cache, slot_group=slot_group
+    )
     ex = open_executor(settings)  # before any thread starts: local workers are forked
     cancel = True
     try:

@@ -109,10 +109,11 @@ def parse_params(loaded: Any, raw: tuple[str, ...]) -> dict[str, Any]:
 from rota.cli import backfill as _backfill  # noqa: E402, F401
 from rota.cli import commands as _commands  # noqa: E402  (registers the commands on `cli`)
 from rota.cli import data as _data  # noqa: E402
+from rota.cli import pools as _pools  # noqa: E402
 from rota.cli import stats as _stats  # noqa: E402
 from rota.cli import timing as _timing  # noqa: E402
 
-del _commands, _data, _stats, _timing
+del _commands, _data, _pools, _stats, _timing
 
 
 def _interrupt(signum: int, frame: object) -> None:

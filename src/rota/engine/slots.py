@@ -16,12 +16,12 @@ older than ``stale_after``, or the runner is provably dead (same host, process g
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from rota.errors import PoolError
+from rota.errors import ConfigError, PoolError
 from rota.model.allocation import Contention, Rank
 from rota.model.dag import Dag
 from rota.model.pools import UNLIMITED
@@ -38,6 +38,11 @@ SLOT_POLL: Final = 1.0
 of other runs' claims may be for it to hand a slot on without asking the store."""
 
 
+PARALLELISM_ENV: Final = "ROTA_PARALLELISM"
+GROUP_ENV: Final = "ROTA_PARALLELISM_GROUP"
+"""Set by ``rota scheduler`` in its drivers' environment: its ``--parallelism`` and its id."""
+
+
 @dataclass(frozen=True, slots=True)
 class SlotGroup:
     """A limit on task slots shared by several runs: a scheduler's ``--parallelism``.
@@ -49,6 +54,27 @@ class SlotGroup:
 
     name: str
     limit: int
+
+    def environ(self) -> dict[str, str]:
+        """The variables that give this group to a driver process."""
+        return {PARALLELISM_ENV: str(self.limit), GROUP_ENV: self.name}
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> SlotGroup | None:
+        """The group a scheduler gave this driver, if any.
+
+        Raises:
+            ConfigError: ROTA_PARALLELISM is not a whole number >= 1, or its group is missing.
+        """
+        raw, name = environ.get(PARALLELISM_ENV, "").strip(), environ.get(GROUP_ENV, "")
+        if not raw:
+            return None
+        if not raw.isdigit() or int(raw) < 1 or not name:
+            raise ConfigError(
+                f"{PARALLELISM_ENV} must be a whole number >= 1 with {GROUP_ENV} set "
+                f"(rota scheduler sets both for its drivers), got {raw!r}"
+            )
+        return cls(name, int(raw))
 
 
 @dataclass(frozen=True, slots=True)

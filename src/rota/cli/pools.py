@@ -1,0 +1,84 @@
+"""``rota pools``: named pools of slots that every run shares (Airflow's ``airflow pools``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+from rich.table import Table
+
+from rota.cli import render
+from rota.cli.main import CliContext, cli, open_store
+from rota.store.base import Liveness, PoolRecord
+
+STALE_AFTER = timedelta(seconds=30)
+"""A run's lease older than this holds no slots (the runner's default ``stale_after``)."""
+
+
+def _live() -> Liveness:
+    from rota.engine.lease import is_dead
+
+    now = datetime.now(UTC)
+    return Liveness("", now - STALE_AFTER, is_dead)
+
+
+def pool_json(p: PoolRecord) -> dict[str, Any]:
+    """A pool as ``rota pools list --json`` prints it."""
+    return {
+        "name": p.name, "slots": p.slots, "running": p.running, "waiting": p.waiting,
+        "open": p.open, "description": p.description, "updated": p.updated_at.isoformat(),
+    }  # fmt: skip
+
+
+def _size(slots: int) -> str:
+    return "unlimited" if slots < 0 else str(slots)
+
+
+@cli.group("pools")
+def pools_group() -> None:
+    """Pools: named numbers of slots shared by every run (tasks take pool= and pool_slots=)."""
+
+
+@pools_group.command("set", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("slots", type=int)
+@click.option("--description", help="What the pool is for (kept when not given).")
+@click.pass_obj
+def pools_set(ctx: CliContext, name: str, slots: int, description: str | None) -> None:
+    """Create pool NAME with SLOTS slots, or resize it (-1: no limit; 0: tasks using it wait).
+
+    A smaller pool lets the tasks holding its slots finish; new ones wait until they fit.
+    """
+    with open_store(ctx.settings) as store:
+        pool = store.set_pool(name, slots, description=description, at=datetime.now(UTC))
+    ctx.console.print(f"pool {pool.name}: {_size(pool.slots)} slots", highlight=False)
+
+
+@pools_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def pools_list(ctx: CliContext, as_json: bool) -> None:
+    """Every pool: its slots, those held by running tasks, the tasks waiting, those open."""
+    with open_store(ctx.settings) as store:
+        found = store.pools(_live())
+    if as_json:
+        render.print_json(ctx.console, [pool_json(p) for p in found])
+        return
+    table = Table()
+    for col in ("pool", "slots", "running", "waiting", "open", "description"):
+        table.add_column(col)
+    for p in found:
+        free = "-" if p.open is None else str(p.open)
+        table.add_row(p.name, _size(p.slots), str(p.running), str(p.waiting), free, p.description)
+    ctx.console.print(table)
+
+
+@pools_group.command("delete")
+@click.argument("name")
+@click.pass_obj
+def pools_delete(ctx: CliContext, name: str) -> None:
+    """Delete pool NAME (not default_pool, nor a pool whose slots are held or waited for)."""
+    with open_store(ctx.settings) as store:
+        store.delete_pool(name, _live())
+    ctx.console.print(f"pool {name} deleted", highlight=False)
