@@ -7,6 +7,7 @@ from rota.model.callbacks import CallbackContext
 from rota.model.datasets import Dataset
 from rota.model.flows import Flow, flow
 from rota.model.policies import RetryPolicy, TriggerRule
+from rota.model.priority import WeightRule
 from rota.model.secrets import Secret
 from rota.notifiers import CommandNotifier, WebhookNotifier
 from rota.operators.branch import BranchTask, ShortCircuitTask
@@ -44,6 +45,7 @@ __all__ = [
     "TriggerRule",
     "UserError",
     "WebhookNotifier",
+    "WeightRule",
     "cache",
     "flow",
     "sensor",
