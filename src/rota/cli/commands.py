@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -333,7 +332,8 @@ def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
         ctx.console.print(line, style="grey50", highlight=False, soft_wrap=True)
     ctx.console.print(
         "queue = ready → handed to the executor · dispatch = → a worker began · "
-        "execute = → output durable · hand-off = → committed to the store",
+        "execute = → output durable · hand-off = → committed to the store "
+        "(a rescheduled sensor: from its first poke to its last)",
         style="grey50",
     )
 
@@ -341,44 +341,6 @@ def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
 @cli.group("tasks")
 def tasks_group() -> None:
     """Inspect task attempts."""
-
-
-@tasks_group.command("logs")
-@click.argument("run_id")
-@click.argument("task_id")
-@click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
-@click.option("--raw", is_flag=True, help="Print the log as stored, terminal escapes included.")
-@click.pass_obj
-def tasks_logs(ctx: CliContext, run_id: str, task_id: str, attempt: int | None, raw: bool) -> None:
-    """Print what TASK_ID printed (stdout and stderr) in RUN_ID.
-
-    Control characters in the log (ESC, CR, ...) are shown as escapes such as \\x1b, so a log
-    cannot act on the terminal; --raw prints the bytes as the task wrote them.
-    """
-    with open_store(ctx.settings) as store:
-        store.get_run(run_id)
-        recs = [a for a in store.attempts(run_id) if a.task_id == task_id]
-    if not recs:
-        raise NotFound(f"run {run_id} has no task {task_id!r}")
-    if attempt is None:
-        rec = max(recs, key=lambda a: a.try_number)
-    else:
-        found = [a for a in recs if a.try_number == attempt]
-        if not found:
-            raise NotFound(f"task {task_id!r} of run {run_id} has no attempt {attempt}")
-        rec = found[0]
-    if not rec.log_path or not Path(rec.log_path).exists():
-        ctx.err.print(
-            f"(attempt {rec.try_number} of {task_id} printed nothing; state {rec.state.value})"
-        )
-        return
-    data = Path(rec.log_path).read_bytes()
-    if raw:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    click.echo(safe_text(data.decode("utf-8", errors="replace"), multiline=True), nl=False)
 
 
 @cli.group("flows")

@@ -35,8 +35,10 @@ from rota.engine.ending import end_run, outcome_fields, task_callbacks
 from rota.engine.mapping import MapState, expand, expand_args, instance_done
 from rota.engine.progress import progress_of
 from rota.engine.refs import outcome_ref, record_ref
+from rota.engine.resume import counted_tries
 from rota.engine.sensing import SENSOR_TIMEOUT, SensorBook, is_sensor, requeue, reschedule
 from rota.engine.slots import SlotBook
+from rota.engine.steer import CancelWatch, stop_loop
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import (
     AttemptOutcome,
@@ -120,13 +122,15 @@ class RunLoop:
             f"{runner.checkpoints_dir}/{run_id}",
         )
         self._last_progress = 0.0
+        self.cancel: CancelWatch | None = None
+        """Set by the runner: a cancel asked of this run stops the loop (engine/steer.py)."""
 
     # --- setup ---------------------------------------------------------------------------------
     def start(self) -> None:
-        for rec in self.r.store.attempts(self.run_rec.run_id):
+        records = self.r.store.attempts(self.run_rec.run_id)
+        self.tries = counted_tries(records)
+        for rec in records:
             key = (rec.task_id, rec.map_index)
-            if rec.started_at is not None:
-                self.tries[key] = self.tries.get(key, 0) + 1
             self.sensors.note(key, rec)
             current = self.attempt.get(key)
             if current is None or rec.try_number > current.try_number:
@@ -168,6 +172,8 @@ class RunLoop:
                 break
             self.handle(self.r.executor.poll(self.poll_timeout()))
             self.report_progress()
+            if self.cancel is not None and self.cancel.asked():
+                stop_loop(self, self.cancel.by)  # rota cancel / the UI: raises RunCancelled
         self.report_progress(force=True)
 
     def poll_timeout(self) -> float:
@@ -194,7 +200,8 @@ class RunLoop:
                 self.flush()
                 self.writer.flush()
                 requeue(self, key)
-            self.change(key, TaskState.QUEUED, {"queued_at": now})
+            else:
+                self.change(key, TaskState.QUEUED, {"queued_at": now})
             self.push_ready(key)
 
     def push_ready(self, key: Key) -> None:
@@ -223,7 +230,7 @@ class RunLoop:
             kwargs, extra = expand_args(spec, index, self.outputs)
             inputs.extend(extra)
         name = tid if index < 0 else f"{tid}@{index}"
-        logs, checkpoints = self.dirs
+        checkpoints = self.dirs[1]
         run = self.run_rec
         sensing = self.sensors.spec_fields(key) if is_sensor(spec.op) else {}
         return AttemptSpec(
@@ -239,7 +246,7 @@ class RunLoop:
             inputs=tuple(inputs),
             artifacts=self.r.artifacts_root,
             serializer=spec.serializer,
-            log_path=f"{logs}/{name}/{rec.try_number}.log",
+            log_path=self.log_path(key),
             params=self.dag.params,
             modules=self.modules,
             timeout=spec.timeout.total_seconds() if spec.timeout else None,
@@ -267,8 +274,17 @@ class RunLoop:
 
     def on_started(self, ev: AttemptStarted) -> None:
         key = self.in_flight[ev.attempt_id]
-        fields: dict[str, Any] = {"dispatched_at": self.dispatched.get(ev.attempt_id)}
+        fields: dict[str, Any] = {
+            "dispatched_at": self.dispatched.get(ev.attempt_id),
+            "log_path": self.log_path(key),  # written from now on: rota tasks logs -f reads it
+        }
         self.started(key, ev, fields)
+
+    def log_path(self, key: Key) -> str:
+        """Where the current attempt of *key* writes its log."""
+        tid, index = key
+        name = tid if index < 0 else f"{tid}@{index}"
+        return f"{self.dirs[0]}/{name}/{self.attempt[key].try_number}.log"
 
     def started(self, key: Key, ev: AttemptStarted, fields: dict[str, Any]) -> None:
         """Record that the attempt of *key* began; count a try unless it is a sensor's re-poke."""

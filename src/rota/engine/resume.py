@@ -48,6 +48,24 @@ def latest_by_key(records: Iterable[AttemptRecord]) -> dict[tuple[str, int], Att
     return latest
 
 
+def counted_tries(records: Iterable[AttemptRecord]) -> dict[tuple[str, int], int]:
+    """The tries a retry policy counts, per (task, map index): attempts that started, since the
+    task was last cleared (``rota clear`` gives a full retry budget again, as Airflow does; a
+    plain resume keeps counting)."""
+    records = list(records)
+    budget_from: dict[tuple[str, int], int] = {}
+    for rec in records:
+        key = (rec.task_id, rec.map_index)
+        if rec.cleared_at is not None and rec.try_number > budget_from.get(key, 0):
+            budget_from[key] = rec.try_number
+    tries: dict[tuple[str, int], int] = {}
+    for rec in records:
+        key = (rec.task_id, rec.map_index)
+        if rec.started_at is not None and rec.try_number >= budget_from.get(key, 0):
+            tries[key] = tries.get(key, 0) + 1
+    return tries
+
+
 def sweep_stale(run: RunRecord, latest: Mapping[Any, AttemptRecord], now: datetime) -> ResumePlan:
     """Mark what a dead runner left queued or running as interrupted, and the run too."""
     plan = ResumePlan()
@@ -119,10 +137,18 @@ def _reasons(dag: Dag, latest: Mapping[str, AttemptRecord]) -> dict[str, str]:
 
 
 def _again(
-    run_id: str, spec: TaskSpec, tid: str, index: int, rec: AttemptRecord | None
+    run_id: str,
+    spec: TaskSpec,
+    tid: str,
+    index: int,
+    rec: AttemptRecord | None,
+    *,
+    cleared_at: datetime | None = None,
 ) -> NewAttempt:
     try_number = (rec.try_number + 1) if rec is not None else 1
-    return NewAttempt(run_id, tid, try_number, spec.op.kind, spec.op.code_hash(), index)
+    return NewAttempt(
+        run_id, tid, try_number, spec.op.kind, spec.op.code_hash(), index, cleared_at=cleared_at
+    )
 
 
 def _cone(dag: Dag, start: str) -> list[str]:
@@ -135,3 +161,26 @@ def _cone(dag: Dag, start: str) -> list[str]:
             seen.add(tid)
             stack.extend(dag.downstream(tid))
     return [tid for tid in dag.order if tid in seen]
+
+
+def cleared_attempts(
+    run_id: str, dag: Dag, chosen: Iterable[str], records: Iterable[AttemptRecord], now: datetime
+) -> list[NewAttempt]:
+    """The attempts ``rota clear`` makes for the *chosen* tasks: one per task (and per mapped
+    instance that did not succeed) that is not waiting to run already, each marked cleared at
+    *now* so that it starts a full retry budget."""
+    by_key = latest_by_key(records)
+    new: list[NewAttempt] = []
+    for tid in chosen:
+        spec = dag.tasks[tid]
+        rec = by_key.get((tid, -1))
+        if rec is None or rec.state is not TaskState.SCHEDULED:
+            new.append(_again(run_id, spec, tid, -1, rec, cleared_at=now))
+        for (task, index), inst in by_key.items():
+            if task == tid and index >= 0 and inst.state not in _KEPT_INSTANCE:
+                new.append(_again(run_id, spec, tid, index, inst, cleared_at=now))
+    return new
+
+
+_KEPT_INSTANCE = frozenset({TaskState.SCHEDULED, *SUCCEEDED})
+"""States of a mapped instance that clearing its task leaves alone (a resume reuses a success)."""

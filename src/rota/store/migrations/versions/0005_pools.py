@@ -1,8 +1,8 @@
 """Pools and slot claims: named pools of slots shared by every run (``default_pool`` has 128),
 and the claims on their slots (waiting for them, or held by a run).
 
-Revision ID: 0006
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-# Issue 11 numbers its migrations by part (0003-0005 belong to the other parts): whichever of
-# them is merged last before this one is the revision this one revises.
-down_revision: str | None = "0002"
+revision = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | None = None
 depends_on: str | None = None
 
