@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 
 from rota import Flow, PythonSensor, PythonTask, RetryPolicy, ShellTask
 from rota.engine.report import RunSummary
-from rota.engine.runner import FlowRef, Runner
+from rota.engine.runner import FlowRef, Runner, RunnerOptions
+from rota.engine.slots import SlotGroup
 from rota.executors.threads import InProcessExecutor, ThreadExecutor
 from rota.model.dag import Dag
 from rota.model.schedule import SystemClock
@@ -245,3 +246,44 @@ def test_three_runs_share_a_pool_in_priority_order_across_runs(
     expected = sorted((w for ws in weights.values() for w in ws), reverse=True)
     assert [int(t[1:]) for t in _started_order(attempts)] == expected
     assert most_at_once(_spans(attempts)) == 1
+
+
+def test_a_schedulers_parallelism_bounds_task_slots_over_all_its_runs(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """Two runs of one scheduler (one slot group, limit 2), four workers each: never more than 2
+    of their attempts at once; a run of another scheduler does not count against them."""
+    flows = {}
+    for run in ("x", "y", "other"):
+        with Flow(f"run_{run}") as f:
+            for i in range(4):
+                PythonTask(f"{run}{i}", nap, args=(0.3,))
+        flows[run] = f.build()
+    groups = {"x": SlotGroup("sched-1", 2), "y": SlotGroup("sched-1", 2),
+              "other": SlotGroup("sched-2", 2)}  # fmt: skip
+    results: dict[str, RunSummary] = {}
+    errors: list[BaseException] = []
+
+    def drive(run: str) -> None:
+        ex = ThreadExecutor(4)
+        try:
+            with open_store(f"sqlite:///{tmp_path / 'rota.db'}") as own:
+                runner = Runner(own, ex, home=tmp_path / run, clock=SystemClock(),
+                                options=RunnerOptions(slot_group=groups[run]))  # fmt: skip
+                results[run] = runner.run(flows[run], FlowRef(flows[run].name))
+        except BaseException as err:  # reported below
+            errors.append(err)
+        finally:
+            ex.close()
+
+    threads = [threading.Thread(target=drive, args=(r,)) for r in groups]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert all(s.state is RunState.SUCCESS for s in results.values())
+    mine = [a for r in ("x", "y") for a in _attempts(store, results[r].run.run_id)]
+    assert most_at_once(_spans(mine)) == 2
+    everyone = mine + _attempts(store, results["other"].run.run_id)
+    assert most_at_once(_spans(everyone)) > 2  # the other scheduler's run was not held back
