@@ -1,14 +1,19 @@
 """``rota pools set|list|delete`` through the CLI, bad input to them (one line, exit 2, nothing
 stored), and ``rota run`` / ``rota trigger`` refusing a flow whose pool is missing or too small
-before any run is made."""
+before any run is made; a SIGKILLed runner's slot comes back."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from clihelp import RotaCli
+from clihelp import RotaCli, wait_for
 
 from rota.store.sql import SqlStore
 
@@ -108,3 +113,58 @@ def test_a_task_that_fits_its_pool_runs(
     (run,) = store.list_runs()
     assert run.state == "success"
     assert _pools(rota)[1]["running"] == 0  # the slot was given back
+
+
+HOLDER = """
+import time
+from rota import flow, task
+
+@task(pool="one")
+def hold() -> None:
+    time.sleep(60)
+
+@flow
+def holder():
+    hold()
+"""
+
+TAKER = """
+from rota import flow, task
+
+@task(pool="one")
+def take() -> int:
+    return 2
+
+@flow
+def taker():
+    take()
+"""
+
+
+def test_a_sigkilled_runners_slot_comes_back(
+    rota: RotaCli, store: SqlStore, write_flow: WriteFlow, home: Path
+) -> None:
+    assert rota("pools", "set", "one", "1").code == 0
+    holder = write_flow("holder.py", HOLDER)
+    env = {**os.environ, "ROTA_HOME": str(home), "ROTA_WORKERS": "1"}
+    env.pop("ROTA_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rota", "run", str(holder)], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _pool(rota, "one")["running"] == 1, timeout=60, every=0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # the runner only: its worker may linger
+        proc.wait(30)
+        assert _pool(rota, "one")["running"] == 0  # its runner is provably gone
+        taken = rota("run", str(write_flow("taker.py", TAKER)), timeout=60)
+        assert taken.code == 0, taken.err
+        assert {r.flow: r.state for r in store.list_runs()}["taker"] == "success"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _pool(rota: RotaCli, name: str) -> dict[str, object]:
+    (found,) = [p for p in _pools(rota) if p["name"] == name]
+    return found
