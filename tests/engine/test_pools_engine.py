@@ -19,6 +19,7 @@ from rota import Flow, PythonSensor, PythonTask, RetryPolicy, ShellTask
 from rota.engine.report import RunSummary
 from rota.engine.runner import FlowRef, Runner, RunnerOptions
 from rota.engine.slots import SlotGroup
+from rota.errors import ConfigError
 from rota.executors.threads import InProcessExecutor, ThreadExecutor
 from rota.model.dag import Dag
 from rota.model.schedule import SystemClock
@@ -287,3 +288,14 @@ def test_a_schedulers_parallelism_bounds_task_slots_over_all_its_runs(
     assert most_at_once(_spans(mine)) == 2
     everyone = mine + _attempts(store, results["other"].run.run_id)
     assert most_at_once(_spans(everyone)) > 2  # the other scheduler's run was not held back
+
+
+def test_a_driver_reads_its_schedulers_slot_group_from_its_environment() -> None:
+    group = SlotGroup("vm:1:2", 8)
+    assert SlotGroup.from_environ(group.environ()) == group
+    assert SlotGroup.from_environ({}) is None
+    for bad in ({"ROTA_PARALLELISM": "0", "ROTA_PARALLELISM_GROUP": "g"},
+                {"ROTA_PARALLELISM": "many", "ROTA_PARALLELISM_GROUP": "g"},
+                {"ROTA_PARALLELISM": "4"}):  # fmt: skip
+        with pytest.raises(ConfigError, match="ROTA_PARALLELISM must be a whole number >= 1"):
+            SlotGroup.from_environ(bad)
