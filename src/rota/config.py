@@ -32,6 +32,8 @@ class Settings:
             store may take before it fails with one line (0: wait forever); default 10.
         db_statement_timeout: ``ROTA_DB_STATEMENT_TIMEOUT``, seconds: PostgreSQL cancels any
             statement of ours that runs (or waits for a lock) longer (0, the default: no limit).
+        ui_url: ``ROTA_UI_URL``: the address people open the web UI at (``rota ui``), e.g.
+            ``http://127.0.0.1:8080``; notifiers link to a run's page there (empty: no link).
     """
 
     home: Path
@@ -42,6 +44,7 @@ class Settings:
     artifacts: str = ""
     db_connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT
     db_statement_timeout: float = 0.0
+    ui_url: str = ""
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -54,6 +57,10 @@ class Settings:
         ):
             if not 0 <= value < _MAX_TIMEOUT:
                 raise ConfigError(f"{name} must be seconds >= 0 (0: no limit), got {value:g}")
+        if self.ui_url and not self.ui_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"ROTA_UI_URL must start with http:// or https://, got {self.ui_url!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -76,6 +83,7 @@ class Settings:
                 environ, "ROTA_DB_CONNECT_TIMEOUT", DEFAULT_DB_CONNECT_TIMEOUT
             ),
             db_statement_timeout=_number(environ, "ROTA_DB_STATEMENT_TIMEOUT", 0.0),
+            ui_url=environ.get("ROTA_UI_URL", "").strip().rstrip("/"),
         )
 
     def with_options(self, *, executor: str | None = None, workers: int | None = None) -> Settings:
