@@ -8,10 +8,10 @@ grid's order, and keeps the best validation score; ``final_score`` scores that m
 part, which no choice looked at.
 
     rota run examples/hyperparameter_search.py -p steps=6
-    rota runs show --last hyperparameter_search      # one fit instance per grid point: fit@0...
+    rota runs show RUN_ID        # fit has one instance per grid point
 
-Run it again with ``-p steps=8``: the grid's points that were already fitted are cached (their
-inputs are the same), only the new ones train.
+Run it again with the same grid and every fit is cached (same code, same inputs): only the
+cheap ``grid`` and ``pick_best`` steps run again.
 """
 
 from __future__ import annotations

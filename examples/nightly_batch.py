@@ -9,8 +9,8 @@ and writes ``<outbox>/<YYYY-MM-DD>.json``. Relative folders are read from the fo
     rota backfill examples/nightly_batch.py --start 2026-01-01 --end 2026-01-03
     rota scheduler --flows examples/                           # then one run every night
 
-The schedule is daily at 02:00 UTC: the run for day D starts once D's interval is over (the
-next night), as in Airflow. ``catchup=False``: after downtime only the latest missed day runs;
+The schedule is daily at midnight UTC: the run for day D starts once D's interval is over (at
+the next midnight), as in Airflow. ``catchup=False``: after downtime only the latest missed day runs;
 ``rota backfill`` runs the others.
 """
 
@@ -63,7 +63,7 @@ def report(by_region: dict[str, float], outbox: str, ctx: Any) -> str:
     return str(target)
 
 
-@flow(schedule="0 2 * * *", timezone="UTC", start_date=datetime(2026, 1, 1), catchup=False)
+@flow(schedule="@daily", timezone="UTC", start_date=datetime(2026, 1, 1), catchup=False)
 def nightly_batch(inbox: str = "inbox", outbox: str = "outbox") -> None:
     """Wait for the day's drop, then load, total and report it."""
     wait = FileSensor(
