@@ -54,11 +54,27 @@ def test_every_page_has_code_that_runs() -> None:
     assert not idle, f"pages with code but none that runs: {idle}"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=_rel)
-def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _needs_postgres(page: Path) -> bool:
+    """A page that says ``<!-- needs: postgres -->`` runs against a real PostgreSQL database."""
+    return "<!-- needs: postgres -->" in page.read_text(encoding="utf-8")
+
+
+def _marks(page: Path) -> list[pytest.MarkDecorator]:
+    return [pytest.mark.postgres] if _needs_postgres(page) else []
+
+
+@pytest.mark.parametrize(
+    "page", [pytest.param(p, id=_rel(p), marks=_marks(p)) for p in PAGES]
+)  # fmt: skip
+def test_page_code_runs(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
     env = _environment(tmp_path / "rota-home", monkeypatch)
+    if _needs_postgres(page):  # what the page tells the reader to export, pointed at a real one
+        env["ROTA_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("ROTA_DATABASE_URL", env["ROTA_DATABASE_URL"])
     monkeypatch.chdir(work)
     monkeypatch.syspath_prepend(str(work))
     before = set(sys.modules)
