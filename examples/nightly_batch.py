@@ -10,8 +10,8 @@ and writes ``<outbox>/<YYYY-MM-DD>.json``. Relative folders are read from the fo
     rota scheduler --flows examples/                           # then one run every night
 
 The schedule is daily at midnight UTC: the run for day D starts once D's interval is over (at
-the next midnight), as in Airflow. ``catchup=False``: after downtime only the latest missed day runs;
-``rota backfill`` runs the others.
+the next midnight), as in Airflow. ``catchup=False``: after downtime only the latest missed day
+runs; ``rota backfill`` runs the others.
 """
 
 from __future__ import annotations

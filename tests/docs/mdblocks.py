@@ -108,8 +108,10 @@ def problem(block: Block) -> str | None:
     if block.sketch is not None:
         return None if block.sketch else f"{block.where}: a sketch marker needs a reason"
     if block.file is not None:
-        return None if block.file and not block.file.startswith("/") else (
-            f"{block.where}: a file marker needs a relative path"
+        return (
+            None
+            if block.file and not block.file.startswith("/")
+            else (f"{block.where}: a file marker needs a relative path")
         )
     if block.lang in RUN_PYTHON or block.lang in DATA:
         return None

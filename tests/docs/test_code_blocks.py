@@ -160,7 +160,9 @@ def _build_new_flows(block: Block, namespace: dict[str, Any]) -> str:
     return ""
 
 
-def _command(block: Block, line: int, cmd: str, wanted: int, work: Path, env: dict[str, str]) -> None:
+def _command(
+    block: Block, line: int, cmd: str, wanted: int, work: Path, env: dict[str, str]
+) -> None:
     done = subprocess.run(
         ["bash", "-c", cmd],
         cwd=work,

@@ -154,7 +154,10 @@ def test_shell_and_python_pipeline_passes_the_shell_output_to_python(
 ) -> None:
     work = tmp_path / "work"
     done = rota(
-        "run", str(EXAMPLES / "shell_and_python.py"), "--json", extra={"ROTA_EXAMPLE_DIR": str(work)}
+        "run",
+        str(EXAMPLES / "shell_and_python.py"),
+        "--json",
+        extra={"ROTA_EXAMPLE_DIR": str(work)},
     )
     assert done.code == 0, done.err
     assert set(_states(done).values()) == {"success"}
