@@ -108,15 +108,17 @@ def run_task(
     are the flow's parameters built with *params*, ``ctx.logical_date`` and the data interval are
     those of the run the schedule makes for *logical_date* (default now, as a manual run),
     ``ctx.run_id`` is *run_id*, and ``ctx.checkpoint`` saves under *checkpoint_dir* (default a
-    new temporary folder), in ``<checkpoint_dir>/<task>``. *index* picks an instance of a
-    mapped task.
+    new temporary folder), in ``<checkpoint_dir>/<task>``. *index* (or ``"fit[2]"`` as
+    *task_id*) picks an instance of a mapped task.
 
     Raises:
         UserError: no such task, a missing input, a bad index, a bad parameter.
         BaseException: whatever the task raises (``rota.Skip`` too).
     """
-    from rota.engine.single import Facts, alone
+    from rota.engine.single import Facts, alone, parse_task
 
+    if index is None:  # "fit[2]" or "fit@2": instance 2 of a mapped task
+        task_id, index = parse_task(task_id)
     dag = flow.build(params)
     folder = checkpoint_dir if checkpoint_dir is not None else tempfile.mkdtemp(prefix="rota-")
     facts = Facts.of_timing(run_id, _timing(flow, logical_date), str(folder), try_number)
