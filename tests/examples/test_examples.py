@@ -166,3 +166,10 @@ def test_shell_and_python_pipeline_passes_the_shell_output_to_python(
     assert summary["count"] == 100
     assert summary["total"] == sum(i * i for i in range(1, 101))
     assert (work / "squares.csv").read_text().splitlines()[:2] == ["i,square", "1,1"]
+
+
+def test_every_example_has_a_test_here() -> None:
+    """A new file in examples/ is run by this module, or this fails."""
+    source = Path(__file__).read_text()
+    untested = [p.name for p in EXAMPLES.glob("*.py") if f'EXAMPLES / "{p.name}"' not in source]
+    assert not untested, f"examples no test runs: {untested}"
