@@ -61,13 +61,21 @@ def _drive(
     use_cache: bool = True,
 ) -> Any:
     """Open the executor and store, let *prepare* set the run up, then drive it with a display."""
+    from datetime import timedelta
+
     from rota.engine.faults import FaultPoints
+    from rota.engine.lease import heartbeat_every
     from rota.engine.runner import Runner, RunnerOptions
     from rota.executors.factory import open_executor
     from rota.model.schedule import SystemClock
 
     settings = ctx.settings.with_options(executor=executor, workers=workers)
-    options = RunnerOptions(faults=FaultPoints(settings.fault_points), use_cache=use_cache)
+    timeout = timedelta(seconds=settings.heartbeat_timeout)
+    options = RunnerOptions(
+        faults=FaultPoints(settings.fault_points), use_cache=use_cache,
+        stale_after=timeout, heartbeat_every=heartbeat_every(timeout),
+        host=settings.hostname or None,
+    )  # fmt: skip
     ex = open_executor(settings)  # before any thread starts: local workers are forked
     cancel = True
     try:
