@@ -102,3 +102,13 @@ def test_sqlites_write_lock_passes_and_a_missing_table_does_not(tmp_path: Path) 
     finally:
         holder.close()
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_connections_notice_a_vanished_host_through_tcp_keepalives(
+    postgres_url: str,
+) -> None:
+    with open_store(postgres_url) as store, store.engine.connect() as conn:
+        params = conn.connection.dbapi_connection.info.get_parameters()
+    assert (params["keepalives"], params["keepalives_idle"]) == ("1", "10")
+    assert (params["keepalives_interval"], params["keepalives_count"]) == ("5", "3")

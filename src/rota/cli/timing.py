@@ -91,7 +91,7 @@ def drive_cmd(ctx: CliContext, run_id: str, lifeline: bool, claim: str | None) -
             ctx, None, None, True, lambda runner: lambda: drive_existing(runner, run_id, claim)
         )
     except (RunBusy, LeaseLost, StoreUnavailable) as err:
-        ctx.err.print(f"rota: {err}", highlight=False)
+        ctx.err.print(f"rota: {err}", highlight=False, soft_wrap=True)
         codes = {RunBusy: EXIT_BUSY, LeaseLost: EXIT_LEASE_LOST, StoreUnavailable: EXIT_STORE_DOWN}
         ctx.exit_code = next(code for kind, code in codes.items() if isinstance(err, kind))
         return
