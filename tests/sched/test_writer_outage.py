@@ -135,3 +135,17 @@ def test_a_runner_that_was_taken_over_writes_nothing(postgres_url: str) -> None:
         assert _states(store)[0] is TaskState.SCHEDULED
         with pytest.raises(LeaseLost):
             writer.can_dispatch()
+
+
+def test_an_idle_writer_renews_its_lease_before_its_own_fence(postgres_url: str) -> None:
+    _new_run(postgres_url)
+    with open_store(postgres_url) as store:
+        # asked to beat every 60 s with a fence of 3 s: it beats every second instead
+        writer = BatchWriter(store, _now, lease=Lease("r1", ME), every=60, fence_after=3)
+        first = store.get_run("r1").heartbeat_at
+        _wait_for(lambda: store.get_run("r1").heartbeat_at != first, timeout=20)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            assert writer.can_dispatch(wait=0)  # idle well past the fence: never expired
+            time.sleep(0.05)
+        writer.close()

@@ -40,7 +40,8 @@ class BatchWriter:
         lease: the run this writer's runner holds: batches commit only while it does, and renew
             it; a heartbeat renews it every *every* seconds when there is nothing to write.
         fence_after: with a lease, seconds without renewing it after which the writer stops
-            (:class:`~rota.errors.LeaseExpired`); None: never.
+            (:class:`~rota.errors.LeaseExpired`); None: never. The lease is renewed at least
+            every third of it, whatever *every* says.
     """
 
     def __init__(
@@ -55,8 +56,9 @@ class BatchWriter:
         self._store = store
         self._now = now
         self._lease = lease
-        self._every = every
         self._fence_after = fence_after if lease is not None else None
+        # renew often enough that a healthy writer never reaches its own fence
+        self._every = every if self._fence_after is None else min(every, self._fence_after / 3)
         self._cond = threading.Condition()
         self._changes: list[Change] = []
         self._run_changes: list[RunChange] = []
