@@ -200,8 +200,9 @@ def schedule_records(label: str, sched: Schedule, expected: int) -> list[dict[st
     end = datetime(2027, 1, 1, tzinfo=BERLIN)
     before = sched.latest_complete(start)  # the interval ending where 2026 starts
     assert before is not None
+    last = end - timedelta(microseconds=1)  # the range's end is the latest logical date included
     calls: list[tuple[str, Callable[[], list[Any]]]] = [
-        ("intervals_between(2026)", lambda: sched.intervals_between(start, end)),
+        ("intervals_between(2026)", lambda: sched.intervals_between(start, last)),
         ("due(catchup=True) over 2026", lambda: sched.due(end, before.start, catchup=True)),
     ]
     records = []

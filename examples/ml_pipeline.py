@@ -1,17 +1,19 @@
-"""A real ML pipeline: extract -> clean -> features -> train -> evaluate -> deploy.
+"""A real ML pipeline: extract -> clean -> features -> train -> evaluate -> deploy or notify.
 
 It learns to read hand-written digits (the data set ships inside scikit-learn, so nothing is
 downloaded): a stratified train/test split, a scaler fitted on the training part only, a linear
-classifier trained epoch by epoch, accuracy on the held-out part, and a deploy step that writes the
-model to a versioned folder only when the accuracy passes ``threshold``.
+classifier trained epoch by epoch, and accuracy on the held-out part. A branch task then decides:
+when the accuracy passes ``threshold`` it follows ``deploy``, which writes the model to a
+versioned folder, and ``notify`` is skipped; otherwise it follows ``notify``, which says why the
+model was not deployed, and ``deploy`` is skipped. The run succeeds either way.
 
     rota run examples/ml_pipeline.py -p threshold=0.9 -p epochs=10
     rota run examples/ml_pipeline.py -p fail_at_epoch=5   # the retry resumes at epoch 6
 
-Every step is cached by content: run it twice and the second run executes nothing; edit a step
-(or a helper it calls, like ``prediction_metrics``) and only that step and what its new output
-feeds run again. Set ``ROTA_EXAMPLE_LEDGER`` to a file to have each step that really runs append
-its name to it.
+Every step but the branch is cached by content: run it twice and the second run executes nothing
+but the (cheap) decision; edit a step (or a helper it calls, like ``prediction_metrics``) and only
+that step and what its new output feeds run again. Set ``ROTA_EXAMPLE_LEDGER`` to a file to have
+each step that really runs append its name to it.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ def features(data: dict[str, Any], test_size: float, seed: int) -> dict[str, Any
     }
 
 
-@task(tags=["ml"], retries=1, cache=True)
+# ctx is read for its checkpoint and try number only, not the run's parameters or dates
+@task(tags=["ml"], retries=1, cache=True, cache_on=())
 def train(feats: dict[str, Any], epochs: int, seed: int, fail_at_epoch: int, ctx: Any) -> Any:
     """A logistic-loss linear classifier trained one epoch (one shuffled pass) at a time.
 
@@ -147,24 +150,25 @@ def evaluate(model: Any, feats: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-@task(tags=["deploy"], cache=True)
+@task.branch
+def deploy_or_notify(metrics: dict[str, float], threshold: float) -> str:
+    """Follow ``deploy`` when the held-out accuracy reaches *threshold*, else ``notify``."""
+    return "deploy" if metrics["accuracy"] >= threshold else "notify"
+
+
+@task(tags=["deploy"], cache=True, cache_on=())  # ctx: the run id names the folder only
 def deploy(
     model: Any,
     feats: dict[str, Any],
     metrics: dict[str, float],
-    threshold: float,
     model_dir: str,
     ctx: Any,
 ) -> dict[str, Any]:
-    """Write model, scaler and metrics to ``<model_dir>/digits/<run id>/`` if accuracy >= threshold.
+    """Write model, scaler and metrics to ``<model_dir>/digits/<run id>/``.
 
     The folder is named after the run, so a re-run of this task overwrites, never duplicates.
     """
     note("deploy")
-    accuracy = metrics["accuracy"]
-    if accuracy < threshold:
-        print(f"not deployed: accuracy {accuracy:.4f} < threshold {threshold}")
-        return {"deployed": False, "accuracy": accuracy, "path": None}
     root = Path(model_dir or Path(os.environ.get("ROTA_HOME", Path.home() / ".rota")) / "models")
     target = private_folder(root / "digits" / ctx.run_id)
     tmp = target / "model.pkl.tmp"
@@ -172,7 +176,16 @@ def deploy(
     tmp.replace(target / "model.pkl")
     write_private(target / "metrics.json", json.dumps(metrics, indent=2).encode())
     print(f"deployed to {target}")
-    return {"deployed": True, "accuracy": accuracy, "path": str(target)}
+    return {"deployed": True, "accuracy": metrics["accuracy"], "path": str(target)}
+
+
+@task(tags=["deploy"])
+def notify(metrics: dict[str, float], threshold: float) -> dict[str, Any]:
+    """Say that the model was not deployed, and why (a real pipeline would page someone)."""
+    note("notify")
+    accuracy = metrics["accuracy"]
+    print(f"not deployed: accuracy {accuracy:.4f} < threshold {threshold}")
+    return {"deployed": False, "accuracy": accuracy, "path": None}
 
 
 @flow
@@ -184,7 +197,11 @@ def ml_pipeline(
     model_dir: str = "",
     fail_at_epoch: int = 0,
 ) -> None:
-    """Train and, if good enough, deploy a digit classifier."""
+    """Train a digit classifier; deploy it if good enough, else say why not."""
     feats = features(clean(extract()), test_size=test_size, seed=seed)
     model = train(feats, epochs=epochs, seed=seed, fail_at_epoch=fail_at_epoch)
-    deploy(model, feats, evaluate(model, feats), threshold=threshold, model_dir=model_dir)
+    metrics = evaluate(model, feats)
+    deploy_or_notify(metrics, threshold=threshold) >> [
+        deploy(model, feats, metrics, model_dir=model_dir),
+        notify(metrics, threshold=threshold),
+    ]

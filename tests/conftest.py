@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,3 +101,16 @@ def postgres_database_factory(postgres_server: str) -> Callable[[], str]:
 def postgres_url(postgres_database_factory: Callable[[], str]) -> str:
     """A fresh, empty database on the session's PostgreSQL server; its URL (~0.25 s each)."""
     return postgres_database_factory()
+
+
+# --- a webhook's far end: a real HTTP server on 127.0.0.1 (tests/webhook_sink.py) ------------
+
+
+@pytest.fixture
+def hook() -> Iterator[Any]:
+    """A running :class:`webhook_sink.Hook` that records every POST; closed after the test."""
+    from webhook_sink import Hook
+
+    h = Hook()
+    yield h
+    h.close()

@@ -1,5 +1,6 @@
 """Rota: a workflow orchestrator for machine-learning pipelines."""
 
+from rota import cache
 from rota.errors import RotaError, Skip, UserError
 from rota.model.builder import unmapped
 from rota.model.callbacks import CallbackContext
@@ -8,6 +9,7 @@ from rota.model.flows import Flow, flow
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.model.secrets import Secret
 from rota.notifiers import CommandNotifier, WebhookNotifier
+from rota.operators.branch import BranchTask, ShortCircuitTask
 from rota.operators.python import PythonTask, task
 from rota.operators.sensors import (
     DatasetSensor,
@@ -21,6 +23,7 @@ from rota.operators.sensors import (
 from rota.operators.shell import ShellTask
 
 __all__ = [
+    "BranchTask",
     "CallbackContext",
     "CommandNotifier",
     "Dataset",
@@ -36,10 +39,12 @@ __all__ = [
     "Secret",
     "Sensor",
     "ShellTask",
+    "ShortCircuitTask",
     "Skip",
     "TriggerRule",
     "UserError",
     "WebhookNotifier",
+    "cache",
     "flow",
     "sensor",
     "task",

@@ -181,6 +181,11 @@ class WorkerLost(RotaError):
     """Reported when the worker process running an attempt died before reporting its outcome."""
 
 
+class BranchError(RotaError):
+    """Raised in a branch task whose function returned something other than ids of its direct
+    downstream tasks (the message names the valid ids); the attempt fails."""
+
+
 class Skip(Exception):
     """Raised by a task to skip itself; not a failure."""
 

@@ -3,10 +3,10 @@
 Every folder and file Rota makes under the home (the SQLite file, logs, callbacks.log, artifacts,
 checkpoints) is created through this module, with its mode set explicitly rather than left to the
 umask. Files are opened without following a symbolic link, so nothing planted at a predictable
-name (a log path, a worker's scratch file) can redirect a write. :func:`check_home` is called once
-at the edge, when a command opens the home: it refuses a home, store file or logs folder that
-another user owns or that group or others can write, since whoever can plant ``rota.db`` decides
-which flow files ``rota resume`` imports.
+name (an attempt's log path) can redirect a write. :func:`check_home` is called once at the
+edge, when a command opens the home: it refuses a home, store file or logs folder that another
+user owns or that group or others can write, since whoever can plant ``rota.db`` decides which
+flow files ``rota resume`` imports.
 
 It sits below every layer (it imports only :mod:`rota.errors`), so the store, the artifact store
 and the executors all create their files the same way.

@@ -18,6 +18,7 @@ from rota.artifacts.local import FileCheckpoint, checkpoint_path
 from rota.artifacts.store import ArtifactStore
 from rota.executors.logs import ThreadCapture
 from rota.model.dag import TASK_ID_MAX, check_task_id
+from rota.model.secrets import Masker
 
 LONGEST_ID = check_task_id("t" * TASK_ID_MAX)
 LARGEST_INDEX = sys.maxsize  # no list can be longer, so no map index is larger
@@ -62,10 +63,10 @@ def test_the_longest_checkpoint_fits(folder: Path) -> None:
 def test_the_longest_log_fits(folder: Path) -> None:
     capture = ThreadCapture()
     log = folder / "logs" / "run1" / f"{LONGEST_ID}@{LARGEST_INDEX}" / "999.log"
-    capture.begin(str(log))
+    capture.begin(str(log), Masker())
     try:
         print("printed")
     finally:
-        assert capture.end(str(log)) == str(log)
+        assert capture.end() == str(log)
         capture.uninstall()
     assert log.read_text() == "printed\n"

@@ -202,11 +202,11 @@ def test_a_backfill_of_millions_of_intervals_is_refused_with_their_count(
 ) -> None:
     path = write_flow("minutely.py", MINUTELY)
     # ten years of minutes, counted without making them (3,653 days of 1,440 minutes: DST adds
-    # and removes the same hours)
+    # and removes the same hours; --end is the latest logical date included)
     for extra in ((), ("--dry-run",)):
         result = rota(
             "backfill", str(path), "--start", "2016-01-01T00:00:00+00:00",
-            "--end", "2026-01-01T00:00:00+00:00", *extra, timeout=60,
+            "--end", "2025-12-31T23:59:00+00:00", *extra, timeout=60,
         )  # fmt: skip
         assert_refused(result, "the range holds 5,260,320 intervals of flow 'minutely'", home)
         assert "more than the 100,000 a backfill plans at most" in result.err
@@ -217,7 +217,7 @@ def test_max_intervals_sets_the_cap(
     rota: RotaCli, home: Path, write_flow: Callable[[str, str], Path]
 ) -> None:
     path = write_flow("minutely.py", MINUTELY)
-    span = ("--start", "2026-01-01T00:00:00+00:00", "--end", "2026-01-01T00:03:00+00:00")
+    span = ("--start", "2026-01-01T00:00:00+00:00", "--end", "2026-01-01T00:02:00+00:00")
     refused = rota("backfill", str(path), *span, "--max-intervals", "2", "--dry-run")
     assert_refused(refused, "the range holds 3 intervals", home)
     allowed = rota("backfill", str(path), *span, "--max-intervals", "3", "--dry-run")

@@ -15,7 +15,9 @@ from pathlib import Path
 from clihelp import REPO, RotaCli
 
 ML_EXAMPLE = str(REPO / "examples" / "ml_pipeline.py")
-ML_TASKS = ["extract", "clean", "features", "train", "evaluate", "deploy"]
+ML_TASKS = [
+    "extract", "clean", "features", "train", "evaluate", "deploy_or_notify", "deploy", "notify"
+]  # fmt: skip
 
 
 def test_ml_example_succeeds_and_runs_show_prints_the_same(rota: RotaCli, home: Path) -> None:
@@ -25,7 +27,13 @@ def test_ml_example_succeeds_and_runs_show_prints_the_same(rota: RotaCli, home: 
     assert summary["state"] == "success"
     assert summary["flow"] == "ml_pipeline"
     assert list(summary["tasks"]) == ML_TASKS
-    for task in summary["tasks"].values():
+    for tid, task in summary["tasks"].items():
+        if tid == "notify":  # the branch chose deploy: Airflow's BranchPythonOperator skips it
+            assert task["state"] == "skipped" and task["attempts"] == 0
+            assert task["reason"] == (
+                "not chosen by branch task 'deploy_or_notify' (it chose 'deploy')"
+            )
+            continue
         assert task["state"] == "success"
         assert task["attempts"] == 1
         assert task["duration_s"] >= 0
@@ -41,8 +49,13 @@ def test_ml_example_succeeds_and_runs_show_prints_the_same(rota: RotaCli, home: 
 def test_ml_example_below_threshold_does_not_deploy(rota: RotaCli, home: Path) -> None:
     result = rota("run", ML_EXAMPLE, "-p", "threshold=1.01", "-p", "epochs=2")
     assert result.code == 0, result.err
-    assert "'deployed': False" in result.out
+    assert "'deployed': False" in result.out  # notify's output, the leaf that ran
     assert not (home / "models").exists()
+    (run,) = rota("runs", "list", "--json").json()
+    shown = rota("runs", "show", run["run_id"], "--json")
+    states = {tid: t["state"] for tid, t in shown.json()["tasks"].items()}
+    assert states["deploy"] == "skipped" and states["notify"] == "success"
+    assert shown.json()["state"] == "success"  # its leaves succeeded or were skipped
 
 
 def _count_runs(home: Path) -> int:

@@ -10,14 +10,10 @@ import json
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-import pytest
 from clihelp import Result, RotaCli, rota_env, wait_for
 
 from rota.engine.flowdir import FlowFolder
@@ -26,6 +22,7 @@ from rota.engine.scheduler import Scheduler, SchedulerOptions
 from rota.model.states import RunState, TaskState
 from rota.store.sql import SqlStore
 from rota.testing import FakeClock, read_output
+from webhook_sink import Hook
 
 WriteFlow = Callable[[str, str], Path]
 
@@ -37,44 +34,6 @@ SECRETS = (TOKEN, DB_PW, ENV_TOKEN)
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-class Hook:
-    """A real HTTP server on 127.0.0.1 that keeps the raw body of every POST."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.lock = threading.Lock()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with hook.lock:
-                    hook.bodies.append(body)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    yield h
-    h.close()
 
 
 LEAKY = f"""
@@ -155,11 +114,11 @@ def test_a_token_in_params_and_env_is_in_no_file_no_notifier_body_and_no_cli_out
     assert any(p.name == "rota.db" for p in files) and sum(p.suffix == ".log" for p in files) >= 4
     assert files_holding(home, SECRETS) == {}
     # every notifier body, too: two failed tasks and the failed run
-    assert len(hook.bodies) == 3
-    for raw in hook.bodies:
+    assert len(hook.raw_bodies()) == 3
+    for raw in hook.raw_bodies():
         assert not any(s.encode() in raw for s in SECRETS), raw
         assert json.loads(raw)["params"] == {"api_token": "***", "db_password": "***"}
-    messages = {json.loads(b)["task_id"]: json.loads(b)["error_message"] for b in hook.bodies}
+    messages = {json.loads(b)["task_id"]: json.loads(b)["error_message"] for b in hook.raw_bodies()}
     assert messages["reject"] == "service rejected ***"
     # what people see: the logs as printed, and the run as shown
     logs = rota("tasks", "logs", run_id, "show")
@@ -334,7 +293,7 @@ def test_a_backfill_hands_a_secret_param_to_its_drivers_and_stores_none(
 ) -> None:
     path = write_flow("daily.py", BACKFILLED)
     result = rota(
-        "backfill", str(path), "--start", "2026-01-01", "--end", "2026-01-03",
+        "backfill", str(path), "--start", "2026-01-01", "--end", "2026-01-02",
         "-p", f"api_token={TOKEN}",
     )  # fmt: skip
     assert result.code == 0, result.err
@@ -388,8 +347,8 @@ def hangs(api_token: str):
 """
 
 
-def test_a_runner_killed_mid_attempt_leaves_no_unmasked_output(
-    home: Path, write_flow: WriteFlow, store: SqlStore
+def test_a_runner_killed_mid_attempt_leaves_its_output_masked(
+    home: Path, write_flow: WriteFlow, store: SqlStore, rota: RotaCli
 ) -> None:
     path = write_flow("hangs.py", HANGS)
     proc = subprocess.Popen(
@@ -398,14 +357,21 @@ def test_a_runner_killed_mid_attempt_leaves_no_unmasked_output(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    logs = home / "logs"
     try:
-        # the task has printed the token into its worker's scratch log
-        wait_for(lambda: files_holding(home, (TOKEN,)) != {}, timeout=60)
+        # the task has printed the token: its log, written as it prints, holds the mask, and
+        # the store names it
+        wait_for(lambda: any("holding ***" in p.read_text() for p in logs.rglob("1.log")), 60)
+        wait_for(lambda: [a.log_path for a in store.attempts(store.list_runs()[0].run_id)]
+                 != [None], 30)  # fmt: skip
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        # its worker sees the runner gone, and takes the unmasked output with it
-        wait_for(lambda: files_holding(home, (TOKEN,)) == {}, timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    # its worker sees the runner gone and ends; what the task printed stays, masked
+    (run,) = store.list_runs()
+    shown = rota("tasks", "logs", run.run_id, "hang")
+    assert shown.code == 0 and shown.out == "about to hang holding ***\n", shown
+    assert files_holding(home, (TOKEN,)) == {}

@@ -92,7 +92,7 @@ def _finish(store: SqlStore, run_id: str, failed: tuple[str, ...] = ()) -> None:
 
 
 def _plan(store: SqlStore, dag: Dag, days: int, rerun: str = "none") -> list[PlanItem]:
-    end = JAN1 + days * DAY
+    end = JAN1 + (days - 1) * DAY  # the latest logical date included: *days* intervals
     return plan_backfill(store, "pair", dag, SCHEDULE, JAN1, end, rerun=rerun, now=NOW)
 
 
@@ -162,8 +162,18 @@ def test_bad_input_is_refused(store: SqlStore, dag: Dag) -> None:
         plan_backfill(store, "pair", dag, None, JAN1, NOW, rerun="none")
     with pytest.raises(UserError, match="--rerun must be one of"):
         plan_backfill(store, "pair", dag, SCHEDULE, JAN1, NOW, rerun="some")
-    with pytest.raises(UserError, match="must be after --start"):
+    with pytest.raises(UserError, match="is before --start"):
         plan_backfill(store, "pair", dag, SCHEDULE, NOW, JAN1, rerun="none")
+
+
+def test_a_range_of_one_date_plans_that_date_and_an_off_boundary_start_moves_forward(
+    store: SqlStore, dag: Dag
+) -> None:
+    (only,) = plan_backfill(store, "pair", dag, SCHEDULE, JAN1, JAN1, rerun="none", now=NOW)
+    assert only.interval == Interval(JAN1, JAN1 + DAY)  # Airflow: backfill -s D -e D runs D
+    noon = JAN1 + timedelta(hours=12)
+    plan = plan_backfill(store, "pair", dag, SCHEDULE, noon, JAN1 + 3 * DAY, rerun="none", now=NOW)
+    assert [i.interval.start for i in plan] == [JAN1 + DAY, JAN1 + 2 * DAY, JAN1 + 3 * DAY]
 
 
 class StandInLauncher:

@@ -353,3 +353,12 @@ def test_local_pool_reports_an_operator_it_cannot_load_for_every_attempt(tmp_pat
         assert ex.pids == workers, "a worker died: its attempts became WorkerLost"
     finally:
         ex.close()
+
+
+def test_poll_with_nothing_running_waits_its_timeout(executor: Executor) -> None:
+    """The engine blocks in poll until its next due time: an idle executor must wait the whole
+    timeout, not return at once (the local pool and the in-process executor did, and the run loop
+    spun during every retry back-off and sensor wait)."""
+    began = time.monotonic()
+    assert executor.poll(0.3) == []
+    assert time.monotonic() - began >= 0.3

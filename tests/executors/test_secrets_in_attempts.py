@@ -5,7 +5,6 @@ only ``***``."""
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 import time
 from collections.abc import Iterator
@@ -20,8 +19,9 @@ from rota import Flow, PythonTask, Secret, ShellTask
 from rota.engine.report import RunSummary
 from rota.engine.runner import FlowRef, Runner
 from rota.executors.base import ErrorInfo, Executor
+from rota.executors.logsink import LogSink
 from rota.executors.pool import LocalPoolExecutor
-from rota.executors.secrets import mask_outcome, redact_file
+from rota.executors.secrets import redact_error
 from rota.executors.threads import InProcessExecutor, ThreadExecutor
 from rota.model.dag import Dag
 from rota.model.schedule import SystemClock
@@ -157,26 +157,28 @@ def test_a_missing_secret_variable_fails_the_attempt_naming_it(
 # --- masking files and errors -------------------------------------------------------------------
 
 
-def test_redact_file_keeps_the_mode_and_bytes_that_are_not_text(tmp_path: Path) -> None:
-    log = tmp_path / "1.log"
-    log.write_bytes(b"start \xff\xfe " + TOKEN.encode() + b" end\nsecond line\n")
-    log.chmod(0o600)
-    assert redact_file(log, Masker([TOKEN]))
-    assert log.read_bytes() == b"start \xff\xfe *** end\nsecond line\n"
+def test_a_log_written_in_pieces_holds_only_masks_and_keeps_bytes_that_are_not_text(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "logs" / "1.log"
+    sink = LogSink(log, Masker([TOKEN]))
+    # a secret cut across writes, bytes that are not UTF-8, a line ended by \r, an unended one
+    for piece in (
+        b"start \xff\xfe " + TOKEN[:5].encode(),
+        TOKEN[5:].encode() + b" end\n",
+        b"progress " + TOKEN.encode() + b"\r",
+        b"last " + TOKEN.encode(),
+    ):
+        sink.write(piece)
+    assert sink.close()
+    assert log.read_bytes() == b"start \xff\xfe *** end\nprogress ***\rlast ***"
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["1.log"]  # no temporary left
-    before = log.stat().st_ino
-    assert not redact_file(log, Masker(["nothing-like-it"]))
-    assert log.stat().st_ino == before  # nothing to mask: the file is not rewritten
 
 
-def test_mask_outcome_masks_the_error_and_a_missing_log_is_fine(tmp_path: Path) -> None:
+def test_redact_error_masks_the_message_and_the_traceback() -> None:
     error = ErrorInfo("ValueError", f"bad {TOKEN}", traceback=f"...\nValueError: bad {TOKEN}\n")
-    masked = mask_outcome(Masker([TOKEN]), str(tmp_path / "never-written.log"), error)
-    assert masked is not None
+    masked = redact_error(error, Masker([TOKEN]))
     assert masked.message == "bad ***" and TOKEN not in masked.traceback
-    assert mask_outcome(Masker([TOKEN]), None, None) is None
-    assert not os.path.exists(tmp_path / "never-written.log")
 
 
 def print_then_hang(api_token: str) -> None:
@@ -184,7 +186,7 @@ def print_then_hang(api_token: str) -> None:
     time.sleep(60)
 
 
-def test_an_attempt_killed_for_its_timeout_leaves_no_unmasked_output(
+def test_an_attempt_killed_for_its_timeout_leaves_its_output_masked(
     store: SqlStore, tmp_path: Path
 ) -> None:
     with Flow("hangs", params={"api_token": TOKEN}) as f:
@@ -192,4 +194,5 @@ def test_an_attempt_killed_for_its_timeout_leaves_no_unmasked_output(
     summary = run(store, f.build(), tmp_path, "local")
     rec = summary.tasks["hang"].latest
     assert rec.state is TaskState.FAILED and rec.error_type == "TaskTimeout"
-    assert TOKEN.encode() not in all_text(tmp_path)  # not in the killed worker's scratch log
+    assert Path(str(rec.log_path)).read_text() == "about to hang holding ***\n"
+    assert TOKEN.encode() not in all_text(tmp_path)

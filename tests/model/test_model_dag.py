@@ -416,26 +416,34 @@ def random_dags(draw: st.DrawFn) -> Dag:
     return build(*specs)
 
 
+def tally_of(dag: Dag, tid: str, outcome: Mapping[str, TaskState]) -> UpstreamTally:
+    """The counts of *tid*'s upstreams that have ended in *outcome* so far."""
+    ends = [outcome[up] for up in dag.tasks[tid].upstream if up in outcome]
+    return UpstreamTally(len(dag.tasks[tid].upstream), *(ends.count(s) for s in TERMINAL_OUTCOMES))
+
+
 def drive(rs: ReadySet, dag: Dag, data: st.DataObject, start: Mapping[str, TaskState]) -> None:
-    """Run *rs* to the end in a random order, checking every decision as it comes."""
+    """Run *rs* to the end in a random order, checking every decision as it comes: each one is
+    what the rule says of the upstream outcomes known then, and after every step no undecided
+    task's outcome is determined already (decisions come at the first completion that allows)."""
     outcome: dict[str, TaskState] = dict(start)
-    decided: set[str] = set()
+    decided: set[str] = set(start)
     pending: list[str] = []
 
     def take(decisions: list[Decision]) -> None:
         for d in decisions:
-            spec_ = dag.tasks[d.task_id]
-            assert d.task_id not in decided, f"{d.task_id} decided twice"
-            assert d.task_id not in start, f"{d.task_id} was finished already"
+            assert d.task_id not in decided, f"{d.task_id} decided twice (or was finished)"
             decided.add(d.task_id)
-            assert all(up in outcome for up in spec_.upstream), f"{d.task_id} decided too early"
-            ends = [outcome[up] for up in spec_.upstream]
-            tally = UpstreamTally(*(ends.count(s) for s in TERMINAL_OUTCOMES))
-            assert d.state is decide(spec_.trigger_rule, tally)
+            assert d.state is decide(
+                dag.tasks[d.task_id].trigger_rule, tally_of(dag, d.task_id, outcome)
+            )
             if d.state is S.QUEUED:
                 pending.append(d.task_id)
             else:
                 outcome[d.task_id] = d.state
+        for tid in set(dag.tasks) - decided:
+            verdict = decide(dag.tasks[tid].trigger_rule, tally_of(dag, tid, outcome))
+            assert verdict is None, f"{tid} is determined ({verdict}) but was not decided"
 
     take(rs.initial())
     while pending:
@@ -444,7 +452,7 @@ def drive(rs: ReadySet, dag: Dag, data: st.DataObject, start: Mapping[str, TaskS
         outcome[tid] = state
         take(rs.done(tid, state))
     assert set(outcome) == set(dag.tasks), "every task is visited"
-    assert decided == set(dag.tasks) - set(start)
+    assert decided == set(dag.tasks)
     assert dict(rs.finished) == outcome
 
 

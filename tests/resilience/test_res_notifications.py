@@ -8,7 +8,6 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,58 +25,7 @@ from rota.model.schedule import SystemClock
 from rota.model.states import RunState, TaskState
 from rota.store.base import Store
 from rota.store.sql import open_store
-
-# --- a real HTTP server ------------------------------------------------------------------------
-
-
-class Hook:
-    """A local HTTP server recording every POST; answers *status*."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                with hook.lock:
-                    hook.requests.append(
-                        {
-                            "path": self.path,
-                            "content_type": self.headers.get("Content-Type"),
-                            "token": self.headers.get("X-Token"),
-                            "body": json.loads(body),
-                        }
-                    )
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def bodies(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [r["body"] for r in self.requests]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    yield h
-    h.close()
+from webhook_sink import Hook
 
 
 @pytest.fixture
@@ -142,9 +90,9 @@ def test_webhook_posts_once_per_failed_task(
     }
     # the runner waits for its callbacks before it returns: every POST has arrived
     assert len(hook.requests) == 3
-    assert all(r["path"] == "/hook" for r in hook.requests)
-    assert all(r["content_type"] == "application/json" for r in hook.requests)
-    assert all(r["token"] == "secret" for r in hook.requests)
+    assert all(r.path == "/hook" for r in hook.requests)
+    assert all(r.content_type == "application/json" for r in hook.requests)
+    assert all(r.token == "secret" for r in hook.requests)
     bodies = sorted(hook.bodies(), key=lambda b: b["task_id"])
     assert [b["task_id"] for b in bodies] == ["a", "b", "c"]
     for body in bodies:

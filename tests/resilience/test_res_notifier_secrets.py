@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,47 +22,10 @@ from rota.model.schedule import SystemClock
 from rota.model.states import TaskState
 from rota.notifiers import LINUX_MAX_ARG_STRLEN, fit_environment, truncate_bytes
 from rota.store.sql import SqlStore, open_store
+from webhook_sink import Hook
 
 TOKEN = "tok-hunter2-XYZ"
 DB_PW = "pw-s3cr3t-ABC"
-
-
-class Hook:
-    """A real HTTP server on 127.0.0.1 that keeps the raw body of every POST."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.lock = threading.Lock()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with hook.lock:
-                    hook.bodies.append(body)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    yield h
-    h.close()
 
 
 @pytest.fixture
@@ -107,13 +68,15 @@ def test_webhook_bodies_hold_no_secret(
     monkeypatch.setenv("DB_PASSWORD", DB_PW)
     summary = run(store, secret_flow(WebhookNotifier(hook.url)), tmp_path, kind)
     assert summary.tasks["reject"].state is TaskState.FAILED
-    assert len(hook.bodies) == 2  # the task's failure and the run's
-    for raw in hook.bodies:
+    assert len(hook.raw_bodies()) == 2  # the task's failure and the run's
+    for raw in hook.raw_bodies():
         assert TOKEN.encode() not in raw and DB_PW.encode() not in raw
         body = json.loads(raw)
         assert body["params"]["api_token"] == "***"
         assert "'password': '***'" in body["params"]["db"]
-    task_body = next(json.loads(b) for b in hook.bodies if json.loads(b)["event"] == "failure")
+    task_body = next(
+        json.loads(b) for b in hook.raw_bodies() if json.loads(b)["event"] == "failure"
+    )
     assert task_body["error_message"] == "rejected *** with ***"
 
 

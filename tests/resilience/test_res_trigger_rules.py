@@ -1,6 +1,12 @@
-"""Trigger rules end to end through the Runner: every rule against every ordered pair of upstream
+"""Trigger rules end to end through the Runner: every rule against every pair of upstream
 outcomes (success, failed, skipped, upstream_failed), compared with an oracle written here from
-Airflow's semantics (not with rota.model.policies.decide)."""
+Airflow's semantics (not with rota.model.policies.decide).
+
+A rule decides at the first completion that determines it (tests/model/test_trigger_rules.py
+checks every order); here the producers run concurrently, so where the order matters (an
+``all_success`` task with one skipped and one failed upstream is skipped or upstream_failed,
+whichever it saw first, as in Airflow) the oracle allows both.
+"""
 
 from __future__ import annotations
 
@@ -27,33 +33,53 @@ RULES = (
     "all_success",
     "all_done",
     "all_failed",
+    "all_skipped",
+    "all_done_min_one_success",
     "one_failed",
     "one_success",
+    "one_done",
     "none_failed",
+    "none_failed_min_one_success",
     "none_skipped",
     "always",
 )
 RUN, SKIP, UFAIL = "success", "skipped", "upstream_failed"
 
 
-def oracle(rule: str, ups: tuple[str, ...]) -> str:
-    """The state a task with *rule* ends in when its upstreams ended as *ups* ("run" = success)."""
-    failed = any(u in ("failed", "upstream_failed") for u in ups)
-    if rule == "all_success":
-        return RUN if all(u == "success" for u in ups) else (UFAIL if failed else SKIP)
-    if rule == "all_failed":
-        return RUN if all(u in ("failed", "upstream_failed") for u in ups) else SKIP
-    if rule in ("all_done", "always"):
-        return RUN
-    if rule == "one_failed":
-        return RUN if failed else SKIP
-    if rule == "one_success":
-        return RUN if "success" in ups else (UFAIL if failed else SKIP)
-    if rule == "none_failed":
-        return UFAIL if failed else RUN
-    if rule == "none_skipped":
-        return SKIP if "skipped" in ups else RUN
-    raise AssertionError(rule)
+def _failing(ups: tuple[str, ...]) -> bool:
+    return any(u in ("failed", "upstream_failed") for u in ups)
+
+
+# The state a task with each rule ends in once its upstreams ended as *ups* ("run" = success),
+# for outcomes whose order does not matter.
+FINAL = {
+    "all_success": lambda ups: (
+        RUN if all(u == "success" for u in ups) else (UFAIL if _failing(ups) else SKIP)
+    ),
+    "all_failed": lambda ups: RUN if all(u in ("failed", "upstream_failed") for u in ups) else SKIP,
+    "all_done": lambda ups: RUN,
+    "always": lambda ups: RUN,
+    "all_skipped": lambda ups: RUN if all(u == "skipped" for u in ups) else SKIP,
+    "all_done_min_one_success": lambda ups: (
+        SKIP if "skipped" in ups else (RUN if "success" in ups else UFAIL)
+    ),
+    "one_failed": lambda ups: RUN if _failing(ups) else SKIP,
+    "one_success": lambda ups: RUN if "success" in ups else (UFAIL if _failing(ups) else SKIP),
+    "one_done": lambda ups: RUN if ("success" in ups or "failed" in ups) else SKIP,
+    "none_failed": lambda ups: UFAIL if _failing(ups) else RUN,
+    "none_failed_min_one_success": lambda ups: (
+        UFAIL if _failing(ups) else (RUN if "success" in ups else SKIP)
+    ),
+    "none_skipped": lambda ups: SKIP if "skipped" in ups else RUN,
+}
+
+
+def oracle(rule: str, ups: tuple[str, ...]) -> set[str]:
+    """The states a task with *rule* may end in when its upstreams ended as *ups*, in any order:
+    an all_success task marked at its first skip or failure takes whichever came first."""
+    if rule == "all_success" and _failing(ups) and "skipped" in ups:
+        return {SKIP, UFAIL}
+    return {FINAL[rule](ups)}
 
 
 def ok() -> str:
@@ -120,15 +146,18 @@ def run(store: Store, dag: Dag, tmp_path: Path, kind: str) -> RunSummary:
 
 def test_oracle_table_is_what_the_brief_says() -> None:
     # a few rows written out by hand, so the oracle itself is checked
-    assert oracle("all_success", ("success", "skipped")) == SKIP
-    assert oracle("all_success", ("skipped", "upstream_failed")) == UFAIL
-    assert oracle("all_failed", ("failed", "upstream_failed")) == RUN
-    assert oracle("all_failed", ("failed", "skipped")) == SKIP
-    assert oracle("one_success", ("skipped", "failed")) == UFAIL
-    assert oracle("one_success", ("skipped", "skipped")) == SKIP
-    assert oracle("none_failed", ("skipped", "skipped")) == RUN
-    assert oracle("none_skipped", ("failed", "upstream_failed")) == RUN
-    assert len(CASES) == 8 * 16
+    assert oracle("all_success", ("success", "skipped")) == {SKIP}
+    assert oracle("all_success", ("skipped", "upstream_failed")) == {SKIP, UFAIL}
+    assert oracle("all_failed", ("failed", "upstream_failed")) == {RUN}
+    assert oracle("all_failed", ("failed", "skipped")) == {SKIP}
+    assert oracle("one_success", ("skipped", "failed")) == {UFAIL}
+    assert oracle("one_success", ("skipped", "skipped")) == {SKIP}
+    assert oracle("none_failed", ("skipped", "skipped")) == {RUN}
+    assert oracle("none_skipped", ("failed", "upstream_failed")) == {RUN}
+    assert oracle("none_failed_min_one_success", ("skipped", "skipped")) == {SKIP}
+    assert oracle("one_done", ("upstream_failed", "skipped")) == {SKIP}
+    assert oracle("all_done_min_one_success", ("failed", "success")) == {RUN}
+    assert len(CASES) == 12 * 16
 
 
 @pytest.mark.parametrize("kind", ["inprocess", "threads", "local"])
@@ -142,13 +171,15 @@ def test_every_rule_against_every_pair_of_upstream_outcomes(
             assert states[f"{outcome}_{n}"] == outcome
     got = {(rule, a, b): states[consumer_id(rule, a, b)] for rule, a, b in CASES}
     expected = {(rule, a, b): oracle(rule, (a, b)) for rule, a, b in CASES}
-    wrong = {case: (got[case], expected[case]) for case in CASES if got[case] != expected[case]}
+    wrong = {case: (got[case], expected[case]) for case in CASES if got[case] not in expected[case]}
     assert wrong == {}, f"{len(wrong)} of {len(CASES)} (got, expected): {wrong}"
     # a task that ran has one attempt; one decided without running has none
     for rule, a, b in CASES:
         t = summary.tasks[consumer_id(rule, a, b)]
         assert t.attempts == (1 if t.state is TaskState.SUCCESS else 0), (rule, a, b)
-    assert summary.state is RunState.FAILED  # failed producers fail the run
+    # the leaves decide (Airflow): consumers that ended upstream_failed fail the run
+    assert UFAIL in got.values()
+    assert summary.state is RunState.FAILED
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -163,6 +194,6 @@ def test_a_decided_state_propagates_to_a_default_downstream(
         [p["skipped"], p["failed"]] >> c
         c >> d
     summary = run(store, f.build(), tmp_path, "inprocess")
-    c_state = oracle(rule, ("skipped", "failed"))
-    assert summary.tasks["c"].state.value == c_state
-    assert summary.tasks["d"].state.value == oracle("all_success", (c_state,))
+    c_state = summary.tasks["c"].state.value
+    assert c_state in oracle(rule, ("skipped", "failed"))
+    assert {summary.tasks["d"].state.value} == oracle("all_success", (c_state,))

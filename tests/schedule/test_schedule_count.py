@@ -113,7 +113,7 @@ def test_timedelta_schedules_count_like_their_intervals(
 def test_ten_years_of_a_minutely_cron_are_counted_exactly() -> None:
     schedule = Schedule.parse("* * * * *", timezone="Europe/Berlin")
     start, end = datetime(2016, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
-    # every minute of 3653 days: DST changes add and remove the same hours
-    assert schedule.count_between(start, end) == 3653 * 24 * 60
+    # every minute of 3653 days, both ends included: DST changes add and remove the same hours
+    assert schedule.count_between(start, end) == 3653 * 24 * 60 + 1
     named = Schedule.parse("30 2 * * *", timezone="Europe/Berlin")  # once per local day
     assert named.count_between(start, end) == 3653

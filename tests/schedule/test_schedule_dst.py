@@ -1,5 +1,6 @@
 """Schedule maths over a simulated year (2026) in zones with DST: one run per local day, exact
-timedelta intervals, and the documented gap/fold policy."""
+timedelta intervals, and the documented gap/fold policy (Airflow's CronDataIntervalTimetable: a
+fold's wall time runs at its second occurrence, a gap's moves forward by the gap's length)."""
 
 from __future__ import annotations
 
@@ -50,14 +51,17 @@ def test_daily_cron_runs_once_per_local_day_at_its_wall_time(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ZONES)
-def test_daily_cron_in_the_gap_runs_at_the_end_of_the_gap(name: str) -> None:
+def test_daily_cron_in_the_gap_moves_forward_by_the_gaps_length(name: str) -> None:
     zone = ZoneInfo(name)
     spring, _ = DST_DAYS[name]
     intervals = year_of(Schedule.parse("30 2 * * *", timezone=name), zone)
 
     assert [local(iv.start, zone).date() for iv in intervals] == DAYS_2026
     by_day = {local(iv.start, zone).date(): local(iv.start, zone) for iv in intervals}
-    assert by_day[spring].time() == time(3, 0)  # 02:30 does not exist: first instant after
+    # 02:30 does not exist: the clock jumps from 02:00 to 03:00, so it runs an hour later, at
+    # 03:30 summer time (Airflow: make_aware(fold=1), pendulum's post-transition rule)
+    assert by_day[spring].time() == time(3, 30)
+    assert by_day[spring].utcoffset() == datetime(2026, 7, 1, tzinfo=zone).utcoffset()
     others = [d for d in DAYS_2026 if d != spring]
     assert all(by_day[d].time() == time(2, 30) for d in others)
 
@@ -66,7 +70,7 @@ def test_daily_cron_in_the_gap_runs_at_the_end_of_the_gap(name: str) -> None:
     ("name", "cron", "wall"),
     [("Europe/Berlin", "30 2 * * *", time(2, 30)), ("America/New_York", "30 1 * * *", time(1, 30))],
 )
-def test_daily_cron_in_the_fold_runs_once_at_the_first_occurrence(
+def test_daily_cron_in_the_fold_runs_once_at_the_second_occurrence(
     name: str, cron: str, wall: time
 ) -> None:
     zone = ZoneInfo(name)
@@ -77,8 +81,11 @@ def test_daily_cron_in_the_fold_runs_once_at_the_first_occurrence(
     (on_fold_day,) = [iv for iv in intervals if local(iv.start, zone).date() == autumn]
     start = local(on_fold_day.start, zone)
     assert start.time() == wall
-    # the first occurrence is the one with the summer-time (larger) offset
-    assert start.utcoffset() == datetime(2026, 7, 1, tzinfo=zone).utcoffset()
+    # the second occurrence is the one with the winter-time (smaller) offset (Airflow)
+    assert start.utcoffset() == datetime(2026, 1, 1, tzinfo=zone).utcoffset()
+    assert on_fold_day.end - on_fold_day.start == timedelta(hours=24)
+    (day_before,) = [iv for iv in intervals if iv.end == on_fold_day.start]
+    assert day_before.end - day_before.start == timedelta(hours=25)
 
 
 @pytest.mark.parametrize("name", ZONES)
@@ -99,8 +106,8 @@ def test_hourly_follows_the_wall_clock_23_and_25_hours_on_transition_days(name: 
 @pytest.mark.parametrize("name", ["UTC", *ZONES])
 def test_timedelta_intervals_are_exactly_six_hours_apart_in_utc_all_year(name: str) -> None:
     schedule = Schedule.parse(timedelta(hours=6), timezone=name)
-    intervals = schedule.intervals_between(
-        datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    intervals = schedule.intervals_between(  # logical dates in [start, end]: 2026's last is 18:00
+        datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 12, 31, 18, tzinfo=UTC)
     )
 
     assert len(intervals) == 365 * 4
@@ -133,7 +140,7 @@ def test_timedelta_is_anchored_at_start_date_and_keeps_elapsed_time_across_dst()
 
 def test_weekly_monthly_yearly_presets_follow_local_midnight() -> None:
     zone = ZoneInfo("Europe/Berlin")
-    lo, hi = datetime(2026, 1, 1, tzinfo=zone), datetime(2027, 1, 1, tzinfo=zone)
+    lo, hi = datetime(2026, 1, 1, tzinfo=zone), datetime(2026, 12, 31, tzinfo=zone)
 
     weekly = Schedule.parse("@weekly", timezone="Europe/Berlin").intervals_between(lo, hi)
     monthly = Schedule.parse("@monthly", timezone="Europe/Berlin").intervals_between(lo, hi)
@@ -145,25 +152,32 @@ def test_weekly_monthly_yearly_presets_follow_local_midnight() -> None:
         *(date(2026, m, 1) for m in range(2, 13)),
         date(2027, 1, 1),
     ]
-    assert [(iv.start, iv.end) for iv in yearly] == [(lo, hi)]
+    assert [(iv.start, iv.end) for iv in yearly] == [(lo, datetime(2027, 1, 1, tzinfo=zone))]
     assert all(local(iv.end, zone).time() == time(0, 0) for iv in [*weekly, *monthly])
 
 
-def test_in_the_second_pass_of_a_fold_the_first_pass_ticks_are_already_past() -> None:
+def test_a_named_hour_in_the_fold_is_still_ahead_during_the_first_pass() -> None:
     # (instants in UTC: Python compares two datetimes of one zone by wall time, ignoring fold)
     zone = ZoneInfo("Europe/Berlin")
     schedule = Schedule.parse("45 2 * * *", timezone="Europe/Berlin")
-    first_pass = datetime(2026, 10, 25, 2, 45, tzinfo=zone).astimezone(UTC)  # CEST
-    second_pass_early = datetime(2026, 10, 25, 2, 10, fold=1, tzinfo=zone).astimezone(UTC)  # CET
+    first_pass_late = datetime(2026, 10, 25, 2, 50, tzinfo=zone).astimezone(UTC)  # CEST
+    second_pass = datetime(2026, 10, 25, 2, 45, fold=1, tzinfo=zone).astimezone(UTC)  # CET
+    second_pass_early = datetime(2026, 10, 25, 2, 10, fold=1, tzinfo=zone).astimezone(UTC)
 
-    assert first_pass < second_pass_early
+    # the clock showed 02:45 once already, but the tick is its second occurrence, still ahead
+    nxt = schedule.next_after(first_pass_late)
+    assert nxt is not None
+    assert nxt.end == second_pass
+    assert local(nxt.start, zone).replace(tzinfo=None) == datetime(2026, 10, 24, 2, 45)
     latest = schedule.latest_complete(second_pass_early)
     assert latest is not None
-    assert latest.end == first_pass
-    nxt = schedule.next_after(second_pass_early)
-    assert nxt is not None
-    assert nxt.start == first_pass
-    assert local(nxt.end, zone).replace(tzinfo=None) == datetime(2026, 10, 26, 2, 45)
+    assert latest.end == datetime(2026, 10, 24, 2, 45, tzinfo=zone)
+    after = schedule.next_after(second_pass)
+    assert after is not None
+    assert (after.start, local(after.end, zone).replace(tzinfo=None)) == (
+        second_pass,
+        datetime(2026, 10, 26, 2, 45),
+    )
 
 
 def test_hourly_in_the_fold_ticks_on_both_passes() -> None:

@@ -148,10 +148,10 @@ def test_aware_bounds_are_normalised_to_utc() -> None:
 
 def test_a_naive_bound_in_the_gap_is_read_by_the_dst_policy() -> None:
     schedule = daily(start_date=datetime(2026, 3, 29, 2, 30))  # does not exist in Berlin
-    assert schedule.start_date == at(2026, 3, 29, 3)
+    assert schedule.start_date == at(2026, 3, 29, 3) + timedelta(minutes=30)  # a gap's length on
     assert schedule.localize(datetime(2026, 10, 25, 2, 30)) == datetime(
-        2026, 10, 25, 0, 30, tzinfo=UTC
-    )  # first occurrence
+        2026, 10, 25, 1, 30, tzinfo=UTC
+    )  # second occurrence, as Airflow's make_aware reads it
 
 
 # --- next_after, latest_complete, backfill ranges -----------------------------------------------
@@ -173,13 +173,13 @@ def test_latest_complete_counts_an_interval_ending_exactly_now() -> None:
     )
 
 
-def test_backfill_takes_intervals_ending_in_the_half_open_range() -> None:
+def test_backfill_takes_the_intervals_whose_logical_date_is_in_the_closed_range() -> None:
     schedule = Schedule.parse("@daily", timezone="Europe/Berlin")
     forward = schedule.intervals_between(at(2026, 1, 1), at(2026, 1, 31))
 
-    assert len(forward) == 30
+    assert len(forward) == 31  # --end is the latest logical date included (Airflow)
     assert forward[0] == Interval(at(2026, 1, 1), at(2026, 1, 2))
-    assert forward[-1] == Interval(at(2026, 1, 30), at(2026, 1, 31))
+    assert forward[-1] == Interval(at(2026, 1, 31), at(2026, 2, 1))
 
 
 def test_reverse_backfill_is_newest_first() -> None:
@@ -188,9 +188,9 @@ def test_reverse_backfill_is_newest_first() -> None:
     forward = schedule.intervals_between(lo, hi)
     backward = schedule.intervals_between(lo, hi, reverse=True)
 
-    assert len(forward) == 8
+    assert len(forward) == 9
     assert backward == forward[::-1]
-    assert backward[0].end == hi
+    assert backward[0].start == hi and backward[-1].start == lo
 
 
 def test_an_empty_or_inverted_range_has_no_intervals() -> None:
@@ -205,4 +205,4 @@ def test_timedelta_and_cron_agree_where_they_should(value: str | timedelta) -> N
     got = schedule.intervals_between(
         datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 4, 3, tzinfo=UTC)
     )
-    assert [iv.start.day for iv in got] == [1, 2, 3]
+    assert [iv.start.day for iv in got] == [1, 2, 3, 4]

@@ -66,10 +66,13 @@ def expression(mins: frozenset[int], hrs: frozenset[int] | None) -> str:
 def oracle(
     name: str, mins: frozenset[int], hrs: frozenset[int] | None, lo: datetime, hi: datetime
 ) -> list[datetime]:
-    """Ticks in (lo, hi] by the module's DST policy, found by reading the clock every minute.
+    """Ticks from a day before *lo* to two days after *hi* by the module's DST policy, found by
+    reading the clock every minute.
 
-    Every hour (hrs None): a tick whenever the clock shows a matching time. Named hours: a tick
-    whenever the clock first reaches or jumps over a matching wall time.
+    Every hour (hrs None): a tick whenever the clock shows a matching time. Named hours: one tick
+    per matching wall time, as Airflow reads it: at the later of the instants that show it (a
+    fold's second pass), or, for a wall time the clock jumped over, at the instant that shows it
+    moved forward by the jump (equal instants are one tick).
     """
     zone = ZoneInfo(name)
 
@@ -79,21 +82,27 @@ def oracle(
     def matches(wall: datetime) -> bool:
         return wall.minute in mins and (hrs is None or wall.hour in hrs)
 
-    ticks: list[datetime] = []
-    u = lo - timedelta(days=1)
-    high_water = reading(u)
-    while u < hi:
-        u += MINUTE
+    clock = [lo - timedelta(days=1) + MINUTE * k for k in range((hi - lo) // MINUTE + 4320)]
+    if hrs is None:
+        return [u for u in clock if matches(reading(u))]
+    shown: dict[datetime, list[datetime]] = {}
+    jumps: list[tuple[datetime, datetime]] = []  # (wall before a jump, wall after it)
+    for u in clock:
         wall = reading(u)
-        if hrs is None:
-            hit = matches(wall)
-        else:
-            passed = [high_water + MINUTE * k for k in range(1, (wall - high_water) // MINUTE + 1)]
-            hit = any(matches(w) for w in passed)
-        high_water = max(high_water, wall)
-        if hit and u > lo:
-            ticks.append(u)
-    return ticks
+        shown.setdefault(wall, []).append(u)
+        if u > clock[0] and wall - reading(u - MINUTE) > MINUTE:
+            jumps.append((reading(u - MINUTE), wall))
+    ticks: set[datetime] = set()
+    wall, last = min(shown), max(shown)
+    while wall <= last:
+        if matches(wall) and wall in shown:
+            ticks.add(shown[wall][-1])
+        elif matches(wall):
+            (gap,) = [b - a - MINUTE for a, b in jumps if a < wall < b]
+            if wall + gap in shown:
+                ticks.add(shown[wall + gap][0])
+        wall += MINUTE
+    return sorted(ticks)
 
 
 @PROPERTY
@@ -109,7 +118,10 @@ def test_cron_ticks_match_the_wall_clock_oracle(
     intervals = schedule.intervals_between(lo, hi)
     expected = oracle(name, mins, hrs, lo, hi)
 
-    assert [iv.end for iv in intervals] == expected
+    # the intervals of [lo, hi] start at its ticks and end at the tick after each
+    starts = [x for x in expected if lo <= x <= hi]
+    assert [iv.start for iv in intervals] == starts
+    assert [iv.end for iv in intervals] == [expected[expected.index(x) + 1] for x in starts]
     assert all(iv.start < iv.end for iv in intervals)
     assert all(a.end == b.start for a, b in pairwise(intervals))  # contiguous
 

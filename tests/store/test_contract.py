@@ -105,7 +105,8 @@ def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
         return f"sqlite:///{tmp_path}/home/rota.db"
     url: str = request.getfixturevalue("shared_postgres_url")
     with open_store(url) as store, store.engine.begin() as conn:
-        conn.execute(text("TRUNCATE task_attempts, runs, flows, scheduler_locks RESTART IDENTITY"))
+        tables = "task_attempts, run_graphs, run_cancels, flow_pauses, runs, flows, scheduler_locks"
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     return url
 
 
@@ -480,6 +481,17 @@ def test_add_attempts_moves_the_old_and_inserts_the_next_in_one_transaction(
     assert len(store.attempts(first.run_id)) == 2
 
 
+def test_a_cleared_attempt_keeps_when_it_was_cleared(store: SqlStore) -> None:
+    (first,) = new_run(store)
+    drive(store, first, task_path(TaskState.FAILED))
+    cleared = datetime(2024, 3, 1, 14, 0, tzinfo=PLUS2)
+    (second,) = store.add_attempts(
+        [], [NewAttempt(first.run_id, "t0", 2, "python", "hash0", cleared_at=cleared)], at=T0
+    )
+    assert second.cleared_at == cleared and second.cleared_at.tzinfo is UTC
+    assert [a.cleared_at for a in store.attempts(first.run_id)] == [None, cleared]
+
+
 def test_the_lease_is_conditional(store: SqlStore) -> None:
     run_id = new_run(store)[0].run_id
     assert store.acquire(run_id, "host:1:a", expect=None, at=T0)
@@ -613,6 +625,38 @@ def test_migrated_schema_matches_the_tables(store: SqlStore) -> None:
 
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_a_database_at_the_previous_revision_is_upgraded_keeping_its_attempts(
+    store_url: str,
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from rota.store.connect import connect, writer
+
+    engine = connect(store_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    with writer(engine).begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+    with writer(engine).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO runs (run_id, flow, state, params, created_at) "
+                "VALUES ('old', 'f', 'failed', '{}', :at)"
+            ),
+            {"at": T0},
+        )
+        conn.execute(text("INSERT INTO task_attempts (run_id, task_id, try_number, state) "
+                          "VALUES ('old', 't0', 1, 'failed')"))  # fmt: skip
+    engine.dispose()
+    with open_store(store_url) as upgraded:
+        assert _versions(upgraded) == [HEAD_REVISION]
+        (rec,) = upgraded.attempts("old")
+        assert (rec.state, rec.cleared_at) == (TaskState.FAILED, None)
 
 
 _OPENER = textwrap.dedent(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, time
+from datetime import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ from rich.text import Text
 
 from rota.cli.console import line
 from rota.cli.main import CliContext, cli, open_store, parse_params
-from rota.cli.timing import FLOWS_OPTION, driver_environ, parse_date, resolve_flow
+from rota.cli.timing import FLOWS_OPTION, driver_environ, read_date, resolve_flow
 from rota.engine.backfill import (
     MAX_INTERVALS,
     RERUN_LEVELS,
@@ -25,7 +25,6 @@ from rota.engine.backfill import (
     PlanItem,
 )
 from rota.errors import UserError
-from rota.model.schedule import Schedule
 
 _ACTION_STYLE = {"run": "cyan", "resume": "magenta", "rerun": "yellow", "skip": "grey50"}
 _OUTCOME_STYLE = {
@@ -38,8 +37,14 @@ _OUTCOME_STYLE = {
 
 @cli.command("backfill")
 @click.argument("target", metavar="FLOW")
-@click.option("--start", "start_text", required=True, metavar="DATE", help="Range start (ISO).")
-@click.option("--end", "end_text", required=True, metavar="DATE", help="Range end (ISO).")
+@click.option(
+    "--start", "start_text", required=True, metavar="DATE",
+    help="First logical date (ISO); one between two of the schedule's moves forward to the next.",
+)  # fmt: skip
+@click.option(
+    "--end", "end_text", required=True, metavar="DATE",
+    help="Latest logical date included (ISO).",
+)  # fmt: skip
 @click.option(
     "--rerun", type=click.Choice(RERUN_LEVELS), default="none", show_default=True,
     help="Run existing runs again: failed ones, also those whose code changed, or all.",
@@ -72,10 +77,13 @@ def backfill_cmd(
     flows_dir: Path | None,
     params: tuple[str, ...],
 ) -> None:
-    """Run FLOW for every schedule interval ending in (--start, --end].
+    """Run FLOW for every schedule interval whose logical date lies in [--start, --end].
 
-    FLOW is PATH[:FLOW] or a flow name in --flows. A date without a time zone is read in the
-    flow's zone. A date whose run succeeded with the current code is skipped; a run whose backfill
+    As in Airflow: --end is the latest logical date included, and a --start between two of the
+    schedule's logical dates moves forward to the next one, so --start 2026-03-01 --end 2026-03-30
+    of a daily flow is 30 runs. A date without a time zone is read in the flow's zone. FLOW is
+    PATH[:FLOW] or a flow name in --flows (the folder's flow wins over a file or folder of that
+    name here). A date whose run succeeded with the current code is skipped; a run whose backfill
     was killed is resumed (only its unfinished tasks run); dates another runner holds are reported
     as taken. Exit 1 if any run failed.
     """
@@ -88,8 +96,8 @@ def backfill_cmd(
     schedule = timing.schedule
     if schedule is None:
         raise UserError(f"flow {loaded.name!r} has no cron or timedelta schedule to backfill")
-    start = _read_date(start_text, "--start", schedule)
-    end = _read_date(end_text, "--end", schedule)
+    start = read_date(start_text, "--start", timing)
+    end = read_date(end_text, "--end", timing)
     check_range_size(loaded.name, schedule, start, end, max_intervals)  # before the store opens
     with open_store(ctx.settings) as store:
         items = plan_backfill(
@@ -97,6 +105,10 @@ def backfill_cmd(
             rerun=rerun, reverse=reverse, now=SystemClock().now(), max_intervals=max_intervals,
         )  # fmt: skip
         zone = ZoneInfo(schedule.timezone)
+        if not items:
+            why = schedule.why_empty(start, end)
+            say = f"backfill of flow {loaded.name}: 0 intervals: {why}"
+            ctx.err.print(say, highlight=False, soft_wrap=True)
         if dry_run or not items:
             ctx.console.print(_plan_table(loaded.name, items, zone))
             return
@@ -105,18 +117,6 @@ def backfill_cmd(
         summary = _execute(ctx, store, items, dag, loaded.ref, limit, zone)
     _say_summary(ctx, loaded.name, summary, zone)
     ctx.exit_code = summary.exit_code
-
-
-def _read_date(text: str, option: str, schedule: Schedule) -> datetime:
-    """*text* as an aware datetime; without a zone it is wall time in the flow's zone.
-
-    Raises:
-        UserError: not an ISO date or datetime.
-    """
-    value = parse_date(text, option)
-    if datetime.fromisoformat(text).tzinfo is None:
-        return schedule.localize(value.replace(tzinfo=None))
-    return value
 
 
 def _when(item: PlanItem, zone: ZoneInfo) -> str:

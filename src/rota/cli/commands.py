@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,10 @@ from rota.model.safetext import safe_text
 @click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
 @click.option("--no-cache", is_flag=True, help="Run every task; reuse no cached output.")
+@click.option(
+    "--logical-date", metavar="DATE",
+    help="Run for this logical date of the schedule (ISO; no zone: the flow's). Default: now.",
+)  # fmt: skip
 @click.pass_obj
 def run_cmd(
     ctx: CliContext,
@@ -33,15 +36,30 @@ def run_cmd(
     workers: int | None,
     as_json: bool,
     no_cache: bool,
+    logical_date: str | None,
 ) -> None:
-    """Run the flow TARGET (PATH[:FLOW]) to the end."""
+    """Run the flow TARGET (PATH[:FLOW]) to the end, in the foreground.
+
+    The run's logical date is the time it starts, and its data interval the last complete one, as
+    for a manual run in Airflow. With --logical-date D it is the run the schedule makes for D,
+    with D's data interval (Airflow's `dags test DAG D`).
+    """
+    from rota.cli.timing import read_date
     from rota.engine.loader import resolve_target
+    from rota.engine.manual import create_manual, timing_at
 
     loaded = resolve_target(target)
     dag = loaded.build(parse_params(loaded, params))  # every definition error before any write
+    timing = loaded.definition.timing
+    when = read_date(logical_date, "--logical-date", timing) if logical_date else None
+    if when is not None:
+        timing_at(loaded.name, timing, when, "manual")  # a date off the schedule: before any write
 
     def go(runner: Any) -> Any:
-        record = runner.create(dag, loaded.ref)
+        record = create_manual(
+            runner.store, lambda t: runner.create(dag, loaded.ref, timing=t), loaded.name,
+            timing, runner.clock.now, logical_date=when, run_type="manual",
+        )  # fmt: skip
         if not as_json:
             ctx.err.print(f"run {record.run_id} of flow {loaded.name} started", highlight=False)
         runner.options.faults.hit("run_created")
@@ -114,6 +132,9 @@ def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
     ctx.console.print(render.summary_table(summary))
     for line in render.error_lines(summary):
         ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
+    note = render.handled_note(summary)
+    if note:
+        ctx.err.print(note, style="yellow", highlight=False, soft_wrap=True)
     _print_results(ctx, summary, dag)
 
 
@@ -305,9 +326,15 @@ def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
     ctx.console.print(render.summary_table(summary, detail=True))
     for line in render.error_lines(summary):
         ctx.console.print(line, style="red", highlight=False, soft_wrap=True)
+    note = render.handled_note(summary)
+    if note:
+        ctx.console.print(note, style="yellow", highlight=False, soft_wrap=True)
+    for line in render.reason_lines(summary):
+        ctx.console.print(line, style="grey50", highlight=False, soft_wrap=True)
     ctx.console.print(
         "queue = ready → handed to the executor · dispatch = → a worker began · "
-        "execute = → output durable · hand-off = → committed to the store",
+        "execute = → output durable · hand-off = → committed to the store "
+        "(a rescheduled sensor: from its first poke to its last)",
         style="grey50",
     )
 
@@ -315,44 +342,6 @@ def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
 @cli.group("tasks")
 def tasks_group() -> None:
     """Inspect task attempts."""
-
-
-@tasks_group.command("logs")
-@click.argument("run_id")
-@click.argument("task_id")
-@click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
-@click.option("--raw", is_flag=True, help="Print the log as stored, terminal escapes included.")
-@click.pass_obj
-def tasks_logs(ctx: CliContext, run_id: str, task_id: str, attempt: int | None, raw: bool) -> None:
-    """Print what TASK_ID printed (stdout and stderr) in RUN_ID.
-
-    Control characters in the log (ESC, CR, ...) are shown as escapes such as \\x1b, so a log
-    cannot act on the terminal; --raw prints the bytes as the task wrote them.
-    """
-    with open_store(ctx.settings) as store:
-        store.get_run(run_id)
-        recs = [a for a in store.attempts(run_id) if a.task_id == task_id]
-    if not recs:
-        raise NotFound(f"run {run_id} has no task {task_id!r}")
-    if attempt is None:
-        rec = max(recs, key=lambda a: a.try_number)
-    else:
-        found = [a for a in recs if a.try_number == attempt]
-        if not found:
-            raise NotFound(f"task {task_id!r} of run {run_id} has no attempt {attempt}")
-        rec = found[0]
-    if not rec.log_path or not Path(rec.log_path).exists():
-        ctx.err.print(
-            f"(attempt {rec.try_number} of {task_id} printed nothing; state {rec.state.value})"
-        )
-        return
-    data = Path(rec.log_path).read_bytes()
-    if raw:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    click.echo(safe_text(data.decode("utf-8", errors="replace"), multiline=True), nl=False)
 
 
 @cli.group("flows")

@@ -106,8 +106,6 @@ def cache_group() -> None:
 @click.pass_obj
 def cache_explain(ctx: CliContext, run_id: str, task_id: str) -> None:
     """Show the parts of TASK_ID's cache key in RUN_ID and, for a miss, which part changed."""
-    from rota.engine.cache import explain_difference
-
     with open_store(ctx.settings) as store:
         rec = _latest(store, run_id, task_id)
         run = store.get_run(run_id)
@@ -115,22 +113,32 @@ def cache_explain(ctx: CliContext, run_id: str, task_id: str) -> None:
     if rec.cache_parts is None:
         ctx.console.print(f"{task_id} recorded no cache key in run {run_id} (cache is off)")
         return
-    out = render.cache_parts_lines(rec)
-    if rec.cached_from is not None:
-        out.append(f"hit: reused the output of attempt {rec.cached_from}")
-    elif rec.cache_parts.get("bypassed"):
-        out.append("miss: the run was started with --no-cache")
-    else:
-        earlier = [h for h in history if h.id < rec.id and h.cache_parts is not None]
-        if not earlier:
-            out.append("miss: no earlier attempt of this task recorded a key")
-        else:
-            before = earlier[0]
-            changes = explain_difference(rec.cache_parts, before.cache_parts or {})
-            why = "; ".join(changes) or "same parts, but that entry was cleared or had expired"
-            out.append(f"miss: compared with run {before.run_id}: {why}")
+    out = [*render.cache_parts_lines(rec), _cache_verdict(rec, history)]
     for line in out:
         ctx.console.print(line, highlight=False, soft_wrap=True)
+
+
+def _cache_verdict(rec: AttemptRecord, history: list[AttemptRecord]) -> str:
+    """Hit or miss, and for a miss what differs from the last earlier key of the task."""
+    from rota.engine.cachekey import explain_difference
+
+    parts = rec.cache_parts or {}
+    if rec.cached_from is not None:
+        return f"hit: reused the output of attempt {rec.cached_from}"
+    if parts.get("unkeyed"):
+        return f"miss: no key could be computed, so the task ran: {parts['unkeyed']}"
+    if parts.get("bypassed"):
+        return "miss: the run was started with --no-cache"
+    earlier = [h for h in history if h.id < rec.id and h.cache_parts is not None]
+    if not earlier:
+        return "miss: no earlier attempt of this task recorded a key"
+    before = earlier[0]
+    changes = explain_difference(parts, before.cache_parts or {})
+    why = "; ".join(changes) or "same parts, but that entry was cleared or had expired"
+    hint = ""
+    if changes and all(c.startswith("run fact ") for c in changes) and "cache_on" not in parts:
+        hint = " (if the task does not read these, declare what it reads with cache_on=)"
+    return f"miss: compared with run {before.run_id}: {why}{hint}"
 
 
 @cache_group.command("clear")

@@ -9,7 +9,7 @@ printed through :class:`~rota.cli.console.SafeConsole`, styled lines are built w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -18,10 +18,11 @@ from rich.table import Table
 from rich.text import Text
 
 from rota.cli.console import line
-from rota.engine.report import RunSummary, run_json
+from rota.engine.report import NOT_RUN, RunSummary, run_json
 from rota.engine.runner import Progress
 from rota.model.dag import Dag
 from rota.model.safetext import safe_text
+from rota.model.states import RunState, TaskState
 from rota.store.base import AttemptRecord, RunRecord
 
 if TYPE_CHECKING:  # the daemon's types; importing them here would slow every command's start
@@ -80,25 +81,68 @@ def error_lines(summary: RunSummary) -> list[str]:
     """One line per failed task: its error type and message."""
     out = []
     for tid, t in summary.tasks.items():
-        if t.latest.error_message:
+        if t.state is TaskState.FAILED and t.latest.error_message:
             kind = t.latest.error_type or "error"
             text = f"{tid} (attempt {t.latest.try_number}): {kind}: {t.latest.error_message}"
             out.append(safe_text(text))
     return out
 
 
+def handled_note(summary: RunSummary) -> str | None:
+    """For a run that succeeded although tasks failed, a line naming them and why it succeeded."""
+    failed = summary.failed_tasks
+    if summary.state is not RunState.SUCCESS or not failed:
+        return None
+    names = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+    return safe_text(
+        f"run succeeded with {len(failed)} failed task(s): {names}; every leaf task succeeded "
+        "or was skipped, so the failures were handled (the run's leaves decide, as in Airflow)"
+    )
+
+
+def reason_lines(summary: RunSummary) -> list[str]:
+    """One line per task that ended without running: why (its trigger rule, or a branch)."""
+    out = []
+    for tid, t in summary.tasks.items():
+        if t.state in NOT_RUN and t.latest.error_message:
+            out.append(safe_text(f"{tid} {t.state.value}: {t.latest.error_message}"))
+    return out
+
+
 def cache_parts_lines(rec: AttemptRecord) -> list[str]:
     """The parts of an attempt's cache key, one per line."""
     parts = rec.cache_parts or {}
-    lines = [f"key {rec.cache_key}", f"  code {parts.get('code')}"]
+    lines = [f"key {rec.cache_key or '(none)'}", f"  code {parts.get('code')}"]
     for name, value in sorted(parts.get("code_parts", {}).items()):
         lines.append(f"    {name} = {value}")
     if parts.get("version"):
         lines.append(f"  version {parts['version']!r}")
     for name, value in sorted(parts.get("inputs", {}).items()):
         lines.append(f"  input {name} = {value}")
-    lines.append(f"  constants {parts.get('constants')}")
+    if "constants" in parts:
+        lines.append(f"  constants {parts.get('constants')}")
+    return lines + _named_parts_lines(parts)
+
+
+def _named_parts_lines(parts: Mapping[str, Any]) -> list[str]:
+    """The run facts, rendered templates and cache_key parts of a key, under a heading each."""
+    on = parts.get("cache_on")
+    lines: list[str] = []
+    if parts.get("run") or on is not None:
+        said = "everything the task can read" if on is None else f"cache_on={', '.join(on) or '()'}"
+        lines.append(f"  run facts ({said})")
+        lines += _values(parts.get("run"))
+    for group, heading in (("rendered", "rendered templates"), ("extra", "cache_key parts")):
+        if parts.get(group):
+            lines.append(f"  {heading}")
+            lines += _values(parts.get(group))
+    if parts.get("user_key") is not None:
+        lines.append(f"  cache_key result {parts['user_key']!r}")
     return lines
+
+
+def _values(named: Mapping[str, Any] | None) -> list[str]:
+    return [f"    {name} = {value!r}" for name, value in sorted((named or {}).items())]
 
 
 def runs_table(runs: Iterable[RunRecord]) -> Table:
@@ -147,6 +191,10 @@ class LiveProgress:
         if p.running:
             names = ", ".join(p.running[:8]) + (" …" if len(p.running) > 8 else "")
             shown.append("\nrunning: " + safe_text(names))
+        if p.waiting:
+            waits = "; ".join(w.describe() for w in p.waiting[:4])
+            more = f" (+{len(p.waiting) - 4} more)" if len(p.waiting) > 4 else ""
+            shown.append("\nwaiting: " + safe_text(waits + more), style="yellow")
         self._live.update(shown)
 
 
@@ -156,18 +204,24 @@ class PlainProgress:
     def __init__(self, console: Console) -> None:
         self._console = console
         self._last: tuple[int, int] | None = None
+        self._waits: frozenset[tuple[str, str]] = frozenset()
 
     def update(self, p: Progress) -> None:
         key = (p.done, p.failed)
-        if key == self._last:
-            return
-        self._last = key
-        self._console.print(
-            f"[{p.run_id}] {p.done} done, {len(p.running)} running, {p.failed} failed, "
-            f"{p.remaining} remaining of {p.total}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        if key != self._last:
+            self._last = key
+            self._say(
+                f"[{p.run_id}] {p.done} done, {len(p.running)} running, {p.failed} failed, "
+                f"{p.remaining} remaining of {p.total}"
+            )
+        waits = frozenset((w.task, w.why) for w in p.waiting)
+        for w in p.waiting:  # once per wait that begins, not at every tick of its countdown
+            if (w.task, w.why) not in self._waits:
+                self._say(f"[{p.run_id}] {w.describe()}")
+        self._waits = waits
+
+    def _say(self, text: str) -> None:
+        self._console.print(safe_text(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def graph_text(dag: Dag, fmt: str) -> str:

@@ -27,8 +27,11 @@ FLOWS_OPTION = click.option(
 def resolve_flow(target: str, flows_dir: Path | None) -> Any:
     """``PATH[:FLOW]`` as for ``rota run``, or the name of a flow in *flows_dir*.
 
-    The folder is scanned the way the scheduler scans it (each file parsed in a subprocess), so
-    a broken or hanging file elsewhere in it does not stop this command.
+    With a folder, a name is looked up in it first: a flow of that name wins over a file or folder
+    of the same name in the working directory. Only a flow file itself (``nightly.py``, or
+    ``nightly.py:FLOW``) is read as a path without looking in the folder. The folder is scanned
+    the way the scheduler scans it (each file parsed in a subprocess), so a broken or hanging file
+    elsewhere in it does not stop this command.
 
     Raises:
         FlowNotFound: no such file, or no flow of that name in the folder.
@@ -37,19 +40,21 @@ def resolve_flow(target: str, flows_dir: Path | None) -> Any:
     from rota.engine.loader import resolve_target
 
     path_part = target.rsplit(":", 1)[0] if ":" in target else target
-    if Path(path_part).exists() or Path(target).exists() or flows_dir is None:
+    if flows_dir is None or Path(target).is_file() or Path(path_part).is_file():
         return resolve_target(target)
     from rota.engine.flowdir import FlowFolder
 
     scan = FlowFolder(flows_dir).scan()
     info = scan.flows.get(target)
-    if info is None:
-        bad = [f"{p}: {e}" for p, e in scan.errors.items() if f"{target!r}" in e]
-        if bad:
-            raise FlowNotFound(bad[0])
-        known = ", ".join(sorted(scan.flows)) or "none"
-        raise FlowNotFound(f"no file or flow named {target!r} in {flows_dir} (flows: {known})")
-    return resolve_target(f"{info.path}:{target}")
+    if info is not None:
+        return resolve_target(f"{info.path}:{target}")
+    if Path(path_part).exists() or Path(target).exists():
+        return resolve_target(target)
+    bad = [f"{p}: {e}" for p, e in scan.errors.items() if f"{target!r}" in e]
+    if bad:
+        raise FlowNotFound(bad[0])
+    known = ", ".join(sorted(scan.flows)) or "none"
+    raise FlowNotFound(f"no file or flow named {target!r} in {flows_dir} (flows: {known})")
 
 
 def parse_date(text: str, option: str) -> datetime:
@@ -63,6 +68,24 @@ def parse_date(text: str, option: str) -> datetime:
     except ValueError:
         raise UserError(f"{option}: not an ISO date or datetime: {text!r}") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def read_date(text: str, option: str, timing: Any) -> datetime:
+    """*text* (ISO) as an aware datetime; without a zone it is wall time in the flow's zone, read
+    by the schedule's DST policy (a repeated time is its second occurrence).
+
+    Raises:
+        UserError: not an ISO date or datetime.
+    """
+    from zoneinfo import ZoneInfo
+
+    from rota.model.walltime import resolve
+
+    value = parse_date(text, option)
+    if datetime.fromisoformat(text).tzinfo is not None:
+        return value
+    zone = timing.schedule.timezone if timing.schedule is not None else timing.timezone
+    return resolve(value.replace(tzinfo=None), ZoneInfo(zone))
 
 
 @cli.command("_drive", hidden=True)
@@ -103,7 +126,10 @@ def drive_cmd(ctx: CliContext, run_id: str, lifeline: bool, claim: str | None) -
 @click.option(
     "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Set a flow parameter."
 )
-@click.option("--logical-date", help="The run's logical date (ISO; default: now).")
+@click.option(
+    "--logical-date", metavar="DATE",
+    help="Run for this logical date of the schedule (ISO; no zone: the flow's). Default: now.",
+)  # fmt: skip
 @FLOWS_OPTION
 @click.pass_obj
 def trigger_cmd(
@@ -113,30 +139,36 @@ def trigger_cmd(
     logical_date: str | None,
     flows_dir: Path | None,
 ) -> None:
-    """Queue a run of FLOW (PATH[:FLOW] or a flow name in --flows) for the scheduler to run."""
+    """Queue a run of FLOW (PATH[:FLOW] or a flow name in --flows) for the scheduler to run.
+
+    Without --logical-date the run's logical date is the trigger time and its data interval the
+    last complete one, as in Airflow; with it, the run is the one the schedule makes for that date.
+    """
+    from rota.engine.manual import create_manual, timing_at
     from rota.engine.runner import create_run, dag_tasks
-    from rota.store.base import RunTiming
 
     loaded = resolve_flow(target, flows_dir)
     dag = loaded.build(parse_params(loaded, params))
     refuse_given_secrets(dag)
-    now = datetime.now(UTC)
-    when = parse_date(logical_date, "--logical-date") if logical_date else now
-    interval = None
-    clock = loaded.definition.timing.schedule
-    if clock is not None:
-        interval = clock.latest_complete(when)
-    start, end = (interval.start, interval.end) if interval else (when, when)
-    timing = RunTiming(when, start, end, "triggered")
+    flow_timing = loaded.definition.timing
+    when = read_date(logical_date, "--logical-date", flow_timing) if logical_date else None
+    if when is not None:
+        timing_at(loaded.name, flow_timing, when, "triggered")  # refused before anything is stored
     ref = loaded.ref
     with open_store(ctx.settings) as store:
-        store.upsert_flow(ref.name, ref.path, ref.code_hash, now)
-        record = create_run(
-            store, ref, dag_tasks(dag), dag.params, now,
-            timing=timing, defaults=dag.param_defaults,
+        record = create_manual(
+            store,
+            lambda t: create_run(
+                store, ref, dag_tasks(dag), dag.params, datetime.now(UTC),
+                timing=t, defaults=dag.param_defaults,
+            ),
+            ref.name, flow_timing, lambda: datetime.now(UTC),
+            logical_date=when, run_type="triggered",
         )  # fmt: skip
+        store.upsert_flow(ref.name, ref.path, ref.code_hash, record.created_at)
+    assert record.logical_date is not None
     ctx.console.print(
-        f"run {record.run_id} of flow {ref.name} queued for {when.isoformat()}; "
+        f"run {record.run_id} of flow {ref.name} queued for {record.logical_date.isoformat()}; "
         "the scheduler will run it",
         highlight=False,
     )

@@ -89,7 +89,9 @@ def plan_backfill(
     stale_after: timedelta = timedelta(seconds=30),
     max_intervals: int = MAX_INTERVALS,
 ) -> list[PlanItem]:
-    """Decide, for every interval whose end lies in ``(start, end]``, what a backfill does.
+    """Decide, for every interval whose logical date lies in ``[start, end]``, what a backfill
+    does (as Airflow's: a *start* between boundaries moves forward to the next one, and *end* is
+    the latest logical date included).
 
     Args:
         store: where the existing runs are read from; nothing is written.
@@ -97,7 +99,7 @@ def plan_backfill(
         dag: the flow as it is now (its tasks' code hashes are compared with the stored ones).
         schedule: the flow's clock schedule.
         start: aware start of the range.
-        end: aware end of the range; after *start*.
+        end: aware end of the range: the latest logical date included; not before *start*.
         rerun: one of :data:`RERUN_LEVELS`.
         reverse: newest interval first.
         now: the time a runner's heartbeat is judged at (None: a run's owner counts as live
@@ -109,15 +111,15 @@ def plan_backfill(
         One item per interval, in the order they will be run.
 
     Raises:
-        UserError: no clock schedule, an unknown *rerun* level, *end* not after *start*, or more
+        UserError: no clock schedule, an unknown *rerun* level, *end* before *start*, or more
             than *max_intervals* intervals in the range (the message gives their number).
     """
     if schedule is None:
         raise UserError(f"flow {flow_name!r} has no cron or timedelta schedule to backfill")
     if rerun not in RERUN_LEVELS:
         raise UserError(f"--rerun must be one of {', '.join(RERUN_LEVELS)}, got {rerun!r}")
-    if not start < end:
-        raise UserError(f"--end {end.isoformat()} must be after --start {start.isoformat()}")
+    if end < start:
+        raise UserError(f"--end {end.isoformat()} is before --start {start.isoformat()}")
     check_range_size(flow_name, schedule, start, end, max_intervals)
     intervals = schedule.intervals_between(start, end, reverse=reverse)
     if not intervals:

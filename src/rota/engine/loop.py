@@ -3,7 +3,13 @@
 Each step takes the decisions of the :class:`~rota.model.dag.ReadySet` counter, submits what is
 ready, and turns executor events into state changes queued on the :class:`BatchWriter`. A failed
 attempt whose retry policy allows it is followed by a new attempt that waits (persisted in the
-store as ``not_before``) until its back-off has passed.
+store as ``not_before``) until its back-off has passed. While nothing is due, the loop blocks in
+the executor's ``poll`` until the next retry or sensor poke is due or an executor event arrives:
+waiting costs no CPU.
+
+A branch or short-circuit task's choice is applied when its success is recorded (the tasks it
+skips first, then its success), and the run's state is decided by its leaf tasks, as in Airflow
+(:func:`rota.model.dag.run_succeeded`).
 
 Work is keyed by (task id, map index): -1 for a plain task or a mapped task as a whole, 0..n-1
 for the instances a mapped task fans out into once the lengths of its inputs are known.
@@ -20,9 +26,13 @@ from typing import TYPE_CHECKING, Any
 from rota.engine import datasets
 from rota.engine.cache import try_cache
 from rota.engine.callbacks import CallbackRunner
+from rota.engine.ending import end_run, outcome_fields, task_callbacks
 from rota.engine.mapping import MapState, expand, expand_args, instance_done
+from rota.engine.progress import progress_of
 from rota.engine.refs import outcome_ref, record_ref
+from rota.engine.resume import counted_tries
 from rota.engine.sensing import SENSOR_TIMEOUT, SensorBook, is_sensor, requeue, reschedule
+from rota.engine.steer import CancelWatch, stop_loop
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import (
     AttemptOutcome,
@@ -31,10 +41,10 @@ from rota.executors.base import (
     InputRef,
     StoredRef,
 )
-from rota.model.callbacks import CallbackContext
+from rota.model.branching import BRANCH_SKIP, Choice, skip_reason, skipped_by
 from rota.model.dag import Dag, Decision, ReadySet
 from rota.model.safetext import safe_text
-from rota.model.states import FAILURES, SUCCEEDED, RunState, TaskState
+from rota.model.states import SUCCEEDED, TERMINAL, RunState, TaskState
 from rota.operators.codehash import CodeHash
 from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRecord
 
@@ -43,6 +53,12 @@ if TYPE_CHECKING:
 
 Key = tuple[str, int]
 Output = StoredRef | None | tuple[StoredRef | None, ...]
+
+IDLE_WAIT = 5.0
+"""The longest the loop blocks in ``poll`` with nothing due, so that a store writer's error (a
+lost lease) is seen within seconds."""
+PROGRESS_WAIT = 1.0
+"""The longest it blocks when a progress display is shown (its countdowns move every second)."""
 
 
 def _ts(epoch: float) -> datetime:
@@ -93,13 +109,15 @@ class RunLoop:
             f"{runner.checkpoints_dir}/{run_id}",
         )
         self._last_progress = 0.0
+        self.cancel: CancelWatch | None = None
+        """Set by the runner: a cancel asked of this run stops the loop (engine/steer.py)."""
 
     # --- setup ---------------------------------------------------------------------------------
     def start(self) -> None:
-        for rec in self.r.store.attempts(self.run_rec.run_id):
+        records = self.r.store.attempts(self.run_rec.run_id)
+        self.tries = counted_tries(records)
+        for rec in records:
             key = (rec.task_id, rec.map_index)
-            if rec.started_at is not None:
-                self.tries[key] = self.tries.get(key, 0) + 1
             self.sensors.note(key, rec)
             current = self.attempt.get(key)
             if current is None or rec.try_number > current.try_number:
@@ -108,13 +126,14 @@ class RunLoop:
         for key, rec in self.attempt.items():
             self.state[key] = rec.state
             tid, index = key
+            if rec.state in TERMINAL and index < 0 and tid in self.dag.tasks:
+                finished[tid] = rec.state  # a resume keeps them (e.g. skips a kept branch chose)
             if rec.state in SUCCEEDED and index < 0 and tid in self.dag.tasks:
-                finished[tid] = rec.state
                 self.outputs[tid] = record_ref(rec)
                 self.lengths[tid] = rec.output_length
                 self.hashes[tid] = rec.output_hash
-        for tid in finished:
-            if self.dag.tasks[tid].mapped:
+        for tid, state in finished.items():
+            if state in SUCCEEDED and self.dag.tasks[tid].mapped:
                 self.outputs[tid] = self._instance_outputs(tid)
         self.ready_set = ReadySet(self.dag, finished)
         now = self.r.clock.now()
@@ -140,13 +159,18 @@ class RunLoop:
                 break
             self.handle(self.r.executor.poll(self.poll_timeout()))
             self.report_progress()
+            if self.cancel is not None and self.cancel.asked():
+                stop_loop(self, self.cancel.by)  # rota cancel / the UI: raises RunCancelled
         self.report_progress(force=True)
 
     def poll_timeout(self) -> float:
+        """Seconds to block in ``poll``: until the next retry or poke is due (an executor event
+        ends the wait sooner), at most PROGRESS_WAIT with a display, else IDLE_WAIT."""
+        cap = PROGRESS_WAIT if self.r.on_progress is not None else IDLE_WAIT
         if not self.waiting:
-            return 0.05
+            return cap
         due = (self.waiting[0][0] - self.r.clock.now()).total_seconds()
-        return max(0.0, min(0.05, due))
+        return max(0.0, min(cap, due))
 
     def release_due(self) -> None:
         """Queue the retries whose back-off has passed."""
@@ -155,7 +179,8 @@ class RunLoop:
             _, key = heapq.heappop(self.waiting)
             if self.state[key] is TaskState.SENSING:
                 requeue(self, key)
-            self.change(key, TaskState.QUEUED, {"queued_at": now})
+            else:
+                self.change(key, TaskState.QUEUED, {"queued_at": now})
             self.ready.append(key)
 
     def submit_ready(self) -> None:
@@ -179,7 +204,7 @@ class RunLoop:
             kwargs, extra = expand_args(spec, index, self.outputs)
             inputs.extend(extra)
         name = tid if index < 0 else f"{tid}@{index}"
-        logs, checkpoints = self.dirs
+        checkpoints = self.dirs[1]
         run = self.run_rec
         sensing = self.sensors.spec_fields(key) if is_sensor(spec.op) else {}
         return AttemptSpec(
@@ -195,7 +220,7 @@ class RunLoop:
             inputs=tuple(inputs),
             artifacts=self.r.artifacts_root,
             serializer=spec.serializer,
-            log_path=f"{logs}/{name}/{rec.try_number}.log",
+            log_path=self.log_path(key),
             params=self.dag.params,
             modules=self.modules,
             timeout=spec.timeout.total_seconds() if spec.timeout else None,
@@ -204,6 +229,7 @@ class RunLoop:
             data_interval_start=run.data_interval_start or run.created_at,
             data_interval_end=run.data_interval_end or run.created_at,
             store_url=self.r.store_url,
+            downstream=self.dag.downstream(tid),
             **sensing,
         )
 
@@ -222,8 +248,17 @@ class RunLoop:
 
     def on_started(self, ev: AttemptStarted) -> None:
         key = self.in_flight[ev.attempt_id]
-        fields: dict[str, Any] = {"dispatched_at": self.dispatched.get(ev.attempt_id)}
+        fields: dict[str, Any] = {
+            "dispatched_at": self.dispatched.get(ev.attempt_id),
+            "log_path": self.log_path(key),  # written from now on: rota tasks logs -f reads it
+        }
         self.started(key, ev, fields)
+
+    def log_path(self, key: Key) -> str:
+        """Where the current attempt of *key* writes its log."""
+        tid, index = key
+        name = tid if index < 0 else f"{tid}@{index}"
+        return f"{self.dirs[0]}/{name}/{self.attempt[key].try_number}.log"
 
     def started(self, key: Key, ev: AttemptStarted, fields: dict[str, Any]) -> None:
         """Record that the attempt of *key* began; count a try unless it is a sensor's re-poke."""
@@ -240,7 +275,7 @@ class RunLoop:
         self.dispatched.pop(out.attempt_id, None)
         if self.state[key] is TaskState.QUEUED:  # its worker was lost before it reported a start
             self.started(key, AttemptStarted(out.attempt_id, out.started_at, out.worker), {})
-        fields = _outcome_fields(out)
+        fields = outcome_fields(out)
         fields.update(self.cache_fields.pop(key, {}))
         if out.ok and out.reschedule_at is not None:
             reschedule(self, key, out.reschedule_at, fields)
@@ -274,7 +309,15 @@ class RunLoop:
             self.hashes[tid] = out.output_hash
         if new is TaskState.SUCCESS:
             self.note_datasets(tid)
+            if out is not None and out.choice is not None:
+                self.apply_choice(tid, out.choice)
         self.apply_decisions(self.ready_set.done(tid, new))
+
+    def apply_choice(self, tid: str, choice: Choice) -> None:
+        """Skip what branch or short-circuit task *tid* chose to skip (before its success counts
+        for its downstreams, so that the tasks it skips are not decided by their rules first)."""
+        skipped = skipped_by(self.dag, tid, choice)
+        self.apply_decisions(self.ready_set.skip(skipped, skip_reason(tid, choice)))
 
     def should_retry(self, key: Key, out: AttemptOutcome) -> bool:
         policy = self.dag.tasks[key[0]].retry
@@ -315,7 +358,8 @@ class RunLoop:
         for d in decisions:
             key = (d.task_id, -1)
             if d.state is not TaskState.QUEUED:
-                self.change(key, d.state, {})
+                why = {"error_type": BRANCH_SKIP if d.chosen else None, "error_message": d.reason}
+                self.change(key, d.state, why)
             elif self.dag.tasks[d.task_id].mapped:
                 expand(self, d.task_id)
             else:
@@ -350,46 +394,18 @@ class RunLoop:
             self.pending = []
             self.hooks = []
 
-    # --- callbacks -----------------------------------------------------------------------------
+    # --- callbacks and the end ------------------------------------------------------------------
     def fire(
         self, key: Key, event: str, out: AttemptOutcome, *, try_number: int | None = None
     ) -> None:
-        tid, index = key
-        callbacks = self.dag.tasks[tid].callbacks.for_event(event)
-        if not callbacks:
-            return
-        err = out.error
-        ctx = CallbackContext(
-            event=event,
-            run_id=self.run_rec.run_id,
-            flow=self.dag.name,
-            state={"success": "success", "failure": "failed", "retry": "up_for_retry"}[event],
-            task_id=tid if index < 0 else f"{tid}@{index}",
-            try_number=try_number or self.attempt[key].try_number,
-            error_type=err.type_name if err else None,
-            error_message=err.message if err else None,
-            traceback=err.traceback if err else None,
-            params=self.dag.params,
-        )
-        self.hooks.append(lambda: self.callbacks.fire(callbacks, ctx))
+        """Queue *key*'s callbacks for *event*, to run once its change is committed."""
+        hook = task_callbacks(self, key, event, out, try_number=try_number)
+        if hook is not None:
+            self.hooks.append(hook)
 
-    # --- the end -------------------------------------------------------------------------------
     def finish_run(self) -> None:
-        failed = any(
-            s in FAILURES for (t, i), s in self.state.items() if i < 0 and t in self.dag.tasks
-        )
-        final = RunState.FAILED if failed else RunState.SUCCESS
-        now = self.r.clock.now()
-        change = RunChange(self.run_rec.run_id, RunState.RUNNING, final, now)
-        callbacks = self.dag.callbacks.for_event("failure" if failed else "success")
-        ctx = CallbackContext(
-            event="run_failure" if failed else "run_success",
-            run_id=self.run_rec.run_id,
-            flow=self.dag.name,
-            state=final.value,
-            params=self.dag.params,
-        )
-        self.writer.put([], [change], [lambda: self.callbacks.fire(callbacks, ctx)])
+        """Record the run's end: success when every leaf succeeded or was skipped (Airflow)."""
+        end_run(self)
 
     def abort(self) -> None:
         """Mark unfinished queued and running attempts, and the run, as interrupted (best effort).
@@ -412,8 +428,6 @@ class RunLoop:
             print(f"rota: could not record the interruption: {safe_text(err)}", file=sys.stderr)
 
     def report_progress(self, *, force: bool = False) -> None:
-        from rota.engine.runner import Progress
-
         hook = self.r.on_progress
         if hook is None:
             return
@@ -421,32 +435,4 @@ class RunLoop:
         if not force and now - self._last_progress < self.r.progress_every:
             return
         self._last_progress = now
-        plain = [(k, s) for k, s in self.state.items() if k[1] < 0]
-        done = sum(1 for _, s in plain if s in (TaskState.SUCCESS, TaskState.SKIPPED))
-        failed = sum(1 for _, s in plain if s in FAILURES)
-        running = tuple(
-            k[0] if k[1] < 0 else f"{k[0]}@{k[1]}"
-            for k in self.in_flight.values()
-            if self.state[k] is TaskState.RUNNING
-        )
-        hook(Progress(self.run_rec.run_id, len(self.dag), done, failed, running))
-
-
-def _outcome_fields(out: AttemptOutcome) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "finished_at": _ts(out.finished_at),
-        "log_path": out.log_path,
-        "output_path": out.output_path,
-        "output_size": out.output_size,
-        "output_length": out.output_length,
-        "output_hash": out.output_hash,
-        "output_serializer": out.output_serializer,
-    }
-    if out.error is not None:
-        fields.update(
-            error_type=out.error.type_name,
-            error_message=out.error.message[:4000],
-            error_traceback=out.error.traceback[-20000:],
-            exit_code=out.error.exit_code,
-        )
-    return fields
+        hook(progress_of(self))

@@ -145,14 +145,20 @@ def expand(loop: RunLoop, tid: str) -> None:
         for rec in loop.r.store.add_attempts([], new, at=now):
             loop.attempt[(tid, rec.map_index)] = rec
             loop.state[(tid, rec.map_index)] = rec.state
+    todo: list[int] = []
     for i in range(size):
         rec = loop.attempt[(tid, i)]
         if rec.state in SUCCEEDED:
             ms.record(i, rec.state, record_ref(rec))
         else:
-            loop.enqueue((tid, i))
-    if not ms.left:
+            todo.append(i)
+    if not todo:
         instance_done_all(loop, tid)
+        return
+    # Enqueueing an instance can finish it at once (a cache hit): the last one to finish ends
+    # the mapped task in instance_done(), so nothing may end it again here.
+    for i in todo:
+        loop.enqueue((tid, i))
 
 
 def instance_done_all(loop: RunLoop, tid: str) -> None:

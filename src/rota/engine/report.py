@@ -1,4 +1,8 @@
-"""Summaries of runs built from the store: what ``rota run --json`` and ``rota runs show`` print."""
+"""Summaries of runs built from the store: what ``rota run --json`` and ``rota runs show`` print.
+
+A run's state is its leaves' verdict (:func:`rota.model.dag.run_succeeded`), so a summary lists
+the run's failed tasks beside it: a run can succeed with failures a fallback task handled.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ from typing import Any
 from rota.model.secrets import display_params
 from rota.model.states import RunState, TaskState
 from rota.store.base import AttemptRecord, RunRecord, Store
+
+NOT_RUN = frozenset({TaskState.SKIPPED, TaskState.UPSTREAM_FAILED})
+"""States of tasks that ended without running; their attempt's ``error_message`` says why (the
+trigger rule and upstream counts, or the branch that chose), when the engine decided it."""
 
 
 def _seconds(a: datetime | None, b: datetime | None) -> float | None:
@@ -62,6 +70,12 @@ class RunSummary:
         """0 when the run succeeded, 1 otherwise."""
         return 0 if self.run.state is RunState.SUCCESS else 1
 
+    @property
+    def failed_tasks(self) -> list[str]:
+        """Tasks that failed, leaves or not: a run whose leaves all succeeded (or were skipped)
+        succeeds even when some failed, and these are the failures it handled."""
+        return [tid for tid, t in self.tasks.items() if t.state is TaskState.FAILED]
+
     def to_json(self, *, detail: bool = False) -> dict[str, Any]:
         """The ``--json`` shape: run id, flow, state, parameters (secrets as ``***``) and per
         task state, attempts, duration."""
@@ -74,6 +88,8 @@ class RunSummary:
             }
             if t.mapped is not None:
                 entry["mapped"] = t.mapped
+            if t.state in NOT_RUN and t.latest.error_message:
+                entry["reason"] = t.latest.error_message
             if detail:
                 entry.update(t.waits())
                 entry["error"] = t.latest.error_message
@@ -84,6 +100,7 @@ class RunSummary:
             "state": self.run.state.value,
             "logical_date": self.run.logical_date.isoformat() if self.run.logical_date else None,
             "params": display_params(self.run.params),
+            "failed_tasks": self.failed_tasks,
             "tasks": tasks,
         }
 

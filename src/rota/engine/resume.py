@@ -1,8 +1,9 @@
 """Planning a resume: which tasks of a run to run again, and why.
 
-Succeeded tasks whose code is unchanged keep their stored outputs. Everything else runs again:
-failed, upstream-failed, skipped and interrupted tasks, attempts a dead runner left queued or
-running, tasks new in the flow, and a succeeded task whose code changed, with its downstream cone.
+Succeeded tasks whose code is unchanged keep their stored outputs, and tasks a kept branch (or
+short-circuit) skipped stay skipped. Everything else runs again: failed, upstream-failed, skipped
+and interrupted tasks, attempts a dead runner left queued or running, tasks new in the flow, and a
+succeeded task whose code changed, with its downstream cone.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rota.model.branching import BRANCH_SKIP
 from rota.model.dag import Dag, TaskSpec
-from rota.model.states import RunState, TaskState
+from rota.model.states import SUCCEEDED, RunState, TaskState
 from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRecord
 
 _STALE = (TaskState.QUEUED, TaskState.RUNNING, TaskState.SENSING)
@@ -46,6 +48,24 @@ def latest_by_key(records: Iterable[AttemptRecord]) -> dict[tuple[str, int], Att
     return latest
 
 
+def counted_tries(records: Iterable[AttemptRecord]) -> dict[tuple[str, int], int]:
+    """The tries a retry policy counts, per (task, map index): attempts that started, since the
+    task was last cleared (``rota clear`` gives a full retry budget again, as Airflow does; a
+    plain resume keeps counting)."""
+    records = list(records)
+    budget_from: dict[tuple[str, int], int] = {}
+    for rec in records:
+        key = (rec.task_id, rec.map_index)
+        if rec.cleared_at is not None and rec.try_number > budget_from.get(key, 0):
+            budget_from[key] = rec.try_number
+    tries: dict[tuple[str, int], int] = {}
+    for rec in records:
+        key = (rec.task_id, rec.map_index)
+        if rec.started_at is not None and rec.try_number >= budget_from.get(key, 0):
+            tries[key] = tries.get(key, 0) + 1
+    return tries
+
+
 def sweep_stale(run: RunRecord, latest: Mapping[Any, AttemptRecord], now: datetime) -> ResumePlan:
     """Mark what a dead runner left queued or running as interrupted, and the run too."""
     plan = ResumePlan()
@@ -63,12 +83,14 @@ def _why(rec: AttemptRecord | None, code_hash: str) -> str | None:
         return "new in the flow"
     if rec.state is TaskState.SCHEDULED:
         return "not run yet"
-    if rec.state is TaskState.SUCCESS:
+    if rec.state in SUCCEEDED:  # a cache hit is a success too: its output is stored
         if rec.code_hash and rec.code_hash != code_hash:
             return f"code changed since its success in try {rec.try_number}"
         return None
     if rec.state in _STALE:
         return f"interrupted in try {rec.try_number} (its runner died)"
+    if rec.state is TaskState.SKIPPED and rec.error_type == BRANCH_SKIP:
+        return None  # a branch's choice stands while the branch's success is kept (as Airflow)
     return f"{rec.state.value} in try {rec.try_number}"
 
 
@@ -83,7 +105,7 @@ def plan_resume(
     for tid in dag.order:
         rec = latest.get(tid)
         if tid not in plan.reasons:
-            if rec is not None and rec.state is TaskState.SUCCESS:
+            if rec is not None and rec.state in SUCCEEDED:
                 plan.kept.append(tid)
             continue
         spec = dag.tasks[tid]
@@ -93,7 +115,7 @@ def plan_resume(
         for (task, index), inst in by_key.items():
             if task != tid or index < 0 or inst.state is TaskState.SCHEDULED:
                 continue
-            if inst.state is not TaskState.SUCCESS or code_changed:
+            if inst.state not in SUCCEEDED or code_changed:
                 plan.new.append(_again(run.run_id, spec, tid, index, inst))
     return plan
 
@@ -115,10 +137,18 @@ def _reasons(dag: Dag, latest: Mapping[str, AttemptRecord]) -> dict[str, str]:
 
 
 def _again(
-    run_id: str, spec: TaskSpec, tid: str, index: int, rec: AttemptRecord | None
+    run_id: str,
+    spec: TaskSpec,
+    tid: str,
+    index: int,
+    rec: AttemptRecord | None,
+    *,
+    cleared_at: datetime | None = None,
 ) -> NewAttempt:
     try_number = (rec.try_number + 1) if rec is not None else 1
-    return NewAttempt(run_id, tid, try_number, spec.op.kind, spec.op.code_hash(), index)
+    return NewAttempt(
+        run_id, tid, try_number, spec.op.kind, spec.op.code_hash(), index, cleared_at=cleared_at
+    )
 
 
 def _cone(dag: Dag, start: str) -> list[str]:
@@ -131,3 +161,26 @@ def _cone(dag: Dag, start: str) -> list[str]:
             seen.add(tid)
             stack.extend(dag.downstream(tid))
     return [tid for tid in dag.order if tid in seen]
+
+
+def cleared_attempts(
+    run_id: str, dag: Dag, chosen: Iterable[str], records: Iterable[AttemptRecord], now: datetime
+) -> list[NewAttempt]:
+    """The attempts ``rota clear`` makes for the *chosen* tasks: one per task (and per mapped
+    instance that did not succeed) that is not waiting to run already, each marked cleared at
+    *now* so that it starts a full retry budget."""
+    by_key = latest_by_key(records)
+    new: list[NewAttempt] = []
+    for tid in chosen:
+        spec = dag.tasks[tid]
+        rec = by_key.get((tid, -1))
+        if rec is None or rec.state is not TaskState.SCHEDULED:
+            new.append(_again(run_id, spec, tid, -1, rec, cleared_at=now))
+        for (task, index), inst in by_key.items():
+            if task == tid and index >= 0 and inst.state not in _KEPT_INSTANCE:
+                new.append(_again(run_id, spec, tid, index, inst, cleared_at=now))
+    return new
+
+
+_KEPT_INSTANCE = frozenset({TaskState.SCHEDULED, *SUCCEEDED})
+"""States of a mapped instance that clearing its task leaves alone (a resume reuses a success)."""

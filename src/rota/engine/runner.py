@@ -22,7 +22,14 @@ from rota.engine.callbacks import CallbackRunner
 from rota.engine.faults import NO_FAULTS, FaultPoints
 from rota.engine.lease import RunnerId, acquire, fence_after
 from rota.engine.report import RunSummary, summarize
-from rota.engine.resume import ResumePlan, latest_attempts, plan_resume, sweep_stale
+from rota.engine.resume import (
+    ResumePlan,
+    cleared_attempts,
+    latest_attempts,
+    latest_by_key,
+    plan_resume,
+    sweep_stale,
+)
 from rota.engine.writer import BatchWriter
 from rota.errors import LeaseLost, NotFound, RunIdTaken, StoreError, UserError
 from rota.executors.base import Executor
@@ -30,11 +37,9 @@ from rota.model.dag import CALLBACKS_LOG, Dag
 from rota.model.safetext import safe_text
 from rota.model.schedule import Clock
 from rota.model.secrets import Masker, stored_params
-from rota.model.states import RunState, TaskState
+from rota.model.states import RunState
 from rota.store.base import (
-    AttemptRecord,
     Lease,
-    NewAttempt,
     NewTask,
     RunChange,
     RunRecord,
@@ -54,6 +59,24 @@ class FlowRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Wait:
+    """A task waiting for its time: a retry's back-off, or a sensor between pokes."""
+
+    task: str
+    why: str
+    """``retrying`` (a back-off) or ``sensing`` (a reschedule-mode sensor between pokes)."""
+    seconds: float
+    """Seconds left until it is queued again."""
+
+    def describe(self) -> str:
+        """``flaky retrying in 6 s`` / ``wait_for_drop pokes again in 30 s``."""
+        left = max(0, round(self.seconds))
+        if self.why == "sensing":
+            return f"{self.task} pokes again in {left} s"
+        return f"{self.task} {self.why} in {left} s"
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """A snapshot of a run for live displays."""
 
@@ -62,6 +85,8 @@ class Progress:
     done: int
     failed: int
     running: tuple[str, ...]
+    waiting: tuple[Wait, ...] = ()
+    """Tasks waiting for a retry's back-off or a sensor's next poke, soonest first."""
 
     @property
     def remaining(self) -> int:
@@ -102,7 +127,10 @@ def new_run_id(now: datetime) -> str:
 
 def dag_tasks(dag: Dag) -> list[NewTask]:
     """The task rows a new run of *dag* starts with."""
-    return [NewTask(tid, spec.op.kind, spec.op.code_hash()) for tid, spec in dag.tasks.items()]
+    return [
+        NewTask(tid, spec.op.kind, spec.op.code_hash(), upstream=spec.upstream)
+        for tid, spec in dag.tasks.items()
+    ]
 
 
 def create_run(
@@ -241,19 +269,24 @@ class Runner:
 
     def _drive_owned(self, run_id: str, dag: Dag, flow: FlowRef) -> RunSummary:
         from rota.engine.loop import RunLoop
+        from rota.engine.steer import CancelWatch
 
         me = str(self.me)
+        # a cancel asked since we began driving: the loop stops at its next turn
+        cancel = CancelWatch(self.store, run_id, since=self.clock.now())
         writer = BatchWriter(
             self.store,
             self.clock.now,
             lease=Lease(run_id, me),
             every=self.options.heartbeat_every,
             fence_after=fence_after(self.options.stale_after),
+            watch=cancel.check,
         )
         masker = Masker.of_params(dag.params)
         masker.add_secrets(dag.params, os.environ)  # what a callback might read and print
         callbacks = CallbackRunner(self.logs_dir / run_id / CALLBACKS_LOG, redact=masker.redact)
         loop = RunLoop(self, self.store.get_run(run_id), dag, flow, writer, callbacks)
+        loop.cancel = cancel
         lost = False
         try:
             loop.start()
@@ -293,7 +326,9 @@ def clear_tasks(
 ) -> list[str]:
     """Reset *task_ids* (and their cones) of *run_id* so that a resume runs them again.
 
-    Tasks not run yet are left as they are. The run is queued again for the resume.
+    Each cleared task gets a new attempt marked as cleared: its retry budget starts again there,
+    as Airflow's clear gives a task its full retries. Tasks not run yet are left as they are.
+    The run is queued again for the resume.
 
     Returns:
         The cleared task ids, in topological order.
@@ -306,16 +341,12 @@ def clear_tasks(
     me = RunnerId.current()
     taken = acquire(store, run_id, me, now, stale_after)
     try:
-        latest = latest_attempts(store.attempts(run_id))
-        plan = sweep_stale(taken.run, latest, now)
+        records = store.attempts(run_id)
+        plan = sweep_stale(taken.run, latest_by_key(records), now)  # what a dead runner left
         state = RunState.INTERRUPTED if plan.run_changes else taken.run.state
         if state is not RunState.QUEUED:
             plan.run_changes.append(RunChange(run_id, state, RunState.QUEUED, now))
-        new = [
-            _next_attempt(run_id, dag, tid, latest.get(tid))
-            for tid in chosen
-            if tid not in latest or latest[tid].state is not TaskState.SCHEDULED
-        ]
+        new = cleared_attempts(run_id, dag, chosen, records, now)
         store.add_attempts(plan.changes, new, plan.run_changes, at=now)
     finally:
         store.release(run_id, str(me))
@@ -343,9 +374,3 @@ def _with_cones(
                 chosen.add(other)
                 stack.append(other)
     return [tid for tid in dag.order if tid in chosen]
-
-
-def _next_attempt(run_id: str, dag: Dag, tid: str, rec: AttemptRecord | None) -> NewAttempt:
-    spec = dag.tasks[tid]
-    try_number = (rec.try_number if rec is not None else 0) + 1
-    return NewAttempt(run_id, tid, try_number, spec.op.kind, spec.op.code_hash())

@@ -215,9 +215,11 @@ class Scheduler:
             raise SchedulerBusy("another scheduler took over the scheduler lock; stopping")
         self._release_claims()
         self.store.renew_claims(self.me, sorted(self.launcher.active()), now)
-        for info in sorted(scan.flows.values(), key=lambda i: i.name):
+        paused = self.store.paused_flows()  # rota pause: no new runs, none of its runs started
+        flows = {name: info for name, info in scan.flows.items() if name not in paused}
+        for info in sorted(flows.values(), key=lambda i: i.name):
             report.created.extend(self.create_due(info, now))
-        report.launched = self.launch_ready(scan.flows, now)
+        report.launched = self.launch_ready(flows, now)
 
     def _release_claims(self) -> None:
         """Drop our claim on runs whose drivers ended before taking it over (a no-op for the
@@ -257,7 +259,10 @@ class Scheduler:
 
     def _create(self, info: FlowInfo, timings: list[RunTiming], now: datetime) -> list[RunRecord]:
         made: list[RunRecord] = []
-        tasks = [NewTask(tid, kind, code) for tid, kind, code in info.tasks or ()]
+        tasks = [
+            NewTask(tid, kind, code, upstream=info.upstream.get(tid, ()))
+            for tid, kind, code in info.tasks or ()
+        ]
         if timings:
             self.store.upsert_flow(info.name, info.path, info.code_hash, now)
         for timing in timings:

@@ -5,6 +5,10 @@ moves it ``running -> sensing`` (its worker slot is free again) and, when the ti
 ``sensing -> queued`` and dispatches the same attempt again. Pokes never use up a try: only
 attempts that begin for the first time count for the retry policy.
 
+Every time of a sensor attempt but its end is its first poke's (queued, dispatched, started),
+so ``rota runs show`` splits it into waits that are in order: the execution spans the pokes and
+the time between them.
+
 The sensor's timeout counts from its first poke, stored on the attempt (``first_poke_at``). A
 later attempt of the same task in the same run (after a runner died, or a resume) takes the
 earliest first poke of all of them, so the timeout survives restarts.
@@ -61,9 +65,10 @@ class SensorBook:
         if key not in self.first_poke:
             self.first_poke[key] = at
             fields["first_poke_at"] = at
-        if attempt_id in self.repoking:  # the attempt began at its first poke: keep that start
+        if attempt_id in self.repoking:  # the attempt began at its first poke: keep its times
             self.repoking.discard(attempt_id)
             fields.pop("started_at", None)
+            fields.pop("dispatched_at", None)
             return False
         return True
 
@@ -80,5 +85,10 @@ def reschedule(loop: RunLoop, key: Key, at: float, fields: dict[str, Any]) -> No
 
 
 def requeue(loop: RunLoop, key: Key) -> None:
-    """Mark the attempt of *key*, queued again from ``sensing``, as a re-poke (not a new try)."""
+    """Queue the attempt of *key* again from ``sensing``, as a re-poke (not a new try).
+
+    A re-poke keeps the attempt's queue, dispatch and start times (its first poke's; see
+    :meth:`SensorBook.on_started`): its waits stay in order, and its execution spans its pokes.
+    """
     loop.sensors.repoking.add(loop.attempt[key].id)
+    loop.change(key, TaskState.QUEUED, {})

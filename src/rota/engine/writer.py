@@ -15,6 +15,7 @@ over soon, so this runner must stop its attempts first.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -42,6 +43,9 @@ class BatchWriter:
         fence_after: with a lease, seconds without renewing it after which the writer stops
             (:class:`~rota.errors.LeaseExpired`); None: never. The lease is renewed at least
             every third of it, whatever *every* says.
+        watch: called in the writer's thread about every *every* seconds, after a commit or a
+            heartbeat, while the store answers (the runner's cancel watch); a
+            :class:`~rota.errors.StoreUnavailable` it raises is ignored until the next turn.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class BatchWriter:
         lease: Lease | None = None,
         every: float = 5.0,
         fence_after: float | None = None,
+        watch: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._now = now
@@ -68,6 +73,8 @@ class BatchWriter:
         self._error: BaseException | None = None
         self._down_since: float | None = None
         self._renewed = time.monotonic()
+        self._watch = watch
+        self._watched = self._renewed
         self.batches = 0
         self._thread = threading.Thread(target=self._loop, name="rota-store-writer", daemon=True)
         self._thread.start()
@@ -176,6 +183,7 @@ class BatchWriter:
             changes, run_changes, hooks = batch
             try:
                 self._commit(changes, run_changes)
+                self._watch_if_due()
                 for hook in hooks:
                     hook()
             except BaseException as err:  # handed to the runner's thread, which raises it
@@ -245,6 +253,15 @@ class BatchWriter:
             return
         if self._lease is not None:
             self._renewed = began
+
+    def _watch_if_due(self) -> None:
+        began = time.monotonic()
+        if self._watch is None or began - self._watched < self._every:
+            return
+        self._watched = began
+        # the store went out of reach just now: the commits notice it, the next turn tries again
+        with contextlib.suppress(StoreUnavailable):
+            self._watch()
 
     def _committed_before(self, unknown: list[datetime]) -> bool:
         """Whether one of the tries made at *unknown* times was committed after all: its lease

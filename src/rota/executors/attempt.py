@@ -11,7 +11,6 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +19,8 @@ from rota.artifacts.local import FileCheckpoint, OutputCache
 from rota.artifacts.store import ArtifactStore, StoredOutput, open_artifact_store
 from rota.errors import ArtifactError, Reschedule, Skip
 from rota.executors.base import AttemptOutcome, AttemptSpec, ErrorInfo, StoredRef
-from rota.executors.secrets import attempt_masker, mask_outcome, reveal_attempt
+from rota.executors.secrets import attempt_masker, redact_error, reveal_attempt
+from rota.model.branching import Choice, Chosen
 from rota.model.dag import resolve
 from rota.model.policies import qualified_name
 from rota.model.secrets import Masker
@@ -30,7 +30,11 @@ from rota.operators.base import ExecContext, NoCheckpoint
 class Capture(Protocol):
     """Where an attempt's printed output goes (see ``executors.logs``)."""
 
-    def end(self, log_path: str, *, append: bool = False) -> str | None: ...
+    def begin(self, log_path: str, masker: Masker, *, append: bool = False) -> None:
+        """Write what this attempt prints to *log_path* from now on, masking *masker*'s values."""
+
+    def end(self) -> str | None:
+        """Stop; the log's path, or None when the attempt printed nothing."""
 
 
 _STORES: dict[str, ArtifactStore] = {}
@@ -110,13 +114,13 @@ def make_context(
         pokes=spec.pokes,
         store_url=spec.store_url,
         masker=masker if masker is not None else Masker(),
+        downstream=spec.downstream,
     )
 
 
 def run_attempt(
     spec: AttemptSpec,
     cache: OutputCache,
-    begin: Callable[[], None],
     capture: Capture,
     worker: str,
     *,
@@ -124,33 +128,41 @@ def run_attempt(
 ) -> AttemptOutcome:
     """Run *spec* here and now and return its outcome, whatever fails on the way.
 
-    *begin* starts output capture; *capture.end* stops it and names the log file, if any.
-    *own_session* is False in worker processes (see :class:`ExecContext`).
+    *capture* writes what the attempt prints to its log while it runs (``executors.logs``), with
+    the attempt's secrets masked: they are all known before it begins (its ``rota.Secret``
+    values are read first). *own_session* is False in worker processes (see
+    :class:`ExecContext`).
 
     Starting the capture, loading the inputs, the task itself, writing its output and saving its
     log can each fail: the outcome then comes back failed with that error (its type and message,
     e.g. a ``PermissionError`` naming the logs folder), so no executor is left waiting for it. A
     task that cannot have its output captured is not run; a task that succeeded but whose log
-    cannot be saved is reported failed, since what it printed is lost.
+    could not be written is reported failed, since what it printed is lost.
 
     Raises:
-        KeyboardInterrupt: only that passes through (Ctrl-C under the in-process executor).
+        KeyboardInterrupt: only that passes through (Ctrl-C under the in-process executor), once
+            the log has what the task printed.
     """
     started = time.time()
-    try:
-        begin()
-    except Exception as err:
-        _stop_capture_quietly(capture, spec.log_path)
-        return crashed_outcome(spec.attempt_id, worker, err, started=started)
     masker = attempt_masker(spec)
-    result = _execute(spec, cache, own_session=own_session, masker=masker)
+    revealed = _reveal(spec, masker)
     try:
-        log_path = capture.end(spec.log_path, append=spec.pokes > 0)  # a sensor's later pokes
+        capture.begin(spec.log_path, masker, append=spec.pokes > 0)  # a sensor's later pokes
+    except Exception as err:
+        _stop_capture_quietly(capture)
+        return crashed_outcome(spec.attempt_id, worker, err, started=started)
+    try:
+        result = _execute(revealed, cache, own_session=own_session, masker=masker)
+    except BaseException:
+        _stop_capture_quietly(capture)
+        raise
+    try:
+        log_path = capture.end()
     except Exception as err:
         log_path = None
         result = _log_lost(result, err)
-    # no secret in the log or the store
-    result = replace(result, error=mask_outcome(masker, log_path, result.error))
+    if result.error is not None:  # no secret in the store (the log was masked as it was written)
+        result = replace(result, error=redact_error(result.error, masker))
     return AttemptOutcome(
         attempt_id=spec.attempt_id,
         ok=result.error is None,
@@ -166,7 +178,17 @@ def run_attempt(
         error=result.error,
         skipped=result.skipped,
         reschedule_at=result.reschedule_at,
+        choice=result.choice if result.error is None else None,
     )
+
+
+def _reveal(spec: AttemptSpec, masker: Masker) -> AttemptSpec | Exception:
+    """*spec* with its ``rota.Secret`` values read (each added to *masker*), or why they could
+    not be (reported as the task's error once its log is open)."""
+    try:
+        return reveal_attempt(spec, os.environ, masker)
+    except Exception as err:
+        return err
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,27 +200,32 @@ class _Result:
     error: ErrorInfo | None = None
     skipped: bool = False
     reschedule_at: float | None = None
+    choice: Choice | None = None
 
 
 def _execute(
-    spec: AttemptSpec, cache: OutputCache, *, own_session: bool, masker: Masker
+    spec: AttemptSpec | Exception, cache: OutputCache, *, own_session: bool, masker: Masker
 ) -> _Result:
-    """Read the Secrets, load the inputs, call the operator, store the output; every error
-    becomes the result."""
+    """Load the inputs, call the operator, store the output; every error becomes the result
+    (*spec* is the error when its Secrets could not be read)."""
     try:
-        spec = reveal_attempt(spec, os.environ, masker)  # rota.Secret values, read here
+        if isinstance(spec, Exception):
+            raise spec
         inputs = load_inputs(spec, cache)
         args = resolve(spec.args, inputs)
         kwargs = resolve(dict(spec.kwargs), inputs)
         ctx = make_context(spec, own_session=own_session, masker=masker)
         value = spec.op.execute(ctx, args, kwargs)  # type: ignore[attr-defined]
+        choice = None
+        if isinstance(value, Chosen):  # a branch or short-circuit task: its output and choice
+            value, choice = value.value, value.choice
         if value is None:
-            return _Result()
+            return _Result(choice=choice)
         length = output_length(value)
         store = artifact_store(spec.artifacts)
         stored = store.put(spec.run_id, spec.task_id, spec.map_index, value, spec.serializer)
         cache.put(stored.uri, value, stored.size)
-        return _Result(stored, length)
+        return _Result(stored, length, choice=choice)
     except Reschedule as sig:
         return _Result(reschedule_at=sig.at)
     except Skip as sig:
@@ -221,11 +248,11 @@ def _log_lost(result: _Result, err: Exception) -> _Result:
     return replace(result, error=replace(result.error, traceback=result.error.traceback + note))
 
 
-def _stop_capture_quietly(capture: Capture, log_path: str) -> None:
+def _stop_capture_quietly(capture: Capture) -> None:
     # Undo whatever part of begin() took effect (e.g. fds already redirected), so the worker
     # prints where it did before; nothing of it is worth a second error.
     with contextlib.suppress(Exception):
-        capture.end(log_path)
+        capture.end()
 
 
 def _say(text: str) -> None:

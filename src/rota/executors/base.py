@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from rota.model.branching import Choice
 from rota.model.dag import Operator
 
 
@@ -73,6 +74,8 @@ class AttemptSpec:
     """For a sensor: how many pokes earlier dispatches of this attempt made (for back-off)."""
     store_url: str = ""
     """The metadata store's URL, for sensors that read it (FlowRunSensor, DatasetSensor)."""
+    downstream: tuple[str, ...] = ()
+    """Ids of the task's direct downstream tasks, among which a branch task chooses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,8 @@ class AttemptOutcome:
     reschedule_at: float | None = None
     """A sensor in ``reschedule`` mode was not satisfied: poke again at this epoch time, holding
     no worker meanwhile (the attempt goes to ``sensing``; no try is used up)."""
+    choice: Choice | None = None
+    """What a branch or short-circuit task that succeeded chose: the engine skips the others."""
 
 
 AttemptEvent = AttemptStarted | AttemptOutcome
@@ -145,7 +150,11 @@ class Executor(Protocol):
         """Start *attempt* (or queue it inside the executor's capacity)."""
 
     def poll(self, timeout: float) -> list[AttemptEvent]:
-        """Events since the last call, waiting at most *timeout* seconds for the first one."""
+        """Events since the last call, waiting at most *timeout* seconds for the first one.
+
+        With nothing running it waits the whole *timeout* (it never returns at once), so the
+        engine blocks here until its next due time: waiting must not burn a CPU core.
+        """
 
     def close(self, *, cancel: bool = False) -> None:
         """Stop the workers; with *cancel*, do not wait for running attempts."""

@@ -33,7 +33,6 @@ from rota.executors.base import (
     ErrorInfo,
     timeout_error,
 )
-from rota.executors.logs import scratch_name
 
 
 def _context() -> Any:
@@ -59,7 +58,11 @@ class _Worker:
 
 
 class LocalPoolExecutor:
-    """Runs attempts in *workers* warm processes, at most *prefetch* queued per worker."""
+    """Runs attempts in *workers* warm processes, at most *prefetch* queued per worker.
+
+    Each attempt writes its log where its spec says, while it runs; *logs_dir* (the folder those
+    logs are in) is not needed for that any more, and is accepted so callers need not change.
+    """
 
     name = "local"
 
@@ -72,7 +75,7 @@ class LocalPoolExecutor:
         cache_bytes: int = 256 * 1024 * 1024,
         kill_grace: float = 2.0,
     ) -> None:
-        self._logs_dir = logs_dir
+        del logs_dir
         self._prefetch = max(1, prefetch)
         self._cache_bytes = cache_bytes
         self._blobs: dict[int, bytes] = {}
@@ -80,6 +83,7 @@ class LocalPoolExecutor:
         self._keep: list[Any] = []  # operators keyed by id() stay alive so ids are not reused
         self._holder: dict[str, _Worker] = {}
         self._timeouts: dict[int, float] = {}
+        self._logs: dict[int, str] = {}  # attempt -> its log, named in a lost attempt's outcome
         self._watch = _Deadlines(kill_grace)
         self._ctx = _context()
         self._workers: list[_Worker] = []
@@ -100,7 +104,7 @@ class LocalPoolExecutor:
             inherited = [c.fileno() for c in engine_ends if not c.closed]
         proc = self._ctx.Process(
             target=worker_main,
-            args=(theirs, life_r, self._logs_dir, self._cache_bytes, inherited),
+            args=(theirs, life_r, self._cache_bytes, inherited),
             name=f"rota-worker-{index}",
             daemon=True,
         )
@@ -134,6 +138,7 @@ class LocalPoolExecutor:
             spec_blob = cloudpickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL)
         msg = (attempt.attempt_id, attempt.modules, key, blob, spec_blob)
         worker.outstanding.add(attempt.attempt_id)
+        self._logs[attempt.attempt_id] = attempt.log_path
         if attempt.timeout:
             self._timeouts[attempt.attempt_id] = attempt.timeout
         worker.conn.send_bytes(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
@@ -167,7 +172,8 @@ class LocalPoolExecutor:
 
     def poll(self, timeout: float) -> list[AttemptEvent]:
         busy = [w.conn for w in self._workers if w.outstanding]
-        if not busy:
+        if not busy:  # nothing can report: wait as asked (a caller waiting for a due time)
+            time.sleep(max(0.0, timeout))
             return []
         events: list[AttemptEvent] = []
         timeout = min(timeout, self._watch.next_due(time.monotonic()))
@@ -187,6 +193,7 @@ class LocalPoolExecutor:
             worker.outstanding.discard(msg.attempt_id)
             self._watch.forget(msg.attempt_id)
             self._timeouts.pop(msg.attempt_id, None)  # an attempt that failed before it started
+            self._logs.pop(msg.attempt_id, None)
             if msg.output_path:
                 self._holder[msg.output_path] = worker
             return msg
@@ -201,9 +208,6 @@ class LocalPoolExecutor:
         # (e.g. a child that ignored the SIGTERM of a timeout).
         _signal_group(worker.proc.pid, signal.SIGKILL)
         worker.proc.join(timeout=1)
-        # what its attempt printed is in its scratch file, secrets unmasked: no one keeps it
-        with contextlib.suppress(OSError):
-            os.unlink(Path(self._logs_dir) / scratch_name(worker.proc.pid))
         code = worker.proc.exitcode
         now = time.time()
         lost_error = ErrorInfo(
@@ -214,9 +218,10 @@ class LocalPoolExecutor:
             limit = self._watch.forget(attempt_id)
             error = timeout_error(limit) if limit is not None else lost_error
             self._timeouts.pop(attempt_id, None)
-            lost.append(
-                AttemptOutcome(attempt_id, False, now, now, f"worker-{worker.index}", error=error)
-            )
+            log = _kept_log(self._logs.pop(attempt_id, None))
+            name = f"worker-{worker.index}"
+            out = AttemptOutcome(attempt_id, False, now, now, name, log_path=log, error=error)
+            lost.append(out)
         self._close_worker(worker)
         fresh = self._spawn(worker.index)
         self._workers[worker.index] = fresh
@@ -232,11 +237,11 @@ class LocalPoolExecutor:
                 conn.close()
 
     def close(self, *, cancel: bool = False) -> None:
+        # A worker sees EOF and returns; a busy one sees its lifeline close, keeps what its
+        # attempt printed and ends its process group (the worker and whatever its task started).
+        # With *cancel*, one that has not done so within half a second is killed.
         for w in self._workers:
-            self._close_worker(w)  # the worker sees EOF and returns; the lifeline ends it if busy
-            if cancel:  # end the worker and whatever its task started (its process group)
-                with contextlib.suppress(OSError):
-                    os.killpg(w.proc.pid, signal.SIGKILL)
+            self._close_worker(w)
         deadline = time.monotonic() + (0.5 if cancel else 5.0)
         for w in self._workers:
             w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -280,6 +285,14 @@ class _Deadlines:
         for pgid, kill_at in self._kill_at.items():
             if now >= kill_at:
                 _signal_group(pgid, signal.SIGKILL)
+
+
+def _kept_log(path: str | None) -> str | None:
+    """*path*, if the attempt of a lost worker printed something there before it died."""
+    try:
+        return path if path is not None and Path(path).stat().st_size > 0 else None
+    except OSError:
+        return None
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import queue
 import threading
@@ -18,41 +17,40 @@ from rota.executors.logs import ThreadCapture
 class InProcessExecutor:
     """Runs one attempt at a time, in the calling thread, when :meth:`poll` is called.
 
-    For debugging: a breakpoint in a task stops the whole run right there.
+    For debugging: a breakpoint in a task stops the whole run right there. A poll reports that
+    the next attempt starts, and the poll after runs it, so the engine records the attempt as
+    running (with its log) before it runs.
     """
 
     name = "inprocess"
 
     def __init__(self) -> None:
         self._pending: deque[AttemptSpec] = deque()
+        self._starting: AttemptSpec | None = None
         self._cache = OutputCache()
         self._capture = ThreadCapture()
         self._capture.install()
+        self._worker = f"inprocess:{os.getpid()}"
 
     def capacity(self) -> int:
-        return 0 if self._pending else 1
+        return 0 if self._pending or self._starting else 1
 
     def submit(self, attempt: AttemptSpec) -> None:
         self._pending.append(attempt)
 
     def poll(self, timeout: float) -> list[AttemptEvent]:
-        del timeout
-        if not self._pending:
+        spec, self._starting = self._starting, None
+        if spec is not None:  # a Ctrl-C passes through to the engine: the attempt is interrupted
+            return [run_attempt(spec, self._cache, self._capture, self._worker)]
+        if not self._pending:  # nothing to run: wait as asked (a caller waiting for a due time)
+            time.sleep(max(0.0, timeout))
             return []
-        spec = self._pending.popleft()
-        return list(_run_with_events(spec, self._cache, self._capture, f"inprocess:{os.getpid()}"))
+        self._starting = self._pending.popleft()
+        return [AttemptStarted(self._starting.attempt_id, time.time(), self._worker)]
 
     def close(self, *, cancel: bool = False) -> None:
         del cancel
         self._capture.uninstall()
-
-
-def _run_with_events(
-    spec: AttemptSpec, cache: OutputCache, capture: ThreadCapture, worker: str
-) -> tuple[AttemptStarted, AttemptOutcome]:
-    # A Ctrl-C passes through to the engine, which marks the attempt interrupted.
-    outcome = run_attempt(spec, cache, lambda: capture.begin(spec.log_path), capture, worker)
-    return AttemptStarted(spec.attempt_id, outcome.started_at, worker), outcome
 
 
 class ThreadExecutor:
@@ -107,13 +105,7 @@ class ThreadExecutor:
             started = time.time()
             self._events.put(AttemptStarted(spec.attempt_id, started, worker))
             try:
-                outcome = run_attempt(
-                    spec,
-                    self._cache,
-                    functools.partial(self._capture.begin, spec.log_path),
-                    self._capture,
-                    worker,
-                )
+                outcome = run_attempt(spec, self._cache, self._capture, worker)
             except BaseException as err:  # a KeyboardInterrupt a task raised: this thread goes on
                 outcome = crashed_outcome(spec.attempt_id, worker, err, started=started)
             self._events.put(outcome)  # every attempt submitted gets an outcome, or poll() hangs

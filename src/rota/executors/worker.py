@@ -8,6 +8,7 @@ attempts, and exits at once when the engine that started it goes away (its lifel
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 import signal
@@ -25,7 +26,7 @@ from rota.artifacts.local import OutputCache
 from rota.errors import ExecutorError
 from rota.executors.attempt import crashed_outcome, run_attempt
 from rota.executors.base import AttemptOutcome, AttemptSpec
-from rota.executors.logs import FdCapture, scratch_name
+from rota.executors.logs import FdCapture
 from rota.flowfile import import_flow_file
 
 Message = tuple[int, tuple[tuple[str, str], ...], Any, bytes | None, bytes]
@@ -33,23 +34,30 @@ Message = tuple[int, tuple[tuple[str, str], ...], Any, bytes | None, bytes]
 worker, pickled spec without its operator)."""
 
 
-def _watch_lifeline(lifeline: Connection, scratch: Path) -> None:
+def _watch_lifeline(lifeline: Connection, capture: FdCapture) -> None:
     with contextlib.suppress(EOFError, OSError):
         lifeline.recv()
     # The engine is gone: end this worker and its process group's children now, so no orphan
-    # finishes a task behind the back of whoever resumes the run. What the attempt printed so far
-    # (secrets unmasked) goes with it.
-    with contextlib.suppress(OSError):
-        os.unlink(scratch)
+    # finishes a task behind the back of whoever resumes the run; what the attempt printed so
+    # far stays in its log (masked as it was written).
+    capture.abandon()
     with contextlib.suppress(OSError):
         os.killpg(0, signal.SIGKILL)
     os._exit(70)
 
 
+def _on_sigterm(capture: FdCapture, signum: int, frame: object) -> None:
+    """Killed for a timeout (the engine ends the worker's group): keep what the attempt
+    printed, then die of the signal as the engine expects."""
+    del frame
+    capture.abandon()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def worker_main(
     conn: Connection,
     lifeline: Connection,
-    logs_dir: str,
     cache_bytes: int,
     inherited: Sequence[int] = (),
 ) -> None:
@@ -61,17 +69,17 @@ def worker_main(
     # and whatever the task started), and a terminal's Ctrl-C reaches the engine only.
     os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the engine's handler, inherited by fork
     # Print through fds 1 and 2 whatever the forking process had put in place of sys.stdout, so
     # that FdCapture sees everything a task prints.
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-    scratch = Path(logs_dir) / scratch_name(os.getpid())
-    threading.Thread(target=_watch_lifeline, args=(lifeline, scratch), daemon=True).start()
+    capture = FdCapture()
+    # not the engine's handler, inherited by fork
+    signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, capture))
+    threading.Thread(target=_watch_lifeline, args=(lifeline, capture), daemon=True).start()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     ops = _Operators()
     cache = OutputCache(cache_bytes)
-    capture = FdCapture(Path(logs_dir))
     while True:
         try:
             data = conn.recv_bytes()
@@ -104,7 +112,7 @@ def _serve(
     started = time.time()
     conn.send(("started", spec.attempt_id, started, worker))
     try:
-        return run_attempt(spec, cache, capture.begin, capture, worker, own_session=False)
+        return run_attempt(spec, cache, capture, worker, own_session=False)
     except BaseException as err:  # SIGINT is ignored here, so a KeyboardInterrupt is the task's
         return crashed_outcome(attempt_id, worker, err, started=started)
 

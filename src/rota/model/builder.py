@@ -8,13 +8,14 @@ nothing global) and both freeze into a validated :class:`~rota.model.dag.Dag`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
 from rota.errors import DefinitionError
+from rota.model.cacheon import check_params
 from rota.model.callbacks import CallbackArg, Callbacks
 from rota.model.dag import (
     Dag,
@@ -26,8 +27,8 @@ from rota.model.dag import (
 )
 from rota.model.datasets import Dataset, coerce_datasets
 from rota.model.policies import (
-    CacheInputs,
     CachePolicy,
+    KeyFn,
     RetryPolicy,
     TriggerRule,
     coerce_timeout,
@@ -168,11 +169,15 @@ class FlowBuilder:
 
         Raises:
             DefinitionError: an invalid graph, or a template naming a variable or a parameter
-                that does not exist (found here, not when the task runs).
+                that does not exist, or a ``cache_on=`` naming a parameter that does not (found
+                here, not when the task runs).
         """
         for where, text, shell in self._templates:
             check_template_names(text, params, where=where, shell=shell, flow=self.name)
-        specs = (n.to_spec() for n in self.nodes.values())
+        specs = [n.to_spec() for n in self.nodes.values()]
+        for spec in specs:
+            if spec.cache is not None and spec.cache.on:
+                check_params(spec.id, spec.cache.on, params)
         return Dag.build(
             self.name, specs, params, self.options.run_callbacks, self.options.schedule, defaults
         )
@@ -202,8 +207,9 @@ class TaskNode:
         on_retry: CallbackArg = None,
         map_args: Iterable[str] = (),
         cache: bool = False,
-        cache_key: Callable[[CacheInputs], str] | None = None,
+        cache_key: KeyFn | None = None,
         cache_expires: timedelta | None = None,
+        cache_on: Iterable[str] | str | None = None,
         version: str = "",
         serializer: str | None = None,
         outlets: Iterable[Dataset | str] | Dataset | str | None = None,
@@ -228,7 +234,7 @@ class TaskNode:
         self.trigger_rule = TriggerRule.coerce(trigger_rule)
         self.callbacks = Callbacks.of(on_success, on_failure, on_retry)
         self.map_args = tuple(map_args)
-        self.cache = CachePolicy.coerce(cache, cache_key, cache_expires, version)
+        self.cache = CachePolicy.coerce(cache, cache_key, cache_expires, version, cache_on)
         if serializer is not None and not isinstance(serializer, str):
             raise DefinitionError(
                 f"task {task_id!r}: serializer must be a name, got {serializer!r}"

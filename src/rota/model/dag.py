@@ -1,8 +1,9 @@
 """The validated graph of one flow, and the ready-set counter that drives a run.
 
 ``Dag`` is a pure value: task specs, edges, parameters. ``ReadySet`` is graphlib's idea for our
-states: a per-task count of unfinished upstreams, updated on each completion, so a whole run costs
-O(edges) rather than a rescan of every task each step (DESIGN.md, invariant 4).
+states: per task, counts of its upstreams by outcome, updated on each completion and read by the
+task's trigger rule, so a whole run costs O(edges) rather than a rescan of every task each step
+(DESIGN.md, invariant 4).
 """
 
 from __future__ import annotations
@@ -267,11 +268,31 @@ class Dag:
         """Ids of the tasks that directly depend on *task_id*."""
         return self._downstream[task_id]
 
+    @property
+    def leaves(self) -> tuple[str, ...]:
+        """Ids of the tasks nothing depends on, in topological order: they decide a run's state."""
+        return tuple(tid for tid in self._order if not self._downstream[tid])
+
     def edges(self) -> Iterator[tuple[str, str]]:
         """Every (upstream, downstream) pair, in topological order of the upstream."""
         for tid in self._order:
             for down in self._downstream[tid]:
                 yield tid, down
+
+
+LEAF_SUCCESS: Final = frozenset({TaskState.SUCCESS, TaskState.CACHED, TaskState.SKIPPED})
+"""Leaf states that let a run succeed (Airflow's ``State.success_states``, with cached)."""
+
+
+def run_succeeded(dag: Dag, state_of: Mapping[str, TaskState]) -> bool:
+    """Whether a finished run of *dag* whose tasks ended as *state_of* succeeded.
+
+    Airflow's rule (``DagRun.update_state``): the leaves decide. The run succeeds when every leaf
+    task succeeded (or was cached) or was skipped, and fails when a leaf failed, is
+    upstream_failed or did not end; a failed task that a fallback leaf handled (``one_failed``,
+    ``all_done``) does not fail the run.
+    """
+    return all(state_of.get(tid) in LEAF_SUCCESS for tid in dag.leaves)
 
 
 def _topological_order(
@@ -311,88 +332,126 @@ def _find_cycle(tasks: Mapping[str, TaskSpec], stuck: set[str]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The ready set's verdict on a task whose upstreams are all finished."""
+    """The ready set's verdict on a task: run it, or it ends without running, and why."""
 
     task_id: str
     state: TaskState  # QUEUED (run it), SKIPPED or UPSTREAM_FAILED
+    reason: str = field(default="", compare=False)
+    """Why a task ends without running (its rule and the upstream counts, or a branch's choice);
+    commentary, so decisions compare by task, state and cause only."""
+    chosen: bool = False
+    """Skipped by a branch or short-circuit task's choice, not by its own trigger rule."""
 
 
 class ReadySet:
-    """Tracks, per task, the upstreams still unfinished and how the finished ones ended.
+    """Decides, completion by completion, which tasks run, are skipped or are upstream_failed.
 
     Like ``graphlib.TopologicalSorter``: the caller takes :meth:`initial` decisions, runs tasks
     anywhere, and reports each terminal outcome to :meth:`done`, which returns the decisions that
-    outcome unlocked (cascading skips and upstream failures through the graph at once).
+    outcome made possible. Per task it keeps counts of its upstreams by outcome (success, failed,
+    upstream_failed, skipped), so each completion costs O(its out-degree) and a whole run
+    O(edges) (DESIGN.md, invariant 4).
+
+    A task is decided at the first completion that determines its rule's outcome, as Airflow does
+    (a ``one_failed`` task runs at the first failure, an ``all_success`` one is upstream_failed at
+    once); later completions of its other upstreams change nothing about it. A task that ends
+    without running ends at once, and that completion counts for its own downstreams in turn.
     """
 
     def __init__(self, dag: Dag, finished: Mapping[str, TaskState] | None = None) -> None:
         self._dag = dag
-        self._remaining = {tid: len(spec.upstream) for tid, spec in dag.tasks.items()}
-        self._tally = {tid: [0, 0, 0, 0] for tid in dag.tasks}
+        self._counts = {tid: [0, 0, 0, 0] for tid in dag.tasks}
         self._finished: dict[str, TaskState] = {}
+        self._decided: set[str] = set()
         for tid, state in (finished or {}).items():
+            self._decided.add(tid)
             self._record(tid, state)
         self._initial: list[Decision] = []
-        decided: set[str] = set()
         for tid in dag.order:
-            if tid in self._finished or tid in decided or self._remaining[tid]:
-                continue
-            verdict = self._verdict(tid)
-            found = [Decision(tid, verdict)]
-            if verdict is not TaskState.QUEUED:
-                found.extend(self.done(tid, verdict))  # a cascade may decide later tasks too
-            decided.update(d.task_id for d in found)
-            self._initial.extend(found)
+            self._initial.extend(self._settle([tid]))
 
     def initial(self) -> list[Decision]:
-        """Decisions available before anything new finishes (roots, and resumed frontiers)."""
+        """Decisions available before anything new finishes (roots, ``always`` tasks, resumed
+        frontiers)."""
         out, self._initial = self._initial, []
         return out
 
     def done(self, task_id: str, state: TaskState) -> list[Decision]:
-        """Record that *task_id* ended in terminal *state*; return the decisions it unlocked.
+        """Record that *task_id* ended in terminal *state*; return the decisions it made possible.
 
         Raises:
             ValueError: *state* is not terminal, or *task_id* was already reported.
         """
-        out: list[Decision] = []
-        stack = [(task_id, state)]
-        while stack:
-            tid, st = stack.pop()
-            for down in self._record(tid, st):
-                verdict = self._verdict(down)
-                out.append(Decision(down, verdict))
-                if verdict is not TaskState.QUEUED:
-                    stack.append((down, verdict))
+        self._check_new(task_id, state)
+        self._decided.add(task_id)
+        return self._settle(self._record(task_id, state))
+
+    def skip(self, task_ids: Iterable[str], reason: str) -> list[Decision]:
+        """Skip the undecided tasks among *task_ids* now, whatever their upstreams (a branch's or a
+        short-circuit's choice, as Airflow's ``SkipMixin``); return those skips and what they made
+        possible. A task already decided (running, or ended) is left as it is.
+        """
+        targets = [tid for tid in dict.fromkeys(task_ids) if tid not in self._decided]
+        # All are decided first, so that the skip of one cannot make another run by its rule.
+        self._decided.update(targets)
+        out = [Decision(tid, TaskState.SKIPPED, reason, chosen=True) for tid in targets]
+        for tid in targets:
+            out.extend(self._settle(self._record(tid, TaskState.SKIPPED)))
         return out
 
-    def _record(self, task_id: str, state: TaskState) -> list[str]:
-        """Mark *task_id* finished; return the unfinished downstreams that became decidable."""
-        if state not in TERMINAL:
-            raise ValueError(f"{task_id}: {state} is not a terminal state")
-        if task_id in self._finished:
-            raise ValueError(f"{task_id} was already reported finished")
-        self._finished[task_id] = state
-        slot = _TALLY_SLOT[state]
-        unlocked = []
-        for down in self._dag.downstream(task_id):
-            self._tally[down][slot] += 1
-            self._remaining[down] -= 1
-            if self._remaining[down] == 0 and down not in self._finished:
-                unlocked.append(down)
-        return unlocked
-
-    def _verdict(self, task_id: str) -> TaskState:
-        rule = self._dag.tasks[task_id].trigger_rule
-        return decide(rule, UpstreamTally(*self._tally[task_id]))
+    def is_decided(self, task_id: str) -> bool:
+        """Whether *task_id* has a verdict (queued, running or ended)."""
+        return task_id in self._decided
 
     @property
     def finished(self) -> Mapping[str, TaskState]:
         """Terminal states reported so far (including cascaded decisions)."""
         return self._finished
 
+    def _check_new(self, task_id: str, state: TaskState) -> None:
+        if state not in TERMINAL:
+            raise ValueError(f"{task_id}: {state} is not a terminal state")
+        if task_id in self._finished:
+            raise ValueError(f"{task_id} was already reported finished")
+
+    def _record(self, task_id: str, state: TaskState) -> list[str]:
+        """Mark *task_id* finished and count it for its downstreams; return the undecided ones."""
+        self._check_new(task_id, state)
+        self._finished[task_id] = state
+        slot = _TALLY_SLOT[state]
+        undecided = []
+        for down in self._dag.downstream(task_id):
+            self._counts[down][slot] += 1
+            if down not in self._decided:
+                undecided.append(down)
+        return undecided
+
+    def _settle(self, candidates: list[str]) -> list[Decision]:
+        """Decide what *candidates* allow now; a task ending without running cascades at once."""
+        out: list[Decision] = []
+        stack = list(reversed(candidates))
+        while stack:
+            tid = stack.pop()
+            if tid in self._decided:
+                continue
+            spec = self._dag.tasks[tid]
+            tally = UpstreamTally(len(spec.upstream), *self._counts[tid])
+            verdict = decide(spec.trigger_rule, tally)
+            if verdict is None:
+                continue
+            self._decided.add(tid)
+            if verdict is TaskState.QUEUED:
+                out.append(Decision(tid, verdict))
+                continue
+            out.append(
+                Decision(tid, verdict, f"trigger rule {spec.trigger_rule}: {tally.describe()}")
+            )
+            stack.extend(reversed(self._record(tid, verdict)))
+        return out
+
 
 _TALLY_SLOT: Final[Mapping[TaskState, int]] = {
+    # the order of UpstreamTally's counts after ``upstreams``
     TaskState.SUCCESS: 0,
     TaskState.CACHED: 0,
     TaskState.FAILED: 1,

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from rota.errors import PolicyError
+from rota.model.cacheon import coerce_on
 from rota.model.states import TaskState
 
 
@@ -100,28 +102,53 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class CacheInputs:
-    """What a task's cache key is made of; a ``cache_key=`` function receives it."""
+    """What a task's cache key is made of; a ``cache_key=`` function receives it.
+
+    Attributes:
+        task_id: The task.
+        code: The digest of its code (transitively).
+        inputs: The content hash of each upstream output it reads.
+        constants: A digest of its constant arguments.
+        version: The user's ``version=``.
+        run: The facts of the run in the key (``params.x``, ``logical_date``...: see
+            :mod:`rota.model.cacheon`), as text.
+        rendered: Its templates as this attempt renders them (a shell command's text and
+            values, rendered ``env=`` values).
+        variables: The template variables of the attempt (``ds``, ``params``...), for a key
+            function that renders a path.
+    """
 
     task_id: str
     code: str
     inputs: Mapping[str, str]
     constants: str
     version: str = ""
+    run: Mapping[str, str] = field(default_factory=dict)
+    rendered: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+
+KeyFn = Callable[[CacheInputs], str | Mapping[str, str]]
+"""A ``cache_key=`` function: the key itself (a string), or named parts added to the usual key."""
 
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
-    """Reuse a stored output when the task's code, inputs and constants are unchanged.
+    """Reuse a stored output when the task's code, inputs, constants and run facts are unchanged.
 
     Attributes:
-        key_fn: computes the key from :class:`CacheInputs` instead of the default hash.
+        key_fn: returns the key from :class:`CacheInputs` instead of the default hash, or a
+            mapping of named parts added to the default key (``rota.cache.file_content``).
         expires: an entry older than this is not reused.
         version: a user-set part of the key (bump it to invalidate by hand).
+        on: the run facts in the key (:mod:`rota.model.cacheon`); None: every parameter and run
+            date for a task that can read them, none for one that cannot.
     """
 
-    key_fn: Callable[[CacheInputs], str] | None = None
+    key_fn: KeyFn | None = None
     expires: timedelta | None = None
     version: str = ""
+    on: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.key_fn is not None and not callable(self.key_fn):
@@ -135,15 +162,21 @@ class CachePolicy:
     def coerce(
         cls,
         cache: bool,
-        key_fn: Callable[[CacheInputs], str] | None,
+        key_fn: KeyFn | None,
         expires: timedelta | None,
         version: str,
+        on: Iterable[str] | str | None = None,
     ) -> CachePolicy | None:
-        """The policy the ``cache=``, ``cache_key=``, ``cache_expires=``, ``version=`` options
-        describe; None when caching is off."""
-        if not (cache or key_fn is not None or expires is not None):
+        """The policy the ``cache=``, ``cache_key=``, ``cache_expires=``, ``version=`` and
+        ``cache_on=`` options describe; None when caching is off.
+
+        Raises:
+            PolicyError: an invalid option.
+        """
+        names = coerce_on(on)
+        if not (cache or key_fn is not None or expires is not None or names is not None):
             return None
-        return cls(key_fn, expires, str(version))
+        return cls(key_fn, expires, str(version), names)
 
 
 def _is_real(value: object) -> bool:
@@ -173,15 +206,24 @@ def coerce_timeout(value: timedelta | float | int | None) -> timedelta | None:
 
 
 class TriggerRule(StrEnum):
-    """What a finished set of upstreams means for a task."""
+    """When a task runs, given how its direct upstreams ended; Airflow's rules, with its meaning.
+
+    Each rule is decided from counts of the upstreams' outcomes by :func:`decide`, as soon as the
+    outcome is known (Airflow's ``trigger_rule_dep.py``: ``one_failed`` runs at the first failure,
+    ``all_success`` is upstream_failed at the first failure, ``always`` runs at once).
+    """
 
     ALL_SUCCESS = "all_success"
     ALL_DONE = "all_done"
     ALL_FAILED = "all_failed"
     ONE_FAILED = "one_failed"
     ONE_SUCCESS = "one_success"
+    ONE_DONE = "one_done"
     NONE_FAILED = "none_failed"
+    NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
     NONE_SKIPPED = "none_skipped"
+    ALL_SKIPPED = "all_skipped"
+    ALL_DONE_MIN_ONE_SUCCESS = "all_done_min_one_success"
     ALWAYS = "always"
 
     @classmethod
@@ -200,39 +242,155 @@ class TriggerRule(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamTally:
-    """How the finished upstreams of one task ended."""
+    """How many direct upstreams a task has, and how many of them ended in each way so far.
 
+    ``success`` counts succeeded and cached upstreams; the others are still running or waiting.
+    """
+
+    upstreams: int
     success: int = 0
     failed: int = 0
     skipped: int = 0
     upstream_failed: int = 0
 
     @property
-    def total(self) -> int:
+    def done(self) -> int:
+        """Upstreams that have ended, whatever their state."""
         return self.success + self.failed + self.skipped + self.upstream_failed
 
+    @property
+    def failures(self) -> int:
+        """Upstreams that failed or are upstream_failed (Airflow's ``failed_states``)."""
+        return self.failed + self.upstream_failed
 
-def decide(rule: TriggerRule, tally: UpstreamTally) -> TaskState:
-    """What a task becomes once all its upstreams are finished.
+    @property
+    def all_done(self) -> bool:
+        return self.done >= self.upstreams
+
+    def describe(self) -> str:
+        """The counts in words: ``2 of 3 upstreams ended: 1 success, 1 failed``."""
+        parts = [
+            f"{n} {name}"
+            for n, name in (
+                (self.success, "success"),
+                (self.failed, "failed"),
+                (self.upstream_failed, "upstream_failed"),
+                (self.skipped, "skipped"),
+            )
+            if n
+        ]
+        ended = f"{self.done} of {self.upstreams} upstreams ended"
+        return f"{ended}: {', '.join(parts)}" if parts else ended
+
+
+_RUN, _SKIP, _UFAIL = TaskState.QUEUED, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED
+
+
+def _all_success(t: UpstreamTally) -> TaskState | None:
+    if t.failures:
+        return _UFAIL
+    if t.skipped:
+        return _SKIP
+    return _RUN if t.success == t.upstreams else None
+
+
+def _all_failed(t: UpstreamTally) -> TaskState | None:
+    if t.success or t.skipped:
+        return _SKIP
+    return _RUN if t.failures == t.upstreams else None
+
+
+def _all_done(t: UpstreamTally) -> TaskState | None:
+    return _RUN if t.all_done else None
+
+
+def _one_success(t: UpstreamTally) -> TaskState | None:
+    if t.success:
+        return _RUN
+    if not t.all_done:
+        return None
+    return _SKIP if t.skipped == t.done else _UFAIL
+
+
+def _one_failed(t: UpstreamTally) -> TaskState | None:
+    if t.failures:
+        return _RUN
+    return _SKIP if t.all_done else None
+
+
+def _one_done(t: UpstreamTally) -> TaskState | None:
+    # Airflow counts success and failed here, not upstream_failed.
+    if t.success or t.failed:
+        return _RUN
+    return _SKIP if t.all_done else None
+
+
+def _none_failed(t: UpstreamTally) -> TaskState | None:
+    if t.failures:
+        return _UFAIL
+    return _RUN if t.all_done else None
+
+
+def _none_failed_min_one_success(t: UpstreamTally) -> TaskState | None:
+    if t.failures:
+        return _UFAIL
+    if t.skipped == t.upstreams:
+        return _SKIP
+    return _RUN if t.all_done else None
+
+
+def _none_skipped(t: UpstreamTally) -> TaskState | None:
+    if t.skipped:
+        return _SKIP
+    return _RUN if t.all_done else None
+
+
+def _all_skipped(t: UpstreamTally) -> TaskState | None:
+    if t.success or t.failures:
+        return _SKIP
+    return _RUN if t.skipped == t.upstreams else None
+
+
+def _all_done_min_one_success(t: UpstreamTally) -> TaskState | None:
+    # Airflow: a skipped upstream is not "done" for this rule, so one skip skips the task at once.
+    if t.skipped:
+        return _SKIP
+    if not t.all_done:
+        return None
+    return _RUN if t.success else _UFAIL
+
+
+def _always(t: UpstreamTally) -> TaskState | None:
+    return _RUN
+
+
+_RULES: Mapping[TriggerRule, Callable[[UpstreamTally], TaskState | None]] = {
+    TriggerRule.ALL_SUCCESS: _all_success,
+    TriggerRule.ALL_DONE: _all_done,
+    TriggerRule.ALL_FAILED: _all_failed,
+    TriggerRule.ONE_FAILED: _one_failed,
+    TriggerRule.ONE_SUCCESS: _one_success,
+    TriggerRule.ONE_DONE: _one_done,
+    TriggerRule.NONE_FAILED: _none_failed,
+    TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS: _none_failed_min_one_success,
+    TriggerRule.NONE_SKIPPED: _none_skipped,
+    TriggerRule.ALL_SKIPPED: _all_skipped,
+    TriggerRule.ALL_DONE_MIN_ONE_SUCCESS: _all_done_min_one_success,
+    TriggerRule.ALWAYS: _always,
+}
+
+
+def decide(rule: TriggerRule, tally: UpstreamTally) -> TaskState | None:
+    """What a task with *rule* becomes, if its upstreams' outcomes so far already determine it.
+
+    Follows Airflow's ``trigger_rule_dep.py``: the rule's pass condition runs the task, and with
+    ``flag_upstream_failed`` the same counts mark it ``skipped`` or ``upstream_failed`` without
+    waiting for the other upstreams. A task without upstreams runs at once, whatever its rule.
+    O(1): it reads counts only.
 
     Returns:
-        ``TaskState.QUEUED`` when the task should run, else ``SKIPPED`` or ``UPSTREAM_FAILED``.
+        ``QUEUED`` (run it), ``SKIPPED`` or ``UPSTREAM_FAILED``; None while undetermined.
     """
-    if tally.total == 0 or rule in (TriggerRule.ALWAYS, TriggerRule.ALL_DONE):
-        return TaskState.QUEUED
-    failed = tally.failed + tally.upstream_failed
-    run, skip, fail = TaskState.QUEUED, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED
-    match rule:
-        case TriggerRule.ALL_SUCCESS:
-            return run if tally.success == tally.total else (fail if failed else skip)
-        case TriggerRule.ALL_FAILED:
-            return run if failed == tally.total else skip
-        case TriggerRule.ONE_FAILED:
-            return run if failed else skip
-        case TriggerRule.ONE_SUCCESS:
-            return run if tally.success else (fail if failed else skip)
-        case TriggerRule.NONE_FAILED:
-            return fail if failed else run
-        case TriggerRule.NONE_SKIPPED:
-            return skip if tally.skipped else run
-    raise AssertionError(f"unhandled trigger rule {rule}")  # pragma: no cover
+    if tally.upstreams == 0:
+        return _RUN
+    return _RULES[rule](tally)

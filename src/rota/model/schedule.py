@@ -9,18 +9,25 @@ Cron schedules (5 fields, or a preset: ``@hourly @daily @weekly @monthly @yearly
 in the local wall time of ``timezone``, so ``"0 3 * * *"`` in Europe/Berlin means 03:00 local all
 year. ``@once`` is not a schedule here: a one-off run is started by hand.
 
-DST policy. A cron that names its hours (hour field other than ``*``) runs once for each wall time
-it matches, when the wall clock first reaches or jumps over it: a wall time that does not exist
-(the spring-forward gap) runs at the first instant after the gap, and a wall time that exists
-twice (the autumn fold) runs at its first occurrence only, so a daily cron runs exactly once per
-local day, every day (wall times that land on one instant make one tick). A cron whose hour field
-is ``*`` (every hour) runs whenever the wall clock shows a matching time: the skipped hour has no
+DST policy: Airflow's ``CronDataIntervalTimetable``. A cron that names its hours (hour field other
+than ``*``) ticks at each wall time it matches, read as Airflow reads it
+(:mod:`rota.model.walltime`): a wall time that exists twice (the autumn fold) ticks at its *second*
+occurrence, and one that does not exist (the spring-forward gap) moves forward by the gap's length.
+So ``0 2 * * *`` in Europe/Zurich has the interval ``[2023-10-28 00:00Z, 2023-10-29 01:00Z)``, and
+``30 2 * * *`` in Europe/Berlin ticks at 03:30 CEST on 2026-03-29. A daily cron still runs exactly
+once per local day (wall times that land on one instant make one tick). A cron whose hour field is
+``*`` (every hour) ticks whenever the wall clock shows a matching time: the skipped hour has no
 ticks and the repeated hour has them twice, so ``@hourly`` has 23 intervals on the spring-forward
 day and 25 on the fall-back day, each one hour of elapsed time (Airflow does the same).
 
 Timedelta schedules are exact elapsed durations in UTC, whatever the zone: ticks are
 ``anchor + k * every`` with the anchor at ``start_date`` (the Unix epoch if there is none), so a
 6-hour schedule stays 6 hours apart across DST changes.
+
+Ranges, as Airflow's backfill makes them (``iter_dagrun_infos_between``): the intervals of a range
+``[start, end]`` are those whose *logical date* lies in it. A start between two ticks moves forward
+to the next tick, and ``end`` is the latest logical date included, so ``2026-03-01`` to
+``2026-03-30`` of a daily schedule is 30 intervals.
 
 Bounds. ``start_date`` and ``end_date`` (inclusive) bound the ticks: only intervals lying wholly
 inside ``[start_date, end_date]`` exist. A naive bound is read as wall time in ``timezone`` (by the
@@ -35,10 +42,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter
-
 from rota.errors import PolicyError
+from rota.model.cronwalk import PRESETS, CronWalk
 from rota.model.ticks import count_cron_ticks
+from rota.model.walltime import resolve
 
 
 class Clock(Protocol):
@@ -60,16 +67,6 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-
-PRESETS: Final[dict[str, str]] = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TINY: Final = timedelta(microseconds=1)
@@ -107,37 +104,6 @@ class Interval:
         return self.start
 
 
-def _occurrences(wall: datetime, zone: ZoneInfo) -> tuple[datetime, datetime] | None:
-    """The first and second UTC instants at which the wall clock shows *wall* (equal unless in a
-    fold), or None if *wall* falls in a gap."""
-    # PEP 495: fold=0 reads a wall time with the offset from before a transition, fold=1 with the
-    # one after; in a fold that puts fold=0 first, in a gap it puts fold=0 last.
-    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    return (first, second) if first <= second else None
-
-
-def _gap_end(wall: datetime, zone: ZoneInfo) -> datetime:
-    """The first instant after the gap that swallows *wall*: the transition itself."""
-    lo = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)  # before the transition
-    hi = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # after it
-    after = hi.astimezone(zone).utcoffset()
-    while hi - lo > _TINY:  # invariant: lo has the old offset, hi the new one
-        mid = lo + (hi - lo) // 2
-        if mid.astimezone(zone).utcoffset() == after:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def localize(wall: datetime, zone: ZoneInfo) -> datetime:
-    """The UTC instant of naive *wall* in *zone*: a gap's wall time maps to the gap's end, a fold's
-    to its first occurrence (the module's DST policy)."""
-    both = _occurrences(wall, zone)
-    return both[0] if both is not None else _gap_end(wall, zone)
-
-
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """When a flow runs: a cron expression in a time zone, or a fixed timedelta.
@@ -161,22 +127,20 @@ class Schedule:
     start_date: datetime | None = None
     end_date: datetime | None = None
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
-    _every_hour: bool = field(init=False, repr=False, compare=False)
+    _walk: CronWalk | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if (self.cron is None) == (self.every is None):
             raise PolicyError("a schedule needs exactly one of a cron expression and a timedelta")
         object.__setattr__(self, "_zone", _zone(self.timezone))
-        every_hour = False
         if self.cron is not None:
-            every_hour = _check_cron(self.cron)
+            object.__setattr__(self, "_walk", CronWalk.parse(self.cron, self._zone))
         elif not isinstance(self.every, timedelta) or self.every <= timedelta(0):
             raise PolicyError(f"schedule interval must be a positive timedelta, got {self.every!r}")
-        object.__setattr__(self, "_every_hour", every_hour)
         for name in ("start_date", "end_date"):
             value = getattr(self, name)
             if isinstance(value, datetime) and value.utcoffset() is None:
-                value = localize(value, self._zone)
+                value = resolve(value, self._zone)
             if value is not None:
                 object.__setattr__(self, name, _aware_utc(name, value))
         if self.start_date and self.end_date and self.end_date <= self.start_date:
@@ -216,7 +180,7 @@ class Schedule:
     def localize(self, wall: datetime) -> datetime:
         """The UTC instant of *wall*: naive means wall time in ``timezone`` (DST policy above)."""
         if wall.utcoffset() is None:
-            return localize(wall, self._zone)
+            return resolve(wall, self._zone)
         return wall.astimezone(UTC)
 
     # --- public interval maths ---------------------------------------------------------------
@@ -234,17 +198,19 @@ class Schedule:
     def intervals_between(
         self, start: datetime, end: datetime, *, reverse: bool = False
     ) -> list[Interval]:
-        """Every interval whose end lies in ``(start, end]``, oldest first (newest if *reverse*):
-        what a backfill of that range runs."""
+        """Every interval whose logical date lies in ``[start, end]``, oldest first (newest if
+        *reverse*): what a backfill of that range runs. A *start* between two ticks moves forward
+        to the next tick; *end* is the latest logical date included (Airflow's
+        ``iter_dagrun_infos_between``)."""
         limit = _aware_utc("end", end)
         found: list[Interval] = []
-        current = self.next_after(start)
-        while current is not None and current.end <= limit:
-            found.append(current)
-            following = self._after(current.end)
+        tick = self._first_from(_aware_utc("start", start))
+        while tick <= limit:
+            following = self._after(tick)
             if self.end_date is not None and following > self.end_date:
                 break
-            current = Interval(current.end, following)
+            found.append(Interval(tick, following))
+            tick = following
         if reverse:
             found.reverse()
         return found
@@ -252,20 +218,58 @@ class Schedule:
     def count_between(self, start: datetime, end: datetime) -> int:
         """``len(self.intervals_between(start, end))``, without making the intervals: arithmetic
         for a timedelta, and for a cron all but a short walk around each DST change."""
-        lo, hi = _aware_utc("start", start), _aware_utc("end", end)
-        if self.start_date is not None:  # the first interval ends at the second tick in bounds
-            lo = max(lo, self._after(self.start_date - _TINY))
+        lo, hi = self._first_from(_aware_utc("start", start)), _aware_utc("end", end)
         if self.end_date is not None:
-            hi = min(hi, self.end_date)
-        if hi <= lo:
+            hi = min(hi, self._last_start())
+        if hi < lo:
             return 0
         if self.every is not None:
             anchor = self.start_date or _EPOCH
-            return (hi - anchor) // self.every - (lo - anchor) // self.every
+            return (hi - anchor) // self.every - (lo - _TINY - anchor) // self.every
         assert self.cron is not None
-        return count_cron_ticks(
-            self.cron, self._zone, self._after, lo, hi, every_hour=self._every_hour
+        return count_cron_ticks(self.cron, self._zone, self._after, lo - _TINY, hi)
+
+    def why_empty(self, start: datetime, end: datetime) -> str:
+        """Why ``[start, end]`` holds no interval, in one line for people (dates in the zone)."""
+        lo, hi = _aware_utc("start", start), _aware_utc("end", end)
+        if self.start_date is not None and hi < self._first_from(self.start_date):
+            return (
+                f"the range ends before the schedule's start_date {self._show(self.start_date)}: "
+                f"its first logical date is {self._show(self._first_from(self.start_date))}"
+            )
+        if self.end_date is not None and self._last_start() < lo:
+            return (
+                f"the range begins after the last interval that ends by the schedule's end_date "
+                f"{self._show(self.end_date)} (logical date {self._show(self._last_start())})"
+            )
+        return (
+            f"no logical date of the schedule lies in [{self._show(lo)}, {self._show(hi)}]: the "
+            f"one before is {self._show(self._at_or_before(lo))}, the next "
+            f"{self._show(self._first_from(lo))}"
         )
+
+    def interval_at(self, logical_date: datetime) -> Interval | None:
+        """The interval whose logical date is *logical_date* (the one a scheduled run of that
+        date covers), whatever the bounds; None if no tick falls on it."""
+        t = _aware_utc("logical_date", logical_date)
+        if self._after(t - _TINY) != t:
+            return None
+        return Interval(t, self._after(t))
+
+    def neighbours(self, t: datetime) -> tuple[datetime, datetime]:
+        """The last tick at or before *t* and the first after it, whatever the bounds."""
+        t = _aware_utc("t", t)
+        return self._at_or_before(t), self._after(t)
+
+    def manual_interval(self, run_after: datetime) -> Interval:
+        """The data interval of a run started by hand at *run_after*, as Airflow's
+        ``infer_manual_data_interval`` makes it: for a cron the last interval complete at
+        *run_after*, for a timedelta the one ending at *run_after*. The bounds do not apply."""
+        t = _aware_utc("run_after", run_after)
+        if self.every is not None:
+            return Interval(t - self.every, t)
+        end = self._at_or_before(t)
+        return Interval(self._at_or_before(end - _TINY), end)
 
     def latest_complete(self, now: datetime) -> Interval | None:
         """The interval that fell due last at or before *now*, or None if none has yet."""
@@ -300,13 +304,30 @@ class Schedule:
         if last_logical_date is None:
             if not catchup or self.start_date is None:
                 return [latest]
-            return self.intervals_between(self.start_date, latest.end)
+            return self.intervals_between(self.start_date, latest.start)
         last = _aware_utc("last_logical_date", last_logical_date)
         if latest.start <= last:
             return []
         if not catchup:
             return [latest]
-        return self.intervals_between(self._after(last), latest.end)
+        return self.intervals_between(self._after(last), latest.start)
+
+    # --- ticks ------------------------------------------------------------------------------
+
+    def _first_from(self, t: datetime) -> datetime:
+        """The first tick at or after *t* and at or after ``start_date``."""
+        first = self._after(t - _TINY)
+        if self.start_date is not None:
+            first = max(first, self._after(self.start_date - _TINY))
+        return first
+
+    def _last_start(self) -> datetime:
+        """The logical date of the last interval that ends by ``end_date`` (which is set)."""
+        assert self.end_date is not None
+        return self._at_or_before(self._at_or_before(self.end_date) - _TINY)
+
+    def _show(self, t: datetime) -> str:
+        return t.astimezone(self._zone).isoformat()
 
     # --- ticks, unbounded --------------------------------------------------------------------
 
@@ -315,51 +336,16 @@ class Schedule:
         if self.every is not None:
             anchor = self.start_date or _EPOCH
             return anchor + ((t - anchor) // self.every + 1) * self.every
-        wall, drop = self._reading(t)
-        tick = self._scan(t, wall, fold=0, forward=True)
-        if self._every_hour:  # the second pass of a fold may bring an earlier tick
-            tick = min(tick, self._scan(t, wall - drop, fold=1, forward=True))
-        return tick
+        assert self._walk is not None  # a cron schedule has its walk
+        return self._walk.after(t)
 
     def _at_or_before(self, t: datetime) -> datetime:
         """The last tick at or before *t*, ignoring the bounds."""
         if self.every is not None:
             anchor = self.start_date or _EPOCH
             return anchor + ((t - anchor) // self.every) * self.every
-        wall, drop = self._reading(t)
-        upper = wall + drop + _TINY  # croniter's get_prev is exclusive
-        tick = self._scan(t, upper, fold=0, forward=False)
-        if self._every_hour:
-            tick = max(tick, self._scan(t, upper, fold=1, forward=False))
-        return tick
-
-    def _reading(self, t: datetime) -> tuple[datetime, timedelta]:
-        """The wall clock at *t*, and the length of the fold it is in (zero outside folds)."""
-        wall = t.astimezone(self._zone).replace(tzinfo=None, fold=0)
-        both = _occurrences(wall, self._zone)
-        assert both is not None  # a wall time the clock shows exists
-        return wall, both[1] - both[0]
-
-    def _scan(self, t: datetime, wall: datetime, *, fold: int, forward: bool) -> datetime:
-        """Walk the cron's wall times from *wall* and return the first tick past *t*.
-
-        Every wall time maps to at most one instant (its *fold*-th occurrence, or the gap's end),
-        and that map is monotonic, so the first instant found past *t* is the answer.
-        """
-        assert self.cron is not None  # only cron schedules scan
-        walker = croniter(self.cron, wall)
-        while True:
-            candidate = walker.get_next(datetime) if forward else walker.get_prev(datetime)
-            tick = self._instant(candidate, fold)
-            if tick is not None and (tick > t if forward else tick <= t):
-                return tick
-
-    def _instant(self, wall: datetime, fold: int) -> datetime | None:
-        """When the cron's *wall* time runs, by the DST policy; None if it does not."""
-        both = _occurrences(wall, self._zone)
-        if both is not None:
-            return both[fold]
-        return None if self._every_hour else _gap_end(wall, self._zone)
+        assert self._walk is not None
+        return self._walk.at_or_before(t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,19 +389,3 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise PolicyError(f"unknown timezone {name!r}") from None
-
-
-def _check_cron(expression: str) -> bool:
-    """Validate a 5-field cron expression; return whether it fires in every hour of the day."""
-    if not isinstance(expression, str) or len(expression.split()) != 5:
-        raise PolicyError(
-            f"cron expression must have 5 fields (minute hour day month weekday) or be one of "
-            f"{', '.join(PRESETS)}, got {expression!r}"
-        )
-    try:
-        walker = croniter(expression, datetime(2000, 1, 1))
-        walker.get_next(datetime)
-    except (CroniterError, ValueError, TypeError, KeyError) as err:
-        raise PolicyError(f"bad cron expression {expression!r}: {err}") from None
-    hours = walker.expanded[1]
-    return hours == ["*"] or len(set(hours)) == 24

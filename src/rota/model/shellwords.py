@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from rota.model import bashgrammar as grammar
 from rota.model.shellrules import RISKY_NAMES, Word, judge
 
 REF_PREFIX: Final = "ROTA_TPL_"
@@ -145,8 +146,7 @@ def _bashlex(text: str) -> list[Any]:
     Raises:
         _OverBudget: the parse ran past the budget.
     """
-    import bashlex
-
+    bashlex = grammar.bashlex()
     budget = 200 * len(text) + 50_000
     calls = 0
 
@@ -165,15 +165,14 @@ def _bashlex(text: str) -> list[Any]:
 
 
 def _parse(text: str) -> list[Any]:
-    import bashlex.errors
-
+    errors = grammar.bashlex().errors
     try:
         return _bashlex(text)
     except _OverBudget:
         raise Misplaced(
             0, f"in a command Rota's shell parser cannot read in time; {_HINT}"
         ) from None
-    except bashlex.errors.ParsingError as err:
+    except errors.ParsingError as err:
         raise Misplaced(err.position, _parse_problem(text, err.message)) from None
     except NotImplementedError as err:
         what = next((v for k, v in _UNSUPPORTED.items() if k in str(err)), "this construct")

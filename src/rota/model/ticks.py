@@ -29,8 +29,6 @@ def count_cron_ticks(
     after: Callable[[datetime], datetime],
     lo: datetime,
     hi: datetime,
-    *,
-    every_hour: bool,
 ) -> int:
     """The number of ticks *t* with ``lo < t <= hi`` of the 5-field *cron* read in *zone*.
 
@@ -41,8 +39,6 @@ def count_cron_ticks(
             (walked only near offset changes).
         lo: aware UTC lower bound, excluded.
         hi: aware UTC upper bound, included.
-        every_hour: whether the cron fires in every hour, so that a repeated hour's wall times
-            tick twice (else once: the second pass over the hour is not counted).
     """
     if hi <= lo:
         return 0
@@ -50,11 +46,12 @@ def count_cron_ticks(
     total = 0
     cursor = lo
     for change, delta in _offset_changes(zone, lo, hi):
-        # Where the policy departs from "one tick per matching wall time": at a gap's end (wall
-        # times in the gap move there, or vanish), and over a repeated hour when it ticks once.
-        repeated = -delta if delta < timedelta(0) and not every_hour else timedelta(0)
-        window_lo = min(max(cursor, change - _SLACK), hi)
-        window_hi = min(max(window_lo, change + repeated + _SLACK), hi)
+        # Where the policy departs from "one tick per matching wall time at its offset": after a
+        # gap (its wall times move forward by its length, or vanish), and over a repeated stretch
+        # (whose first pass has no ticks of a named hour): a change's length either side of it.
+        reach = abs(delta) + _SLACK
+        window_lo = min(max(cursor, change - reach), hi)
+        window_hi = min(max(window_lo, change + reach), hi)
         total += day.count(cursor, window_lo) + _walk(after, window_lo, window_hi)
         cursor = window_hi
     return total + day.count(cursor, hi)

@@ -10,7 +10,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from rota.model import templating
 from rota.model.secrets import Masker
@@ -47,6 +47,7 @@ class ExecContext:
             itself); False in worker processes, whose whole group the executor ends on a timeout.
         masker: the attempt's secrets; ``ctx.masker.redact(text)`` masks them in *text*
             (the attempt's log is masked when it ends in any case).
+        downstream: ids of the task's direct downstream tasks.
     """
 
     run_id: str
@@ -64,6 +65,8 @@ class ExecContext:
     pokes: int = 0
     store_url: str = ""
     masker: Masker = field(default_factory=Masker)
+    downstream: tuple[str, ...] = ()
+    """Ids of the task's direct downstream tasks (what a branch task may choose among)."""
 
     def template_vars(self) -> dict[str, Any]:
         """The variables this attempt's templates see (``rota.model.templating.template_vars``)."""
@@ -88,6 +91,32 @@ class ExecContext:
             "ROTA_TASK_ID": self.task_id,
             "ROTA_TRY_NUMBER": str(self.try_number),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RunReads:
+    """What an attempt's result can depend on besides its arguments and inputs (for cache keys).
+
+    Attributes:
+        ambient: whether it can read every parameter and run date (a ``ctx`` parameter, or an
+            environment holding them).
+        rendered: its templates as this attempt renders them, by name.
+    """
+
+    ambient: bool
+    rendered: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ReadsRun(Protocol):
+    """An operator that says what of the run its result can depend on."""
+
+    def run_reads(self, ctx: ExecContext) -> RunReads:
+        """What an attempt with *ctx* reads of the run (templates rendered with *ctx*).
+
+        Raises:
+            TemplateRenderError: a template does not render.
+        """
 
 
 def digest(*parts: str) -> str:

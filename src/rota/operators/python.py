@@ -12,9 +12,10 @@ from typing import Any
 
 from rota.errors import DefinitionError
 from rota.model.builder import FlowBuilder, TaskNode, split_mapped
+from rota.model.cacheon import coerce_on
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
-from rota.operators.base import ExecContext, source_hash
+from rota.operators.base import ExecContext, RunReads, source_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,11 @@ class PythonOp:
 
     def code_hash(self) -> str:
         return source_hash(self.fn)
+
+    def run_reads(self, ctx: ExecContext) -> RunReads:
+        """A function taking ``ctx`` can read every parameter and date of the run."""
+        del ctx
+        return RunReads(self.takes_ctx)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A @task function is not reachable by its own name (the name holds the TaskFunction),
@@ -153,7 +159,7 @@ class TaskFunction:
         Raises:
             DefinitionError: an unknown option.
         """
-        _check_options(options)
+        check_task_options(options)
         return TaskFunction(self.fn, {**self.options, **options})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -222,6 +228,7 @@ _TASK_OPTIONS = frozenset(
         "cache",
         "cache_key",
         "cache_expires",
+        "cache_on",
         "version",
         "serializer",
         "outlets",
@@ -230,24 +237,61 @@ _TASK_OPTIONS = frozenset(
 )
 
 
-def _check_options(options: Mapping[str, Any]) -> None:
-    unknown = sorted(set(options) - _TASK_OPTIONS)
-    if unknown:
-        known = ", ".join(sorted(_TASK_OPTIONS))
-        raise DefinitionError(f"unknown @task option {unknown[0]!r} (known: {known})")
-
-
-def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """Decorate a function as a task: ``@task`` or ``@task(retries=3, timeout=60, tags=["ml"])``.
+def check_task_options(options: Mapping[str, Any], extra: frozenset[str] = frozenset()) -> None:
+    """Refuse options a task decorator does not know (*extra*: those of this kind of task).
 
     Raises:
-        DefinitionError: an unknown option.
+        DefinitionError: an unknown option, naming the known ones.
     """
-    _check_options(options)
-    if fn is not None:
-        return TaskFunction(fn, options)
+    unknown = sorted(set(options) - _TASK_OPTIONS - extra)
+    if unknown:
+        known = ", ".join(sorted(_TASK_OPTIONS | extra))
+        raise DefinitionError(f"unknown @task option {unknown[0]!r} (known: {known})")
+    coerce_on(options.get("cache_on"))  # a bad name is refused where the decorator is
 
-    def wrap(f: Callable[..., Any]) -> TaskFunction:
-        return TaskFunction(f, options)
 
-    return wrap
+class TaskDecorator:
+    """``@task`` (a Python task), ``@task.branch`` (choose the downstreams that run) and
+    ``@task.short_circuit`` (a falsy result skips what follows)."""
+
+    def __call__(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Decorate a function as a task: ``@task`` or ``@task(retries=3, timeout=60)``.
+
+        Raises:
+            DefinitionError: an unknown option.
+        """
+        check_task_options(options)
+        if fn is not None:
+            return TaskFunction(fn, options)
+
+        def wrap(f: Callable[..., Any]) -> TaskFunction:
+            return TaskFunction(f, options)
+
+        return wrap
+
+    def branch(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """A branch task (Airflow's ``@task.branch``): the function returns the id, or a list of
+        ids, of the direct downstream tasks to run; the others are skipped.
+
+        Raises:
+            DefinitionError: an unknown option, or caching.
+        """
+        from rota.operators.branch import branch
+
+        return branch(fn, **options)
+
+    def short_circuit(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """A short-circuit task (Airflow's ``@task.short_circuit``): a falsy return value skips
+        every task downstream (only the direct ones with ``ignore_downstream_trigger_rules=False``).
+
+        Raises:
+            DefinitionError: an unknown option, or caching.
+        """
+        from rota.operators.branch import short_circuit
+
+        return short_circuit(fn, **options)
+
+
+task = TaskDecorator()
+"""Decorate a function as a task: ``@task``, ``@task(retries=3)``, ``@task.branch``,
+``@task.short_circuit``."""

@@ -19,10 +19,10 @@ from rota.errors import DefinitionError, TaskTimeout
 from rota.model.builder import FlowBuilder, TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
-from rota.model.secrets import Secret
+from rota.model.secrets import MASK, Secret, is_sensitive_name
 from rota.model.shellwords import REF_PREFIX
 from rota.model.templating import ShellCommand, check_template, is_template, render, render_shell
-from rota.operators.base import ExecContext, digest
+from rota.operators.base import ExecContext, RunReads, digest
 
 
 class ShellCommandFailed(Exception):
@@ -95,6 +95,27 @@ class ShellOp:
         if code != 0:
             raise ShellCommandFailed(self.command, code)
         return lines[-1] if lines else None
+
+    def run_reads(self, ctx: ExecContext) -> RunReads:
+        """The command reads every parameter and date (they are in its environment), and runs
+        its templates as rendered: the command's text and values, the templated env values
+        (``***`` under a secret's name; a ``rota.Secret`` is not read).
+
+        Raises:
+            TemplateRenderError: the command or an env value does not render.
+        """
+        variables = ctx.template_vars()
+        where = f"task {ctx.task_id!r}"
+        parts: dict[str, str] = {}
+        if is_template(self.command):
+            command = render_shell(self.command, variables, where=where)
+            parts["command"] = command.text
+            parts.update(command.values)
+        for name, value in self.env.items():
+            if isinstance(value, str) and is_template(value):
+                text = render(value, variables, where=f"{where} env {name!r}")
+                parts[f"env {name}"] = MASK if is_sensitive_name(name) else text
+        return RunReads(True, parts)
 
     def rendered(self, ctx: ExecContext) -> tuple[ShellCommand, dict[str, str]]:
         """The command and *env* as this attempt runs them (text without tags is kept as is).

@@ -108,6 +108,8 @@ class AttemptRecord:
     """A sensor's first poke: its timeout counts from here, across restarts."""
     pokes: int = 0
     """How many times a sensor attempt poked (pokes never count as tries)."""
+    cleared_at: datetime | None = None
+    """When ``rota clear`` made this attempt: the task's retry budget starts again here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ class NewTask:
     operator: str
     code_hash: str
     map_index: int = -1
+    upstream: tuple[str, ...] = ()
+    """The task's direct upstream ids: the store keeps the run's graph, which the UI draws."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,8 @@ class NewAttempt:
     """A further attempt of a task (a retry, or a re-run on resume), created ``scheduled``.
 
     ``not_before`` persists a retry's back-off: no runner starts it earlier, even after a restart.
+    ``cleared_at`` marks an attempt made by ``rota clear``: as in Airflow, a cleared task has its
+    full retry budget again, while a plain resume keeps counting the tries before it.
     """
 
     run_id: str
@@ -157,6 +163,8 @@ class NewAttempt:
     code_hash: str
     map_index: int = -1
     not_before: datetime | None = None
+    cleared_at: datetime | None = None
+    """Set by ``rota clear``: the attempt starts a full retry budget (earlier tries not counted)."""
 
 
 ATTEMPT_FIELDS = frozenset(
@@ -398,6 +406,18 @@ class Store(Protocol):
 
     def release_lock(self, name: str, holder: str) -> None:
         """Give up lock *name* if *holder* holds it."""
+
+    def cancel_request(self, run_id: str) -> tuple[datetime, str] | None:
+        """When and by whom a cancel of *run_id* was asked (``rota cancel``, the UI), if it was."""
+
+    def request_cancel(self, run_id: str, by: str, at: datetime) -> None:
+        """Ask the live runner of *run_id* to cancel it (it looks at its next heartbeat)."""
+
+    def paused_flows(self) -> dict[str, datetime]:
+        """Paused flows (``rota pause``), and when each was paused."""
+
+    def set_paused(self, flow: str, paused: bool, at: datetime) -> bool:
+        """Pause or unpause *flow*'s schedule; True when that changed something."""
 
     def close(self) -> None:
         """Release connections."""

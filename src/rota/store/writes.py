@@ -245,7 +245,8 @@ def insert_attempts(conn: Connection, new: Sequence[NewAttempt]) -> list[Attempt
         {"run_id": n.run_id, "task_id": n.task_id, "map_index": n.map_index,
          "try_number": n.try_number, "state": TASK_INITIAL.value, "operator": n.operator,
          "code_hash": n.code_hash,
-         "not_before": to_utc(n.not_before) if n.not_before is not None else None}
+         "not_before": to_utc(n.not_before) if n.not_before is not None else None,
+         "cleared_at": to_utc(n.cleared_at) if n.cleared_at is not None else None}
         for n in new
     ]  # fmt: skip
     conn.execute(insert(task_attempts), rows)

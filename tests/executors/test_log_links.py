@@ -1,9 +1,9 @@
 """No name a worker writes its output to can be redirected by a planted symbolic link.
 
 The logs folder is private (0700) and checked at the CLI's edge, but the names in it are
-predictable: a worker's scratch file is ``.scratch-<pid>.log`` and an attempt's log is
-``logs/<run>/<task>/<try>.log``. These tests plant a symbolic link at every such name before the
-attempts run, in real worker processes and threads, and check that no write goes through one.
+predictable: an attempt's log is ``logs/<run>/<task>/<try>.log``, written while the attempt runs.
+These tests plant a symbolic link at every such name before the attempts run, in real worker
+processes and threads, and check that no write goes through one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from rota.executors.base import AttemptEvent, AttemptOutcome, AttemptSpec, Executor
-from rota.executors.logs import scratch_name
 from rota.executors.pool import LocalPoolExecutor
 from rota.executors.threads import ThreadExecutor
 from rota.operators.python import PythonOp
@@ -116,14 +115,11 @@ def pool(tmp_path: Path) -> Iterator[tuple[LocalPoolExecutor, Path]]:
 ATTEMPTS = range(1, 7)
 
 
-def test_links_at_every_scratch_and_log_name_of_a_pool_never_redirect_a_write(
+def test_links_at_every_log_name_of_a_pool_never_redirect_a_write(
     pool: tuple[LocalPoolExecutor, Path], tmp_path: Path, outside: Path
 ) -> None:
     ex, logs = pool
     planted = Planted([], [])
-    # Every scratch name the workers could choose (one per worker process), and every log path.
-    for pid in ex.pids:
-        planted.plant(logs / scratch_name(pid), outside)
     for i in ATTEMPTS:
         planted.plant(Path(_spec(logs, tmp_path, i).log_path), outside)
     for i in ATTEMPTS:
@@ -134,11 +130,8 @@ def test_links_at_every_scratch_and_log_name_of_a_pool_never_redirect_a_write(
     for i in ATTEMPTS:
         _assert_private_log(Path(_spec(logs, tmp_path, i).log_path), f"w{i}")
 
-    # Round two: links to missing files at the scratch names (free again: each scratch file
-    # became a log) and at the first logs; links to files at logs that a sensor's later poke
-    # appends to. Every attempt appends (pokes=1).
-    for pid in ex.pids:
-        os.replace(logs / (scratch_name(pid) + ".ghost"), logs / scratch_name(pid))
+    # Round two: links to missing files at the first logs; links to files at logs that a
+    # sensor's later poke appends to. Every attempt appends (pokes=1).
     for i in ATTEMPTS:
         log = Path(_spec(logs, tmp_path, i).log_path)
         os.replace(log.with_name(log.name + ".ghost"), log)

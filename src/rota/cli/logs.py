@@ -1,0 +1,197 @@
+"""``rota tasks logs``: what an attempt printed, and ``-f`` to follow one while it runs.
+
+Every attempt's log is written while the attempt runs (``rota.executors.logsink``) and the store
+names it from the moment a worker begins the attempt, so a log can be read at any time. Following
+reads what was added since the last look, a few times a second, and ends when the attempt does:
+when it reaches a state no longer its own (success, failed, up_for_retry, skipped, interrupted,
+...), or when nobody drives its run any more (the run ended, or its runner died).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import click
+
+from rota.cli.commands import tasks_group
+from rota.cli.main import CliContext, open_store
+from rota.errors import NotFound
+from rota.model.safetext import safe_text
+from rota.model.states import RunState, TaskState
+from rota.store.base import AttemptRecord, RunRecord, Store
+
+LIVE: Final = frozenset(
+    {TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING, TaskState.SENSING}
+)
+"""States of an attempt that may still print (a sensor between pokes will poke again)."""
+
+READ_EVERY: Final = 0.2
+"""Seconds between looks at a followed log."""
+
+STATE_EVERY: Final = 1.0
+"""Seconds between looks at the followed attempt's state in the store."""
+
+STALE_AFTER: Final = timedelta(seconds=30)
+"""A runner whose heartbeat is older than this is taken for dead (as ``RunnerOptions``)."""
+
+_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+
+
+@tasks_group.command("logs")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Print the log as it grows, until the attempt ends."
+)
+@click.option("--raw", is_flag=True, help="Print the log as stored, terminal escapes included.")
+@click.pass_obj
+def tasks_logs(
+    ctx: CliContext, run_id: str, task_id: str, attempt: int | None, follow: bool, raw: bool
+) -> None:
+    """Print what TASK_ID printed (stdout and stderr) in RUN_ID.
+
+    TASK_ID@N names instance N of a mapped task. Control characters in the log (ESC, CR, ...)
+    are shown as escapes such as \\x1b, so a log cannot act on the terminal; --raw prints the
+    bytes as the task wrote them. With -f, what the attempt prints is shown as it prints it,
+    until the attempt ends (or its runner dies).
+    """
+    with open_store(ctx.settings) as store:
+        store.get_run(run_id)
+        rec = _attempt(store.attempts(run_id), run_id, task_id, attempt)
+        printer = _Printer(raw)
+        if follow:
+            rec = _follow(store, rec, printer)
+    if follow:
+        _say_end(ctx, rec, task_id)
+        return
+    if not printer.read(rec.log_path):
+        ctx.err.print(
+            f"(attempt {rec.try_number} of {task_id} printed nothing; state {rec.state.value})"
+        )
+    printer.finish()
+
+
+def _attempt(
+    records: list[AttemptRecord], run_id: str, task_id: str, attempt: int | None
+) -> AttemptRecord:
+    """The attempt of *task_id* (``task`` or ``task@index``) to show: number *attempt*, or the
+    latest.
+
+    Raises:
+        NotFound: the run has no such task, instance or attempt.
+    """
+    name, _, index = task_id.partition("@")
+    map_index = int(index) if index.isdigit() else -1
+    recs = [a for a in records if a.task_id == name and a.map_index == map_index]
+    if not recs or (index and not index.isdigit()):
+        raise NotFound(f"run {run_id} has no task {task_id!r}")
+    if attempt is None:
+        return max(recs, key=lambda a: a.try_number)
+    found = [a for a in recs if a.try_number == attempt]
+    if not found:
+        raise NotFound(f"task {task_id!r} of run {run_id} has no attempt {attempt}")
+    return found[0]
+
+
+def _follow(store: Store, rec: AttemptRecord, printer: _Printer) -> AttemptRecord:
+    """Print the log of *rec* as it grows until the attempt ends; return its last record."""
+    checked = float("-inf")
+    while True:
+        now = time.monotonic()
+        over = False
+        if now - checked >= STATE_EVERY:
+            checked = now
+            rec, over = _look(store, rec)
+        printer.read(rec.log_path)  # once the attempt has ended, its log is complete
+        if over:
+            printer.finish()
+            return rec
+        time.sleep(READ_EVERY)
+
+
+def _look(store: Store, rec: AttemptRecord) -> tuple[AttemptRecord, bool]:
+    """The attempt *rec* as the store has it now, and whether it has ended (or nobody drives its
+    run any more, so it will not go on)."""
+    run = store.get_run(rec.run_id)
+    fresh = next((a for a in store.attempts(rec.run_id) if a.id == rec.id), rec)
+    return fresh, fresh.state not in LIVE or not _driven(run)
+
+
+def _driven(run: RunRecord) -> bool:
+    """Whether someone drives *run* or may yet: it is queued, or its runner is alive."""
+    from rota.engine.lease import RunnerId, provably_dead
+
+    if run.state is RunState.QUEUED:
+        return True
+    if run.state is not RunState.RUNNING or run.owner is None:
+        return False
+    owner = RunnerId.parse(run.owner)
+    if owner is not None and provably_dead(owner):
+        return False
+    beat = run.heartbeat_at
+    return beat is not None and datetime.now(UTC) - beat < STALE_AFTER
+
+
+def _say_end(ctx: CliContext, rec: AttemptRecord, task_id: str) -> None:
+    how = rec.state.value
+    if rec.state in LIVE:
+        how = f"{how}, but its runner is gone (rota resume {rec.run_id} goes on)"
+    ctx.err.print(f"(attempt {rec.try_number} of {task_id}: {how})", soft_wrap=True)
+
+
+class _Printer:
+    """Prints a log from where it last stopped: whole lines as safe text, or the bytes (raw)."""
+
+    def __init__(self, raw: bool) -> None:
+        self._raw = raw
+        self._fd: int | None = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._line = ""
+        self.shown = 0
+
+    def read(self, path: str | None) -> bool:
+        """Print what the log at *path* holds beyond what was printed; whether it holds anything."""
+        if self._fd is None:
+            if path is None:
+                return False
+            try:
+                self._fd = os.open(Path(path), os.O_RDONLY | _NOFOLLOW)
+            except FileNotFoundError:
+                return False
+        while data := os.read(self._fd, 1 << 16):
+            self.shown += len(data)
+            self._put(data)
+        return self.shown > 0
+
+    def _put(self, data: bytes) -> None:
+        if self._raw:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        text = self._line + self._decoder.decode(data)
+        cut = text.rfind("\n") + 1
+        self._line = text[cut:]
+        self._echo(text[:cut])
+
+    def finish(self) -> None:
+        """Print the last line, ended or not; close the log."""
+        if not self._raw:
+            self._echo(self._line + self._decoder.decode(b"", final=True))
+            self._line = ""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def _echo(text: str) -> None:
+        if text:
+            click.echo(safe_text(text, multiline=True), nl=False)
+            sys.stdout.flush()
