@@ -5,6 +5,7 @@ is recognized when it did happen; a runner that was taken over writes nothing.""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from schedhelp import runs_locked
 from rota.engine.writer import BatchWriter
 from rota.errors import ConcurrentUpdate, LeaseExpired, LeaseLost, StoreUnavailable
 from rota.model.states import TaskState
-from rota.store.base import AttemptRecord, Change, Lease, NewTask
+from rota.store.base import AttemptRecord, Change, Lease, NewTask, RunRecord
 from rota.store.connect import connect
 from rota.store.sql import SqlStore, open_store
 
@@ -149,3 +150,55 @@ def test_an_idle_writer_renews_its_lease_before_its_own_fence(postgres_url: str)
             assert writer.can_dispatch(wait=0)  # idle well past the fence: never expired
             time.sleep(0.05)
         writer.close()
+
+
+class _DownThenCommitThenLose(SqlStore):
+    """A real store out of reach for *down_for* seconds; its first commit after that is durable
+    but looks lost; looking into it takes *slow_look* seconds; heartbeats wait for *beats*."""
+
+    def __init__(self, url: str, down_for: float, slow_look: float) -> None:
+        super().__init__(connect(url))
+        self.up_at = time.monotonic() + down_for
+        self.slow_look = slow_look
+        self.lost = 1
+        self.beats = threading.Event()
+        self.beating = threading.Event()
+
+    def apply(self, *args: Any, **kwargs: Any) -> None:
+        if time.monotonic() < self.up_at:
+            raise StoreUnavailable("connection refused")
+        super().apply(*args, **kwargs)
+        if self.lost:
+            self.lost = 0
+            raise StoreUnavailable("server closed the connection unexpectedly")
+
+    def get_run(self, run_id: str) -> RunRecord:
+        if not self.lost and self.slow_look:
+            time.sleep(self.slow_look)
+            self.slow_look = 0
+        return super().get_run(run_id)
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> bool:
+        self.beating.set()
+        self.beats.wait(timeout=60)
+        return super().heartbeat(*args, **kwargs)
+
+
+def test_a_commit_found_to_have_happened_counts_as_the_lease_renewal_it_was(
+    postgres_url: str,
+) -> None:
+    a, _, _ = _new_run(postgres_url)
+    # the commit of unknown outcome happens ~3.5 s in, is recognized ~7.5 s in: past the fence
+    # counted from the start, well within it counted from that commit
+    store = _DownThenCommitThenLose(postgres_url, down_for=3, slow_look=3)
+    try:
+        writer = BatchWriter(store, _now, lease=Lease("r1", ME), every=60, fence_after=6)
+        writer.put([_queue(a)])
+        assert store.beating.wait(timeout=60), "the writer never went back to its heartbeats"
+        assert _states(store)[0] is TaskState.QUEUED
+        assert writer.can_dispatch(wait=0), "the store answers and the lease is fresh"
+        store.beats.set()
+        writer.close()
+    finally:
+        store.beats.set()
+        store.close()

@@ -204,7 +204,7 @@ class BatchWriter:
             ConcurrentUpdate: a row was not in its expected state, and not because an earlier
                 try of this batch was committed after all.
         """
-        unknown: list[datetime] = []  # times of tries whose commit may have happened
+        unknown: dict[datetime, float] = {}  # tries whose commit may have happened: when
         pause = PAUSES[0]
         while True:
             with self._cond:
@@ -221,7 +221,7 @@ class BatchWriter:
             pause = min(pause * 2, PAUSES[1])
 
     def _try(
-        self, changes: list[Change], run_changes: list[RunChange], unknown: list[datetime]
+        self, changes: list[Change], run_changes: list[RunChange], unknown: dict[datetime, float]
     ) -> None:
         """One try of :meth:`_commit`; a mismatch after a try of unknown outcome is looked into.
 
@@ -235,7 +235,7 @@ class BatchWriter:
                 raise
 
     def _write_once(
-        self, changes: list[Change], run_changes: list[RunChange], unknown: list[datetime]
+        self, changes: list[Change], run_changes: list[RunChange], unknown: dict[datetime, float]
     ) -> None:
         began = time.monotonic()
         if changes or run_changes:
@@ -243,7 +243,7 @@ class BatchWriter:
             try:
                 self._store.apply(changes, run_changes, at=at, lease=self._lease)
             except StoreUnavailable:
-                unknown.append(at)
+                unknown[at] = began
                 raise
             self.batches += 1
         elif self._lease is not None and began - self._renewed >= self._every:
@@ -263,7 +263,7 @@ class BatchWriter:
         with contextlib.suppress(StoreUnavailable):
             self._watch()
 
-    def _committed_before(self, unknown: list[datetime]) -> bool:
+    def _committed_before(self, unknown: dict[datetime, float]) -> bool:
         """Whether one of the tries made at *unknown* times was committed after all: its lease
         renewal (the run's heartbeat, stamped with the try's time) is the one stored.
 
@@ -273,7 +273,10 @@ class BatchWriter:
         if self._lease is None:
             return False
         run = self._store.get_run(self._lease.run_id)
-        return run.owner == self._lease.owner and run.heartbeat_at in unknown
+        if run.owner != self._lease.owner or run.heartbeat_at not in unknown:
+            return False
+        self._renewed = unknown[run.heartbeat_at]  # that try renewed the lease: the fence counts
+        return True
 
     def _went_down(self, err: StoreUnavailable) -> None:
         with self._cond:
