@@ -6,6 +6,9 @@ max_active_runs between them."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -186,3 +189,46 @@ def test_two_schedulers_ticking_at_once_claim_each_run_once_within_max_active_ru
         running += step
         most = max(most, running)
     assert most <= 2, "max_active_runs=2 held across both schedulers"
+
+
+def test_a_run_whose_driver_was_killed_on_this_machine_is_taken_over_at_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    flows, home = tmp_path / "flows", tmp_path / "home"
+    write_flow(flows, "remote.py", ONE_TASK)
+    # a real process on this machine ("node-a") names itself, then dies by SIGKILL
+    code = (
+        "import sys, time\nfrom rota.engine.lease import RunnerId\n"
+        "print(RunnerId.current('node-a'), flush=True)\ntime.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    dead = proc.stdout.readline().strip()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    clock = FakeClock(T0)
+    with open_store(postgres_url) as store:
+        (run_id,) = _queue_runs(store, flows, "remote", 1)
+        assert store.acquire(run_id, dead, expect=None, at=T0)
+        (first,) = store.attempts(run_id)
+        store.apply(
+            [Change(first.id, TaskState.SCHEDULED, TaskState.QUEUED),
+             Change(first.id, TaskState.QUEUED, TaskState.RUNNING, {"started_at": T0})],
+            [RunChange(run_id, RunState.QUEUED, RunState.RUNNING, T0)],
+            at=T0,
+        )  # fmt: skip
+        sched = _scheduler(store, flows, home, clock, postgres_url, host="node-a")
+        try:
+            # no waiting for a heartbeat timeout: its process is provably gone
+            assert sched.tick().launched == [run_id]
+            assert [e.code for e in _drain(sched)] == [0]
+        finally:
+            sched.close()
+        run = store.get_run(run_id)
+        attempts = store.attempts(run_id)
+    assert (run.state, run.owner) == (RunState.SUCCESS, None)
+    assert [(a.try_number, a.state) for a in attempts] == [
+        (1, TaskState.INTERRUPTED),
+        (2, TaskState.SUCCESS),
+    ]
