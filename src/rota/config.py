@@ -41,6 +41,8 @@ class Settings:
             scheduler and driver of a store.
         hostname: ``ROTA_HOSTNAME``: this machine's name in the ids of its schedulers and runners
             (default: its host name).
+        ui_url: ``ROTA_UI_URL``: the address people open the web UI at (``rota ui``), e.g.
+            ``http://127.0.0.1:8080``; notifiers link to a run's page there (empty: no link).
     """
 
     home: Path
@@ -53,6 +55,7 @@ class Settings:
     db_statement_timeout: float = 0.0
     heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
     hostname: str = ""
+    ui_url: str = ""
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -72,6 +75,10 @@ class Settings:
         if ":" in self.hostname or not self.hostname.isprintable():
             raise ConfigError(
                 f"ROTA_HOSTNAME must be a host name without ':', got {self.hostname!r}"
+            )
+        if self.ui_url and not self.ui_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"ROTA_UI_URL must start with http:// or https://, got {self.ui_url!r}"
             )
 
     @classmethod
@@ -97,6 +104,7 @@ class Settings:
             db_statement_timeout=_number(environ, "ROTA_DB_STATEMENT_TIMEOUT", 0.0),
             heartbeat_timeout=_number(environ, "ROTA_HEARTBEAT_TIMEOUT", DEFAULT_HEARTBEAT_TIMEOUT),
             hostname=environ.get("ROTA_HOSTNAME", "").strip(),
+            ui_url=environ.get("ROTA_UI_URL", "").strip().rstrip("/"),
         )
 
     def with_options(self, *, executor: str | None = None, workers: int | None = None) -> Settings:

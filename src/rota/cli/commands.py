@@ -10,7 +10,7 @@ import click
 from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.config import EXECUTORS
-from rota.errors import NotFound, UserError
+from rota.errors import UserError
 from rota.model.safetext import safe_text
 
 
@@ -46,7 +46,8 @@ def run_cmd(
     """
     from rota.cli.timing import read_date
     from rota.engine.loader import resolve_target
-    from rota.engine.manual import create_manual, timing_at
+    from rota.engine.manual import timing_at
+    from rota.engine.session import create_manual_run
 
     loaded = resolve_target(target)
     dag = loaded.build(parse_params(loaded, params))  # every definition error before any write
@@ -56,10 +57,7 @@ def run_cmd(
         timing_at(loaded.name, timing, when, "manual")  # a date off the schedule: before any write
 
     def go(runner: Any) -> Any:
-        record = create_manual(
-            runner.store, lambda t: runner.create(dag, loaded.ref, timing=t), loaded.name,
-            timing, runner.clock.now, logical_date=when, run_type="manual",
-        )  # fmt: skip
+        record = create_manual_run(runner, dag, loaded.ref, timing, logical_date=when)
         if not as_json:
             ctx.err.print(f"run {record.run_id} of flow {loaded.name} started", highlight=False)
         runner.options.faults.hit("run_created")
@@ -79,49 +77,19 @@ def _drive(
     use_cache: bool = True,
 ) -> Any:
     """Open the executor and store, let *prepare* set the run up, then drive it with a display."""
-    from datetime import timedelta
-
-    from rota.engine.faults import FaultPoints
-    from rota.engine.lease import heartbeat_every
-    from rota.engine.runner import Runner, RunnerOptions
-    from rota.executors.factory import open_executor
-    from rota.model.schedule import SystemClock
+    from rota.engine.session import session
 
     settings = ctx.settings.with_options(executor=executor, workers=workers)
-    timeout = timedelta(seconds=settings.heartbeat_timeout)
-    options = RunnerOptions(
-        faults=FaultPoints(settings.fault_points), use_cache=use_cache,
-        stale_after=timeout, heartbeat_every=heartbeat_every(timeout),
-        host=settings.hostname or None,
-    )  # fmt: skip
-    ex = open_executor(settings)  # before any thread starts: local workers are forked
-    cancel = True
-    try:
-        with open_store(settings) as store:
-            live = ctx.console.is_terminal and not as_json
-            display: Any = render.LiveProgress(ctx.console) if live else None
-            plain = None if (live or as_json) else render.PlainProgress(ctx.err)
-            hook = display.update if display else (plain.update if plain else None)
-            runner = Runner(
-                store,
-                ex,
-                home=settings.home,
-                clock=SystemClock(),
-                on_progress=hook,
-                options=options,
-                artifacts=settings.artifacts or None,
-                store_url=settings.database_url,
-            )
-            drive = prepare(runner)
-            if display:
-                with display:
-                    summary = drive()
-            else:
-                summary = drive()
-        cancel = False
-    finally:
-        ex.close(cancel=cancel)
-    return summary
+    live = ctx.console.is_terminal and not as_json
+    display: Any = render.LiveProgress(ctx.console) if live else None
+    plain = None if (live or as_json) else render.PlainProgress(ctx.err)
+    hook = display.update if display else (plain.update if plain else None)
+    with session(settings, on_progress=hook, use_cache=use_cache) as runner:
+        drive = prepare(runner)
+        if not display:
+            return drive()
+        with display:
+            return drive()
 
 
 def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
@@ -179,26 +147,13 @@ def _load_run_flow(
     (a secret one, which the store does not keep, from *raw_params* or the environment)."""
     import os
 
-    from rota.engine.loader import resolve_target
-    from rota.model.secrets import run_params
-    from rota.model.states import RunState
+    from rota.engine.session import build_for_run, flow_of_run, run_to_resume
 
-    if (run_id is None) == (last is None):
-        raise UserError("give either RUN_ID or --last FLOW")
     with open_store(ctx.settings) as store:
-        if run_id is not None:
-            run = store.get_run(run_id)
-        else:
-            unfinished = [r for r in store.list_runs(last) if r.state is not RunState.SUCCESS]
-            if not unfinished:
-                raise NotFound(f"flow {last!r} has no unfinished run")
-            run = unfinished[0]
-    if not run.flow_path:
-        raise UserError(f"run {run.run_id} does not record its flow file; cannot load its code")
-    loaded = resolve_target(f"{run.flow_path}:{run.flow}")
-    given = parse_params(loaded, raw_params)
-    values = run_params(run.run_id, run.params, loaded.definition.params, given, os.environ)
-    return run, loaded, loaded.build(values)
+        run = run_to_resume(store, run_id, last)
+    loaded = flow_of_run(run)
+    dag = build_for_run(run, loaded, parse_params(loaded, raw_params), os.environ)
+    return run, loaded, dag
 
 
 @cli.command("resume")
