@@ -215,6 +215,19 @@ def test_settings_read_the_heartbeat_timeout_and_the_machine_name() -> None:
             Settings.from_env({"ROTA_HEARTBEAT_TIMEOUT": bad})
 
 
+def test_foreground_runs_renew_their_lease_as_the_heartbeat_timeout_asks() -> None:
+    from datetime import timedelta
+
+    from rota.engine.session import runner_options
+
+    settings = Settings.from_env({"ROTA_HEARTBEAT_TIMEOUT": "24", "ROTA_HOSTNAME": "node-b"})
+    options = runner_options(settings)
+    assert options.stale_after == timedelta(seconds=24)
+    assert options.heartbeat_every == 2.0  # a twelfth of the timeout
+    assert options.host == "node-b"
+    assert runner_options(Settings.from_env({"HOME": "/nowhere"})).host is None
+
+
 def test_settings_read_the_timeouts_with_a_10_s_connect_default() -> None:
     plain = Settings.from_env({"HOME": "/nowhere"})
     assert (plain.db_connect_timeout, plain.db_statement_timeout) == (10.0, 0.0)
