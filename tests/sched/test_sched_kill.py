@@ -104,6 +104,23 @@ def _driven_by(store: SqlStore, run_ids: list[str], host: str) -> list[str]:
     return out
 
 
+def _freeze_midway(store: SqlStore, run_ids: list[str], tag: str) -> list[str]:
+    """SIGSTOP every process of node-b once a good part is done, at a moment it drives a run with
+    a task running; the runs it drives then. When that moment passed before the stop (its tasks
+    are short), node-b goes on (SIGCONT) and the next such moment is taken."""
+    for _ in range(50):
+        wait_for(
+            lambda: _done(store, run_ids) >= 300 and bool(_driven_by(store, run_ids, "node-b")),
+            240, every=0.05,
+        )  # fmt: skip
+        stopped = _signal_all(tag, signal.SIGSTOP)
+        cut = _driven_by(store, run_ids, "node-b")
+        if cut and stopped >= 3:  # its scheduler, a driver, its workers
+            return cut
+        _signal_all(tag, signal.SIGCONT)
+    raise AssertionError("node-b was never caught driving a run with a task running")
+
+
 def test_two_schedulers_1000_tasks_one_killed_with_its_host_midway(
     postgres_url: str, tmp_path: Path
 ) -> None:
@@ -122,16 +139,9 @@ def test_two_schedulers_1000_tasks_one_killed_with_its_host_midway(
         a = _start_scheduler(env_a, flows, tmp_path / "a.err")
         b = _start_scheduler(env_b, flows, tmp_path / "b.err")
         try:
-            # midway: node-b drives a run with a task running, and a good part is done
-            wait_for(
-                lambda: _done(store, run_ids) >= 300 and bool(_driven_by(store, run_ids, "node-b")),
-                240, every=0.05,
-            )  # fmt: skip
             # node-b's machine goes: every process of it stops at once (none sees another die),
             # then all are killed; no lifeline, no cleanup, nothing written after the freeze
-            assert _signal_all(tag, signal.SIGSTOP) >= 3  # its scheduler, drivers, workers
-            cut = _driven_by(store, run_ids, "node-b")
-            assert cut, "node-b was driving runs when its machine went"
+            cut = _freeze_midway(store, run_ids, tag)
             killed_at = time.monotonic()
             while _signal_all(tag, signal.SIGKILL):
                 time.sleep(0.1)
