@@ -12,15 +12,13 @@ from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store
 from rota.store.base import Liveness, PoolRecord
 
-STALE_AFTER = timedelta(seconds=30)
-"""A run's lease older than this holds no slots (the runner's default ``stale_after``)."""
 
-
-def _live() -> Liveness:
+def _live(ctx: CliContext) -> Liveness:
+    """Which claims count: a run's lease older than the heartbeat timeout holds no slots."""
     from rota.engine.lease import is_dead
 
     now = datetime.now(UTC)
-    return Liveness("", now - STALE_AFTER, is_dead)
+    return Liveness("", now - timedelta(seconds=ctx.settings.heartbeat_timeout), is_dead)
 
 
 def pool_json(p: PoolRecord) -> dict[str, Any]:
@@ -61,7 +59,7 @@ def pools_set(ctx: CliContext, name: str, slots: int, description: str | None) -
 def pools_list(ctx: CliContext, as_json: bool) -> None:
     """Every pool: its slots, those held by running tasks, the tasks waiting, those open."""
     with open_store(ctx.settings) as store:
-        found = store.pools(_live())
+        found = store.pools(_live(ctx))
     if as_json:
         render.print_json(ctx.console, [pool_json(p) for p in found])
         return
@@ -80,5 +78,5 @@ def pools_list(ctx: CliContext, as_json: bool) -> None:
 def pools_delete(ctx: CliContext, name: str) -> None:
     """Delete pool NAME (not default_pool, nor a pool whose slots are held or waited for)."""
     with open_store(ctx.settings) as store:
-        store.delete_pool(name, _live())
+        store.delete_pool(name, _live(ctx))
     ctx.console.print(f"pool {name} deleted", highlight=False)

@@ -25,7 +25,10 @@ POOL_ERROR_MRO = ("rota.errors.PoolError", "rota.errors.UserError", "builtins.Ex
 
 def free_slots(loop: RunLoop) -> int:
     """How many more attempts *loop*'s run may dispatch now: the executor's free capacity, within
-    the flow's ``max_active_tasks``."""
+    the flow's ``max_active_tasks``; none while the store is out of reach (the writer holds what
+    ended)."""
+    if not loop.writer.can_dispatch():
+        return 0
     free = loop.r.executor.capacity()
     limit = loop.dag.max_active_tasks
     return free if limit is None else min(free, limit - len(loop.in_flight))

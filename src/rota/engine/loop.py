@@ -210,7 +210,8 @@ class RunLoop:
         self.slots.changed()
 
     def submit_ready(self) -> None:
-        """Dispatch the most urgent ready tasks that get slots (engine/dispatch.py)."""
+        """Dispatch the most urgent ready tasks that get slots (engine/dispatch.py); nothing new
+        starts while the store is out of reach (the writer holds what ended)."""
         submit_ready(self)
 
     def dispatch(self, key: Key) -> None:
