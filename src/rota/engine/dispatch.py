@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from rota.engine.ending import outcome_fields
 from rota.engine.slots import REQUEST_WINDOW
+from rota.errors import StoreUnavailable
 from rota.executors.base import AttemptOutcome, ErrorInfo
 from rota.model.states import TaskState
 
@@ -62,7 +63,13 @@ def _claim(loop: RunLoop, need: list[Ready], free: int) -> None:
         use = loop.dag.tasks[key[0]].pool
         attempt_id = loop.attempt[key].id
         wanted.append(loop.slots.request(attempt_id, use.pool, use.slots, loop.weights[key[0]]))
-    got = loop.slots.claim(wanted, free)
+    try:
+        got = loop.slots.claim(wanted, free)
+    except StoreUnavailable:  # out of reach, or a lock that passes: they wait for the next pass
+        loop.slots.missed()
+        for item in need:
+            heapq.heappush(loop.ready, item)
+        return
     for item in need:
         key = item[2]
         attempt_id = loop.attempt[key].id

@@ -128,6 +128,8 @@ class SlotBook:
         self._seen_at = -float("inf")
         self._changed = True
         self._waiting = False
+        self._blind = False
+        """The last pass failed: no view of other runs, so nothing is handed on."""
 
     def rank(self, priority: int) -> Rank:
         """The rank of a task of this run with effective weight *priority*."""
@@ -154,7 +156,7 @@ class SlotBook:
 
     def hand_on(self, attempt_id: int, pool: str, pool_slots: int, priority: int) -> bool:
         """Give a held, idle slot to *attempt_id* if the run's fresh view allows it."""
-        if not self.idle or time.monotonic() - self._seen_at >= self._poll_every:
+        if not self.idle or self._blind or time.monotonic() - self._seen_at >= self._poll_every:
             return False
         group = self._group.name if self._group else ""
         if not self._seen.may_hand_on(pool, group, self.rank(priority)):
@@ -189,10 +191,17 @@ class SlotBook:
         for attempt_id, seq in got.granted.items():
             w = by_id[attempt_id]
             self.in_use[attempt_id] = Slot(seq, w.pool, w.pool_slots)
-        self._seen, self._seen_at = got.contention, time.monotonic()
+        self._seen, self._seen_at, self._blind = got.contention, time.monotonic(), False
         self._changed = False
         self._waiting = len(got.granted) + len(got.refused) < min(len(wanted), free)
         return got
+
+    def missed(self) -> None:
+        """A pass failed (the store was out of reach): the next one is due in ``poll_every``;
+        the idle slots stay idle, to be given back."""
+        self._seen_at, self._blind = time.monotonic(), True
+        self._changed = False
+        self._waiting = True
 
     def take_idle(self) -> list[int]:
         """The idle slots' claim numbers, forgotten here: the caller gives them back."""
