@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import click
 from rich.table import Table
 
 from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store
-from rota.store.base import Liveness, PoolRecord
+from rota.engine.poolview import liveness_now, pool_json
+from rota.store.base import Liveness
 
 
 def _live(ctx: CliContext) -> Liveness:
     """Which claims count: a run's lease older than the heartbeat timeout holds no slots."""
-    from rota.engine.lease import is_dead
-
-    now = datetime.now(UTC)
-    return Liveness("", now - timedelta(seconds=ctx.settings.heartbeat_timeout), is_dead)
-
-
-def pool_json(p: PoolRecord) -> dict[str, Any]:
-    """A pool as ``rota pools list --json`` prints it."""
-    return {
-        "name": p.name, "slots": p.slots, "running": p.running, "waiting": p.waiting,
-        "open": p.open, "description": p.description, "updated": p.updated_at.isoformat(),
-    }  # fmt: skip
+    return liveness_now(ctx.settings.heartbeat_timeout)
 
 
 def _size(slots: int) -> str:
