@@ -17,6 +17,9 @@ _DASK_ADDRESS: Final = re.compile(
 )
 DEFAULT_DB_CONNECT_TIMEOUT: Final = 10.0
 """Seconds opening a PostgreSQL store may take by default (``ROTA_DB_CONNECT_TIMEOUT``)."""
+DEFAULT_HEARTBEAT_TIMEOUT: Final = 60.0
+"""Seconds without a heartbeat after which a run's owner counts as gone
+(``ROTA_HEARTBEAT_TIMEOUT``)."""
 _MAX_TIMEOUT: Final = 10**9  # seconds; beyond this a "timeout" is a typo (and overflows libpq)
 
 
@@ -40,6 +43,12 @@ class Settings:
             ``dask`` executor sends tasks to; empty: a LocalCluster on this machine.
         artifacts_given: whether ``ROTA_ARTIFACTS`` (or ``--artifacts``) named the artifact store,
             rather than the default folder in the home (which a cluster's workers cannot share).
+        heartbeat_timeout: ``ROTA_HEARTBEAT_TIMEOUT``, seconds (default 60): a run whose driver
+            did not renew its lease this long is taken over by a scheduler; drivers stop their
+            attempts after three quarters of it without renewing. Use one value for every
+            scheduler and driver of a store.
+        hostname: ``ROTA_HOSTNAME``: this machine's name in the ids of its schedulers and runners
+            (default: its host name).
         ui_url: ``ROTA_UI_URL``: the address people open the web UI at (``rota ui``), e.g.
             ``http://127.0.0.1:8080``; notifiers link to a run's page there (empty: no link).
     """
@@ -54,6 +63,8 @@ class Settings:
     db_statement_timeout: float = 0.0
     dask_address: str = ""
     artifacts_given: bool = False
+    heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
+    hostname: str = ""
     ui_url: str = ""
 
     def __post_init__(self) -> None:
@@ -71,6 +82,14 @@ class Settings:
             raise ConfigError(
                 f"the Dask scheduler address must look like tcp://HOST:PORT, "
                 f"got {self.dask_address!r}"
+            )
+        if not 1 <= self.heartbeat_timeout < _MAX_TIMEOUT:
+            raise ConfigError(
+                f"ROTA_HEARTBEAT_TIMEOUT must be seconds >= 1, got {self.heartbeat_timeout:g}"
+            )
+        if ":" in self.hostname or not self.hostname.isprintable():
+            raise ConfigError(
+                f"ROTA_HOSTNAME must be a host name without ':', got {self.hostname!r}"
             )
         if self.ui_url and not self.ui_url.startswith(("http://", "https://")):
             raise ConfigError(
@@ -100,6 +119,8 @@ class Settings:
                 environ, "ROTA_DB_CONNECT_TIMEOUT", DEFAULT_DB_CONNECT_TIMEOUT
             ),
             db_statement_timeout=_number(environ, "ROTA_DB_STATEMENT_TIMEOUT", 0.0),
+            heartbeat_timeout=_number(environ, "ROTA_HEARTBEAT_TIMEOUT", DEFAULT_HEARTBEAT_TIMEOUT),
+            hostname=environ.get("ROTA_HOSTNAME", "").strip(),
             ui_url=environ.get("ROTA_UI_URL", "").strip().rstrip("/"),
         )
 

@@ -89,6 +89,12 @@ class PolicyError(DefinitionError):
     """Raised when a retry policy, timeout or trigger rule is given an invalid value."""
 
 
+class PoolError(UserError):
+    """Raised when a pool cannot be made, resized, deleted or used as asked: a bad name or size,
+    ``default_pool`` deleted, a pool in use deleted, or a task naming a pool that does not exist
+    (or needing more slots than it has)."""
+
+
 class NotFound(UserError):
     """Raised when a run, task or attempt named by a person does not exist in the store."""
 
@@ -141,6 +147,23 @@ class RunIdTaken(StoreError):
 
 class ConcurrentUpdate(StoreError):
     """Raised when a conditional write found a state other than the one expected."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised when the database cannot be reached, or refused a transaction for a reason that
+    passes: a lost or refused connection, a server shutting down or starting up, a deadlock, a
+    serialization failure, a lock or statement timeout. The transaction was rolled back (unless
+    the connection broke during its commit, when its outcome is unknown); try it again later."""
+
+
+class LeaseLost(StoreError):
+    """Raised when a runner's write is refused because it no longer holds its run's lease:
+    another runner took the run over. Nothing of that write is stored."""
+
+
+class LeaseExpired(LeaseLost):
+    """Raised in a runner that could not renew its run's lease for most of the heartbeat timeout
+    (the database was out of reach): it stops, because another scheduler may take the run over."""
 
 
 class FlowNotCalled(UserError, TypeError):

@@ -88,13 +88,14 @@ from rota.cli import backfill as _backfill  # noqa: E402, F401
 from rota.cli import commands as _commands  # noqa: E402  (registers the commands on `cli`)
 from rota.cli import data as _data  # noqa: E402
 from rota.cli import logs as _logs  # noqa: E402
+from rota.cli import pools as _pools  # noqa: E402
 from rota.cli import stats as _stats  # noqa: E402
 from rota.cli import steer as _steer  # noqa: E402
 from rota.cli import tasktest as _tasktest  # noqa: E402
 from rota.cli import timing as _timing  # noqa: E402
 from rota.cli import ui as _ui  # noqa: E402
 
-del _commands, _data, _logs, _stats, _steer, _tasktest, _timing, _ui
+del _commands, _data, _logs, _pools, _stats, _steer, _tasktest, _timing, _ui
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,25 +91,35 @@ def read_date(text: str, option: str, timing: Any) -> datetime:
 @cli.command("_drive", hidden=True)
 @click.argument("run_id")
 @click.option("--lifeline", is_flag=True, help="Stop the run when stdin closes.")
+@click.option("--claimed-by", "claim", help="Take the run over from this scheduler's claim.")
 @click.pass_obj
-def drive_cmd(ctx: CliContext, run_id: str, lifeline: bool) -> None:
-    """Drive RUN_ID (already in the store) to its end: used by the scheduler and backfills."""
+def drive_cmd(ctx: CliContext, run_id: str, lifeline: bool, claim: str | None) -> None:
+    """Drive RUN_ID (already in the store) to its end: used by the scheduler and backfills.
+
+    Exits 3 when another runner has the run, 4 when this one lost its lease while driving, 75
+    when the store is out of reach: none of them is the run's outcome.
+    """
     from rota.engine.driver import drive_existing, load_for_run
-    from rota.engine.launcher import EXIT_BUSY, watch_lifeline
+    from rota.engine.launcher import EXIT_BUSY, EXIT_LEASE_LOST, EXIT_STORE_DOWN, watch_lifeline
     from rota.engine.lease import RunBusy
+    from rota.engine.slots import SlotGroup
+    from rota.errors import LeaseLost, StoreUnavailable
 
     if lifeline:
         watch_lifeline()
-    with open_store(ctx.settings) as store:
-        run = store.get_run(run_id)
-    _, dag = load_for_run(run)  # load errors before any executor starts
+    group = SlotGroup.from_environ(ctx.environ)
     try:
+        with open_store(ctx.settings) as store:
+            run = store.get_run(run_id)
+        _, dag = load_for_run(run)  # load errors before any executor starts
         summary = _drive(
-            ctx, None, None, True, lambda runner: lambda: drive_existing(runner, run_id)
-        )
-    except RunBusy as err:
-        ctx.err.print(f"rota: {err}", highlight=False)
-        ctx.exit_code = EXIT_BUSY
+            ctx, None, None, True, lambda runner: lambda: drive_existing(runner, run_id, claim),
+            slot_group=group,
+        )  # fmt: skip
+    except (RunBusy, LeaseLost, StoreUnavailable) as err:
+        ctx.err.print(f"rota: {err}", highlight=False, soft_wrap=True)
+        codes = {RunBusy: EXIT_BUSY, LeaseLost: EXIT_LEASE_LOST, StoreUnavailable: EXIT_STORE_DOWN}
+        ctx.exit_code = next(code for kind, code in codes.items() if isinstance(err, kind))
         return
     _finish(ctx, summary, dag, True)
 
@@ -149,6 +159,9 @@ def trigger_cmd(
         timing_at(loaded.name, flow_timing, when, "triggered")  # refused before anything is stored
     ref = loaded.ref
     with open_store(ctx.settings) as store:
+        from rota.engine.slots import check_pools
+
+        check_pools(store, dag, datetime.now(UTC))
         record = create_manual(
             store,
             lambda t: create_run(
@@ -198,7 +211,12 @@ def driver_environ(ctx: CliContext) -> dict[str, str]:
 @cli.command("scheduler")
 @FLOWS_OPTION
 @click.option(
-    "--parallelism", type=click.IntRange(min=1), default=16, show_default=True,
+    "--parallelism", type=click.IntRange(min=1), default=32, show_default=True,
+    help="Most tasks queued or running at once over all the runs this scheduler drives "
+    "(Airflow's parallelism).",
+)  # fmt: skip
+@click.option(
+    "--max-active-runs", type=click.IntRange(min=1), default=16, show_default=True,
     help="Most runs driven at once, over all flows.",
 )  # fmt: skip
 @click.option(
@@ -219,6 +237,7 @@ def scheduler_cmd(
     ctx: CliContext,
     flows_dir: Path | None,
     parallelism: int,
+    max_active_runs: int,
     tick: float,
     parse_timeout: float,
     workers_per_run: int | None,
@@ -227,7 +246,9 @@ def scheduler_cmd(
     """Run flows on their schedules: watch --flows DIR, create due runs, and drive them."""
     from rota.engine.flowdir import FlowFolder
     from rota.engine.launcher import DriverLauncher
+    from rota.engine.lease import RunnerId
     from rota.engine.scheduler import Scheduler, SchedulerOptions
+    from rota.engine.slots import SlotGroup
     from rota.model.schedule import SystemClock
 
     if flows_dir is None:
@@ -235,10 +256,16 @@ def scheduler_cmd(
     if not flows_dir.is_dir():
         raise FlowNotFound(f"no such folder: {flows_dir}")
     exclusive = ctx.settings.database_url.startswith("sqlite")
-    options = SchedulerOptions(parallelism=parallelism, tick=tick, exclusive=exclusive)
+    options = SchedulerOptions(
+        max_active_runs=max_active_runs, tick=tick, exclusive=exclusive,
+        stale_after=timedelta(seconds=ctx.settings.heartbeat_timeout),
+        host=ctx.settings.hostname or None,
+    )  # fmt: skip
     environ = driver_environ(ctx)
     if workers_per_run is not None:
         environ["ROTA_WORKERS"] = str(workers_per_run)
+    # the drivers' attempts share this scheduler's task slots, counted in the store
+    environ.update(SlotGroup(str(RunnerId.current()), parallelism).environ())
     launcher = DriverLauncher(environ, ctx.settings.home / "logs" / "drivers")
     with open_store(ctx.settings) as store:
         sched = Scheduler(
@@ -248,7 +275,7 @@ def scheduler_cmd(
         sched.start()
         ctx.err.print(
             f"scheduler {sched.me} watching {flows_dir} (tick {tick:g}s, parallelism "
-            f"{parallelism})",
+            f"{parallelism} tasks, max {max_active_runs} runs)",
             highlight=False,
         )
         try:

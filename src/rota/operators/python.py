@@ -234,6 +234,10 @@ _TASK_OPTIONS = frozenset(
         "outlets",
         "inlets",
         "resources",
+        "pool",
+        "pool_slots",
+        "priority_weight",
+        "weight_rule",
     }
 )
 
