@@ -16,7 +16,7 @@ from rich.text import Text
 
 from rota.cli.console import line
 from rota.cli.main import CliContext, cli, open_store, parse_params
-from rota.cli.timing import FLOWS_OPTION, driver_environ, read_date, resolve_flow
+from rota.cli.timing import FLOWS_OPTION, driver_environ, flows_folder, read_date, resolve_flow
 from rota.engine.backfill import (
     MAX_INTERVALS,
     RERUN_LEVELS,
@@ -90,7 +90,7 @@ def backfill_cmd(
     from rota.engine.backfill import check_range_size, plan_backfill
     from rota.model.schedule import SystemClock
 
-    loaded = resolve_flow(target, flows_dir)
+    loaded = resolve_flow(target, flows_folder(ctx, flows_dir))
     dag = loaded.build(parse_params(loaded, params))
     timing = loaded.definition.timing
     schedule = timing.schedule

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store, parse_params
-from rota.cli.timing import FLOWS_OPTION, resolve_flow
+from rota.cli.timing import FLOWS_OPTION, flows_folder, resolve_flow
 from rota.engine.stats import DEFAULT_LAST
 from rota.errors import FlowNotFound, NotFound
 from rota.model.reliability import FlowEstimate, Interval, TaskEstimate
@@ -62,7 +62,7 @@ def stats_cmd(
     from rota.engine.stats import build_params, flow_stats
 
     with open_store(ctx.settings) as store:
-        loaded = _resolve(store, target, flows_dir)
+        loaded = _resolve(store, target, flows_folder(ctx, flows_dir))
         newest = store.list_runs(loaded.name, 1, on_corrupt=lambda _bad: None)
         run_id, stored = (newest[0].run_id, newest[0].params) if newest else ("", {})
         given = parse_params(loaded, params)
