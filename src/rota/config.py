@@ -265,11 +265,9 @@ class _Layers:
         default = Path(self.environ.get("HOME") or "~") / ".rota"
         self.values["home"] = default.expanduser().absolute()
         if project is not None and "home" in project.values:
-            line = project.line_of("home")
-            self._set(
-                "home", project.values["home"], project.path.parent, Source("file", str(project.path)),
-                "home", file=str(project.path), line=line,
-            )  # fmt: skip
+            where = {"file": str(project.path), "line": project.line_of("home")}
+            source = Source("file", str(project.path))
+            self._set("home", project.values["home"], project.path.parent, source, "home", **where)
         if self.environ.get("ROTA_HOME"):
             self._set("home", self.environ["ROTA_HOME"], self.cwd, Source("env", "ROTA_HOME"),
                       "ROTA_HOME")  # fmt: skip
