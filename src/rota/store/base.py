@@ -48,6 +48,9 @@ class RunRecord:
     data_interval_end: datetime | None = None
     run_type: str = "manual"
     """How the run was made: ``manual`` (rota run / trigger), ``scheduled`` or ``backfill``."""
+    param_changes: Sequence[Mapping[str, Any]] | None = None
+    """Parameters ``rota resume -p`` changed, oldest first: ``{"at": ISO time, "changes":
+    {name: {"from": old, "to": new}}}`` (secrets as ``***``)."""
 
 
 RUN_TYPES = ("manual", "scheduled", "backfill")
@@ -329,6 +332,23 @@ class Store(Protocol):
         A row that cannot be read (see :class:`~rota.errors.CorruptRow`) is given to
         *on_corrupt* and left out, or raised when *on_corrupt* is None: never dropped silently.
         """
+
+    def run_ids_with_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        """Ids of runs that start with *prefix* (case counts), newest first, at most *limit*."""
+
+    def newest_run_id(
+        self, flow: str | None = None, states: Sequence[RunState] | None = None
+    ) -> str | None:
+        """The newest run's id (of *flow*, in one of *states*, when given), if any."""
+
+    def flow_names(self, prefix: str = "", limit: int = 100) -> list[str]:
+        """Names of the flows the store knows (seen, or with runs) starting with *prefix*."""
+
+    def set_run_params(
+        self, run_id: str, params: Mapping[str, Any], changes: Mapping[str, Any], at: datetime
+    ) -> None:
+        """Keep *params* (in their stored form) as run *run_id*'s parameters, and record
+        *changes* (name -> ``{"from", "to"}``, secrets masked) in its ``param_changes``."""
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every attempt of run *run_id*, ordered by task creation then try number."""
