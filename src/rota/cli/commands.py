@@ -9,8 +9,9 @@ import click
 
 from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store, parse_params
+from rota.cli.runarg import complete_flow_names, pick_run, run_argument
 from rota.config import EXECUTORS
-from rota.errors import NotFound, UserError
+from rota.errors import UserError
 from rota.model.safetext import safe_text
 
 
@@ -121,7 +122,16 @@ def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
     if as_json:
         render.print_json(ctx.console, summary.to_json())
         return
-    ctx.console.print(render.summary_table(summary))
+    from datetime import UTC, datetime
+
+    from rota.cli.runview import run_header, run_tree
+
+    with open_store(ctx.settings) as store:
+        records = store.attempts(summary.run_id)
+    now = datetime.now(UTC)
+    for text in run_header(summary, now):
+        ctx.console.print(text, soft_wrap=True)
+    ctx.console.print(run_tree(summary, records, now))
     for line in render.error_lines(summary):
         ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
     note = render.handled_note(summary)
@@ -164,128 +174,32 @@ def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
         ctx.console.print(f"{tid} → {text[:500]}{'…' if len(text) > 500 else ''}", highlight=False)
 
 
-def _load_run_flow(
-    ctx: CliContext, run_id: str | None, last: str | None, raw_params: tuple[str, ...] = ()
-) -> tuple[Any, Any, Any]:
-    """The run to resume and its flow, loaded from the run's flow file with its parameters
-    (a secret one, which the store does not keep, from *raw_params* or the environment)."""
-    import os
-
-    from rota.engine.loader import resolve_target
-    from rota.model.secrets import run_params
-    from rota.model.states import RunState
-
-    if (run_id is None) == (last is None):
-        raise UserError("give either RUN_ID or --last FLOW")
-    with open_store(ctx.settings) as store:
-        if run_id is not None:
-            run = store.get_run(run_id)
-        else:
-            unfinished = [r for r in store.list_runs(last) if r.state is not RunState.SUCCESS]
-            if not unfinished:
-                raise NotFound(f"flow {last!r} has no unfinished run")
-            run = unfinished[0]
-    if not run.flow_path:
-        raise UserError(f"run {run.run_id} does not record its flow file; cannot load its code")
-    loaded = resolve_target(f"{run.flow_path}:{run.flow}")
-    given = parse_params(loaded, raw_params)
-    values = run_params(run.run_id, run.params, loaded.definition.params, given, os.environ)
-    return run, loaded, loaded.build(values)
-
-
-@cli.command("resume")
-@click.argument("run_id", required=False)
-@click.option("--last", metavar="FLOW", help="Resume the latest unfinished run of FLOW.")
-@click.option(
-    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-    help="A secret parameter's value again (the store does not keep it).",
-)  # fmt: skip
-@click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
-@click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
-@click.pass_obj
-def resume_cmd(
-    ctx: CliContext,
-    run_id: str | None,
-    last: str | None,
-    params: tuple[str, ...],
-    executor: str | None,
-    workers: int | None,
-    as_json: bool,
-) -> None:
-    """Continue a failed or interrupted run: only what did not succeed runs again.
-
-    A task whose code changed since it succeeded runs again with everything downstream of it.
-    A secret parameter given to the run is not stored: give it again with -p, or set
-    ROTA_PARAM_<NAME>.
-    """
-    run, loaded, dag = _load_run_flow(ctx, run_id, last, params)
-
-    def say(plan: Any) -> None:
-        out = ctx.err
-        out.print(
-            f"resuming run {run.run_id} of flow {run.flow}: {len(plan.reasons)} task(s) to run, "
-            f"{len(plan.kept)} succeeded task(s) kept",
-            highlight=False,
-        )
-        for tid, why in plan.reasons.items():
-            out.print(f"  {tid}: {why}", highlight=False, soft_wrap=True)
-
-    def go(runner: Any) -> Any:
-        return lambda: runner.resume(run.run_id, dag, loaded.ref, on_plan=say)
-
-    summary = _drive(ctx, executor, workers, as_json, go)
-    _finish(ctx, summary, dag, as_json)
-
-
-@cli.command("clear")
-@click.argument("run_id")
-@click.option("--task", "tasks", multiple=True, required=True, metavar="ID", help="Task to reset.")
-@click.option("--downstream", is_flag=True, help="Also every task downstream of those.")
-@click.option("--upstream", is_flag=True, help="Also every task upstream of those.")
-@click.pass_obj
-def clear_cmd(
-    ctx: CliContext, run_id: str, tasks: tuple[str, ...], downstream: bool, upstream: bool
-) -> None:
-    """Reset tasks of RUN_ID so that `rota resume RUN_ID` runs them again."""
-    from rota.engine.runner import clear_tasks
-    from rota.model.schedule import SystemClock
-
-    run, _loaded, dag = _load_run_flow(ctx, run_id, None)
-    with open_store(ctx.settings) as store:
-        cleared = clear_tasks(
-            store,
-            run.run_id,
-            dag,
-            tasks,
-            now=SystemClock().now(),
-            downstream=downstream,
-            upstream=upstream,
-        )
-    ctx.console.print(
-        f"cleared {len(cleared)} task(s) of run {run.run_id}: {', '.join(cleared)}; "
-        f"run `rota resume {run.run_id}` to run them",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
 @cli.group("runs")
 def runs_group() -> None:
     """Inspect runs."""
 
 
 @runs_group.command("list")
-@click.option("--flow", help="Only runs of this flow.")
+@click.option("--flow", help="Only runs of this flow.", shell_complete=complete_flow_names)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: bool) -> None:
-    """List runs, newest first.
+    """List runs, newest first, with their whole ids, when they started (UTC) and how long
+    they took.
 
-    A run whose stored row cannot be read is named on stderr, the others are listed, and the
-    exit code is 1.
+    Any unique prefix of a run id names the run in every command. From 110 columns on, the run's
+    type and logical date are shown too. A run whose stored row cannot be read is named on
+    stderr, the others are listed, and the exit code is 1.
+
+    \b
+    Examples:
+      rota runs list --flow churn --limit 20
+      rota runs list --json
     """
+    from datetime import UTC, datetime
+
+    from rota.cli.runview import runs_table
     from rota.engine.report import run_json
     from rota.errors import CorruptRow
 
@@ -295,7 +209,8 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
     if as_json:
         render.print_json(ctx.console, [run_json(r) for r in runs])
     else:
-        ctx.console.print(render.runs_table(runs))
+        now = datetime.now(UTC)
+        ctx.console.print(runs_table(runs, width=ctx.console.width, now=now))
     for bad in corrupt:
         ctx.err.print(safe_text(f"rota: {bad}"), soft_wrap=True)
     if corrupt:
@@ -303,26 +218,64 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
 
 
 @runs_group.command("show")
-@click.argument("run_id")
+@run_argument()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--timing", is_flag=True,
+    help="Instead of the tree, a table of where each task's time went: queue, dispatch, "
+    "execute, hand-off.",
+)  # fmt: skip
 @click.pass_obj
-def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
-    """Show RUN_ID: each task's state, attempts, and where its time went."""
+def runs_show(
+    ctx: CliContext, run_id: str | None, last: str | None, as_json: bool, timing: bool
+) -> None:
+    """Show a run as a tree: its tasks, their attempts and a mapped task's instances.
+
+    RUN_ID may be any unique prefix of a run id; --last [FLOW] is the newest run (of FLOW).
+    Each attempt shows its state, start (UTC), duration, the first line of its error and the
+    wait before a retry; a mapped task lists the instances that did not succeed, each with its
+    own attempts and error (name one as TASK[N] in tasks logs, outputs show and clear).
+
+    \b
+    Examples:
+      rota runs show 20260101T0300
+      rota runs show --last churn
+      rota runs show --last --timing
+    """
+    from datetime import UTC, datetime
+
+    from rota.cli.runview import run_header, run_tree
     from rota.engine.report import summarize
 
     with open_store(ctx.settings) as store:
-        summary = summarize(store, run_id)
+        run = pick_run(store, run_id, last)
+        summary = summarize(store, run.run_id)
+        records = store.attempts(run.run_id)
     if as_json:
         render.print_json(ctx.console, summary.to_json())
         return
-    ctx.console.print(render.summary_table(summary, detail=True))
-    for line in render.error_lines(summary):
-        ctx.console.print(line, style="red", highlight=False, soft_wrap=True)
+    if timing:
+        _show_timing(ctx, summary)
+        return
+    now = datetime.now(UTC)
+    for text in run_header(summary, now):
+        ctx.console.print(text, soft_wrap=True)
+    ctx.console.print(run_tree(summary, records, now))
+    _say_outcome(ctx, summary)
+
+
+def _say_outcome(ctx: CliContext, summary: Any) -> None:
+    for text in render.error_lines(summary):
+        ctx.console.print(text, style="red", highlight=False, soft_wrap=True)
     note = render.handled_note(summary)
     if note:
         ctx.console.print(note, style="yellow", highlight=False, soft_wrap=True)
-    for line in render.reason_lines(summary):
-        ctx.console.print(line, style="grey50", highlight=False, soft_wrap=True)
+    for text in render.reason_lines(summary):
+        ctx.console.print(text, style="grey50", highlight=False, soft_wrap=True)
+
+
+def _show_timing(ctx: CliContext, summary: Any) -> None:
+    ctx.console.print(render.summary_table(summary, detail=True))
     ctx.console.print(
         "queue = ready → handed to the executor · dispatch = → a worker began · "
         "execute = → output durable · hand-off = → committed to the store "

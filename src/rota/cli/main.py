@@ -113,10 +113,11 @@ from rota.cli import commands as _commands  # noqa: E402  (registers the command
 from rota.cli import configure as _configure  # noqa: E402
 from rota.cli import data as _data  # noqa: E402
 from rota.cli import logs as _logs  # noqa: E402
+from rota.cli import rerun as _rerun  # noqa: E402
 from rota.cli import stats as _stats  # noqa: E402
 from rota.cli import timing as _timing  # noqa: E402
 
-del _commands, _configure, _data, _logs, _stats, _timing
+del _commands, _configure, _data, _logs, _rerun, _stats, _timing
 
 
 def _interrupt(signum: int, frame: object) -> None:
