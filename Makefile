@@ -15,7 +15,7 @@ $(VENV)/.demo: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[examples]'
 	touch $@
 
-# what the tests need: every extra, the test tools, and a PostgreSQL server's binaries
+# what the tests need: every extra and the test tools (PostgreSQL and Chromium: `make unit`)
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev]'
 	touch $@
@@ -32,6 +32,7 @@ typecheck: $(VENV)/.dev
 
 unit: $(VENV)/.dev
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit

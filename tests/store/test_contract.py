@@ -96,7 +96,8 @@ def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
         return f"sqlite:///{tmp_path}/home/rota.db"
     url: str = request.getfixturevalue("shared_postgres_url")
     with open_store(url) as store, store.engine.begin() as conn:
-        conn.execute(text("TRUNCATE task_attempts, runs, flows, scheduler_locks RESTART IDENTITY"))
+        tables = "task_attempts, run_graphs, run_cancels, flow_pauses, runs, flows, scheduler_locks"
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     return url
 
 

@@ -115,9 +115,11 @@ from rota.cli import data as _data  # noqa: E402
 from rota.cli import logs as _logs  # noqa: E402
 from rota.cli import rerun as _rerun  # noqa: E402
 from rota.cli import stats as _stats  # noqa: E402
+from rota.cli import steer as _steer  # noqa: E402
 from rota.cli import timing as _timing  # noqa: E402
+from rota.cli import ui as _ui  # noqa: E402
 
-del _commands, _configure, _data, _logs, _rerun, _stats, _timing
+del _commands, _configure, _data, _logs, _rerun, _stats, _steer, _timing, _ui
 
 
 def _interrupt(signum: int, frame: object) -> None:

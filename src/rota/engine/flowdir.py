@@ -56,6 +56,7 @@ class FlowInfo:
             not survive a JSON round trip, is left out (a scheduled flow may have neither).
         tasks: ``(task id, operator kind, code hash)`` in topological order, for the graph built
             with the defaults; None when a parameter has no default (the flow only runs by hand).
+        upstream: each task's direct upstream ids in that graph (a run records its graph).
     """
 
     name: str
@@ -73,6 +74,7 @@ class FlowInfo:
     datasets: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[tuple[str, str, str], ...] | None = ()
+    upstream: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def scheduled(self) -> bool:
@@ -109,6 +111,7 @@ class FlowInfo:
         data["datasets"] = list(self.datasets)
         data["params"] = dict(self.params)
         data["tasks"] = None if self.tasks is None else [list(t) for t in self.tasks]
+        data["upstream"] = {tid: list(ups) for tid, ups in self.upstream.items()}
         return data
 
     @classmethod
@@ -126,6 +129,7 @@ class FlowInfo:
         values["datasets"] = tuple(values["datasets"])
         tasks = values["tasks"]
         values["tasks"] = None if tasks is None else tuple((a, b, c) for a, b, c in tasks)
+        values["upstream"] = {tid: tuple(ups) for tid, ups in values["upstream"].items()}
         return cls(**values)
 
 

@@ -32,6 +32,7 @@ from rota.engine.progress import progress_of
 from rota.engine.refs import outcome_ref, record_ref
 from rota.engine.resume import counted_tries
 from rota.engine.sensing import SENSOR_TIMEOUT, SensorBook, is_sensor, requeue, reschedule
+from rota.engine.steer import CancelWatch, stop_loop
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import (
     AttemptOutcome,
@@ -108,6 +109,8 @@ class RunLoop:
             f"{runner.checkpoints_dir}/{run_id}",
         )
         self._last_progress = 0.0
+        self.cancel: CancelWatch | None = None
+        """Set by the runner: a cancel asked of this run stops the loop (engine/steer.py)."""
 
     # --- setup ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,6 +159,8 @@ class RunLoop:
                 break
             self.handle(self.r.executor.poll(self.poll_timeout()))
             self.report_progress()
+            if self.cancel is not None and self.cancel.asked():
+                stop_loop(self, self.cancel.by)  # rota cancel / the UI: raises RunCancelled
         self.report_progress(force=True)
 
     def poll_timeout(self) -> float:

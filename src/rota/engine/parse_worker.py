@@ -65,6 +65,7 @@ def describe_flow(loaded: LoadedFlow) -> FlowInfo:
     clock = timing.schedule
     scheduled = clock is not None or bool(timing.datasets)
     params, required = _defaults(loaded, scheduled)
+    dag = None if required else loaded.build()
     return FlowInfo(
         name=loaded.name,
         path=loaded.ref.path,
@@ -80,7 +81,8 @@ def describe_flow(loaded: LoadedFlow) -> FlowInfo:
         max_active_runs=timing.max_active_runs,
         datasets=tuple(d.uri for d in timing.datasets),
         params=params,
-        tasks=None if required else _tasks(loaded.build()),
+        tasks=None if dag is None else _tasks(dag),
+        upstream={} if dag is None else {tid: dag.tasks[tid].upstream for tid in dag.order},
     )
 
 

@@ -123,7 +123,10 @@ def new_run_id(now: datetime) -> str:
 
 def dag_tasks(dag: Dag) -> list[NewTask]:
     """The task rows a new run of *dag* starts with."""
-    return [NewTask(tid, spec.op.kind, spec.op.code_hash()) for tid, spec in dag.tasks.items()]
+    return [
+        NewTask(tid, spec.op.kind, spec.op.code_hash(), upstream=spec.upstream)
+        for tid, spec in dag.tasks.items()
+    ]
 
 
 def create_run(
@@ -269,10 +272,13 @@ class Runner:
 
     def _drive_owned(self, run_id: str, dag: Dag, flow: FlowRef) -> RunSummary:
         from rota.engine.loop import RunLoop
+        from rota.engine.steer import CancelWatch
 
         me = str(self.me)
+        cancel = CancelWatch(self.store, run_id, since=self.clock.now())
 
         def beat() -> bool:
+            cancel.check()  # a cancel asked since we began driving: the loop stops at its next turn
             return self.store.heartbeat(run_id, me, self.clock.now())
 
         writer = BatchWriter(
@@ -282,6 +288,7 @@ class Runner:
         masker.add_secrets(dag.params, os.environ)  # what a callback might read and print
         callbacks = CallbackRunner(self.logs_dir / run_id / CALLBACKS_LOG, redact=masker.redact)
         loop = RunLoop(self, self.store.get_run(run_id), dag, flow, writer, callbacks)
+        loop.cancel = cancel
         try:
             loop.start()
             loop.run()

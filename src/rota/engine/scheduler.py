@@ -152,9 +152,11 @@ class Scheduler:
         for end in report.ended:
             if end.code not in (0, 1, 3, 130):
                 self._broken[end.run_id] = self._broken.get(end.run_id, 0) + 1
-        for info in sorted(scan.flows.values(), key=lambda i: i.name):
+        paused = self.store.paused_flows()  # rota pause: no new runs, none of its runs started
+        flows = {name: info for name, info in scan.flows.items() if name not in paused}
+        for info in sorted(flows.values(), key=lambda i: i.name):
             report.created.extend(self.create_due(info, now))
-        report.launched = self.launch_ready(scan.flows, now)
+        report.launched = self.launch_ready(flows, now)
         if self.on_tick is not None:
             self.on_tick(report)
         return report
@@ -178,7 +180,10 @@ class Scheduler:
 
     def _create(self, info: FlowInfo, timings: list[RunTiming], now: datetime) -> list[RunRecord]:
         made: list[RunRecord] = []
-        tasks = [NewTask(tid, kind, code) for tid, kind, code in info.tasks or ()]
+        tasks = [
+            NewTask(tid, kind, code, upstream=info.upstream.get(tid, ()))
+            for tid, kind, code in info.tasks or ()
+        ]
         if timings:
             self.store.upsert_flow(info.name, info.path, info.code_hash, now)
         for timing in timings:

@@ -123,6 +123,8 @@ class NewTask:
     operator: str
     code_hash: str
     map_index: int = -1
+    upstream: tuple[str, ...] = ()
+    """The task's direct upstream ids: the store keeps the run's graph, which the UI draws."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +385,18 @@ class Store(Protocol):
 
     def release_lock(self, name: str, holder: str) -> None:
         """Give up lock *name* if *holder* holds it."""
+
+    def cancel_request(self, run_id: str) -> tuple[datetime, str] | None:
+        """When and by whom a cancel of *run_id* was asked (``rota cancel``, the UI), if it was."""
+
+    def request_cancel(self, run_id: str, by: str, at: datetime) -> None:
+        """Ask the live runner of *run_id* to cancel it (it looks at its next heartbeat)."""
+
+    def paused_flows(self) -> dict[str, datetime]:
+        """Paused flows (``rota pause``), and when each was paused."""
+
+    def set_paused(self, flow: str, paused: bool, at: datetime) -> bool:
+        """Pause or unpause *flow*'s schedule; True when that changed something."""
 
     def close(self) -> None:
         """Release connections."""

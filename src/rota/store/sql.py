@@ -37,9 +37,11 @@ from rota.store.base import (
     RunRecord,
     RunTiming,
 )
+from rota.store.browse import graph_rows
 from rota.store.connect import HEAD_REVISION, connect, schema_revision, upgrade, writer
 from rota.store.rows import OnCorrupt, read_one, read_records
-from rota.store.tables import flows, runs, task_attempts
+from rota.store.sqlbrowse import BrowseMethods
+from rota.store.tables import flows, run_graphs, runs, task_attempts
 from rota.store.writes import (
     Mismatch,
     attempt_record,
@@ -106,7 +108,7 @@ def open_store(
     return store
 
 
-class SqlStore:
+class SqlStore(BrowseMethods):
     """The store on SQLite or PostgreSQL; see the module docstring. Make one with open_store()."""
 
     def __init__(self, engine: Engine) -> None:
@@ -170,7 +172,8 @@ class SqlStore:
         flow_hash: str = "",
         timing: RunTiming | None = None,
     ) -> RunRecord:
-        """Create a run (``queued``) and one ``scheduled`` attempt per task, in one transaction.
+        """Create a run (``queued``) and one ``scheduled`` attempt per task, in one transaction,
+        with the run's graph (each task's ``upstream``) for the UI.
 
         *params* are kept in the form of :func:`rota.model.secrets.stored_params`: no secret in
         clear (a secret the caller did not mark as a default is marked as given).
@@ -209,6 +212,8 @@ class SqlStore:
                     raise RunIdTaken(f"run {run_id!r} exists already") from err
                 if rows:
                     conn.execute(insert(task_attempts), rows)
+                graph = graph_rows([(t.task_id, t.upstream) for t in tasks if t.map_index < 0])
+                conn.execute(insert(run_graphs).values(run_id=run_id, graph=graph))
                 for uri in timing.triggered_by if timing is not None else ():
                     lineage.add_use(conn, uri, run_id, TRIGGER_TASK, at)
         except _DateRace:  # the transaction is rolled back (PostgreSQL aborted it): look again

@@ -90,7 +90,45 @@ runs = Table(
     Column("param_changes", JSON),
     Index("ix_runs_flow_created_at", "flow", "created_at"),
     Index("uq_runs_flow_logical_date", "flow", "logical_date", unique=True),
+    Index("ix_runs_created_at", "created_at", "run_id"),
+    Index("ix_runs_state_created_at", "state", "created_at", "run_id"),
 )
+
+run_graphs = Table(
+    "run_graphs",
+    metadata,
+    Column(
+        "run_id",
+        String,
+        ForeignKey("runs.run_id", name="fk_run_graphs_run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("graph", JSON, nullable=False),
+)
+"""Each run's graph as it was made: ``[[task id, [upstream ids]], ...]``, so the UI draws a run
+without importing its flow's code."""
+
+flow_pauses = Table(
+    "flow_pauses",
+    metadata,
+    Column("flow", String, primary_key=True),
+    Column("paused_at", UtcDateTime, nullable=False),
+)
+"""A row per paused flow: the scheduler makes no scheduled runs of it and starts none."""
+
+run_cancels = Table(
+    "run_cancels",
+    metadata,
+    Column(
+        "run_id",
+        String,
+        ForeignKey("runs.run_id", name="fk_run_cancels_run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("requested_by", String, nullable=False),
+)
+"""A cancel asked of a run a live runner drives: the runner sees it at its next heartbeat."""
 
 dataset_versions = Table(
     "dataset_versions",
