@@ -86,6 +86,11 @@ def backfill_cmd(
     name here). A date whose run succeeded with the current code is skipped; a run whose backfill
     was killed is resumed (only its unfinished tasks run); dates another runner holds are reported
     as taken. Exit 1 if any run failed.
+
+    \b
+    Examples:
+      rota backfill flows/churn.py --start 2026-01-01 --end 2026-03-31
+      rota backfill churn --flows flows --start 2026-01-01 --end 2026-01-07 --dry-run
     """
     from rota.engine.backfill import check_range_size, plan_backfill
     from rota.model.schedule import SystemClock

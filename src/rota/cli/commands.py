@@ -44,6 +44,11 @@ def run_cmd(
     The run's logical date is the time it starts, and its data interval the last complete one, as
     for a manual run in Airflow. With --logical-date D it is the run the schedule makes for D,
     with D's data interval (Airflow's `dags test DAG D`).
+
+    \b
+    Examples:
+      rota run flows/churn.py -p n_rows=200
+      rota run flows/pipelines.py:churn --executor threads --json
     """
     from rota.cli.timing import read_date
     from rota.engine.loader import resolve_target
@@ -299,7 +304,12 @@ def flows_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
 def flows_list(ctx: CliContext, path: Path, as_json: bool) -> None:
-    """List the flows defined under PATH; report each bad file (exit 2 if any)."""
+    """List the flows defined under PATH; report each bad file (exit 2 if any).
+
+    \b
+    Example:
+      rota flows list flows/
+    """
     from rota.engine.loader import load_path
     from rota.model.secrets import display_params
 
@@ -342,11 +352,23 @@ def _required() -> object:
 
 @cli.command("graph")
 @click.argument("target")
-@click.option("--format", "fmt", type=click.Choice(["ascii", "mermaid", "dot"]), default="ascii")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE")
+@click.option(
+    "--format", "fmt", type=click.Choice(["ascii", "mermaid", "dot"]), default="ascii",
+    help="ascii for a terminal, mermaid or dot (Graphviz) to draw elsewhere.",
+)  # fmt: skip
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+    help="Set a flow parameter (a branch or a map may depend on it).",
+)  # fmt: skip
 @click.pass_obj
 def graph_cmd(ctx: CliContext, target: str, fmt: str, params: tuple[str, ...]) -> None:
-    """Print the graph of TARGET (PATH[:FLOW])."""
+    """Print the graph of TARGET (PATH[:FLOW]).
+
+    \b
+    Examples:
+      rota graph flows/churn.py
+      rota graph flows/pipelines.py:churn --format mermaid
+    """
     from rota.engine.loader import resolve_target
 
     loaded = resolve_target(target)

@@ -172,7 +172,12 @@ def _cache_verdict(rec: AttemptRecord, history: list[AttemptRecord]) -> str:
 @click.option("--task", "task_id", help="Only entries of this task.")
 @click.pass_obj
 def cache_clear(ctx: CliContext, flow: str | None, task_id: str | None) -> None:
-    """Forget cached outputs, so that the next runs execute the tasks again."""
+    """Forget cached outputs, so that the next runs execute the tasks again.
+
+    \b
+    Example:
+      rota cache clear --flow churn --task features
+    """
     with open_store(ctx.settings) as store:
         dropped = store.clear_cache(flow, task_id)
     ctx.console.print(f"cleared {dropped} cache entr{'y' if dropped == 1 else 'ies'}")
@@ -187,7 +192,12 @@ def datasets_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def datasets_list(ctx: CliContext, as_json: bool) -> None:
-    """Every dataset with versions: its latest version and who produced it."""
+    """Every dataset with versions: its latest version and who produced it.
+
+    \b
+    Example:
+      rota datasets list --json
+    """
     with open_store(ctx.settings) as store:
         versions = store.dataset_versions()
     latest: dict[str, Any] = {}
@@ -215,7 +225,12 @@ def datasets_list(ctx: CliContext, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
 def datasets_show(ctx: CliContext, uri: str, as_json: bool) -> None:
-    """Every version of URI: when, its content hash, and the run and task that produced it."""
+    """Every version of URI: when, its content hash, and the run and task that produced it.
+
+    \b
+    Example:
+      rota datasets show s3://bucket/features.parquet
+    """
     with open_store(ctx.settings) as store:
         versions = store.dataset_versions(uri)
     if not versions:
@@ -251,7 +266,12 @@ def _use_json(u: DatasetUse) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
 def lineage_cmd(ctx: CliContext, uri: str, as_json: bool) -> None:
-    """Which run and task produced each version of URI, and which runs read it."""
+    """Which run and task produced each version of URI, and which runs read it.
+
+    \b
+    Example:
+      rota lineage s3://bucket/features.parquet --json
+    """
     with open_store(ctx.settings) as store:
         versions = store.dataset_versions(uri)
         uses = store.dataset_uses(uri)
@@ -282,7 +302,12 @@ def lineage_cmd(ctx: CliContext, uri: str, as_json: bool) -> None:
 @click.argument("target")
 @click.pass_obj
 def datasets_due(ctx: CliContext, target: str) -> None:
-    """Whether the flow TARGET (PATH[:FLOW]), scheduled on datasets, is due to run."""
+    """Whether the flow TARGET (PATH[:FLOW]), scheduled on datasets, is due to run.
+
+    \b
+    Example:
+      rota datasets due flows/report.py
+    """
     from rota.engine.datasets import waiting_on
     from rota.engine.loader import resolve_target
 

@@ -110,16 +110,18 @@ def parse_params(loaded: Any, raw: tuple[str, ...]) -> dict[str, Any]:
 
 from rota.cli import backfill as _backfill  # noqa: E402, F401
 from rota.cli import commands as _commands  # noqa: E402  (registers the commands on `cli`)
+from rota.cli import completion as _completion  # noqa: E402
 from rota.cli import configure as _configure  # noqa: E402
 from rota.cli import data as _data  # noqa: E402
 from rota.cli import logs as _logs  # noqa: E402
+from rota.cli import prune as _prune  # noqa: E402
 from rota.cli import rerun as _rerun  # noqa: E402
 from rota.cli import stats as _stats  # noqa: E402
 from rota.cli import steer as _steer  # noqa: E402
 from rota.cli import timing as _timing  # noqa: E402
 from rota.cli import ui as _ui  # noqa: E402
 
-del _commands, _configure, _data, _logs, _rerun, _stats, _steer, _timing, _ui
+del _commands, _completion, _configure, _data, _logs, _prune, _rerun, _stats, _steer, _timing, _ui
 
 
 def _interrupt(signum: int, frame: object) -> None:

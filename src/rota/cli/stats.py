@@ -58,6 +58,11 @@ def stats_cmd(
     the store, each task's failure probability per try p is estimated (failed tries / tries,
     a mapped task's instances counted as its tries) with a Wilson 95% interval; a run is
     predicted to succeed with P = prod(1 - p^(r+1)), shown beside the share of runs that did.
+
+    \b
+    Examples:
+      rota stats churn --flows flows
+      rota stats churn --last 50 --target 0.99
     """
     from rota.engine.stats import build_params, flow_stats
 

@@ -146,6 +146,10 @@ def trigger_cmd(
 
     Without --logical-date the run's logical date is the trigger time and its data interval the
     last complete one, as in Airflow; with it, the run is the one the schedule makes for that date.
+
+    \b
+    Example:
+      rota trigger churn --flows flows -p n_rows=200
     """
     from rota.engine.manual import create_manual, timing_at
     from rota.engine.runner import create_run, dag_tasks
@@ -232,7 +236,13 @@ def scheduler_cmd(
     workers_per_run: int | None,
     once: bool,
 ) -> None:
-    """Run flows on their schedules: watch --flows DIR, create due runs, and drive them."""
+    """Run flows on their schedules: watch --flows DIR, create due runs, and drive them.
+
+    \b
+    Examples:
+      rota scheduler --flows flows
+      rota scheduler --flows flows --once
+    """
     from rota.engine.flowdir import FlowFolder
     from rota.engine.launcher import DriverLauncher
     from rota.engine.scheduler import Scheduler, SchedulerOptions
