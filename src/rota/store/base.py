@@ -70,6 +70,22 @@ class RunTiming:
 
 
 @dataclass(frozen=True, slots=True)
+class PruneCandidate:
+    """A run old enough for ``rota runs prune``, and what deleting it would free."""
+
+    run_id: str
+    flow: str
+    state: RunState
+    ended_at: datetime
+    """When it ended (when it was made, if it never started)."""
+    attempts: int
+    output_bytes: int
+    """Bytes of the outputs it stored itself (a cache hit's output belongs to another run)."""
+    reused_by: tuple[str, ...] = ()
+    """Other runs whose cache hits read its outputs: it is kept while they are."""
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One attempt of one task in one run (a task that is retried has several).
 
@@ -345,6 +361,14 @@ class Store(Protocol):
 
     def flow_names(self, prefix: str = "", limit: int = 100) -> list[str]:
         """Names of the flows the store knows (seen, or with runs) starting with *prefix*."""
+
+    def old_runs(self, before: datetime, flow: str | None = None) -> list[PruneCandidate]:
+        """Runs (of *flow*) that ended before *before* and are not queued or running, oldest
+        first, with what each holds and the runs that reuse its outputs."""
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete the rows of *run_ids* (attempts, graph, cancel request) in one transaction;
+        dataset versions and uses are kept. Returns the runs deleted."""
 
     def set_run_params(
         self, run_id: str, params: Mapping[str, Any], changes: Mapping[str, Any], at: datetime

@@ -24,7 +24,7 @@ from rota.errors import ConcurrentUpdate, NotFound, RunExists, RunIdTaken, Store
 from rota.model.reliability import FlowHistory
 from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
-from rota.store import history, lineage, lookup, timing
+from rota.store import history, lineage, lookup, prune, timing
 from rota.store.base import (
     AttemptRecord,
     Change,
@@ -33,6 +33,7 @@ from rota.store.base import (
     FlowRecord,
     NewAttempt,
     NewTask,
+    PruneCandidate,
     RunChange,
     RunRecord,
     RunTiming,
@@ -436,6 +437,16 @@ class SqlStore(BrowseMethods):
         """The newest run's id (of *flow*, in one of *states*, when given), if any."""
         with self._errors("find the newest run"), self._engine.connect() as conn:
             return lookup.newest_run_id(conn, flow, states)
+
+    def old_runs(self, before: datetime, flow: str | None = None) -> list[PruneCandidate]:
+        """Runs (of *flow*) that ended before *before* and are not queued or running."""
+        with self._errors("find old runs"), self._engine.connect() as conn:
+            return prune.old_runs(conn, before, flow)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete the rows of *run_ids* in one transaction; the runs deleted."""
+        with self._errors("delete runs"), self._write() as conn:
+            return prune.delete_runs(conn, run_ids)
 
     def set_run_params(
         self, run_id: str, params: Mapping[str, Any], changes: Mapping[str, Any], at: datetime
