@@ -186,3 +186,54 @@ def test_resume_p_changes_a_param_for_the_re_run_tasks_and_records_it(
     assert "1.4" in second.out, second  # first kept its 0.5; second ran with 0.9
     shown = rota("runs", "show", run_id, env=env)
     assert "params changed by a resume" in shown.out and "0.9" in shown.out
+
+
+RETRIED = """
+import os
+from datetime import timedelta
+from pathlib import Path
+from rota import flow, task
+
+LEDGER = Path(os.environ["LEDGER"])
+
+
+@task(retries=2, retry_delay=timedelta(seconds=1))
+def flaky() -> int:
+    tries = len(LEDGER.read_text().split()) if LEDGER.exists() else 0
+    LEDGER.write_text("x " * (tries + 1))
+    if tries == 0:
+        raise ValueError("first try fails\\nsecond line of the error")
+    return tries
+
+
+@flow
+def retried():
+    flaky()
+"""
+
+
+def test_runs_show_lists_each_attempt_with_its_error_line_and_the_wait_before_the_retry(
+    rota: RotaCli, write_flow: WriteFlow, tmp_path: Path, store: SqlStore
+) -> None:
+    path = write_flow("retried.py", RETRIED)
+    env = {**NARROW, "LEDGER": str(tmp_path / "ledger")}
+    assert rota("run", str(path), env=env).code == 0
+    shown = rota("runs", "show", "--last", "retried", env=env)
+    assert shown.code == 0, shown
+    lines = shown.out.splitlines()
+    (first,) = [ln for ln in lines if "try 1" in ln]
+    (second,) = [ln for ln in lines if "try 2" in ln]
+    assert "up_for_retry" in first and "ValueError: first try fails" in first, shown.out
+    assert "second line" not in shown.out  # the error's first line only
+    assert "success" in second and "(retried after 1.00s)" in second, shown.out
+    assert re.search(r"try 1\s+up_for_retry\s+\d\d:\d\d:\d\d\s+\d+\.\d\ds", first), first
+
+
+def test_runs_show_json_names_each_failed_instance_and_its_own_error(
+    rota: RotaCli, write_flow: WriteFlow, tmp_path: Path, store: SqlStore
+) -> None:
+    _said, env = _failed_mapped_run(rota, write_flow, tmp_path)
+    shown = rota("runs", "show", "--last", "mapped", "--json", env=env)
+    assert shown.code == 0, shown
+    (failed,) = shown.json()["tasks"]["fit"]["failed_instances"]
+    assert (failed["index"], failed["attempt"], failed["error_type"]) == (1, 1, "TaskTimeout")
