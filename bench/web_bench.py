@@ -7,8 +7,9 @@ through ``Store.create_run`` with its graph, its attempts then stamped as finish
 ``rota ui`` on 127.0.0.1, and times whole HTTP requests from this process (``perf_counter``
 around each request; the median of ``--repeat``): the runs page, a page deep in the runs by
 cursor, the JSON runs API, and the big run's page (graph not drawn past 2,000 tasks; Gantt, table
-and critical path over all 10,000 tasks) and JSON. Prints one line per request. A benchmark, not
-a test: it asserts nothing about time.
+and critical path over all 10,000 tasks) and JSON. Prints one line per request: wall seconds
+(median and max) and the CPU seconds the server process spent on it (median: what a request costs
+on an idle machine, whatever the load). A benchmark, not a test: it asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 from sqlalchemy import insert, update
 
 from rota.store.base import NewTask
@@ -76,15 +78,24 @@ def fill(home: Path, n_runs: int, n_tasks: int) -> str:
     return big.run_id
 
 
-def get(port: int, token: str, target: str) -> tuple[int, int, float]:
+def get(
+    port: int, token: str, target: str, server: psutil.Process
+) -> tuple[int, int, float, float]:
+    """One request: its status, body size, wall seconds, and the CPU seconds the server spent."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    cpu_before = _cpu(server)
     started = time.perf_counter()
     conn.request("GET", target, headers={"Authorization": f"Bearer {token}"})
     resp = conn.getresponse()
     body = resp.read()
     took = time.perf_counter() - started
     conn.close()
-    return resp.status, len(body), took
+    return resp.status, len(body), took, _cpu(server) - cpu_before
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 def main() -> None:
@@ -129,15 +140,20 @@ def main() -> None:
             (f"run API of a {args.tasks}-task run", f"/api/runs/{big}"),
             ("flows page (20 flows)", "/"),
         ]
-        print(f"{'request':42} {'status':>6} {'bytes':>10} {'median s':>9} {'max s':>7}")
+        server = psutil.Process(proc.pid)
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(
+            f"{'request':42} {'status':>6} {'bytes':>10} {'median s':>9} {'max s':>7} {'cpu s':>6}"
+        )
         for name, target in targets:
-            get(port, token, target)  # warm-up
-            times = []
+            get(port, token, target, server)  # warm-up
+            times, cpus = [], []
             for _ in range(args.repeat):
-                status, size, took = get(port, token, target)
+                status, size, took, cpu = get(port, token, target, server)
                 times.append(took)
-            median = statistics.median(times)
-            print(f"{name:42} {status:>6} {size:>10} {median:>9.3f} {max(times):>7.3f}")
+                cpus.append(cpu)
+            median, cpu = statistics.median(times), statistics.median(cpus)
+            print(f"{name:42} {status:>6} {size:>10} {median:>9.3f} {max(times):>7.3f} {cpu:>6.3f}")
     finally:
         proc.terminate()
         proc.wait(30)

@@ -1,14 +1,14 @@
 """Rota: a workflow orchestrator for machine-learning pipelines."""
 
 from rota import cache
-from rota.errors import RotaError, Skip, UserError
+from rota.api import Flow, flow, resume
+from rota.errors import FlowNotCalled, NoOutput, RotaError, RunFailed, Skip, UserError
 from rota.model.builder import unmapped
 from rota.model.callbacks import CallbackContext
 from rota.model.datasets import Dataset
-from rota.model.flows import Flow, flow
 from rota.model.policies import RetryPolicy, TriggerRule
 from rota.model.secrets import Secret
-from rota.notifiers import CommandNotifier, WebhookNotifier
+from rota.notifiers import CommandNotifier, EmailNotifier, SlackNotifier, WebhookNotifier
 from rota.operators.branch import BranchTask, ShortCircuitTask
 from rota.operators.python import PythonTask, task
 from rota.operators.sensors import (
@@ -28,27 +28,43 @@ __all__ = [
     "CommandNotifier",
     "Dataset",
     "DatasetSensor",
+    "EmailNotifier",
     "FileSensor",
     "Flow",
+    "FlowNotCalled",
     "FlowRunSensor",
     "KeySensor",
+    "NoOutput",
     "PythonSensor",
     "PythonTask",
     "RetryPolicy",
     "RotaError",
+    "RunFailed",
+    "RunResult",
     "Secret",
     "Sensor",
     "ShellTask",
     "ShortCircuitTask",
     "Skip",
+    "SlackNotifier",
     "TriggerRule",
     "UserError",
     "WebhookNotifier",
     "cache",
     "flow",
+    "resume",
     "sensor",
     "task",
     "unmapped",
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # RunResult lives in the engine, which `import rota` (every flow file) does not load
+    if name == "RunResult":
+        from rota.engine.result import RunResult
+
+        return RunResult
+    raise AttributeError(f"module 'rota' has no attribute {name!r}")

@@ -123,6 +123,10 @@ class Settings:
     fault_points: str = field(
         default="", metadata=setting(cv.text, "named points to crash at (crash tests only)")
     )
+    ui_url: str = field(
+        default="",
+        metadata=setting(cv.web_url, "where people open the web UI: notifiers link to it"),
+    )
 
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
     files: tuple[str, ...] = field(default=(), compare=False, repr=False)

@@ -119,3 +119,11 @@ __all__ = [
     "seconds",
     "text",
 ]
+
+
+def web_url(raw: Any, base: Path) -> str:
+    """An ``http://`` or ``https://`` address (empty: none), without a trailing ``/``."""
+    found = text(raw, base).rstrip("/")
+    if found and not found.startswith(("http://", "https://")):
+        raise BadValue(f"must start with http:// or https://, got {_shown(raw)}")
+    return found

@@ -152,6 +152,27 @@ class ConcurrentUpdate(StoreError):
     """Raised when a conditional write found a state other than the one expected."""
 
 
+class FlowNotCalled(UserError, TypeError):
+    """Raised when a flow object is called like a function (``churn(n_rows=200)``): a flow is run
+    with ``churn.run(n_rows=200)`` (or ``rota run FILE:churn``); its plain function is
+    ``churn.fn``."""
+
+
+class NoOutput(UserError):
+    """Raised when the output of a task that did not succeed (or of a task a run does not have)
+    is asked for, e.g. by ``RunResult.output``."""
+
+
+class RunFailed(RotaError):
+    """Raised by ``flow.run(raise_on_failure=True)`` and ``rota.resume(...)`` likewise when the run
+    did not succeed; ``result`` is its :class:`~rota.engine.result.RunResult`, and the message
+    names each failed task with its error."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class ArtifactError(RotaError):
     """Raised when a task output cannot be written or read back."""
 

@@ -250,8 +250,13 @@ def test_run_callbacks_are_called_once(store: Store, tmp_path: Path, fails: bool
     (ctx,) = called.calls
     assert ctx.event == ("run_failure" if fails else "run_success")
     assert ctx.state == ("failed" if fails else "success")
-    assert ctx.run_id == summary.run_id and ctx.flow == "runcb" and ctx.task_id is None
+    assert ctx.run_id == summary.run_id and ctx.flow == "runcb"
     assert dict(ctx.params) == {"fails": fails}
+    # a failed run names its failed tasks, each with its error; the first is the context's own
+    expected = [("t0", "t0 broke"), ("t1", "t1 broke"), ("t2", "t2 broke")] if fails else []
+    assert [(t.task_id, t.error_message) for t in ctx.failed_tasks] == expected
+    assert ctx.task_id == ("t0" if fails else None)
+    assert ctx.error_message == ("t0 broke" if fails else None)
 
 
 def test_callbacks_run_after_the_state_is_committed(store: Store, tmp_path: Path) -> None:

@@ -52,7 +52,8 @@ def run_cmd(
     """
     from rota.cli.timing import read_date
     from rota.engine.loader import resolve_target
-    from rota.engine.manual import create_manual, timing_at
+    from rota.engine.manual import timing_at
+    from rota.engine.session import create_manual_run
 
     loaded = resolve_target(target)
     dag = loaded.build(parse_params(loaded, params))  # every definition error before any write
@@ -62,10 +63,7 @@ def run_cmd(
         timing_at(loaded.name, timing, when, "manual")  # a date off the schedule: before any write
 
     def go(runner: Any) -> Any:
-        record = create_manual(
-            runner.store, lambda t: runner.create(dag, loaded.ref, timing=t), loaded.name,
-            timing, runner.clock.now, logical_date=when, run_type="manual",
-        )  # fmt: skip
+        record = create_manual_run(runner, dag, loaded.ref, timing, logical_date=when)
         if not as_json:
             ctx.err.print(f"run {record.run_id} of flow {loaded.name} started", highlight=False)
         runner.options.faults.hit("run_created")
@@ -85,41 +83,19 @@ def _drive(
     use_cache: bool = True,
 ) -> Any:
     """Open the executor and store, let *prepare* set the run up, then drive it with a display."""
-    from rota.engine.faults import FaultPoints
-    from rota.engine.runner import Runner, RunnerOptions
-    from rota.executors.factory import open_executor
-    from rota.model.schedule import SystemClock
+    from rota.engine.session import session
 
     settings = ctx.settings.with_options(executor=executor, workers=workers)
-    options = RunnerOptions(faults=FaultPoints(settings.fault_points), use_cache=use_cache)
-    ex = open_executor(settings)  # before any thread starts: local workers are forked
-    cancel = True
-    try:
-        with open_store(settings) as store:
-            live = ctx.console.is_terminal and not as_json
-            display: Any = render.LiveProgress(ctx.console) if live else None
-            plain = None if (live or as_json) else render.PlainProgress(ctx.err)
-            hook = display.update if display else (plain.update if plain else None)
-            runner = Runner(
-                store,
-                ex,
-                home=settings.home,
-                clock=SystemClock(),
-                on_progress=hook,
-                options=options,
-                artifacts=settings.artifacts or None,
-                store_url=settings.database_url,
-            )
-            drive = prepare(runner)
-            if display:
-                with display:
-                    summary = drive()
-            else:
-                summary = drive()
-        cancel = False
-    finally:
-        ex.close(cancel=cancel)
-    return summary
+    live = ctx.console.is_terminal and not as_json
+    display: Any = render.LiveProgress(ctx.console) if live else None
+    plain = None if (live or as_json) else render.PlainProgress(ctx.err)
+    hook = display.update if display else (plain.update if plain else None)
+    with session(settings, on_progress=hook, use_cache=use_cache) as runner:
+        drive = prepare(runner)
+        if not display:
+            return drive()
+        with display:
+            return drive()
 
 
 def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:

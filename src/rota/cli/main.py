@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,11 @@ import click
 
 from rota.cli.console import SafeConsole
 from rota.config import Settings
+from rota.engine.session import open_store
 from rota.errors import ParameterError, RotaError, UserError
 from rota.model.safetext import safe_text
-from rota.store.base import Store
+
+__all__ = ["CliContext", "cli", "main", "open_store", "parse_params"]
 
 
 @dataclass
@@ -53,30 +53,6 @@ class CliContext:
         if self._settings is None:
             self._settings = Settings.load(self.environ, Path.cwd())
         return self._settings
-
-
-@contextmanager
-def open_store(settings: Settings) -> Iterator[Store]:
-    """The store named by the settings, closed on exit; first the home is checked (and made).
-
-    Raises:
-        UnsafeHome: another user could tamper with the home, its logs or its SQLite file.
-        StoreError: the store cannot be opened (``DatabaseUrlError``: its URL is invalid).
-    """
-    from rota.home import check_home
-    from rota.store.connect import sqlite_file
-    from rota.store.sql import open_store as _open
-
-    check_home(settings.home, store_file=sqlite_file(settings.database_url))
-    store = _open(
-        settings.database_url,
-        connect_timeout=settings.db_connect_timeout,
-        statement_timeout=settings.db_statement_timeout,
-    )
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,10 +94,12 @@ from rota.cli import prune as _prune  # noqa: E402
 from rota.cli import rerun as _rerun  # noqa: E402
 from rota.cli import stats as _stats  # noqa: E402
 from rota.cli import steer as _steer  # noqa: E402
+from rota.cli import tasktest as _tasktest  # noqa: E402
 from rota.cli import timing as _timing  # noqa: E402
 from rota.cli import ui as _ui  # noqa: E402
 
-del _commands, _completion, _configure, _data, _logs, _prune, _rerun, _stats, _steer, _timing, _ui
+del _commands, _completion, _configure, _data, _logs, _prune, _rerun, _stats, _steer
+del _tasktest, _timing, _ui
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -11,7 +11,6 @@ from rota.cli.commands import _drive, _finish
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.runarg import pick_run, run_argument
 from rota.config import EXECUTORS
-from rota.errors import UserError
 
 
 def _load_run_flow(
@@ -28,16 +27,14 @@ def _load_run_flow(
     """
     import os
 
-    from rota.engine.loader import resolve_target
     from rota.engine.resume import resume_params
     from rota.engine.runref import UNFINISHED
+    from rota.engine.session import flow_of_run
     from rota.model.dag import REQUIRED
 
     with open_store(ctx.settings) as store:
         run = pick_run(store, run_id, last, states=UNFINISHED if resume else None)
-    if not run.flow_path:
-        raise UserError(f"run {run.run_id} does not record its flow file; cannot load its code")
-    loaded = resolve_target(f"{run.flow_path}:{run.flow}")
+    loaded = flow_of_run(run)
     given = parse_params(loaded, raw_params)
     defaults = {p.name: p.default for p in loaded.definition.params if p.default is not REQUIRED}
     change = resume_params(run, loaded.definition.params, given, os.environ, defaults)

@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from rota.home import open_private
 from rota.model.callbacks import Callback, CallbackContext
@@ -38,12 +39,28 @@ class CallbackRunner:
 
     def fire(self, callbacks: tuple[Callback, ...], ctx: CallbackContext) -> None:
         """Call each of *callbacks* with *ctx*, in the background."""
-        if not callbacks:
-            return
+        for cb in callbacks:
+            self._submit(self._call, cb, ctx)
+
+    def fire_with(
+        self, callbacks: tuple[Callback, ...], context: Callable[[], CallbackContext]
+    ) -> None:
+        """Call each of *callbacks*, in turn, with the context *context* makes, in the background
+        (the context is made there, once: it may read the store)."""
+        if callbacks:
+            self._submit(self._call_all, callbacks, context)
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="rota-callback")
+        self._futures.append(self._pool.submit(fn, *args))
+
+    def _call_all(
+        self, callbacks: tuple[Callback, ...], context: Callable[[], CallbackContext]
+    ) -> None:
+        ctx = context()
         for cb in callbacks:
-            self._futures.append(self._pool.submit(self._call, cb, ctx))
+            self._call(cb, ctx)
 
     def _call(self, cb: Callback, ctx: CallbackContext) -> None:
         try:

@@ -7,15 +7,18 @@ it among the run's failed tasks all the same.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rota.engine.writer import Hook
 from rota.executors.base import AttemptOutcome
-from rota.model.callbacks import CallbackContext
-from rota.model.dag import run_succeeded
-from rota.model.states import RunState
-from rota.store.base import RunChange
+from rota.model.callbacks import CallbackContext, FailedTask, ui_link
+from rota.model.dag import Dag, run_succeeded
+from rota.model.safetext import safe_text
+from rota.model.states import RunState, TaskState
+from rota.store.base import AttemptRecord, RunChange, Store
 
 if TYPE_CHECKING:
     from rota.engine.loop import Key, RunLoop
@@ -64,25 +67,88 @@ def task_callbacks(
         error_message=err.message if err else None,
         traceback=err.traceback if err else None,
         params=loop.dag.params,
+        url=ui_link(loop.r.ui_url, loop.run_rec.run_id, tid),
     )
     runner = loop.callbacks
     return lambda: runner.fire(callbacks, ctx)
 
 
 def end_run(loop: RunLoop) -> None:
-    """Queue the run's end: success when every leaf succeeded or was skipped, and its callbacks."""
+    """Queue the run's end: success when every leaf succeeded or was skipped, and its callbacks.
+
+    The callbacks are told of the run's failed tasks and their errors, read back from the store
+    once the run's end is committed (every earlier change is, by then).
+    """
     states = {tid: state for (tid, index), state in loop.state.items() if index < 0}
     failed = not run_succeeded(loop.dag, states)
     final = RunState.FAILED if failed else RunState.SUCCESS
     now = loop.r.clock.now()
-    change = RunChange(loop.run_rec.run_id, RunState.RUNNING, final, now)
+    run_id = loop.run_rec.run_id
+    change = RunChange(run_id, RunState.RUNNING, final, now)
     callbacks = loop.dag.callbacks.for_event("failure" if failed else "success")
-    ctx = CallbackContext(
-        event="run_failure" if failed else "run_success",
-        run_id=loop.run_rec.run_id,
-        flow=loop.dag.name,
-        state=final.value,
-        params=loop.dag.params,
-    )
+    if not callbacks:
+        loop.writer.put([], [change])
+        return
+    store, dag, ui_url = loop.r.store, loop.dag, loop.r.ui_url
+
+    def context() -> CallbackContext:
+        failures = read_failures(store, dag, run_id)
+        first = failures[0] if failures else None
+        return CallbackContext(
+            event="run_failure" if failed else "run_success",
+            run_id=run_id,
+            flow=dag.name,
+            state=final.value,
+            task_id=first.task_id if first else None,
+            try_number=first.try_number if first else None,
+            error_type=first.error_type if first else None,
+            error_message=first.error_message if first else None,
+            params=dag.params,
+            failed_tasks=failures,
+            url=ui_link(ui_url, run_id),
+        )
+
     runner = loop.callbacks
-    loop.writer.put([], [change], [lambda: runner.fire(callbacks, ctx)])
+    loop.writer.put([], [change], [lambda: runner.fire_with(callbacks, context)])
+
+
+def read_failures(store: Store, dag: Dag, run_id: str) -> tuple[FailedTask, ...]:
+    """The failed tasks of *run_id* as the store has them (see :func:`failed_tasks`); none, with
+    a line on stderr, when the store cannot be read (the callbacks are called all the same)."""
+    try:
+        records = store.attempts(run_id)
+    except Exception as err:
+        text = safe_text(err)
+        print(f"rota: could not read the failed tasks of run {run_id}: {text}", file=sys.stderr)
+        return ()
+    return failed_tasks(dag.order, records)
+
+
+def failed_tasks(order: Iterable[str], records: Iterable[AttemptRecord]) -> tuple[FailedTask, ...]:
+    """The tasks whose latest attempt failed, in *order* (the graph's), each with its error.
+
+    A mapped task whose instances failed is given as those instances (``fit@2``), each with its
+    own error (``TaskTimeout``), rather than as the mapped task and its summary.
+    """
+    latest: dict[tuple[str, int], AttemptRecord] = {}
+    for rec in records:
+        key = (rec.task_id, rec.map_index)
+        if key not in latest or rec.try_number > latest[key].try_number:
+            latest[key] = rec
+    instances: dict[str, list[AttemptRecord]] = {}
+    for (tid, index), rec in sorted(latest.items()):
+        if index >= 0 and rec.state is TaskState.FAILED:
+            instances.setdefault(tid, []).append(rec)
+    out: list[FailedTask] = []
+    for tid in order:
+        parent = latest.get((tid, -1))
+        if tid in instances:
+            out.extend(_failed(rec) for rec in instances[tid])
+        elif parent is not None and parent.state is TaskState.FAILED:
+            out.append(_failed(parent))
+    return tuple(out)
+
+
+def _failed(rec: AttemptRecord) -> FailedTask:
+    name = rec.task_id if rec.map_index < 0 else f"{rec.task_id}@{rec.map_index}"
+    return FailedTask(name, rec.try_number, rec.error_type, rec.error_message)

@@ -102,13 +102,30 @@ def load_file(path: Path) -> list[LoadedFlow]:
         raise FlowLoadError(
             f"import failed: {msg}", file=str(path), line=_line_in(err, path)
         ) from None
-    code_hash = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    code_hash = file_hash(path)
     found: dict[int, LoadedFlow] = {}
     for value in vars(module).values():
         if isinstance(value, Flow | FlowFunction) and id(value) not in found:
             ref = FlowRef(value.name, str(path), module_name_for(path), code_hash)
             found[id(value)] = LoadedFlow(value, ref)
     return list(found.values())
+
+
+def file_hash(path: Path) -> str:
+    """The code hash of a flow file: a digest of its bytes."""
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def in_memory(definition: FlowDefinition, path: Path | None) -> LoadedFlow:
+    """A flow object already imported (``flow.run()`` from Python), defined in *path* if known.
+
+    Its workers import nothing (the flow's module is loaded in this process already, and local
+    workers are forked from it); *path* is recorded with the run so that a resume can load the
+    code again from there.
+    """
+    if path is None:
+        return LoadedFlow(definition, FlowRef(definition.name))
+    return LoadedFlow(definition, FlowRef(definition.name, str(path), "", file_hash(path)))
 
 
 def load_path(path: Path) -> LoadResult:

@@ -178,10 +178,13 @@ class Runner:
         options: RunnerOptions | None = None,
         artifacts: str | None = None,
         store_url: str = "",
+        ui_url: str = "",
     ) -> None:
         self.store = store
         self.store_url = store_url
         """The store's URL for sensors that read it in their worker (empty: they cannot)."""
+        self.ui_url = ui_url
+        """Where the web UI runs (``ROTA_UI_URL``): callbacks are given a link to the run's page."""
         self.executor = executor
         self.home = home
         self.artifacts_root = artifacts or str(home / "artifacts")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-from rota.errors import DefinitionError
+from rota.errors import DefinitionError, FlowNotCalled
 from rota.model.builder import FlowBuilder, FlowOptions, activate
 from rota.model.dag import REQUIRED, Dag, ParamSpec, check_name
 from rota.model.datasets import Dataset
@@ -54,6 +54,9 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"<Flow {self.name!r} ({len(self._builder.nodes)} tasks)>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise not_called(self.name, "f", kwargs)
 
     def __enter__(self) -> Flow:
         self._active = activate(self._builder)
@@ -117,6 +120,9 @@ class FlowFunction:
     def __repr__(self) -> str:
         return f"<flow {self.name!r}>"
 
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise not_called(self.name, self.fn.__name__, kwargs, plain=True)
+
     @property
     def schedule(self) -> tuple[Dataset, ...]:
         """The datasets this flow is scheduled on (empty: not scheduled on datasets)."""
@@ -142,6 +148,21 @@ class FlowFunction:
         with activate(FlowBuilder(self.name, self.options)) as builder:
             self.fn(**values)
         return builder.freeze(values, param_defaults(self._params))
+
+
+def not_called(
+    name: str, var: str, kwargs: Mapping[str, Any], *, plain: bool = False
+) -> FlowNotCalled:
+    """The error of calling flow *name* (bound to *var*) like a function, saying what to do.
+
+    The parameters' values are not shown (one may be a secret), only their names.
+    """
+    given = ", ".join(f"{k}=..." for k in kwargs)
+    fn = f"; {var}.fn(...) calls the plain function" if plain else ""
+    return FlowNotCalled(
+        f"flow {name!r} is not run by calling it: use {var}.run({given}), which runs it as "
+        f"`rota run FILE:{name}` does and returns a RunResult{fn}"
+    )
 
 
 def _options(flow: str, options: Mapping[str, Any]) -> FlowOptions:

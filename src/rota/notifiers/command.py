@@ -1,9 +1,5 @@
-"""Built-in notifiers: callables to pass as ``on_failure=`` (or any callback) of a task or flow.
-
-``WebhookNotifier`` POSTs the callback context as JSON; ``CommandNotifier`` runs a command with
-the context in its environment and as JSON on its standard input. Both send what the
-:class:`~rota.model.callbacks.CallbackContext` holds, in which secrets are ``***`` already.
-"""
+"""``CommandNotifier``: a command run with the callback context in its environment and, as JSON,
+on its standard input; and the OS's argument limits it cuts long values to."""
 
 from __future__ import annotations
 
@@ -12,44 +8,23 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
-from rota.errors import DefinitionError
 from rota.model.callbacks import CallbackContext
-
-
-@dataclass(frozen=True)
-class WebhookNotifier:
-    """POST ``{"event", "run_id", "flow", "task_id", "state", "error_message", ...}`` to *url*.
-
-    Raises (when called):
-        urllib.error.URLError: the server cannot be reached or answers with an error status.
-    """
-
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    timeout: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise DefinitionError(f"webhook url must start with http:// or https://: {self.url!r}")
-
-    def __call__(self, ctx: CallbackContext) -> None:
-        body = json.dumps(ctx.to_json()).encode()
-        headers = {"Content-Type": "application/json", **self.headers}
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            response.read()
 
 
 @dataclass(frozen=True)
 class CommandNotifier:
     """Run *command* with ``bash -c``; the context is in ``ROTA_EVENT``, ``ROTA_RUN_ID``,
-    ``ROTA_FLOW``, ``ROTA_TASK_ID``, ``ROTA_STATE``, ``ROTA_ERROR``, ``ROTA_TRACEBACK`` and, as
-    JSON, on stdin.
+    ``ROTA_FLOW``, ``ROTA_TASK_ID``, ``ROTA_STATE``, ``ROTA_ERROR``, ``ROTA_TRACEBACK``,
+    ``ROTA_FAILED_TASKS``, ``ROTA_URL`` and, as JSON, on stdin.
+
+    For a run's end, ``ROTA_TASK_ID`` and ``ROTA_ERROR`` are the first failed task's id and error
+    and ``ROTA_FAILED_TASKS`` lists every failed task, separated by spaces (a mapped task's
+    failed instances as ``fit@2``); the JSON's ``failed_tasks`` has each one's error.
+    ``ROTA_URL`` is the run's (or task's) page in the web UI when ``ROTA_UI_URL`` is set.
 
     An operating system limits the size of a new process's arguments and environment (Linux:
     ``os.sysconf("SC_ARG_MAX")`` in all, and 128 KiB for each string). ``ROTA_ERROR`` and
@@ -71,6 +46,8 @@ class CommandNotifier:
             "ROTA_FLOW": ctx.flow,
             "ROTA_TASK_ID": ctx.task_id or "",
             "ROTA_STATE": ctx.state,
+            "ROTA_FAILED_TASKS": " ".join(f.task_id for f in ctx.failed_tasks),
+            "ROTA_URL": ctx.url or "",
         }
         argv = ["bash", "-c", self.command]
         long_fields = {"ROTA_ERROR": ctx.error_message or "", "ROTA_TRACEBACK": ctx.traceback or ""}
