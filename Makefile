@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -q
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo docs test lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,17 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev]'
 	touch $@
 
+# what the documentation needs (MkDocs and mkdocstrings; the build fetches nothing)
+$(VENV)/.docs: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[docs]'
+	touch $@
+
 demo: $(VENV)/.demo
 	$(BIN)/rota run examples/ml_pipeline.py
+
+# the site in site/, from docs/ and the docstrings; any warning fails it
+docs: $(VENV)/.docs
+	$(BIN)/mkdocs build --strict --site-dir site
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench examples
@@ -41,4 +50,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,14 @@
-"""Shell and Python tasks in one operator-style flow, joined with ``>>``.
+"""A mixed pipeline: shell steps and Python steps in one operator-style flow, joined with ``>>``.
 
-rota run examples/shell_and_python.py
+``prepare`` and ``generate`` are shell commands (bash, with ``$WORK`` given through ``env=``);
+the last line ``generate`` prints, the CSV's path, is its output and the argument of the Python
+task ``summarize``; ``check`` fails the run if the data looks wrong; ``report`` is shell again.
+
+    rota run examples/shell_and_python.py
+    ROTA_EXAMPLE_DIR=/some/folder rota run examples/shell_and_python.py
+
+A step in a container (an image run by podman, or a Kubernetes pod) arrives with ``ContainerTask``,
+which is not built yet; until then a ``ShellTask`` can run ``podman run --rm IMAGE ...`` itself.
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ from rota.errors import ConfigError
 EXECUTORS: Final = ("local", "threads", "inprocess")
 DEFAULT_DB_CONNECT_TIMEOUT: Final = 10.0
 """Seconds opening a PostgreSQL store may take by default (``ROTA_DB_CONNECT_TIMEOUT``)."""
+DEFAULT_HEARTBEAT_TIMEOUT: Final = 60.0
+"""Seconds without a heartbeat after which a run's owner counts as gone
+(``ROTA_HEARTBEAT_TIMEOUT``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,14 @@ class Settings:
     )
     fault_points: str = field(
         default="", metadata=setting(cv.text, "named points to crash at (crash tests only)")
+    )
+    heartbeat_timeout: float = field(
+        default=DEFAULT_HEARTBEAT_TIMEOUT,
+        metadata=setting(cv.seconds(minimum=1.0), "seconds without a heartbeat before a run's "
+                         "driver counts as gone (one value for every scheduler and driver)"),
+    )  # fmt: skip
+    hostname: str = field(
+        default="", metadata=setting(cv.host_name, "this machine's name in scheduler/runner ids")
     )
     ui_url: str = field(
         default="",

@@ -127,3 +127,11 @@ def web_url(raw: Any, base: Path) -> str:
     if found and not found.startswith(("http://", "https://")):
         raise BadValue(f"must start with http:// or https://, got {_shown(raw)}")
     return found
+
+
+def host_name(raw: Any, base: Path) -> str:
+    """A machine's name (empty: the host's own): printable, without ``:``."""
+    found = text(raw, base)
+    if ":" in found or not found.isprintable():
+        raise BadValue(f"must be a host name without ':', got {_shown(raw)}")
+    return found

@@ -152,6 +152,23 @@ class ConcurrentUpdate(StoreError):
     """Raised when a conditional write found a state other than the one expected."""
 
 
+class StoreUnavailable(StoreError):
+    """Raised when the database cannot be reached, or refused a transaction for a reason that
+    passes: a lost or refused connection, a server shutting down or starting up, a deadlock, a
+    serialization failure, a lock or statement timeout. The transaction was rolled back (unless
+    the connection broke during its commit, when its outcome is unknown); try it again later."""
+
+
+class LeaseLost(StoreError):
+    """Raised when a runner's write is refused because it no longer holds its run's lease:
+    another runner took the run over. Nothing of that write is stored."""
+
+
+class LeaseExpired(LeaseLost):
+    """Raised in a runner that could not renew its run's lease for most of the heartbeat timeout
+    (the database was out of reach): it stops, because another scheduler may take the run over."""
+
+
 class FlowNotCalled(UserError, TypeError):
     """Raised when a flow object is called like a function (``churn(n_rows=200)``): a flow is run
     with ``churn.run(n_rows=200)`` (or ``rota run FILE:churn``); its plain function is

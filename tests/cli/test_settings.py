@@ -63,8 +63,21 @@ def _one_line(result: Result) -> str:
             "port 99999 is not between 1 and 65535",
         ),
         ({"ROTA_DATABASE_URL": "mysql://u@h/db"}, "Rota stores runs in SQLite or PostgreSQL"),
+        ({"ROTA_HEARTBEAT_TIMEOUT": "0.5"}, "ROTA_HEARTBEAT_TIMEOUT must be seconds >= 1"),
+        ({"ROTA_HOSTNAME": "node:7"}, "ROTA_HOSTNAME must be a host name without ':'"),
     ],
-    ids=["workers", "negative-workers", "executor", "timeout", "statement", "port", "range", "db"],
+    ids=[
+        "workers",
+        "negative-workers",
+        "executor",
+        "timeout",
+        "statement",
+        "port",
+        "range",
+        "db",
+        "heartbeat",
+        "hostname",
+    ],
 )
 def test_bad_settings_are_one_line_exit_2_and_store_nothing(
     tmp_path: Path, env: dict[str, str], needle: str
@@ -190,6 +203,29 @@ def test_the_statement_timeout_reaches_the_server(postgres_url: str) -> None:
 
 
 # --- Settings themselves ---------------------------------------------------------------------
+
+
+def test_settings_read_the_heartbeat_timeout_and_the_machine_name() -> None:
+    plain = Settings.from_env({"HOME": "/nowhere"})
+    assert (plain.heartbeat_timeout, plain.hostname) == (60.0, "")
+    set_ = Settings.from_env({"ROTA_HEARTBEAT_TIMEOUT": "8", "ROTA_HOSTNAME": " node-b "})
+    assert (set_.heartbeat_timeout, set_.hostname) == (8.0, "node-b")
+    for bad in ("inf", "nan", "0", "soon"):
+        with pytest.raises(ConfigError, match="ROTA_HEARTBEAT_TIMEOUT"):
+            Settings.from_env({"ROTA_HEARTBEAT_TIMEOUT": bad})
+
+
+def test_foreground_runs_renew_their_lease_as_the_heartbeat_timeout_asks() -> None:
+    from datetime import timedelta
+
+    from rota.engine.session import runner_options
+
+    settings = Settings.from_env({"ROTA_HEARTBEAT_TIMEOUT": "24", "ROTA_HOSTNAME": "node-b"})
+    options = runner_options(settings)
+    assert options.stale_after == timedelta(seconds=24)
+    assert options.heartbeat_every == 2.0  # a twelfth of the timeout
+    assert options.host == "node-b"
+    assert runner_options(Settings.from_env({"HOME": "/nowhere"})).host is None
 
 
 def test_settings_read_the_timeouts_with_a_10_s_connect_default() -> None:

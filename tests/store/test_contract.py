@@ -21,12 +21,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from rota.errors import ConcurrentUpdate, InvalidTransition, NotFound, RunExists, StoreError
+from rota.errors import (
+    ConcurrentUpdate,
+    InvalidTransition,
+    LeaseLost,
+    NotFound,
+    RunExists,
+    StoreError,
+)
 from rota.model.states import RunState, TaskState, task_successors
 from rota.store.base import (
     ATTEMPT_FIELDS,
     AttemptRecord,
     Change,
+    Claim,
+    Lease,
     NewAttempt,
     NewTask,
     RunChange,
@@ -500,6 +509,90 @@ def test_the_lease_is_conditional(store: SqlStore) -> None:
     assert store.get_run(run_id).owner == "host:2:b"
     store.release(run_id, "host:2:b")
     assert store.get_run(run_id).owner is None
+
+
+def _claim_of(store: SqlStore, run_id: str) -> Claim:
+    run = store.get_run(run_id)
+    return Claim(run_id, run.owner, run.heartbeat_at)
+
+
+def test_a_claim_wins_only_while_the_run_is_as_it_was_seen(store: SqlStore) -> None:
+    run_id = new_run(store)[0].run_id
+    seen = _claim_of(store, run_id)  # no owner, no heartbeat
+    assert store.claim_run(seen, "sched-a", T0)
+    assert not store.claim_run(seen, "sched-b", T0)  # the second of two racers loses
+    owned = _claim_of(store, run_id)
+    assert (owned.owner, owned.heartbeat_at) == ("sched-a", T0)
+    # the owner renewed after a watcher looked: the watcher's claim fails and changes nothing
+    assert store.heartbeat(run_id, "sched-a", T0 + timedelta(seconds=1))
+    assert not store.claim_run(owned, "sched-b", T0 + timedelta(seconds=2))
+    assert store.get_run(run_id).owner == "sched-a"
+    # taken over from the owner as last seen
+    assert store.claim_run(_claim_of(store, run_id), "sched-b", T0 + timedelta(seconds=3))
+    assert store.get_run(run_id).owner == "sched-b"
+    # a finished run is never claimed
+    store.release(run_id, "sched-b")
+    store.apply([], [RunChange(run_id, RunState.QUEUED, RunState.FAILED, T0)], at=T0)
+    assert not store.claim_run(_claim_of(store, run_id), "sched-c", T0)
+
+
+def test_claims_within_a_flow_limit_hold_across_concurrent_claimers(store_url: str) -> None:
+    with open_store(store_url) as setup:
+        ids = [f"lim-{i}" for i in range(6)]
+        for run_id in ids:
+            setup.create_run(run_id, "limited", {}, [NewTask("t", "python", "h")], T0)
+        setup.create_run("other", "elsewhere", {}, [NewTask("t", "python", "h")], T0)
+        assert setup.claim_run(Claim("other", None, None), "z", T0, flow_limit=1)
+    barrier = threading.Barrier(len(ids))
+    won: list[str] = []
+
+    def claim(run_id: str) -> None:
+        with open_store(store_url) as mine:
+            barrier.wait()
+            if mine.claim_run(Claim(run_id, None, None), f"s-{run_id}", T0, flow_limit=2):
+                won.append(run_id)
+
+    threads = [threading.Thread(target=claim, args=(r,)) for r in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(won) == 2, won  # another flow's owned run does not count
+    with open_store(store_url) as check:
+        owned = [r for r in ids if check.get_run(r).owner is not None]
+        assert sorted(owned) == sorted(won)
+        # a run of the flow ending frees a place
+        check.release(won[0], f"s-{won[0]}")
+        free = next(r for r in ids if r not in won)
+        assert check.claim_run(Claim(free, None, None), "late", T0, flow_limit=2)
+
+
+def test_renewing_claims_touches_only_the_claimers_runs(store: SqlStore) -> None:
+    mine, theirs, unowned = (new_run(store)[0].run_id for _ in range(3))
+    assert store.claim_run(Claim(mine, None, None), "me", T0)
+    assert store.claim_run(Claim(theirs, None, None), "them", T0)
+    later = T0 + timedelta(seconds=9)
+    assert store.renew_claims("me", [mine, theirs, unowned], later) == 1
+    assert store.renew_claims("me", [], later) == 0
+    beats = {r: store.get_run(r).heartbeat_at for r in (mine, theirs, unowned)}
+    assert beats == {mine: later, theirs: T0, unowned: None}
+
+
+def test_a_write_under_a_lease_commits_only_while_it_is_held(store: SqlStore) -> None:
+    (attempt,) = new_run(store)
+    run_id = attempt.run_id
+    assert store.acquire(run_id, "old", expect=None, at=T0)
+    queue = Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED)
+    later = T0 + timedelta(seconds=3)
+    store.apply([queue], at=later, lease=Lease(run_id, "old"))
+    assert store.get_run(run_id).heartbeat_at == later  # the write renewed the lease
+    assert store.acquire(run_id, "new", expect="old", at=later)
+    run_change = RunChange(run_id, RunState.QUEUED, RunState.RUNNING, later)
+    start = Change(attempt.id, TaskState.QUEUED, TaskState.RUNNING)
+    with pytest.raises(LeaseLost):
+        store.apply([start], [run_change], at=later, lease=Lease(run_id, "old"))
+    assert state_of(store, attempt) is TaskState.QUEUED
+    assert store.get_run(run_id).state is RunState.QUEUED, "nothing of the refused write"
 
 
 # --- opening and migrating --------------------------------------------------------------------

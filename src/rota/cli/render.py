@@ -264,7 +264,10 @@ def graph_text(dag: Dag, fmt: str) -> str:
     return "\n".join(out)
 
 
-_DRIVER_OUTCOMES = {0: "succeeded", 1: "failed", 3: "was busy", 130: "was interrupted"}
+_DRIVER_OUTCOMES = {
+    0: "succeeded", 1: "failed", 3: "was busy", 4: "lost its lease (it is resumed)",
+    75: "stopped: the store is out of reach (it is resumed)", 130: "was interrupted",
+}  # fmt: skip
 
 
 def say_end(console: Console, end: Ended) -> None:
@@ -275,6 +278,13 @@ def say_end(console: Console, end: Ended) -> None:
 
 def say_tick(console: Console, report: TickReport) -> None:
     """What a scheduler tick did, one line per fact; each bad flow file named on one line."""
+    if report.outage_began:
+        console.print(
+            line((f"store out of reach: {report.store_error}; retrying every tick", "red")),
+            soft_wrap=True,
+        )
+    if report.recovered_after is not None:
+        console.print(f"store reachable again after {report.recovered_after:.1f}s")
     if report.rescanned:
         console.print(f"loaded {report.flows} flow(s); {len(report.errors)} bad file(s)")
     for path, error in sorted(report.new_errors.items()):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,25 +101,32 @@ def read_date(text: str, option: str, timing: Any) -> datetime:
 @cli.command("_drive", hidden=True)
 @click.argument("run_id")
 @click.option("--lifeline", is_flag=True, help="Stop the run when stdin closes.")
+@click.option("--claimed-by", "claim", help="Take the run over from this scheduler's claim.")
 @click.pass_obj
-def drive_cmd(ctx: CliContext, run_id: str, lifeline: bool) -> None:
-    """Drive RUN_ID (already in the store) to its end: used by the scheduler and backfills."""
+def drive_cmd(ctx: CliContext, run_id: str, lifeline: bool, claim: str | None) -> None:
+    """Drive RUN_ID (already in the store) to its end: used by the scheduler and backfills.
+
+    Exits 3 when another runner has the run, 4 when this one lost its lease while driving, 75
+    when the store is out of reach: none of them is the run's outcome.
+    """
     from rota.engine.driver import drive_existing, load_for_run
-    from rota.engine.launcher import EXIT_BUSY, watch_lifeline
+    from rota.engine.launcher import EXIT_BUSY, EXIT_LEASE_LOST, EXIT_STORE_DOWN, watch_lifeline
     from rota.engine.lease import RunBusy
+    from rota.errors import LeaseLost, StoreUnavailable
 
     if lifeline:
         watch_lifeline()
-    with open_store(ctx.settings) as store:
-        run = store.get_run(run_id)
-    _, dag = load_for_run(run)  # load errors before any executor starts
     try:
+        with open_store(ctx.settings) as store:
+            run = store.get_run(run_id)
+        _, dag = load_for_run(run)  # load errors before any executor starts
         summary = _drive(
-            ctx, None, None, True, lambda runner: lambda: drive_existing(runner, run_id)
+            ctx, None, None, True, lambda runner: lambda: drive_existing(runner, run_id, claim)
         )
-    except RunBusy as err:
-        ctx.err.print(f"rota: {err}", highlight=False)
-        ctx.exit_code = EXIT_BUSY
+    except (RunBusy, LeaseLost, StoreUnavailable) as err:
+        ctx.err.print(f"rota: {err}", highlight=False, soft_wrap=True)
+        codes = {RunBusy: EXIT_BUSY, LeaseLost: EXIT_LEASE_LOST, StoreUnavailable: EXIT_STORE_DOWN}
+        ctx.exit_code = next(code for kind, code in codes.items() if isinstance(err, kind))
         return
     _finish(ctx, summary, dag, True)
 
@@ -257,7 +264,11 @@ def scheduler_cmd(
     if not flows_dir.is_dir():
         raise FlowNotFound(f"no such folder: {flows_dir}")
     exclusive = ctx.settings.database_url.startswith("sqlite")
-    options = SchedulerOptions(parallelism=parallelism, tick=tick, exclusive=exclusive)
+    options = SchedulerOptions(
+        parallelism=parallelism, tick=tick, exclusive=exclusive,
+        stale_after=timedelta(seconds=ctx.settings.heartbeat_timeout),
+        host=ctx.settings.hostname or None,
+    )  # fmt: skip
     environ = driver_environ(ctx)
     if workers_per_run is not None:
         environ["ROTA_WORKERS"] = str(workers_per_run)

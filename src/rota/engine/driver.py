@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from rota.engine.lease import RunBusy
 from rota.engine.loader import LoadedFlow, resolve_target
 from rota.engine.report import RunSummary
 from rota.engine.runner import Runner
@@ -53,9 +54,20 @@ def never_started(store: Store, run: RunRecord) -> bool:
     )
 
 
-def drive_existing(runner: Runner, run_id: str) -> RunSummary:
+def take_claim(runner: Runner, run_id: str, claim: str) -> None:
+    """Take run *run_id* over from the scheduler that claimed it for this driver as *claim*.
+
+    Raises:
+        RunBusy: the run is no longer claimed so (another scheduler took the claim over).
+    """
+    if not runner.store.acquire(run_id, str(runner.me), expect=claim, at=runner.clock.now()):
+        raise RunBusy(f"run {run_id} is no longer claimed by {claim}; another runner has it")
+
+
+def drive_existing(runner: Runner, run_id: str, claim: str | None = None) -> RunSummary:
     """Drive run *run_id* to its end: a fresh queued run from the start, any other unfinished run
-    as a resume (only what did not succeed runs again).
+    as a resume (only what did not succeed runs again). With *claim*, the run is taken over from
+    the scheduler's claim first (:func:`take_claim`).
 
     Raises:
         RunBusy: another live runner drives it.
@@ -63,6 +75,9 @@ def drive_existing(runner: Runner, run_id: str) -> RunSummary:
     """
     run = runner.store.get_run(run_id)
     loaded, dag = load_for_run(run)
+    if claim is not None:
+        take_claim(runner, run_id, claim)
+        run = runner.store.get_run(run_id)
     attempts = {a.task_id for a in runner.store.attempts(run_id) if a.map_index < 0}
     if never_started(runner.store, run) and attempts == set(dag.tasks):
         return runner.drive(run_id, dag, loaded.ref)

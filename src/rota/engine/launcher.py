@@ -4,6 +4,10 @@ Each driver gets a lifeline: its stdin is a pipe from us. When we exit, however 
 included), the pipe closes and the driver stops its run the way Ctrl-C does: attempts in flight
 are marked interrupted and the run can be resumed by the next driver. So no run is left driven by
 an orphan, and a restarted scheduler or backfill resumes what was cut short.
+
+A scheduler claims a run in the store before it launches its driver and names its claim on the
+driver's command line (``--claimed-by``): the driver takes the run over from that claim only, so
+a claim another scheduler took over meanwhile makes the driver exit busy instead of racing.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ from rota.home import open_private
 
 EXIT_BUSY: Final = 3
 """A driver's exit code when another live runner drives its run already."""
+EXIT_LEASE_LOST: Final = 4
+"""A driver's exit code when it lost its run's lease (taken over, or not renewed in time): its
+attempts were stopped; the run is resumed by whoever holds it or takes it next."""
+EXIT_STORE_DOWN: Final = 75
+"""A driver's exit code when the store was out of reach (EX_TEMPFAIL); the run is driven again
+once it is back."""
+BENIGN_EXITS: Final = frozenset({0, 1, EXIT_BUSY, EXIT_LEASE_LOST, EXIT_STORE_DOWN, 130})
+"""Exit codes that say how a run ended or why it was left to others: not a broken driver."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +58,17 @@ class DriverLauncher:
         self.log_dir = log_dir
         self._procs: dict[str, tuple[subprocess.Popen[bytes], TextIO]] = {}
 
-    def launch(self, run_id: str) -> None:
-        """Start a driver for *run_id* (no-op if one of ours drives it already)."""
+    def launch(self, run_id: str, claim: str | None = None) -> None:
+        """Start a driver for *run_id* (no-op if one of ours drives it already); with *claim*,
+        the driver takes the run over from that owner only."""
         if run_id in self._procs:
             return
         log = open(open_private(self.log_dir / f"{run_id}.driver.log", append=True), "a")  # noqa: SIM115
+        args = [sys.executable, "-m", "rota", "_drive", run_id, "--lifeline"]
+        if claim is not None:
+            args.append(f"--claimed-by={claim}")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rota", "_drive", run_id, "--lifeline"],
+            args,
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,

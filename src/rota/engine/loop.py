@@ -184,7 +184,8 @@ class RunLoop:
             self.ready.append(key)
 
     def submit_ready(self) -> None:
-        free = self.r.executor.capacity()
+        # nothing new starts while the store is out of reach (the writer holds what ended)
+        free = self.r.executor.capacity() if self.writer.can_dispatch() else 0
         while self.ready and free > 0:
             key = self.ready.popleft()
             rec = self.attempt[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from typing import Any
 from rota.artifacts.store import open_artifact_store
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.faults import NO_FAULTS, FaultPoints
-from rota.engine.lease import RunnerId, acquire
+from rota.engine.lease import RunnerId, acquire, fence_after
 from rota.engine.report import RunSummary, summarize
 from rota.engine.resume import (
     ParamChange,
@@ -31,14 +32,16 @@ from rota.engine.resume import (
     sweep_stale,
 )
 from rota.engine.writer import BatchWriter
-from rota.errors import NotFound, RunIdTaken, UserError
+from rota.errors import LeaseLost, NotFound, RunIdTaken, StoreError, UserError
 from rota.executors.base import Executor
 from rota.model.dag import CALLBACKS_LOG, Dag
+from rota.model.safetext import safe_text
 from rota.model.schedule import Clock
 from rota.model.secrets import Masker, stored_params
 from rota.model.states import RunState
 from rota.store.base import (
     AttemptRecord,
+    Lease,
     NewTask,
     RunChange,
     RunRecord,
@@ -101,7 +104,8 @@ class RunnerOptions:
 
     Attributes:
         heartbeat_every: seconds between lease renewals.
-        stale_after: a lease not renewed for this long may be taken over.
+        stale_after: a lease not renewed for this long may be taken over (the heartbeat
+            timeout); a runner that could not renew its own for three quarters of it stops.
         faults: named points at which to kill this process (crash tests only).
         seed: seed of the random draws for retry jitter (None: from the OS).
         use_cache: reuse cached outputs (``rota run --no-cache`` turns it off; keys are still
@@ -109,10 +113,12 @@ class RunnerOptions:
     """
 
     heartbeat_every: float = 5.0
-    stale_after: timedelta = timedelta(seconds=30)
+    stale_after: timedelta = timedelta(seconds=60)
     faults: FaultPoints = field(default_factory=lambda: NO_FAULTS)
     seed: int | None = None
     use_cache: bool = True
+    host: str | None = None
+    """The machine's name in this runner's id (None: its host name)."""
 
 
 def new_run_id(now: datetime) -> str:
@@ -195,7 +201,7 @@ class Runner:
         self.on_progress = on_progress
         self.progress_every = progress_every
         self.options = options or RunnerOptions()
-        self.me = RunnerId.current()
+        self.me = RunnerId.current(self.options.host)
         self.rng = random.Random(self.options.seed)
 
     def create(
@@ -278,32 +284,45 @@ class Runner:
         from rota.engine.steer import CancelWatch
 
         me = str(self.me)
+        # a cancel asked since we began driving: the loop stops at its next turn
         cancel = CancelWatch(self.store, run_id, since=self.clock.now())
-
-        def beat() -> bool:
-            cancel.check()  # a cancel asked since we began driving: the loop stops at its next turn
-            return self.store.heartbeat(run_id, me, self.clock.now())
-
         writer = BatchWriter(
-            self.store, self.clock.now, heartbeat=beat, every=self.options.heartbeat_every
+            self.store,
+            self.clock.now,
+            lease=Lease(run_id, me),
+            every=self.options.heartbeat_every,
+            fence_after=fence_after(self.options.stale_after),
+            watch=cancel.check,
         )
         masker = Masker.of_params(dag.params)
         masker.add_secrets(dag.params, os.environ)  # what a callback might read and print
         callbacks = CallbackRunner(self.logs_dir / run_id / CALLBACKS_LOG, redact=masker.redact)
         loop = RunLoop(self, self.store.get_run(run_id), dag, flow, writer, callbacks)
         loop.cancel = cancel
+        lost = False
         try:
             loop.start()
             loop.run()
             loop.finish_run()
             writer.close()
-        except BaseException:
+        except BaseException as err:
+            lost = isinstance(err, LeaseLost)
             loop.abort()
             raise
         finally:
             callbacks.close()
-            self.store.release(run_id, me)
+            if not lost:  # a lost lease is not ours to release (and may be out of reach)
+                _release(self.store, run_id, me)
         return summarize(self.store, run_id)
+
+
+def _release(store: Store, run_id: str, me: str) -> None:
+    """Give up the lease of *run_id*, printing why not if the store refuses: the run's error
+    matters more, and a lease left behind is taken over once its heartbeat stops."""
+    try:
+        store.release(run_id, me)
+    except StoreError as err:
+        print(f"rota: could not release run {run_id}: {safe_text(err)}", file=sys.stderr)
 
 
 def clear_tasks(

@@ -51,11 +51,22 @@ def open_store(settings: Settings) -> Iterator[Store]:
 
 
 def runner_options(settings: Settings, *, use_cache: bool = True) -> RunnerOptions:
-    """The runner's options for a foreground run under *settings*."""
+    """The runner's options for a foreground run under *settings*: its lease renewed as the
+    heartbeat timeout asks (``ROTA_HEARTBEAT_TIMEOUT``), its id on ``ROTA_HOSTNAME``."""
+    from datetime import timedelta
+
     from rota.engine.faults import FaultPoints
+    from rota.engine.lease import heartbeat_every
     from rota.engine.runner import RunnerOptions
 
-    return RunnerOptions(faults=FaultPoints(settings.fault_points), use_cache=use_cache)
+    timeout = timedelta(seconds=settings.heartbeat_timeout)
+    return RunnerOptions(
+        faults=FaultPoints(settings.fault_points),
+        use_cache=use_cache,
+        stale_after=timeout,
+        heartbeat_every=heartbeat_every(timeout),
+        host=settings.hostname or None,
+    )
 
 
 @contextmanager

@@ -72,11 +72,13 @@ class EmailNotifier:
     Args:
         to: one address or several.
         sender: the From address (default ``rota@<this host>``).
-        host, port: the SMTP server (default ``localhost:25``).
-        username, password: log in first (the password a ``rota.Secret("VAR")`` or text; it is
-            never shown in a ``repr``).
+        host: the SMTP server's name (default ``localhost``).
+        port: the SMTP server's port (default 25).
+        username: log in first with this name and *password*.
+        password: a ``rota.Secret("VAR")`` or text; it is never shown in a ``repr``.
         starttls: upgrade the connection with STARTTLS before logging in.
         use_ssl: connect over TLS from the start (SMTPS, usually port 465).
+        timeout: seconds to wait for the server.
         subject_prefix: put before every subject.
 
     Raises (when called):

@@ -233,6 +233,25 @@ class RunChange:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A runner's hold on run *run_id* as *owner*: a write made under it commits only while
+    *owner* still holds the run, and renews the run's heartbeat in the same transaction."""
+
+    run_id: str
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a scheduler saw of a run it wants to claim: the claim succeeds only if the run still
+    has this owner and heartbeat (None: none), so a runner that renewed meanwhile keeps it."""
+
+    run_id: str
+    owner: str | None
+    heartbeat_at: datetime | None
+
+
 class Store(Protocol):
     """The durable truth for flows, runs and attempts. Only implementations of this write SQL."""
 
@@ -259,16 +278,24 @@ class Store(Protocol):
         """
 
     def apply(
-        self, changes: Sequence[Change], run_changes: Sequence[RunChange] = (), *, at: datetime
+        self,
+        changes: Sequence[Change],
+        run_changes: Sequence[RunChange] = (),
+        *,
+        at: datetime,
+        lease: Lease | None = None,
     ) -> None:
         """Commit *changes* and *run_changes* in one transaction, stamping ``committed_at=at``.
 
         Each change is checked against the state machine first; then each row is updated only if
-        it is still in the expected state. If any row is not, nothing is written.
+        it is still in the expected state. If any row is not, nothing is written. Under a
+        *lease*, the run's heartbeat is set to *at* in the same transaction, and nothing is
+        written unless the lease's owner still holds the run.
 
         Raises:
             InvalidTransition: a change is not allowed by the state machine (nothing written).
             ConcurrentUpdate: a row was not in its expected state (nothing written).
+            LeaseLost: another runner holds the run (nothing written).
         """
 
     def add_attempts(
@@ -301,6 +328,20 @@ class Store(Protocol):
 
     def release(self, run_id: str, owner: str) -> None:
         """Give up ownership of *run_id* if *owner* holds it."""
+
+    def claim_run(
+        self, claim: Claim, owner: str, at: datetime, *, flow_limit: int | None = None
+    ) -> bool:
+        """Make *owner* the owner of an unfinished run if it is still as *claim* saw it, and (with
+        *flow_limit*) if fewer than *flow_limit* other runs of its flow have an owner; atomic
+        against other schedulers doing the same.
+
+        Returns:
+            False when the run changed meanwhile, finished, or its flow is at its limit.
+        """
+
+    def renew_claims(self, owner: str, run_ids: Sequence[str], at: datetime) -> int:
+        """Set the heartbeat of those of *run_ids* that *owner* holds; how many it holds."""
 
     def find_cached(
         self, task_id: str, key: str, *, since: datetime | None = None

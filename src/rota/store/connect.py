@@ -33,6 +33,9 @@ MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_S: Final = 30.0
 """How long a SQLite writer waits for the write lock before giving up."""
 
+_KEEPALIVES: Final = {
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+}  # fmt: skip
 _WRITE: Final = "rota_write"  # execution option: this connection's transactions will write
 _MIGRATION_LOCK: Final = 0x526F7461  # PostgreSQL advisory lock key ("Rota" in ASCII)
 _VERSION: Final = table("alembic_version", column("version_num")).c.version_num
@@ -96,7 +99,9 @@ def _postgres_engine(
     Raises:
         DatabaseUrlError: psycopg 3 cannot be imported.
     """
-    args: dict[str, Any] = {}
+    # TCP keepalives: a connection to a database host that vanished (no reset, no reply) fails
+    # within about 25 s instead of the kernel's two hours, so a scheduler notices and waits
+    args: dict[str, Any] = {k: v for k, v in _KEEPALIVES.items() if k not in parsed.query}
     if connect_timeout > 0 and "connect_timeout" not in parsed.query:
         args["connect_timeout"] = max(1, math.ceil(connect_timeout))  # libpq: whole seconds
     if statement_timeout > 0:

@@ -20,17 +20,27 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy import exc as sa_exc
 
 from rota.config import DEFAULT_DB_CONNECT_TIMEOUT
-from rota.errors import ConcurrentUpdate, NotFound, RunExists, RunIdTaken, StoreError
+from rota.errors import (
+    ConcurrentUpdate,
+    LeaseLost,
+    NotFound,
+    RunExists,
+    RunIdTaken,
+    StoreError,
+    StoreUnavailable,
+)
 from rota.model.reliability import FlowHistory
 from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
-from rota.store import history, lineage, lookup, prune, timing
+from rota.store import history, leases, lineage, lookup, prune, timing
 from rota.store.base import (
     AttemptRecord,
     Change,
+    Claim,
     DatasetUse,
     DatasetVersion,
     FlowRecord,
+    Lease,
     NewAttempt,
     NewTask,
     PruneCandidate,
@@ -43,6 +53,7 @@ from rota.store.connect import HEAD_REVISION, connect, schema_revision, upgrade,
 from rota.store.rows import OnCorrupt, read_one, read_records
 from rota.store.sqlbrowse import BrowseMethods
 from rota.store.tables import flows, run_graphs, runs, task_attempts
+from rota.store.transient import is_transient
 from rota.store.writes import (
     Mismatch,
     attempt_record,
@@ -264,14 +275,22 @@ class SqlStore(BrowseMethods):
             timing.release_lock(conn, name, holder)
 
     def apply(
-        self, changes: Sequence[Change], run_changes: Sequence[RunChange] = (), *, at: datetime
+        self,
+        changes: Sequence[Change],
+        run_changes: Sequence[RunChange] = (),
+        *,
+        at: datetime,
+        lease: Lease | None = None,
     ) -> None:
-        """Commit *changes* and *run_changes* in one transaction, stamping ``committed_at=at``.
+        """Commit *changes* and *run_changes* in one transaction, stamping ``committed_at=at``;
+        under *lease*, only while its owner holds the run (whose heartbeat becomes *at*).
 
         Raises:
             InvalidTransition: a change is not allowed by the state machine (nothing written).
             ValueError: a change sets a field outside ATTEMPT_FIELDS, or a time is naive.
             ConcurrentUpdate: a row was not in its expected state (nothing written).
+            LeaseLost: another runner holds the run (nothing written).
+            StoreUnavailable: the database is out of reach or rolled back for a passing reason.
             StoreError: the database failed (nothing written).
         """
         check_changes(changes, run_changes, at)
@@ -279,7 +298,14 @@ class SqlStore(BrowseMethods):
             return
         try:
             with self._errors("apply changes"), self._write() as conn:
+                if lease is not None:
+                    leases.hold_lease(conn, lease, at)
                 self._apply_in(conn, changes, run_changes, at)
+        except leases.LeaseMismatch:
+            raise LeaseLost(
+                f"run {lease.run_id if lease else '?'} is no longer held by this runner; "
+                "nothing was written"
+            ) from None
         except Mismatch as err:
             what = self._describe_mismatch(err)
             raise ConcurrentUpdate(f"{what}; nothing was written") from None
@@ -323,6 +349,19 @@ class SqlStore(BrowseMethods):
         """Give up ownership of *run_id* if *owner* holds it."""
         with self._errors(f"release run {run_id!r}"), self._write() as conn:
             set_owner(conn, run_id, None, owner, None)
+
+    def claim_run(
+        self, claim: Claim, owner: str, at: datetime, *, flow_limit: int | None = None
+    ) -> bool:
+        """Make *owner* the owner of the run of *claim* if it is still as seen, unfinished, and
+        (with *flow_limit*) fewer other runs of its flow have an owner (store/leases.py)."""
+        with self._errors(f"claim run {claim.run_id!r}"), self._write() as conn:
+            return leases.claim_run(conn, claim, owner, at, flow_limit)
+
+    def renew_claims(self, owner: str, run_ids: Sequence[str], at: datetime) -> int:
+        """Set the heartbeat of those of *run_ids* that *owner* holds; how many it holds."""
+        with self._errors("renew claims"), self._write() as conn:
+            return leases.renew_claims(conn, owner, run_ids, at)
 
     def find_cached(
         self, task_id: str, key: str, *, since: datetime | None = None
@@ -511,8 +550,10 @@ class SqlStore(BrowseMethods):
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Turn SQLAlchemy errors into a one-line StoreError naming the store."""
+        """Turn SQLAlchemy errors into a one-line StoreError naming the store: a
+        StoreUnavailable when the error passes (store/transient.py)."""
         try:
             yield
         except sa_exc.SQLAlchemyError as err:
-            raise StoreError(f"cannot {doing} in {self.url}: {first_line(err)}") from err
+            kind = StoreUnavailable if is_transient(err) else StoreError
+            raise kind(f"cannot {doing} in {self.url}: {first_line(err)}") from err
