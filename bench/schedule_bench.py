@@ -305,8 +305,8 @@ class TickBench:
         self.n_flows = n_flows
         self.launcher = RecordingLauncher()
         self.clock = FakeClock(Schedule.parse("@daily", timezone=ZONE).localize(START))
-        # parallelism high enough that only max_active_runs limits how many runs are active
-        options = SchedulerOptions(parallelism=n_flows * MAX_ACTIVE)
+        # the scheduler's run limit high enough that only each flow's max_active_runs limits
+        options = SchedulerOptions(max_active_runs=n_flows * MAX_ACTIVE)
         launcher = cast(DriverLauncher, self.launcher)  # Scheduler is typed with the real class
         self.sched = Scheduler(store, folder, launcher, self.clock, options)
         self.sched.start()  # the single-scheduler lock, renewed on every tick as in the daemon

@@ -7,6 +7,7 @@ from rota.model.builder import unmapped
 from rota.model.callbacks import CallbackContext
 from rota.model.datasets import Dataset
 from rota.model.policies import RetryPolicy, TriggerRule
+from rota.model.priority import WeightRule
 from rota.model.secrets import Secret
 from rota.notifiers import CommandNotifier, EmailNotifier, SlackNotifier, WebhookNotifier
 from rota.operators.branch import BranchTask, ShortCircuitTask
@@ -50,6 +51,7 @@ __all__ = [
     "TriggerRule",
     "UserError",
     "WebhookNotifier",
+    "WeightRule",
     "cache",
     "flow",
     "resume",

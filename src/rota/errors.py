@@ -89,6 +89,12 @@ class PolicyError(DefinitionError):
     """Raised when a retry policy, timeout or trigger rule is given an invalid value."""
 
 
+class PoolError(UserError):
+    """Raised when a pool cannot be made, resized, deleted or used as asked: a bad name or size,
+    ``default_pool`` deleted, a pool in use deleted, or a task naming a pool that does not exist
+    (or needing more slots than it has)."""
+
+
 class NotFound(UserError):
     """Raised when a run, task or attempt named by a person does not exist in the store."""
 

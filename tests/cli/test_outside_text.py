@@ -151,7 +151,7 @@ def test_the_daemon_keeps_scheduling_good_flows_for_a_minute_beside_bad_files(
     clock = FakeClock(start)
     sched = Scheduler(
         store, FlowFolder(bad.parent, parse_timeout=20), launcher, clock,
-        SchedulerOptions(parallelism=4, exclusive=False),
+        SchedulerOptions(max_active_runs=4, exclusive=False),
         on_tick=lambda report: render.say_tick(console, report),
     )  # fmt: skip
     created: list[int] = []

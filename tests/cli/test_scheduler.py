@@ -74,7 +74,7 @@ def {fn}():
 
 def _scheduler(store: SqlStore, flows: Path, home: Path, clock: FakeClock) -> Scheduler:
     launcher = DriverLauncher(rota_env(home, ROTA_WORKERS="1"), home / "logs" / "drivers")
-    options = SchedulerOptions(parallelism=4, exclusive=False)
+    options = SchedulerOptions(max_active_runs=4, exclusive=False)
     return Scheduler(store, FlowFolder(flows, parse_timeout=20), launcher, clock, options)
 
 
@@ -351,7 +351,7 @@ def test_two_schedulers_on_postgresql_ticking_at_once_make_one_run_per_interval(
                 FlowFolder(flows),
                 DriverLauncher(env, home / "logs" / "drivers"),
                 clock,
-                SchedulerOptions(parallelism=4, exclusive=False),
+                SchedulerOptions(max_active_runs=4, exclusive=False),
             )
             for s in (first_store, second_store)
         ]

@@ -257,7 +257,7 @@ def test_the_scheduler_runs_a_flow_with_secret_defaults_and_stores_neither(
         rota_env(home, ROTA_WORKERS="1", DB_PASSWORD=DB_PW), home / "logs" / "drivers"
     )
     clock = FakeClock(datetime(2026, 3, 4, 12, 0, tzinfo=UTC))
-    options = SchedulerOptions(parallelism=2, exclusive=False)
+    options = SchedulerOptions(max_active_runs=2, exclusive=False)
     sched = Scheduler(store, FlowFolder(path.parent, parse_timeout=20), launcher, clock, options)
     try:
         (made,) = sched.tick().created

@@ -37,7 +37,7 @@ def test_a_paused_flow_gets_no_scheduled_run_until_unpaused(
     assert "already" in rota("pause", "daily").out
     clock = FakeClock(datetime(2026, 3, 4, 12, 0, tzinfo=UTC))
     launcher = DriverLauncher(rota_env(home, ROTA_WORKERS="1"), home / "logs" / "drivers")
-    options = SchedulerOptions(parallelism=2, exclusive=False)
+    options = SchedulerOptions(max_active_runs=2, exclusive=False)
     sched = Scheduler(store, FlowFolder(flows, parse_timeout=20), launcher, clock, options)
     try:
         assert sched.tick().created == []

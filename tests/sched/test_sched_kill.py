@@ -38,7 +38,7 @@ def _start_scheduler(env: dict[str, str], flows: Path, err: Path) -> subprocess.
     with err.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "rota", "scheduler", "--flows", str(flows), "--tick", "0.5",
-             "--parallelism", "3", "--workers-per-run", "2"],
+             "--max-active-runs", "3", "--workers-per-run", "2"],
             env=env, stdout=subprocess.DEVNULL, stderr=out,
         )  # fmt: skip
 

@@ -62,7 +62,7 @@ def _scheduler(
     """A scheduler as if on machine *host* (two in one test process are two machines)."""
     env = rota_env(home, ROTA_DATABASE_URL=url, ROTA_WORKERS="1")
     launcher = DriverLauncher(env, home / "logs" / "drivers")
-    options = SchedulerOptions(parallelism=4, exclusive=False, stale_after=TIMEOUT, host=host)
+    options = SchedulerOptions(max_active_runs=4, exclusive=False, stale_after=TIMEOUT, host=host)
     return Scheduler(store, FlowFolder(flows, parse_timeout=30), launcher, clock, options)
 
 

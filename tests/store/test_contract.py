@@ -105,7 +105,10 @@ def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
         return f"sqlite:///{tmp_path}/home/rota.db"
     url: str = request.getfixturevalue("shared_postgres_url")
     with open_store(url) as store, store.engine.begin() as conn:
-        tables = "task_attempts, run_graphs, run_cancels, flow_pauses, runs, flows, scheduler_locks"
+        tables = (
+            "task_attempts, run_graphs, run_cancels, flow_pauses, runs, flows, scheduler_locks, "
+            "slot_claims"
+        )
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     return url
 

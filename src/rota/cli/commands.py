@@ -81,8 +81,10 @@ def _drive(
     prepare: Any,
     *,
     use_cache: bool = True,
+    slot_group: Any = None,
 ) -> Any:
-    """Open the executor and store, let *prepare* set the run up, then drive it with a display."""
+    """Open the executor and store, let *prepare* set the run up, then drive it with a display
+    (*slot_group*: a scheduler's task-slot limit its runs share)."""
     from rota.engine.session import session
 
     settings = ctx.settings.with_options(executor=executor, workers=workers)
@@ -90,7 +92,7 @@ def _drive(
     display: Any = render.LiveProgress(ctx.console) if live else None
     plain = None if (live or as_json) else render.PlainProgress(ctx.err)
     hook = display.update if display else (plain.update if plain else None)
-    with session(settings, on_progress=hook, use_cache=use_cache) as runner:
+    with session(settings, on_progress=hook, use_cache=use_cache, slot_group=slot_group) as runner:
         drive = prepare(runner)
         if not display:
             return drive()

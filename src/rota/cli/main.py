@@ -90,6 +90,7 @@ from rota.cli import completion as _completion  # noqa: E402
 from rota.cli import configure as _configure  # noqa: E402
 from rota.cli import data as _data  # noqa: E402
 from rota.cli import logs as _logs  # noqa: E402
+from rota.cli import pools as _pools  # noqa: E402
 from rota.cli import prune as _prune  # noqa: E402
 from rota.cli import rerun as _rerun  # noqa: E402
 from rota.cli import stats as _stats  # noqa: E402
@@ -98,7 +99,7 @@ from rota.cli import tasktest as _tasktest  # noqa: E402
 from rota.cli import timing as _timing  # noqa: E402
 from rota.cli import ui as _ui  # noqa: E402
 
-del _commands, _completion, _configure, _data, _logs, _prune, _rerun, _stats, _steer
+del _commands, _completion, _configure, _data, _logs, _pools, _prune, _rerun, _stats, _steer
 del _tasktest, _timing, _ui
 
 

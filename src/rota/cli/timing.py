@@ -112,17 +112,20 @@ def drive_cmd(ctx: CliContext, run_id: str, lifeline: bool, claim: str | None) -
     from rota.engine.driver import drive_existing, load_for_run
     from rota.engine.launcher import EXIT_BUSY, EXIT_LEASE_LOST, EXIT_STORE_DOWN, watch_lifeline
     from rota.engine.lease import RunBusy
+    from rota.engine.slots import SlotGroup
     from rota.errors import LeaseLost, StoreUnavailable
 
     if lifeline:
         watch_lifeline()
+    group = SlotGroup.from_environ(ctx.environ)
     try:
         with open_store(ctx.settings) as store:
             run = store.get_run(run_id)
         _, dag = load_for_run(run)  # load errors before any executor starts
         summary = _drive(
-            ctx, None, None, True, lambda runner: lambda: drive_existing(runner, run_id, claim)
-        )
+            ctx, None, None, True, lambda runner: lambda: drive_existing(runner, run_id, claim),
+            slot_group=group,
+        )  # fmt: skip
     except (RunBusy, LeaseLost, StoreUnavailable) as err:
         ctx.err.print(f"rota: {err}", highlight=False, soft_wrap=True)
         codes = {RunBusy: EXIT_BUSY, LeaseLost: EXIT_LEASE_LOST, StoreUnavailable: EXIT_STORE_DOWN}
@@ -170,6 +173,9 @@ def trigger_cmd(
         timing_at(loaded.name, flow_timing, when, "triggered")  # refused before anything is stored
     ref = loaded.ref
     with open_store(ctx.settings) as store:
+        from rota.engine.slots import check_pools
+
+        check_pools(store, dag, datetime.now(UTC))
         record = create_manual(
             store,
             lambda t: create_run(
@@ -217,7 +223,12 @@ def driver_environ(ctx: CliContext) -> dict[str, str]:
 @cli.command("scheduler")
 @FLOWS_OPTION
 @click.option(
-    "--parallelism", type=click.IntRange(min=1), default=16, show_default=True,
+    "--parallelism", type=click.IntRange(min=1), default=32, show_default=True,
+    help="Most tasks queued or running at once over all the runs this scheduler drives "
+    "(Airflow's parallelism).",
+)  # fmt: skip
+@click.option(
+    "--max-active-runs", type=click.IntRange(min=1), default=16, show_default=True,
     help="Most runs driven at once, over all flows.",
 )  # fmt: skip
 @click.option(
@@ -238,6 +249,7 @@ def scheduler_cmd(
     ctx: CliContext,
     flows_dir: Path | None,
     parallelism: int,
+    max_active_runs: int,
     tick: float,
     parse_timeout: float,
     workers_per_run: int | None,
@@ -252,7 +264,9 @@ def scheduler_cmd(
     """
     from rota.engine.flowdir import FlowFolder
     from rota.engine.launcher import DriverLauncher
+    from rota.engine.lease import RunnerId
     from rota.engine.scheduler import Scheduler, SchedulerOptions
+    from rota.engine.slots import SlotGroup
     from rota.model.schedule import SystemClock
 
     flows_dir = flows_folder(ctx, flows_dir)
@@ -265,13 +279,15 @@ def scheduler_cmd(
         raise FlowNotFound(f"no such folder: {flows_dir}")
     exclusive = ctx.settings.database_url.startswith("sqlite")
     options = SchedulerOptions(
-        parallelism=parallelism, tick=tick, exclusive=exclusive,
+        max_active_runs=max_active_runs, tick=tick, exclusive=exclusive,
         stale_after=timedelta(seconds=ctx.settings.heartbeat_timeout),
         host=ctx.settings.hostname or None,
     )  # fmt: skip
     environ = driver_environ(ctx)
     if workers_per_run is not None:
         environ["ROTA_WORKERS"] = str(workers_per_run)
+    # the drivers' attempts share this scheduler's task slots, counted in the store
+    environ.update(SlotGroup(str(RunnerId.current()), parallelism).environ())
     launcher = DriverLauncher(environ, ctx.settings.home / "logs" / "drivers")
     with open_store(ctx.settings) as store:
         sched = Scheduler(
@@ -281,7 +297,7 @@ def scheduler_cmd(
         sched.start()
         ctx.err.print(
             f"scheduler {sched.me} watching {flows_dir} (tick {tick:g}s, parallelism "
-            f"{parallelism})",
+            f"{parallelism} tasks, max {max_active_runs} runs)",
             highlight=False,
         )
         try:

@@ -151,6 +151,12 @@ class LeaseWatch:
         self._seen = {k: v for k, v in self._seen.items() if k in run_ids}
 
 
+def is_dead(owner: str) -> bool:
+    """Whether runner id *owner* names a process of this host that is gone."""
+    parsed = RunnerId.parse(owner)
+    return parsed is not None and provably_dead(parsed)
+
+
 @dataclass(frozen=True, slots=True)
 class Takeover:
     """The outcome of acquiring a run: whether a previous runner's leftovers need sweeping."""

@@ -11,6 +11,10 @@ A branch or short-circuit task's choice is applied when its success is recorded 
 skips first, then its success), and the run's state is decided by its leaf tasks, as in Airflow
 (:func:`rota.model.dag.run_succeeded`).
 
+Ready work waits in a heap by effective priority weight (:mod:`rota.model.priority`), first come
+first served among equals, and is dispatched once the store grants its claim on its pool's slots
+(:mod:`rota.engine.slots`); the flow's ``max_active_tasks`` bounds what one run has in flight.
+
 Work is keyed by (task id, map index): -1 for a plain task or a mapped task as a whole, 0..n-1
 for the instances a mapped task fans out into once the lengths of its inputs are known.
 """
@@ -18,20 +22,22 @@ for the instances a mapped task fans out into once the lengths of its inputs are
 from __future__ import annotations
 
 import heapq
+import itertools
 import sys
-from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rota.engine import datasets
 from rota.engine.cache import try_cache
 from rota.engine.callbacks import CallbackRunner
+from rota.engine.dispatch import submit_ready
 from rota.engine.ending import end_run, outcome_fields, task_callbacks
 from rota.engine.mapping import MapState, expand, expand_args, instance_done
 from rota.engine.progress import progress_of
 from rota.engine.refs import outcome_ref, record_ref
 from rota.engine.resume import counted_tries
 from rota.engine.sensing import SENSOR_TIMEOUT, SensorBook, is_sensor, requeue, reschedule
+from rota.engine.slots import SlotBook
 from rota.engine.steer import CancelWatch, stop_loop
 from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import (
@@ -43,6 +49,7 @@ from rota.executors.base import (
 )
 from rota.model.branching import BRANCH_SKIP, Choice, skip_reason, skipped_by
 from rota.model.dag import Dag, Decision, ReadySet
+from rota.model.priority import effective_weights
 from rota.model.safetext import safe_text
 from rota.model.states import SUCCEEDED, TERMINAL, RunState, TaskState
 from rota.operators.codehash import CodeHash
@@ -52,6 +59,8 @@ if TYPE_CHECKING:
     from rota.engine.runner import FlowRef, Runner
 
 Key = tuple[str, int]
+Ready = tuple[int, int, Key]
+"""A ready task in the heap: (minus its effective priority weight, arrival order, key)."""
 Output = StoredRef | None | tuple[StoredRef | None, ...]
 
 IDLE_WAIT = 5.0
@@ -76,6 +85,7 @@ class RunLoop:
         flow: FlowRef,
         writer: BatchWriter,
         callbacks: CallbackRunner,
+        slots: SlotBook,
     ) -> None:
         self.r = runner
         self.run_rec = run
@@ -94,7 +104,10 @@ class RunLoop:
         self.cache_fields: dict[Key, dict[str, Any]] = {}
         self.codes: dict[str, CodeHash] = {}
         self.maps: dict[str, MapState] = {}
-        self.ready: deque[Key] = deque()
+        self.ready: list[Ready] = []  # a heap: highest weight first, then first come
+        self._arrival = itertools.count()
+        self.weights = effective_weights(dag)
+        self.slots = slots
         self.waiting: list[tuple[datetime, Key]] = []  # (not_before, key) heap
         self.in_flight: dict[int, Key] = {}
         self.dispatched: dict[int, datetime] = {}
@@ -164,9 +177,13 @@ class RunLoop:
         self.report_progress(force=True)
 
     def poll_timeout(self) -> float:
-        """Seconds to block in ``poll``: until the next retry or poke is due (an executor event
-        ends the wait sooner), at most PROGRESS_WAIT with a display, else IDLE_WAIT."""
+        """Seconds to block in ``poll``: until the next retry or poke is due, or the next look
+        for pool slots other runs hold (an executor event ends the wait sooner), at most
+        PROGRESS_WAIT with a display, else IDLE_WAIT."""
         cap = PROGRESS_WAIT if self.r.on_progress is not None else IDLE_WAIT
+        hint = self.slots.wait_hint() if self.ready else None
+        if hint is not None:
+            cap = min(cap, hint)
         if not self.waiting:
             return cap
         due = (self.waiting[0][0] - self.r.clock.now()).total_seconds()
@@ -178,22 +195,32 @@ class RunLoop:
         while self.waiting and self.waiting[0][0] <= now:
             _, key = heapq.heappop(self.waiting)
             if self.state[key] is TaskState.SENSING:
+                # its move to sensing must be committed first: that commit gives back the slots
+                # of its last poke, and must not take those its next poke is about to claim
+                self.flush()
+                self.writer.flush()
                 requeue(self, key)
             else:
                 self.change(key, TaskState.QUEUED, {"queued_at": now})
-            self.ready.append(key)
+            self.push_ready(key)
+
+    def push_ready(self, key: Key) -> None:
+        """Put *key* among the ready tasks, by its effective priority weight."""
+        heapq.heappush(self.ready, (-self.weights[key[0]], next(self._arrival), key))
+        self.slots.changed()
 
     def submit_ready(self) -> None:
-        # nothing new starts while the store is out of reach (the writer holds what ended)
-        free = self.r.executor.capacity() if self.writer.can_dispatch() else 0
-        while self.ready and free > 0:
-            key = self.ready.popleft()
-            rec = self.attempt[key]
-            self.dispatched[rec.id] = self.r.clock.now()
-            self.in_flight[rec.id] = key
-            self.r.executor.submit(self.attempt_spec(key, rec))
-            self.r.options.faults.hit("claimed")
-            free -= 1
+        """Dispatch the most urgent ready tasks that get slots (engine/dispatch.py); nothing new
+        starts while the store is out of reach (the writer holds what ended)."""
+        submit_ready(self)
+
+    def dispatch(self, key: Key) -> None:
+        """Hand *key*'s attempt to the executor (it holds its slots)."""
+        rec = self.attempt[key]
+        self.dispatched[rec.id] = self.r.clock.now()
+        self.in_flight[rec.id] = key
+        self.r.executor.submit(self.attempt_spec(key, rec))
+        self.r.options.faults.hit("claimed")
 
     def attempt_spec(self, key: Key, rec: AttemptRecord) -> AttemptSpec:
         tid, index = key
@@ -272,6 +299,7 @@ class RunLoop:
 
     def on_outcome(self, out: AttemptOutcome) -> None:
         key = self.in_flight.pop(out.attempt_id)
+        self.slots.ended(out.attempt_id)
         self.dispatched.pop(out.attempt_id, None)
         if self.state[key] is TaskState.QUEUED:  # its worker was lost before it reported a start
             self.started(key, AttemptStarted(out.attempt_id, out.started_at, out.worker), {})
@@ -374,7 +402,7 @@ class RunLoop:
         self.change(key, TaskState.QUEUED, {"queued_at": self.r.clock.now()})
         if self.dag.tasks[key[0]].cache is not None and try_cache(self, key):
             return
-        self.ready.append(key)
+        self.push_ready(key)
 
     def note_datasets(self, tid: str) -> None:
         """Once committed, record the versions *tid* produced and the datasets it read."""

@@ -20,7 +20,7 @@ from typing import Any
 from rota.artifacts.store import open_artifact_store
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.faults import NO_FAULTS, FaultPoints
-from rota.engine.lease import RunnerId, acquire, fence_after
+from rota.engine.lease import RunnerId, acquire, fence_after, is_dead
 from rota.engine.report import RunSummary, summarize
 from rota.engine.resume import (
     ParamChange,
@@ -31,6 +31,7 @@ from rota.engine.resume import (
     plan_resume,
     sweep_stale,
 )
+from rota.engine.slots import SLOT_POLL, SlotBook, SlotGroup
 from rota.engine.writer import BatchWriter
 from rota.errors import LeaseLost, NotFound, RunIdTaken, StoreError, UserError
 from rota.executors.base import Executor
@@ -110,6 +111,9 @@ class RunnerOptions:
         seed: seed of the random draws for retry jitter (None: from the OS).
         use_cache: reuse cached outputs (``rota run --no-cache`` turns it off; keys are still
             recorded).
+        slot_group: a limit on task slots shared with other runs (a scheduler's
+            ``--parallelism``), if any.
+        slot_poll: seconds between looks for pool slots while ready tasks wait for other runs'.
     """
 
     heartbeat_every: float = 5.0
@@ -117,6 +121,8 @@ class RunnerOptions:
     faults: FaultPoints = field(default_factory=lambda: NO_FAULTS)
     seed: int | None = None
     use_cache: bool = True
+    slot_group: SlotGroup | None = None
+    slot_poll: float = SLOT_POLL
     host: str | None = None
     """The machine's name in this runner's id (None: its host name)."""
 
@@ -297,7 +303,12 @@ class Runner:
         masker = Masker.of_params(dag.params)
         masker.add_secrets(dag.params, os.environ)  # what a callback might read and print
         callbacks = CallbackRunner(self.logs_dir / run_id / CALLBACKS_LOG, redact=masker.redact)
-        loop = RunLoop(self, self.store.get_run(run_id), dag, flow, writer, callbacks)
+        run = self.store.get_run(run_id)
+        book = SlotBook(
+            self.store, run, me, self.clock, self.options.stale_after, is_dead,
+            self.options.slot_group, self.options.slot_poll,
+        )  # fmt: skip
+        loop = RunLoop(self, run, dag, flow, writer, callbacks, book)
         loop.cancel = cancel
         lost = False
         try:
@@ -311,9 +322,19 @@ class Runner:
             raise
         finally:
             callbacks.close()
+            _give_back(book)
             if not lost:  # a lost lease is not ours to release (and may be out of reach)
                 _release(self.store, run_id, me)
         return summarize(self.store, run_id)
+
+
+def _give_back(book: SlotBook) -> None:
+    """Give back the run's slots; if the store cannot be reached, they stop counting once the
+    run's lease is released or stale (the error that stopped the run matters more)."""
+    try:
+        book.close()
+    except StoreError as err:
+        print(f"rota: could not give back pool slots: {safe_text(err)}", file=sys.stderr)
 
 
 def _release(store: Store, run_id: str, me: str) -> None:

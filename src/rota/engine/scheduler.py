@@ -3,7 +3,8 @@
 Each :meth:`Scheduler.tick` rescans the folder (files parse in subprocesses, see
 :mod:`rota.engine.flowdir`), creates the runs that fell due, and starts a driver process for each
 run that is ready (see :mod:`rota.engine.launcher`), within ``max_active_runs`` per flow and the
-scheduler's ``parallelism``.
+scheduler's own ``max_active_runs`` (over all flows). The scheduler's ``--parallelism`` (task
+slots over all its runs) is enforced by its drivers, through the store (:mod:`rota.engine.slots`).
 
 Run creation is idempotent: the store's unique key on (flow, logical date) refuses a second run
 for one interval, so a tick processed twice (a crash between creating a run and anything else, or
@@ -63,7 +64,8 @@ class SchedulerOptions:
     """How the daemon behaves.
 
     Attributes:
-        parallelism: the most runs this scheduler drives at once, over all flows.
+        max_active_runs: the most runs this scheduler drives at once, over all flows (its
+            ``--max-active-runs``; before pools, ``--parallelism`` meant this).
         tick: seconds between ticks.
         lock_stale_after: a lock whose heartbeat is older than this (seconds) is taken over.
         exclusive: hold the single-scheduler lock (required on SQLite).
@@ -72,7 +74,7 @@ class SchedulerOptions:
         host: the machine's name in this scheduler's id (None: its host name).
     """
 
-    parallelism: int = 16
+    max_active_runs: int = 16
     tick: float = 5.0
     lock_stale_after: float = 60.0
     exclusive: bool = True
@@ -288,7 +290,7 @@ class Scheduler:
         held, candidates = self._survey(flows, driving)
         launched: list[str] = []
         for run in candidates:
-            if len(driving) + len(launched) >= self.options.parallelism:
+            if len(driving) + len(launched) >= self.options.max_active_runs:
                 break
             # max_active_runs bounds the runs that start; a takeover replaces a dead owner
             limit = flows[run.flow].max_active_runs if run.owner is None else None

@@ -21,6 +21,7 @@ from rota.errors import FlowNotFound, UserError
 if TYPE_CHECKING:  # imported when a run starts: every `rota` command imports this module
     from rota.engine.loader import LoadedFlow
     from rota.engine.runner import FlowRef, ProgressHook, Runner, RunnerOptions
+    from rota.engine.slots import SlotGroup
     from rota.model.dag import Dag
     from rota.model.schedule import FlowTiming
     from rota.store.base import RunRecord, Store
@@ -50,9 +51,12 @@ def open_store(settings: Settings) -> Iterator[Store]:
         store.close()
 
 
-def runner_options(settings: Settings, *, use_cache: bool = True) -> RunnerOptions:
+def runner_options(
+    settings: Settings, *, use_cache: bool = True, slot_group: SlotGroup | None = None
+) -> RunnerOptions:
     """The runner's options for a foreground run under *settings*: its lease renewed as the
-    heartbeat timeout asks (``ROTA_HEARTBEAT_TIMEOUT``), its id on ``ROTA_HOSTNAME``."""
+    heartbeat timeout asks (``ROTA_HEARTBEAT_TIMEOUT``), its id on ``ROTA_HOSTNAME``
+    (*slot_group*: the task-slot limit of the scheduler that started this driver, if one did)."""
     from datetime import timedelta
 
     from rota.engine.faults import FaultPoints
@@ -66,6 +70,7 @@ def runner_options(settings: Settings, *, use_cache: bool = True) -> RunnerOptio
         stale_after=timeout,
         heartbeat_every=heartbeat_every(timeout),
         host=settings.hostname or None,
+        slot_group=slot_group,
     )
 
 
@@ -75,6 +80,7 @@ def session(
     *,
     on_progress: ProgressHook | None = None,
     use_cache: bool = True,
+    slot_group: SlotGroup | None = None,
 ) -> Iterator[Runner]:
     """A runner on the store and the executor *settings* name; both are closed on exit.
 
@@ -100,7 +106,7 @@ def session(
                 home=settings.home,
                 clock=SystemClock(),
                 on_progress=on_progress,
-                options=runner_options(settings, use_cache=use_cache),
+                options=runner_options(settings, use_cache=use_cache, slot_group=slot_group),
                 artifacts=settings.artifacts or None,
                 store_url=settings.database_url,
                 ui_url=settings.ui_url,
@@ -123,9 +129,12 @@ def create_manual_run(
 
     Raises:
         UserError: *logical_date* is not one of the schedule's, or the flow has a run for it.
+        PoolError: a task names a pool that does not exist or needs more slots than it has.
     """
     from rota.engine.manual import create_manual
+    from rota.engine.slots import check_pools
 
+    check_pools(runner.store, dag, runner.clock.now())  # a missing pool: before any write
     return create_manual(
         runner.store,
         lambda t: runner.create(dag, flow, timing=t),

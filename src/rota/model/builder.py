@@ -33,6 +33,8 @@ from rota.model.policies import (
     TriggerRule,
     coerce_timeout,
 )
+from rota.model.pools import PoolUse, check_count
+from rota.model.priority import Priority, WeightRule
 from rota.model.schedule import FlowTiming, Schedule
 from rota.model.templating import check_template_names
 
@@ -55,6 +57,9 @@ class FlowOptions:
         catchup: after downtime, create a run for every missed interval (True) or only the
             latest (False, the default).
         max_active_runs: at most this many runs of the flow are queued or running at once.
+        max_active_tasks: at most this many tasks of one run are queued or running at once (as
+            Airflow's, per run; None, the default: no limit but the executor's workers and the
+            pools).
     """
 
     def __init__(
@@ -74,7 +79,11 @@ class FlowOptions:
         end_date: datetime | None = None,
         catchup: bool = False,
         max_active_runs: int = 16,
+        max_active_tasks: int | None = None,
     ) -> None:
+        if max_active_tasks is not None:
+            check_count(max_active_tasks, what="max_active_tasks", low=1)
+        self.max_active_tasks = max_active_tasks
         given = default_retries is not None or default_retry_delay is not None
         self.retry = RetryPolicy.coerce(default_retries, default_retry_delay) if given else None
         self.timeout = coerce_timeout(default_timeout)
@@ -179,8 +188,9 @@ class FlowBuilder:
             if spec.cache is not None and spec.cache.on:
                 check_params(spec.id, spec.cache.on, params)
         return Dag.build(
-            self.name, specs, params, self.options.run_callbacks, self.options.schedule, defaults
-        )
+            self.name, specs, params, self.options.run_callbacks, self.options.schedule, defaults,
+            max_active_tasks=self.options.max_active_tasks,
+        )  # fmt: skip
 
 
 class TaskNode:
@@ -214,6 +224,10 @@ class TaskNode:
         serializer: str | None = None,
         outlets: Iterable[Dataset | str] | Dataset | str | None = None,
         inlets: Iterable[Dataset | str] | Dataset | str | None = None,
+        pool: str | None = None,
+        pool_slots: int = 1,
+        priority_weight: int = 1,
+        weight_rule: WeightRule | str = WeightRule.DOWNSTREAM,
     ) -> None:
         builder = FlowBuilder.current()
         if builder is None:
@@ -242,6 +256,8 @@ class TaskNode:
         self.serializer = serializer
         self.outlets = coerce_datasets("outlets", outlets)
         self.inlets = coerce_datasets("inlets", inlets)
+        self.pool = PoolUse.of(task_id, pool, pool_slots)
+        self.priority = Priority.of(task_id, priority_weight, weight_rule)
         for name in self.map_args:
             if name not in self.kwargs:
                 raise DefinitionError(f"task {task_id!r}: mapped argument {name!r} is not given")
@@ -317,6 +333,8 @@ class TaskNode:
             serializer=self.serializer,
             outlets=self.outlets,
             inlets=self.inlets,
+            pool=self.pool,
+            priority=self.priority,
         )
 
 

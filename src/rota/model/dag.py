@@ -19,6 +19,8 @@ from rota.errors import CycleError, DefinitionError
 from rota.model.callbacks import NO_CALLBACKS, Callbacks
 from rota.model.datasets import Dataset
 from rota.model.policies import CachePolicy, RetryPolicy, TriggerRule, UpstreamTally, decide
+from rota.model.pools import DEFAULT_POOL_USE, PoolUse
+from rota.model.priority import DEFAULT_PRIORITY, Priority
 from rota.model.states import TERMINAL, TaskState
 
 TASK_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -152,6 +154,10 @@ class TaskSpec:
     """How to store the output (``json``, ``npy``, ``parquet``, ...); None: chosen by type."""
     outlets: tuple[Dataset, ...] = ()
     inlets: tuple[Dataset, ...] = ()
+    pool: PoolUse = DEFAULT_POOL_USE
+    """The pool whose slots an attempt takes while queued or running, and how many."""
+    priority: Priority = DEFAULT_PRIORITY
+    """The task's priority weight and weight rule (:mod:`rota.model.priority`)."""
 
     @property
     def mapped(self) -> bool:
@@ -186,6 +192,7 @@ class Dag:
         "_downstream",
         "_order",
         "callbacks",
+        "max_active_tasks",
         "name",
         "param_defaults",
         "params",
@@ -203,8 +210,12 @@ class Dag:
         callbacks: Callbacks = NO_CALLBACKS,
         schedule: tuple[Dataset, ...] = (),
         param_defaults: Mapping[str, Any] | None = None,
+        max_active_tasks: int | None = None,
     ) -> None:
         self.name = name
+        self.max_active_tasks = max_active_tasks
+        """The most attempts of one run queued or running at once (None: no limit but the
+        executor's workers and the pools), as Airflow's per-run ``max_active_tasks``."""
         self.callbacks = callbacks
         self.schedule = schedule
         self.tasks = dict(tasks)
@@ -224,6 +235,7 @@ class Dag:
         callbacks: Callbacks = NO_CALLBACKS,
         schedule: tuple[Dataset, ...] = (),
         param_defaults: Mapping[str, Any] | None = None,
+        max_active_tasks: int | None = None,
     ) -> Dag:
         """Validate *specs* and return the graph; *callbacks* are the run-level ones.
 
@@ -254,7 +266,10 @@ class Dag:
                 downstream[up].append(spec.id)
         order = _topological_order(tasks, downstream, flow=name)
         frozen = {tid: tuple(ds) for tid, ds in downstream.items()}
-        return cls(name, tasks, params, order, frozen, callbacks, schedule, param_defaults)
+        return cls(
+            name, tasks, params, order, frozen, callbacks, schedule, param_defaults,
+            max_active_tasks,
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.tasks)

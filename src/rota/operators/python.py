@@ -233,6 +233,10 @@ _TASK_OPTIONS = frozenset(
         "serializer",
         "outlets",
         "inlets",
+        "pool",
+        "pool_slots",
+        "priority_weight",
+        "weight_rule",
     }
 )
 

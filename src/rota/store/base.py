@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rota.errors import CorruptRow
+from rota.model.allocation import Contention
 from rota.model.reliability import FlowHistory
 from rota.model.states import RunState, TaskState
 
@@ -231,6 +232,64 @@ class RunChange:
     expect: RunState
     new: RunState
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRecord:
+    """A pool and its use now: slots held by queued or running attempts, and waiting claims."""
+
+    name: str
+    slots: int
+    """Its size (-1: no limit)."""
+    description: str
+    updated_at: datetime
+    running: int = 0
+    """Slots held by attempts dispatched or running (Airflow's occupied slots)."""
+    waiting: int = 0
+    """Attempts ready to run that wait for its slots (or for another limit)."""
+
+    @property
+    def open(self) -> int | None:
+        """Slots free now (None: no limit); negative after the pool was made smaller."""
+        return None if self.slots < 0 else self.slots - self.running
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRequest:
+    """The claim a runner files for one queued attempt (see :mod:`rota.model.allocation`)."""
+
+    attempt_id: int
+    run_id: str
+    pool: str
+    pool_slots: int
+    priority: int
+    run_date: datetime
+    """The run's logical date (else its creation time): older runs go first among equals."""
+    group: str = ""
+    """The group whose limit it counts against: a scheduler's, for its ``--parallelism``."""
+    group_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotPass:
+    """What one allocation pass gave a run."""
+
+    granted: Mapping[int, int]
+    """Attempt id -> the claim (its ``seq``) now held for it: a slot the run holds."""
+    refused: Mapping[int, str]
+    """Attempt id -> why its claim can never be granted (dropped)."""
+    contention: Contention
+    """What the pass saw of other runs' waiting claims (may a held slot be handed on?)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """Which claims are alive: those of *me*, and those whose owner holds its run's lease (the
+    run's owner, with a heartbeat at or after *stale_before*) and is not known to be dead."""
+
+    me: str
+    stale_before: datetime
+    is_dead: Callable[[str], bool] = field(default=lambda _owner: False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +521,48 @@ class Store(Protocol):
 
     def set_paused(self, flow: str, paused: bool, at: datetime) -> bool:
         """Pause or unpause *flow*'s schedule; True when that changed something."""
+
+    def claim_slots(
+        self,
+        run_id: str,
+        wanted: Sequence[SlotRequest],
+        *,
+        release: Sequence[int],
+        free: int,
+        live: Liveness,
+        at: datetime,
+    ) -> SlotPass:
+        """One allocation pass for run *run_id* driven by ``live.me``, in one transaction (atomic
+        across runners).
+
+        Gives back the held claims numbered *release*, drops the claims that are not alive, makes
+        *wanted* the run's waiting claims (filing new ones, in order), and grants those
+        :func:`rota.model.allocation.allocate` gives it with *free* attempts it can dispatch.
+        """
+
+    def release_slots(self, run_id: str, owner: str, seqs: Sequence[int] | None = None) -> None:
+        """Give back the claims of *run_id* filed by *owner*: those numbered *seqs*, or all."""
+
+    def pools(self, live: Liveness) -> list[PoolRecord]:
+        """Every pool, by name, with the slots its live claims hold and wait for."""
+
+    def set_pool(
+        self, name: str, slots: int, *, description: str | None = None, at: datetime
+    ) -> PoolRecord:
+        """Create pool *name* with *slots* (-1: no limit), or resize it; a description of None
+        keeps the one it has.
+
+        Raises:
+            PoolError: a bad name or size (nothing written).
+        """
+
+    def delete_pool(self, name: str, live: Liveness) -> None:
+        """Delete pool *name*.
+
+        Raises:
+            PoolError: it is ``default_pool``, it does not exist, or live claims hold or wait for
+                its slots (nothing written).
+        """
 
     def close(self) -> None:
         """Release connections."""

@@ -33,6 +33,7 @@ from rota.model.reliability import FlowHistory
 from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
 from rota.store import history, leases, lineage, lookup, prune, timing
+from rota.store import slots as pool_sql
 from rota.store.base import (
     AttemptRecord,
     Change,
@@ -41,12 +42,16 @@ from rota.store.base import (
     DatasetVersion,
     FlowRecord,
     Lease,
+    Liveness,
     NewAttempt,
     NewTask,
+    PoolRecord,
     PruneCandidate,
     RunChange,
     RunRecord,
     RunTiming,
+    SlotPass,
+    SlotRequest,
 )
 from rota.store.browse import graph_rows
 from rota.store.connect import HEAD_REVISION, connect, schema_revision, upgrade, writer
@@ -509,6 +514,51 @@ class SqlStore(BrowseMethods):
         query = select(task_attempts).where(_ta.run_id == run_id).order_by(_ta.id)
         with self._errors(f"read attempts of run {run_id!r}"), self._engine.connect() as conn:
             return read_records(conn, query, _ta.id, attempt_record, kind="attempt")
+
+    def claim_slots(
+        self,
+        run_id: str,
+        wanted: Sequence[SlotRequest],
+        *,
+        release: Sequence[int],
+        free: int,
+        live: Liveness,
+        at: datetime,
+    ) -> SlotPass:
+        """One allocation pass for *run_id*, in one transaction (store/slots.py)."""
+        with self._errors("claim pool slots"), self._write() as conn:
+            return pool_sql.claim(conn, run_id, wanted, release, free, live, at)
+
+    def release_slots(self, run_id: str, owner: str, seqs: Sequence[int] | None = None) -> None:
+        """Give back the claims of *run_id* filed by *owner*: those numbered *seqs*, or all."""
+        with self._errors("release pool slots"), self._write() as conn:
+            pool_sql.release(conn, owner, run_id, seqs)
+
+    def pools(self, live: Liveness) -> list[PoolRecord]:
+        """Every pool, by name, with the slots its live claims hold and wait for."""
+        with self._errors("read pools"), self._engine.connect() as conn:
+            return pool_sql.list_pools(conn, live)
+
+    def set_pool(
+        self, name: str, slots: int, *, description: str | None = None, at: datetime
+    ) -> PoolRecord:
+        """Create pool *name* with *slots* (-1: no limit), or resize it.
+
+        Raises:
+            PoolError: a bad name or size (nothing written).
+        """
+        name, size = pool_sql.check_pool(name, slots)
+        with self._errors(f"set pool {name!r}"), self._write() as conn:
+            return pool_sql.set_pool(conn, name, size, description, at)
+
+    def delete_pool(self, name: str, live: Liveness) -> None:
+        """Delete pool *name*.
+
+        Raises:
+            PoolError: ``default_pool``, no such pool, or live claims on it (nothing written).
+        """
+        with self._errors(f"delete pool {name!r}"), self._write() as conn:
+            pool_sql.delete_pool(conn, name, live)
 
     @staticmethod
     def _apply_in(

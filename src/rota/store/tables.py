@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -208,3 +209,34 @@ scheduler_locks = Table(
     Column("heartbeat_at", UtcDateTime, nullable=False),
 )
 """One row per held lock: on SQLite the single scheduler holds ``scheduler``."""
+
+pools = Table(
+    "pools",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("slots", Integer, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+"""Named pools of slots shared by every run (``rota pools``); ``default_pool`` is made with 128."""
+
+slot_claims = Table(
+    "slot_claims",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("attempt_id", Integer, nullable=False),
+    Column("run_id", String, nullable=False),
+    Column("owner", String, nullable=False),
+    Column("held", Boolean, nullable=False),
+    Column("pool", String, nullable=False),
+    Column("pool_slots", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("run_date", UtcDateTime, nullable=False),
+    Column("grp", String, nullable=False, server_default=""),
+    Column("grp_limit", Integer),
+    Column("run_free", Integer, nullable=False, server_default="0"),
+    Column("filed_at", UtcDateTime, nullable=False),
+)
+"""Claims on pool slots (rota.model.allocation): one row per attempt that waits for slots, or per
+slot a run holds (granted for one attempt, handed on to others). A row counts while the row's
+owner holds its run's lease."""

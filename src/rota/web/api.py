@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from rota.engine import steer
+from rota.engine.poolview import liveness_now, pool_json
 from rota.errors import NotFound, UserError
 from rota.model.states import RunState
 from rota.store.browse import RunQuery, cursor_of
@@ -249,6 +250,12 @@ def datasets(ctx: Ctx) -> list[dict[str, Any]]:
          "updated": v.created_at.isoformat(), "content_hash": v.content_hash}
         for v in latest.values()
     ]  # fmt: skip
+
+
+@router.get("/pools", summary="Pools: their slots, those running tasks hold, the tasks waiting")
+def pools(ctx: Ctx) -> list[dict[str, Any]]:
+    live = liveness_now(ctx.settings.heartbeat_timeout)
+    return [pool_json(p) for p in ctx.store.pools(live)]
 
 
 @router.get("/lineage", summary="Who produced each version of a dataset, and who read it")

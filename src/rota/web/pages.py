@@ -180,3 +180,10 @@ def datasets_page(ctx: Ctx, uri: str | None = None) -> HTMLResponse:
         except NotFound:
             found = {"uri": uri, "producers": [], "consumers": []}
     return _page(ctx, "datasets.html", datasets=datasets(ctx), lineage=found)
+
+
+@router.get("/pools")
+def pools_page(ctx: Ctx) -> HTMLResponse:
+    from rota.web.api import pools
+
+    return _page(ctx, "pools.html", pools=pools(ctx))

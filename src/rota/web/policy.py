@@ -25,6 +25,7 @@ ROUTES: Final[dict[str, str]] = {
     "/runs/{run_id}/tasks/{task_id}": TOKEN,
     "/runs/{run_id}/tasks/{task_id}/log": TOKEN,
     "/datasets": TOKEN,
+    "/pools": TOKEN,
     "/static": TOKEN,
     "/metrics": TOKEN,
     "/api/docs": TOKEN,
@@ -46,6 +47,7 @@ ROUTES: Final[dict[str, str]] = {
     "/api/runs/{run_id}/tasks/{task_id}/log": TOKEN,
     "/api/runs/{run_id}/tasks/{task_id}/output": TOKEN,
     "/api/datasets": TOKEN,
+    "/api/pools": TOKEN,
     "/api/lineage": TOKEN,
 }
 

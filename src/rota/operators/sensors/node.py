@@ -18,6 +18,7 @@ from rota.model.builder import FlowBuilder, TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.dag import TaskSpec
 from rota.model.policies import RetryPolicy, TriggerRule
+from rota.model.priority import WeightRule
 from rota.operators.base import ExecContext, digest, source_hash
 from rota.operators.sensors.base import DEFAULT_TIMEOUT, Poker, SensorOp, SensorPolicy
 
@@ -35,6 +36,8 @@ class Sensor(TaskNode):
         exponential_backoff: double the wait after each poke.
         max_wait: the longest wait between two pokes (None: the timeout alone bounds it).
         soft_fail: skip the task at the timeout instead of failing it.
+        pool, pool_slots, priority_weight, weight_rule: as for every task; a ``reschedule``
+            sensor holds its pool slots only while it pokes.
 
     Raises:
         PolicyError: an invalid option (the message names the task).
@@ -58,6 +61,10 @@ class Sensor(TaskNode):
         on_success: CallbackArg = None,
         on_failure: CallbackArg = None,
         on_retry: CallbackArg = None,
+        pool: str | None = None,
+        pool_slots: int = 1,
+        priority_weight: int = 1,
+        weight_rule: WeightRule | str = WeightRule.DOWNSTREAM,
     ) -> None:
         policy = SensorPolicy.of(
             task_id,
@@ -80,6 +87,10 @@ class Sensor(TaskNode):
             on_success=on_success,
             on_failure=on_failure,
             on_retry=on_retry,
+            pool=pool,
+            pool_slots=pool_slots,
+            priority_weight=priority_weight,
+            weight_rule=weight_rule,
         )
         node_keys = set(vars(self)) - before - {"id"}
         self.sensor_policy = policy
