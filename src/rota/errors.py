@@ -99,6 +99,15 @@ class NotFound(UserError):
     """Raised when a run, task or attempt named by a person does not exist in the store."""
 
 
+class AmbiguousRunId(UserError):
+    """Raised when a run id prefix a person gave matches several runs; ``candidates`` lists
+    (some of) them, newest first."""
+
+    def __init__(self, message: str, candidates: Sequence[str]) -> None:
+        super().__init__(message)
+        self.candidates = tuple(candidates)
+
+
 class InvalidTransition(RotaError):
     """Raised when a state change is not allowed by the state machine in ``model.states``."""
 

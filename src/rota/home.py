@@ -145,6 +145,29 @@ def check_home(home: Path, *, store_file: Path | None = None) -> None:
         _judge(path, info)
 
 
+def check_config_file(path: Path, *, make_private: bool) -> None:
+    """Refuse the configuration file *path* if another user could have written it.
+
+    The file and its folder are refused when another user owns them or group or others can
+    write them (whoever can change the configuration chooses the store Rota opens and the flow
+    files it imports). With *make_private* (``rota.toml``, one of the home's files) a file that
+    is ours and readable by others is made 0600, as the home's other files are; a project's
+    ``pyproject.toml`` keeps its mode.
+
+    Raises:
+        UnsafeHome: the file or its folder is refused; the message names it and the fix.
+    """
+    for target in (path.parent, path):
+        try:
+            info = target.stat()
+        except FileNotFoundError:
+            continue
+        if make_private:
+            _judge(target, info)
+        else:
+            _refuse_others(target, info)
+
+
 def _checked(home: Path, store_file: Path | None) -> Iterable[Path]:
     yield home
     yield home / "logs"
@@ -159,6 +182,17 @@ def _judge(path: Path, info: os.stat_result) -> None:
 
     Raises:
         UnsafeHome: *path* is refused.
+    """
+    _refuse_others(path, info)
+    if info.st_mode & 0o077:
+        os.chmod(path, DIR_MODE if stat.S_ISDIR(info.st_mode) else FILE_MODE)
+
+
+def _refuse_others(path: Path, info: os.stat_result) -> None:
+    """Refuse *path* if another user owns it or group/others can write it.
+
+    Raises:
+        UnsafeHome: *path* is refused; the message names the command that fixes it.
     """
     folder = stat.S_ISDIR(info.st_mode)
     mode = DIR_MODE if folder else FILE_MODE
@@ -178,8 +212,6 @@ def _judge(path: Path, info: os.stat_result) -> None:
             f"check it, then `chmod {mode:o} {quoted}`",
             path,
         )
-    if info.st_mode & 0o077:
-        os.chmod(path, mode)
 
 
 def _who(st_mode: int) -> str:

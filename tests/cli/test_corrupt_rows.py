@@ -50,7 +50,8 @@ def test_runs_list_lists_the_others_and_names_each_bad_row(
             "success, failed, interrupted",
         ]
     assert [r["run_id"] for r in as_json.json()] == [ids[4], ids[0]]
-    shown = [line.split()[1] for line in table.out.splitlines() if line.startswith("│")]
+    words = [line.split() for line in table.out.splitlines()]
+    shown = [w[0] for w in words if w and w[0].startswith("run-")]
     assert shown == [ids[4], ids[0]]
 
 

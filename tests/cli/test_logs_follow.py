@@ -191,7 +191,11 @@ def test_follow_of_an_unknown_task_is_a_one_line_error(
     assert rota("run", str(path), env={"MARKS": str(marks)}).code == 0
     rec = talk_attempt(store)
     assert rec is not None
-    for task in ("nope", "talk@x", "talk@0"):
+    for task, said in (
+        ("nope", f"run {rec.run_id} has no task 'nope' (its tasks: talk)"),
+        ("talk@x", "not a task or instance: 'talk@x' (write TASK, TASK[N] or TASK@N)"),
+        ("talk@0", f"task 'talk' of run {rec.run_id} has no instance 0 (it is not mapped)"),
+    ):
         shown = rota("tasks", "logs", rec.run_id, task, "-f")
         assert shown.code == 2 and shown.out == ""
-        assert shown.err == f"rota: error: run {rec.run_id} has no task {task!r}\n"
+        assert shown.err == f"rota: error: {said}\n"

@@ -176,12 +176,13 @@ def test_resume_asks_for_a_secret_param_the_store_does_not_keep(
     assert "'api_token'" in missing.err and "ROTA_PARAM_API_TOKEN" in missing.err
     assert store.get_run(run_id).state is RunState.FAILED
     assert len(store.attempts(run_id)) == attempts
-    # a parameter the store keeps cannot be given again
-    kept = rota("resume", run_id, "-p", f"api_token={TOKEN}", "-p", "epochs=3", env=env)
-    assert kept.code == 2 and "'epochs' is stored with run" in kept.err
-    # given again with -p: the task gets it, and the password the flow's default gave the run
-    done = rota("resume", run_id, "-p", f"api_token={TOKEN}", "--json", env=env)
+    # given again with -p: the task gets it, and the password the flow's default gave the run;
+    # a parameter the store keeps, given with -p, changes for the re-run tasks and is recorded
+    again = ("-p", f"api_token={TOKEN}", "-p", "epochs=3")
+    done = rota("resume", run_id, *again, "--json", env=env)
     assert done.code == 0, done.err
+    (change,) = store.get_run(run_id).param_changes or []
+    assert change["changes"] == {"epochs": {"from": 2, "to": 3}}  # the secret is no change
     (rec,) = [a for a in store.attempts(run_id) if a.state is TaskState.SUCCESS]
     assert read_output(rec) == sha(TOKEN + "pw-from-the-code-1")
     assert files_holding(home, (TOKEN, "pw-from-the-code-1")) == {}

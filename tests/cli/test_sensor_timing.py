@@ -63,7 +63,7 @@ def test_a_rescheduled_sensor_shows_no_negative_wait(
     assert rec.started_at == rec.first_poke_at
     waits = summarize(store, run_id).tasks["wait"].waits()  # what runs show prints
     assert all(w is not None and w >= 0 for w in waits.values()), waits
-    table = rota("runs", "show", run_id)
+    table = rota("runs", "show", run_id, "--timing")
     assert table.code == 0, table
     (row,) = [line for line in table.out.splitlines() if re.match(r"\W*wait\b", line)]
     assert re.findall(r"\d+\.\d{3}s", row) and not re.search(r"-\d", row), row

@@ -773,3 +773,69 @@ def test_a_dataset_triggered_run_records_its_versions_in_its_own_transaction(
     with pytest.raises(RunExists):  # the same logical date again: nothing written, no use
         store.create_run("consumer-2", "consumer", {}, [], T0, timing=timing)
     assert len(store.dataset_uses(uri)) == 1
+
+
+# --- finding runs as a person names them; rota resume -p; rota runs prune --------------------
+
+
+def _finish(store: SqlStore, run_id: str, at: datetime, end: RunState = RunState.SUCCESS) -> None:
+    store.apply([], [RunChange(run_id, RunState.QUEUED, RunState.RUNNING, at)], at=at)
+    store.apply([], [RunChange(run_id, RunState.RUNNING, end, at)], at=at)
+
+
+def test_run_ids_by_prefix_newest_first_case_and_wildcards_count(store: SqlStore) -> None:
+    for minutes, run_id in enumerate(["2026a_1", "2026a%2", "2026b", "2026A"]):
+        store.create_run(
+            run_id, "f" if minutes < 2 else "g", {}, [], T0 + timedelta(minutes=minutes)
+        )
+    assert store.run_ids_with_prefix("2026") == ["2026A", "2026b", "2026a%2", "2026a_1"]
+    assert store.run_ids_with_prefix("2026a") == ["2026a%2", "2026a_1"]  # not 2026A
+    assert store.run_ids_with_prefix("2026a_") == ["2026a_1"]  # _ is no wildcard
+    assert store.run_ids_with_prefix("2026a%") == ["2026a%2"]
+    assert store.run_ids_with_prefix("2026", limit=2) == ["2026A", "2026b"]
+    assert store.newest_run_id() == "2026A"
+    assert store.newest_run_id("f") == "2026a%2"
+    assert store.newest_run_id("f", [RunState.SUCCESS]) is None
+    assert store.newest_run_id("none") is None
+    store.upsert_flow("h", "flows/h.py", "x", T0)
+    assert store.flow_names() == ["f", "g", "h"] and store.flow_names("g") == ["g"]
+
+
+def test_set_run_params_keeps_the_params_and_appends_each_change(store: SqlStore) -> None:
+    store.create_run("r", "f", {"a": 1}, [], T0)
+    store.set_run_params("r", {"a": 2}, {"a": {"from": 1, "to": 2}}, T0)
+    store.set_run_params("r", {"a": 3}, {"a": {"from": 2, "to": 3}}, T0 + timedelta(minutes=1))
+    run = store.get_run("r")
+    assert run.params == {"a": 3}
+    assert [c["changes"]["a"]["to"] for c in run.param_changes or []] == [2, 3]
+    with pytest.raises(NotFound):
+        store.set_run_params("nope", {}, {}, T0)
+
+
+def test_old_runs_are_the_ended_ones_before_the_cutoff_with_who_reuses_their_outputs(
+    store: SqlStore,
+) -> None:
+    specs = [NewTask("t", "python", "h")]
+    for run_id, days in (("old", 0), ("reader", 1), ("live", 0), ("new", 9)):
+        store.create_run(run_id, "f", {}, specs, T0 + timedelta(days=days))
+    _finish(store, "old", T0)
+    _finish(store, "reader", T0 + timedelta(days=1), RunState.FAILED)
+    _finish(store, "new", T0 + timedelta(days=9))
+    (made,) = store.attempts("old")
+    store.apply([Change(made.id, TaskState.SCHEDULED, TaskState.QUEUED)], at=T0)
+    store.apply([Change(made.id, TaskState.QUEUED, TaskState.RUNNING)], at=T0)
+    done = {"output_size": 100, "output_path": "x"}
+    store.apply([Change(made.id, TaskState.RUNNING, TaskState.SUCCESS, done)], at=T0)
+    (hit,) = store.attempts("reader")
+    store.apply([Change(hit.id, TaskState.SCHEDULED, TaskState.QUEUED)], at=T0)
+    cached = {"output_size": 100, "cached_from": made.id}
+    store.apply([Change(hit.id, TaskState.QUEUED, TaskState.CACHED, cached)], at=T0)
+    found = {c.run_id: c for c in store.old_runs(T0 + timedelta(days=5))}
+    assert sorted(found) == ["old", "reader"]  # live is queued, new ended after the cutoff
+    assert (found["old"].attempts, found["old"].output_bytes) == (1, 100)
+    assert found["reader"].output_bytes == 0  # a cache hit's bytes are the first run's
+    assert found["old"].reused_by == ("reader",) and found["reader"].reused_by == ()
+    assert store.old_runs(T0 + timedelta(days=5), flow="g") == []
+    assert store.delete_runs(["old", "reader"]) == 2
+    assert sorted(r.run_id for r in store.list_runs()) == ["live", "new"]
+    assert store.attempts("old") == []

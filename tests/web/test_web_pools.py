@@ -1,4 +1,4 @@
-"""Pools in the UI: the API and the page show what ``rota pools list`` shows, descriptions as text."""
+"""Pools in the UI: the API and page show what `rota pools list` shows; descriptions are text."""
 
 from __future__ import annotations
 

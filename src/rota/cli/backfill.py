@@ -16,7 +16,7 @@ from rich.text import Text
 
 from rota.cli.console import line
 from rota.cli.main import CliContext, cli, open_store, parse_params
-from rota.cli.timing import FLOWS_OPTION, driver_environ, read_date, resolve_flow
+from rota.cli.timing import FLOWS_OPTION, driver_environ, flows_folder, read_date, resolve_flow
 from rota.engine.backfill import (
     MAX_INTERVALS,
     RERUN_LEVELS,
@@ -86,11 +86,16 @@ def backfill_cmd(
     name here). A date whose run succeeded with the current code is skipped; a run whose backfill
     was killed is resumed (only its unfinished tasks run); dates another runner holds are reported
     as taken. Exit 1 if any run failed.
+
+    \b
+    Examples:
+      rota backfill flows/churn.py --start 2026-01-01 --end 2026-03-31
+      rota backfill churn --flows flows --start 2026-01-01 --end 2026-01-07 --dry-run
     """
     from rota.engine.backfill import check_range_size, plan_backfill
     from rota.model.schedule import SystemClock
 
-    loaded = resolve_flow(target, flows_dir)
+    loaded = resolve_flow(target, flows_folder(ctx, flows_dir))
     dag = loaded.build(parse_params(loaded, params))
     timing = loaded.definition.timing
     schedule = timing.schedule

@@ -9,6 +9,7 @@ import click
 
 from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store, parse_params
+from rota.cli.runarg import complete_flow_names, pick_run, run_argument
 from rota.config import EXECUTORS
 from rota.errors import UserError
 from rota.model.safetext import safe_text
@@ -53,6 +54,11 @@ def run_cmd(
     The run's logical date is the time it starts, and its data interval the last complete one, as
     for a manual run in Airflow. With --logical-date D it is the run the schedule makes for D,
     with D's data interval (Airflow's `dags test DAG D`).
+
+    \b
+    Examples:
+      rota run flows/churn.py -p n_rows=200
+      rota run flows/pipelines.py:churn --executor threads --json
     """
     from rota.cli.timing import read_date
     from rota.engine.loader import resolve_target
@@ -110,7 +116,16 @@ def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
     if as_json:
         render.print_json(ctx.console, summary.to_json())
         return
-    ctx.console.print(render.summary_table(summary))
+    from datetime import UTC, datetime
+
+    from rota.cli.runview import run_header, run_tree
+
+    with open_store(ctx.settings) as store:
+        records = store.attempts(summary.run_id)
+    now = datetime.now(UTC)
+    for text in run_header(summary, now):
+        ctx.console.print(text, soft_wrap=True)
+    ctx.console.print(run_tree(summary, records, now))
     for line in render.error_lines(summary):
         ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
     note = render.handled_note(summary)
@@ -153,126 +168,32 @@ def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
         ctx.console.print(f"{tid} → {text[:500]}{'…' if len(text) > 500 else ''}", highlight=False)
 
 
-def _load_run_flow(
-    ctx: CliContext, run_id: str | None, last: str | None, raw_params: tuple[str, ...] = ()
-) -> tuple[Any, Any, Any]:
-    """The run to resume and its flow, loaded from the run's flow file with its parameters
-    (a secret one, which the store does not keep, from *raw_params* or the environment)."""
-    import os
-
-    from rota.engine.session import build_for_run, flow_of_run, run_to_resume
-
-    with open_store(ctx.settings) as store:
-        run = run_to_resume(store, run_id, last)
-    loaded = flow_of_run(run)
-    dag = build_for_run(run, loaded, parse_params(loaded, raw_params), os.environ)
-    return run, loaded, dag
-
-
-@cli.command("resume")
-@click.argument("run_id", required=False)
-@click.option("--last", metavar="FLOW", help="Resume the latest unfinished run of FLOW.")
-@click.option(
-    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-    help="A secret parameter's value again (the store does not keep it).",
-)  # fmt: skip
-@click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
-@click.option(
-    "--dask-address", metavar="tcp://HOST:PORT",
-    help="The Dask scheduler for --executor dask (ROTA_DASK_ADDRESS; none: a LocalCluster).",
-)  # fmt: skip
-@click.option(
-    "--artifacts", metavar="PATH|URL",
-    help="Where outputs go (ROTA_ARTIFACTS): a folder every worker shares, or s3://...",
-)  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
-@click.pass_obj
-def resume_cmd(
-    ctx: CliContext,
-    run_id: str | None,
-    last: str | None,
-    params: tuple[str, ...],
-    executor: str | None,
-    workers: int | None,
-    dask_address: str | None,
-    artifacts: str | None,
-    as_json: bool,
-) -> None:
-    """Continue a failed or interrupted run: only what did not succeed runs again.
-
-    A task whose code changed since it succeeded runs again with everything downstream of it.
-    A secret parameter given to the run is not stored: give it again with -p, or set
-    ROTA_PARAM_<NAME>.
-    """
-    run, loaded, dag = _load_run_flow(ctx, run_id, last, params)
-
-    def say(plan: Any) -> None:
-        out = ctx.err
-        out.print(
-            f"resuming run {run.run_id} of flow {run.flow}: {len(plan.reasons)} task(s) to run, "
-            f"{len(plan.kept)} succeeded task(s) kept",
-            highlight=False,
-        )
-        for tid, why in plan.reasons.items():
-            out.print(f"  {tid}: {why}", highlight=False, soft_wrap=True)
-
-    def go(runner: Any) -> Any:
-        return lambda: runner.resume(run.run_id, dag, loaded.ref, on_plan=say)
-
-    ctx.placement = {"dask_address": dask_address, "artifacts": artifacts}
-    summary = _drive(ctx, executor, workers, as_json, go)
-    _finish(ctx, summary, dag, as_json)
-
-
-@cli.command("clear")
-@click.argument("run_id")
-@click.option("--task", "tasks", multiple=True, required=True, metavar="ID", help="Task to reset.")
-@click.option("--downstream", is_flag=True, help="Also every task downstream of those.")
-@click.option("--upstream", is_flag=True, help="Also every task upstream of those.")
-@click.pass_obj
-def clear_cmd(
-    ctx: CliContext, run_id: str, tasks: tuple[str, ...], downstream: bool, upstream: bool
-) -> None:
-    """Reset tasks of RUN_ID so that `rota resume RUN_ID` runs them again."""
-    from rota.engine.runner import clear_tasks
-    from rota.model.schedule import SystemClock
-
-    run, _loaded, dag = _load_run_flow(ctx, run_id, None)
-    with open_store(ctx.settings) as store:
-        cleared = clear_tasks(
-            store,
-            run.run_id,
-            dag,
-            tasks,
-            now=SystemClock().now(),
-            downstream=downstream,
-            upstream=upstream,
-        )
-    ctx.console.print(
-        f"cleared {len(cleared)} task(s) of run {run.run_id}: {', '.join(cleared)}; "
-        f"run `rota resume {run.run_id}` to run them",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
 @cli.group("runs")
 def runs_group() -> None:
     """Inspect runs."""
 
 
 @runs_group.command("list")
-@click.option("--flow", help="Only runs of this flow.")
+@click.option("--flow", help="Only runs of this flow.", shell_complete=complete_flow_names)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: bool) -> None:
-    """List runs, newest first.
+    """List runs, newest first, with their whole ids, when they started (UTC) and how long
+    they took.
 
-    A run whose stored row cannot be read is named on stderr, the others are listed, and the
-    exit code is 1.
+    Any unique prefix of a run id names the run in every command. From 110 columns on, the run's
+    type and logical date are shown too. A run whose stored row cannot be read is named on
+    stderr, the others are listed, and the exit code is 1.
+
+    \b
+    Examples:
+      rota runs list --flow churn --limit 20
+      rota runs list --json
     """
+    from datetime import UTC, datetime
+
+    from rota.cli.runview import runs_table
     from rota.engine.report import run_json
     from rota.errors import CorruptRow
 
@@ -282,7 +203,8 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
     if as_json:
         render.print_json(ctx.console, [run_json(r) for r in runs])
     else:
-        ctx.console.print(render.runs_table(runs))
+        now = datetime.now(UTC)
+        ctx.console.print(runs_table(runs, width=ctx.console.width, now=now))
     for bad in corrupt:
         ctx.err.print(safe_text(f"rota: {bad}"), soft_wrap=True)
     if corrupt:
@@ -290,26 +212,64 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
 
 
 @runs_group.command("show")
-@click.argument("run_id")
+@run_argument()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--timing", is_flag=True,
+    help="Instead of the tree, a table of where each task's time went: queue, dispatch, "
+    "execute, hand-off.",
+)  # fmt: skip
 @click.pass_obj
-def runs_show(ctx: CliContext, run_id: str, as_json: bool) -> None:
-    """Show RUN_ID: each task's state, attempts, and where its time went."""
+def runs_show(
+    ctx: CliContext, run_id: str | None, last: str | None, as_json: bool, timing: bool
+) -> None:
+    """Show a run as a tree: its tasks, their attempts and a mapped task's instances.
+
+    RUN_ID may be any unique prefix of a run id; --last [FLOW] is the newest run (of FLOW).
+    Each attempt shows its state, start (UTC), duration, the first line of its error and the
+    wait before a retry; a mapped task lists the instances that did not succeed, each with its
+    own attempts and error (name one as TASK[N] in tasks logs, outputs show and clear).
+
+    \b
+    Examples:
+      rota runs show 20260101T0300
+      rota runs show --last churn
+      rota runs show --last --timing
+    """
+    from datetime import UTC, datetime
+
+    from rota.cli.runview import run_header, run_tree
     from rota.engine.report import summarize
 
     with open_store(ctx.settings) as store:
-        summary = summarize(store, run_id)
+        run = pick_run(store, run_id, last)
+        summary = summarize(store, run.run_id)
+        records = store.attempts(run.run_id)
     if as_json:
         render.print_json(ctx.console, summary.to_json())
         return
-    ctx.console.print(render.summary_table(summary, detail=True))
-    for line in render.error_lines(summary):
-        ctx.console.print(line, style="red", highlight=False, soft_wrap=True)
+    if timing:
+        _show_timing(ctx, summary)
+        return
+    now = datetime.now(UTC)
+    for text in run_header(summary, now):
+        ctx.console.print(text, soft_wrap=True)
+    ctx.console.print(run_tree(summary, records, now))
+    _say_outcome(ctx, summary)
+
+
+def _say_outcome(ctx: CliContext, summary: Any) -> None:
+    for text in render.error_lines(summary):
+        ctx.console.print(text, style="red", highlight=False, soft_wrap=True)
     note = render.handled_note(summary)
     if note:
         ctx.console.print(note, style="yellow", highlight=False, soft_wrap=True)
-    for line in render.reason_lines(summary):
-        ctx.console.print(line, style="grey50", highlight=False, soft_wrap=True)
+    for text in render.reason_lines(summary):
+        ctx.console.print(text, style="grey50", highlight=False, soft_wrap=True)
+
+
+def _show_timing(ctx: CliContext, summary: Any) -> None:
+    ctx.console.print(render.summary_table(summary, detail=True))
     ctx.console.print(
         "queue = ready → handed to the executor · dispatch = → a worker began · "
         "execute = → output durable · hand-off = → committed to the store "
@@ -333,7 +293,12 @@ def flows_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
 def flows_list(ctx: CliContext, path: Path, as_json: bool) -> None:
-    """List the flows defined under PATH; report each bad file (exit 2 if any)."""
+    """List the flows defined under PATH; report each bad file (exit 2 if any).
+
+    \b
+    Example:
+      rota flows list flows/
+    """
     from rota.engine.loader import load_path
     from rota.model.secrets import display_params
 
@@ -376,11 +341,23 @@ def _required() -> object:
 
 @cli.command("graph")
 @click.argument("target")
-@click.option("--format", "fmt", type=click.Choice(["ascii", "mermaid", "dot"]), default="ascii")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE")
+@click.option(
+    "--format", "fmt", type=click.Choice(["ascii", "mermaid", "dot"]), default="ascii",
+    help="ascii for a terminal, mermaid or dot (Graphviz) to draw elsewhere.",
+)  # fmt: skip
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+    help="Set a flow parameter (a branch or a map may depend on it).",
+)  # fmt: skip
 @click.pass_obj
 def graph_cmd(ctx: CliContext, target: str, fmt: str, params: tuple[str, ...]) -> None:
-    """Print the graph of TARGET (PATH[:FLOW])."""
+    """Print the graph of TARGET (PATH[:FLOW]).
+
+    \b
+    Examples:
+      rota graph flows/churn.py
+      rota graph flows/pipelines.py:churn --format mermaid
+    """
     from rota.engine.loader import resolve_target
 
     loaded = resolve_target(target)

@@ -7,17 +7,21 @@ from typing import Any
 import click
 
 from rota.cli import render
+from rota.cli.address import TaskAddress, attempts_of, parse_task
 from rota.cli.main import CliContext, cli, open_store
+from rota.cli.runarg import pick_run, run_argument, task_after
 from rota.errors import NotFound, UserError
 from rota.store.base import AttemptRecord, DatasetUse, DatasetVersion, Store
 
 
-def _latest(store: Store, run_id: str, task_id: str) -> AttemptRecord:
-    store.get_run(run_id)
-    recs = [a for a in store.attempts(run_id) if a.task_id == task_id and a.map_index < 0]
-    if not recs:
-        raise NotFound(f"run {run_id} has no task {task_id!r}")
-    return max(recs, key=lambda a: a.try_number)
+def _latest(store: Store, run_id: str, address: TaskAddress) -> AttemptRecord:
+    """The latest attempt of the task or instance *address* in run *run_id*.
+
+    Raises:
+        NotFound: no such task or instance.
+        UserError: *address* names a mapped task as a whole (its instances have the outputs).
+    """
+    return attempts_of(store.attempts(run_id), run_id, address, instance=True)[-1]
 
 
 @cli.group("outputs")
@@ -33,31 +37,41 @@ _UNSAFE_HELP = (
 
 
 @outputs_group.command("show")
-@click.argument("run_id")
-@click.argument("task_id")
+@run_argument(task=True)
 @click.option("--unsafe-load", is_flag=True, help=_UNSAFE_HELP)
 @click.pass_obj
-def outputs_show(ctx: CliContext, run_id: str, task_id: str, unsafe_load: bool) -> None:
+def outputs_show(
+    ctx: CliContext, run_id: str | None, task_id: str | None, last: str | None, unsafe_load: bool
+) -> None:
     """Preview what TASK_ID of RUN_ID returned, and where it is stored.
 
-    JSON, npy and Parquet outputs are previewed; a pickle or joblib output is never loaded unless
-    --unsafe-load is given: its type, the globals it would import, its size and hash are shown,
-    read from its bytes without running them.
+    RUN_ID may be any unique prefix, or --last [FLOW] the newest run; TASK_ID[N] (or TASK_ID@N)
+    is instance N of a mapped task. JSON, npy and Parquet outputs are previewed; a pickle or
+    joblib output is never loaded unless --unsafe-load is given: its type, the globals it would
+    import, its size and hash are shown, read from its bytes without running them.
+
+    \b
+    Examples:
+      rota outputs show 20260101T0300 evaluate
+      rota outputs show --last churn 'fit[3]'
     """
     from rota.artifacts.preview import preview
     from rota.artifacts.store import open_artifact_store
 
+    run_id, task, last = task_after(run_id, task_id, last)
+    address = parse_task(task)
     with open_store(ctx.settings) as store:
-        rec = _latest(store, run_id, task_id)
-        flow_path = store.get_run(run_id).flow_path
+        run = pick_run(store, run_id, last)
+        rec = _latest(store, run.run_id, address)
+        flow_path = run.flow_path
     if not rec.output_path:
-        ctx.console.print(f"{task_id} stored no output (state {rec.state.value})", markup=False)
+        ctx.console.print(f"{address} stored no output (state {rec.state.value})", markup=False)
         return
     serializer = rec.output_serializer or "pickle"
     artifacts = open_artifact_store(ctx.settings.artifacts)
     uri, digest = rec.output_path, rec.output_hash
-    described = artifacts.peek(uri, serializer, producer=task_id, content_hash=digest)
-    _say(ctx, f"{task_id}: {serializer}, {rec.output_size} bytes, blake2b {rec.output_hash}")
+    described = artifacts.peek(uri, serializer, producer=str(address), content_hash=digest)
+    _say(ctx, f"{address}: {serializer}, {rec.output_size} bytes, blake2b {rec.output_hash}")
     _say(ctx, rec.output_path)
     if not (described.pickled and unsafe_load):
         _say(ctx, described.text)
@@ -67,7 +81,7 @@ def outputs_show(ctx: CliContext, run_id: str, task_id: str, unsafe_load: bool) 
             )
         return
     _import_flow_if_named(flow_path, described.imports)
-    value = artifacts.get(uri, serializer, producer=task_id, content_hash=digest)
+    value = artifacts.get(uri, serializer, producer=str(address), content_hash=digest)
     _say(ctx, preview(value))
 
 
@@ -101,17 +115,29 @@ def cache_group() -> None:
 
 
 @cache_group.command("explain")
-@click.argument("run_id")
-@click.argument("task_id")
+@run_argument(task=True)
 @click.pass_obj
-def cache_explain(ctx: CliContext, run_id: str, task_id: str) -> None:
-    """Show the parts of TASK_ID's cache key in RUN_ID and, for a miss, which part changed."""
+def cache_explain(
+    ctx: CliContext, run_id: str | None, task_id: str | None, last: str | None
+) -> None:
+    """Show the parts of TASK_ID's cache key in RUN_ID and, for a miss, which part changed.
+
+    RUN_ID may be any unique prefix, or --last [FLOW] the newest run; TASK_ID[N] (or
+    TASK_ID@N) is instance N of a mapped task.
+
+    \b
+    Examples:
+      rota cache explain 20260101T0300 features
+      rota cache explain --last churn features
+    """
+    run_id, task, last = task_after(run_id, task_id, last)
+    address = parse_task(task)
     with open_store(ctx.settings) as store:
-        rec = _latest(store, run_id, task_id)
-        run = store.get_run(run_id)
-        history = store.cache_history(run.flow, task_id)
+        run = pick_run(store, run_id, last)
+        rec = _latest(store, run.run_id, address)
+        history = store.cache_history(run.flow, address.task_id)
     if rec.cache_parts is None:
-        ctx.console.print(f"{task_id} recorded no cache key in run {run_id} (cache is off)")
+        ctx.console.print(f"{address} recorded no cache key in run {run.run_id} (cache is off)")
         return
     out = [*render.cache_parts_lines(rec), _cache_verdict(rec, history)]
     for line in out:
@@ -146,7 +172,12 @@ def _cache_verdict(rec: AttemptRecord, history: list[AttemptRecord]) -> str:
 @click.option("--task", "task_id", help="Only entries of this task.")
 @click.pass_obj
 def cache_clear(ctx: CliContext, flow: str | None, task_id: str | None) -> None:
-    """Forget cached outputs, so that the next runs execute the tasks again."""
+    """Forget cached outputs, so that the next runs execute the tasks again.
+
+    \b
+    Example:
+      rota cache clear --flow churn --task features
+    """
     with open_store(ctx.settings) as store:
         dropped = store.clear_cache(flow, task_id)
     ctx.console.print(f"cleared {dropped} cache entr{'y' if dropped == 1 else 'ies'}")
@@ -161,7 +192,12 @@ def datasets_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def datasets_list(ctx: CliContext, as_json: bool) -> None:
-    """Every dataset with versions: its latest version and who produced it."""
+    """Every dataset with versions: its latest version and who produced it.
+
+    \b
+    Example:
+      rota datasets list --json
+    """
     with open_store(ctx.settings) as store:
         versions = store.dataset_versions()
     latest: dict[str, Any] = {}
@@ -189,7 +225,12 @@ def datasets_list(ctx: CliContext, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
 def datasets_show(ctx: CliContext, uri: str, as_json: bool) -> None:
-    """Every version of URI: when, its content hash, and the run and task that produced it."""
+    """Every version of URI: when, its content hash, and the run and task that produced it.
+
+    \b
+    Example:
+      rota datasets show s3://bucket/features.parquet
+    """
     with open_store(ctx.settings) as store:
         versions = store.dataset_versions(uri)
     if not versions:
@@ -225,7 +266,12 @@ def _use_json(u: DatasetUse) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
 def lineage_cmd(ctx: CliContext, uri: str, as_json: bool) -> None:
-    """Which run and task produced each version of URI, and which runs read it."""
+    """Which run and task produced each version of URI, and which runs read it.
+
+    \b
+    Example:
+      rota lineage s3://bucket/features.parquet --json
+    """
     with open_store(ctx.settings) as store:
         versions = store.dataset_versions(uri)
         uses = store.dataset_uses(uri)
@@ -256,7 +302,12 @@ def lineage_cmd(ctx: CliContext, uri: str, as_json: bool) -> None:
 @click.argument("target")
 @click.pass_obj
 def datasets_due(ctx: CliContext, target: str) -> None:
-    """Whether the flow TARGET (PATH[:FLOW]), scheduled on datasets, is due to run."""
+    """Whether the flow TARGET (PATH[:FLOW]), scheduled on datasets, is due to run.
+
+    \b
+    Example:
+      rota datasets due flows/report.py
+    """
     from rota.engine.datasets import waiting_on
     from rota.engine.loader import resolve_target
 

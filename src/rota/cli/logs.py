@@ -19,8 +19,10 @@ from typing import Final
 
 import click
 
+from rota.cli.address import TaskAddress, attempts_of, parse_task
 from rota.cli.commands import tasks_group
 from rota.cli.main import CliContext, open_store
+from rota.cli.runarg import pick_run, run_argument, task_after
 from rota.errors import NotFound
 from rota.model.safetext import safe_text
 from rota.model.states import RunState, TaskState
@@ -44,8 +46,7 @@ _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
 
 @tasks_group.command("logs")
-@click.argument("run_id")
-@click.argument("task_id")
+@run_argument(task=True)
 @click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
 @click.option(
     "-f", "--follow", is_flag=True, help="Print the log as it grows, until the attempt ends."
@@ -53,50 +54,62 @@ _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 @click.option("--raw", is_flag=True, help="Print the log as stored, terminal escapes included.")
 @click.pass_obj
 def tasks_logs(
-    ctx: CliContext, run_id: str, task_id: str, attempt: int | None, follow: bool, raw: bool
+    ctx: CliContext,
+    run_id: str | None,
+    task_id: str | None,
+    last: str | None,
+    attempt: int | None,
+    follow: bool,
+    raw: bool,
 ) -> None:
     """Print what TASK_ID printed (stdout and stderr) in RUN_ID.
 
-    TASK_ID@N names instance N of a mapped task. Control characters in the log (ESC, CR, ...)
-    are shown as escapes such as \\x1b, so a log cannot act on the terminal; --raw prints the
-    bytes as the task wrote them. With -f, what the attempt prints is shown as it prints it,
-    until the attempt ends (or its runner dies).
+    RUN_ID may be any unique prefix of a run id, or --last [FLOW] the newest run. TASK_ID[N]
+    (or TASK_ID@N, which needs no quotes in zsh) names instance N of a mapped task. Control
+    characters in the log (ESC, CR, ...) are shown as escapes such as \\x1b, so a log cannot
+    act on the terminal; --raw prints the bytes as the task wrote them. With -f, what the
+    attempt prints is shown as it prints it, until the attempt ends (or its runner dies).
+
+    \b
+    Examples:
+      rota tasks logs 20260101T0300 train
+      rota tasks logs --last churn 'fit[3]' --attempt 1
+      rota tasks logs --last fit@3 -f
     """
+    run_id, task, last = task_after(run_id, task_id, last)
+    address = parse_task(task)
     with open_store(ctx.settings) as store:
-        store.get_run(run_id)
-        rec = _attempt(store.attempts(run_id), run_id, task_id, attempt)
+        run = pick_run(store, run_id, last)
+        rec = _attempt(store.attempts(run.run_id), run.run_id, address, attempt)
         printer = _Printer(raw)
         if follow:
             rec = _follow(store, rec, printer)
     if follow:
-        _say_end(ctx, rec, task_id)
+        _say_end(ctx, rec, str(address))
         return
     if not printer.read(rec.log_path):
         ctx.err.print(
-            f"(attempt {rec.try_number} of {task_id} printed nothing; state {rec.state.value})"
+            f"(attempt {rec.try_number} of {address} printed nothing; state {rec.state.value})"
         )
     printer.finish()
 
 
 def _attempt(
-    records: list[AttemptRecord], run_id: str, task_id: str, attempt: int | None
+    records: list[AttemptRecord], run_id: str, address: TaskAddress, attempt: int | None
 ) -> AttemptRecord:
-    """The attempt of *task_id* (``task`` or ``task@index``) to show: number *attempt*, or the
-    latest.
+    """The attempt of *address* to show: number *attempt*, or the latest.
 
     Raises:
         NotFound: the run has no such task, instance or attempt.
+        UserError: *address* names a mapped task as a whole (its instances have the logs).
     """
-    name, _, index = task_id.partition("@")
-    map_index = int(index) if index.isdigit() else -1
-    recs = [a for a in records if a.task_id == name and a.map_index == map_index]
-    if not recs or (index and not index.isdigit()):
-        raise NotFound(f"run {run_id} has no task {task_id!r}")
+    recs = attempts_of(records, run_id, address, instance=True)
     if attempt is None:
-        return max(recs, key=lambda a: a.try_number)
+        return recs[-1]
     found = [a for a in recs if a.try_number == attempt]
     if not found:
-        raise NotFound(f"task {task_id!r} of run {run_id} has no attempt {attempt}")
+        tries = ", ".join(str(a.try_number) for a in recs)
+        raise NotFound(f"{address} of run {run_id} has no attempt {attempt} (attempts: {tries})")
     return found[0]
 
 

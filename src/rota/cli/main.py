@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,7 +26,7 @@ __all__ = ["CliContext", "cli", "main", "open_store", "parse_params"]
 
 @dataclass
 class CliContext:
-    """What every command gets: settings from the environment, consoles, the exit code to use.
+    """What every command gets: the settings (files, environment), consoles, the exit code to use.
 
     Both consoles print strings as plain safe text, never as markup (:mod:`rota.cli.console`).
     """
@@ -44,14 +45,15 @@ class CliContext:
 
     @property
     def settings(self) -> Settings:
-        """The settings, read from the environment when a command first needs them (so that a
-        bad ``ROTA_*`` value is a one-line error of that command, and ``--help`` still works).
+        """The settings, read when a command first needs them (so that a bad value is a one-line
+        error of that command, and ``--help`` still works): defaults, ``$ROTA_HOME/rota.toml``,
+        ``[tool.rota]`` of the nearest ``pyproject.toml``, ``ROTA_*`` variables.
 
         Raises:
-            ConfigError: a ``ROTA_*`` variable has an invalid value.
+            ConfigError: a configuration file has an unknown key, or a value is invalid.
         """
         if self._settings is None:
-            self._settings = Settings.from_env(self.environ)
+            self._settings = Settings.load(self.environ, Path.cwd())
         return self._settings
 
 
@@ -86,16 +88,21 @@ def parse_params(loaded: Any, raw: tuple[str, ...]) -> dict[str, Any]:
 
 from rota.cli import backfill as _backfill  # noqa: E402, F401
 from rota.cli import commands as _commands  # noqa: E402  (registers the commands on `cli`)
+from rota.cli import completion as _completion  # noqa: E402
+from rota.cli import configure as _configure  # noqa: E402
 from rota.cli import data as _data  # noqa: E402
 from rota.cli import logs as _logs  # noqa: E402
 from rota.cli import pools as _pools  # noqa: E402
+from rota.cli import prune as _prune  # noqa: E402
+from rota.cli import rerun as _rerun  # noqa: E402
 from rota.cli import stats as _stats  # noqa: E402
 from rota.cli import steer as _steer  # noqa: E402
 from rota.cli import tasktest as _tasktest  # noqa: E402
 from rota.cli import timing as _timing  # noqa: E402
 from rota.cli import ui as _ui  # noqa: E402
 
-del _commands, _data, _logs, _pools, _stats, _steer, _tasktest, _timing, _ui
+del _commands, _completion, _configure, _data, _logs, _pools, _prune, _rerun, _stats, _steer
+del _tasktest, _timing, _ui
 
 
 def _interrupt(signum: int, frame: object) -> None:

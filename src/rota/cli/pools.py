@@ -36,6 +36,11 @@ def pools_set(ctx: CliContext, name: str, slots: int, description: str | None) -
     """Create pool NAME with SLOTS slots, or resize it (-1: no limit; 0: tasks using it wait).
 
     A smaller pool lets the tasks holding its slots finish; new ones wait until they fit.
+
+    \b
+    Examples:
+      rota pools set gpu 2 --description 'the two GPUs'
+      rota pools set gpu -1
     """
     with open_store(ctx.settings) as store:
         pool = store.set_pool(name, slots, description=description, at=datetime.now(UTC))
@@ -46,7 +51,12 @@ def pools_set(ctx: CliContext, name: str, slots: int, description: str | None) -
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def pools_list(ctx: CliContext, as_json: bool) -> None:
-    """Every pool: its slots, those held by running tasks, the tasks waiting, those open."""
+    """Every pool: its slots, those held by running tasks, the tasks waiting, those open.
+
+    \b
+    Example:
+      rota pools list --json
+    """
     with open_store(ctx.settings) as store:
         found = store.pools(_live(ctx))
     if as_json:
@@ -65,7 +75,12 @@ def pools_list(ctx: CliContext, as_json: bool) -> None:
 @click.argument("name")
 @click.pass_obj
 def pools_delete(ctx: CliContext, name: str) -> None:
-    """Delete pool NAME (not default_pool, nor a pool whose slots are held or waited for)."""
+    """Delete pool NAME (not default_pool, nor a pool whose slots are held or waited for).
+
+    \b
+    Example:
+      rota pools delete gpu
+    """
     with open_store(ctx.settings) as store:
         store.delete_pool(name, _live(ctx))
     ctx.console.print(f"pool {name} deleted", highlight=False)

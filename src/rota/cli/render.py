@@ -77,15 +77,30 @@ def summary_table(summary: RunSummary, *, detail: bool = False) -> Table:
     return table
 
 
+ERRORS_PER_TASK = 10
+"""Failed instances of one mapped task whose errors are listed (the rest are counted)."""
+
+
 def error_lines(summary: RunSummary) -> list[str]:
-    """One line per failed task: its error type and message."""
+    """One line per failed task: its error type and message; for a mapped task, each failed
+    instance's own error (``fit[3] (attempt 2): TaskTimeout: ...``), not the count."""
     out = []
     for tid, t in summary.tasks.items():
-        if t.state is TaskState.FAILED and t.latest.error_message:
-            kind = t.latest.error_type or "error"
-            text = f"{tid} (attempt {t.latest.try_number}): {kind}: {t.latest.error_message}"
-            out.append(safe_text(text))
+        if t.state is not TaskState.FAILED:
+            continue
+        failed = t.failed_instances()
+        for rec in failed[:ERRORS_PER_TASK]:
+            out.append(_error_line(f"{tid}[{rec.map_index}]", rec))
+        if len(failed) > ERRORS_PER_TASK:
+            out.append(f"{tid}: and {len(failed) - ERRORS_PER_TASK} more failed instances")
+        if not failed and t.latest.error_message:
+            out.append(_error_line(tid, t.latest))
     return out
+
+
+def _error_line(name: str, rec: AttemptRecord) -> str:
+    kind = rec.error_type or "error"
+    return safe_text(f"{name} (attempt {rec.try_number}): {kind}: {rec.error_message or ''}")
 
 
 def handled_note(summary: RunSummary) -> str | None:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store, parse_params
-from rota.cli.timing import FLOWS_OPTION, resolve_flow
+from rota.cli.timing import FLOWS_OPTION, flows_folder, resolve_flow
 from rota.engine.stats import DEFAULT_LAST
 from rota.errors import FlowNotFound, NotFound
 from rota.model.reliability import FlowEstimate, Interval, TaskEstimate
@@ -58,11 +58,16 @@ def stats_cmd(
     the store, each task's failure probability per try p is estimated (failed tries / tries,
     a mapped task's instances counted as its tries) with a Wilson 95% interval; a run is
     predicted to succeed with P = prod(1 - p^(r+1)), shown beside the share of runs that did.
+
+    \b
+    Examples:
+      rota stats churn --flows flows
+      rota stats churn --last 50 --target 0.99
     """
     from rota.engine.stats import build_params, flow_stats
 
     with open_store(ctx.settings) as store:
-        loaded = _resolve(store, target, flows_dir)
+        loaded = _resolve(store, target, flows_folder(ctx, flows_dir))
         newest = store.list_runs(loaded.name, 1, on_corrupt=lambda _bad: None)
         run_id, stored = (newest[0].run_id, newest[0].params) if newest else ("", {})
         given = parse_params(loaded, params)

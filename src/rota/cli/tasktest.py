@@ -12,6 +12,7 @@ import click
 
 from rota.cli.commands import tasks_group
 from rota.cli.main import CliContext, open_store, parse_params
+from rota.cli.runarg import complete_run_ids
 from rota.errors import Skip, UserError
 from rota.model.safetext import safe_text
 
@@ -22,9 +23,9 @@ _SHOWN = 2000  # characters of the output's repr printed
 @click.argument("target")
 @click.argument("task")
 @click.option(
-    "--run", "run_id", metavar="RUN_ID",
+    "--run", "run_id", metavar="RUN_ID", shell_complete=complete_run_ids,
     help="Take the task's inputs (its upstreams' stored outputs), parameters and dates from "
-    "this run.",
+    "this run (its whole id or a unique prefix).",
 )  # fmt: skip
 @click.option(
     "--logical-date", metavar="DATE",
@@ -119,9 +120,10 @@ def _source_run(ctx: CliContext, loaded: Any, run_id: str | None, logical_date: 
     from rota.store.connect import sqlite_file
 
     if run_id is not None:
+        from rota.engine.runref import find_run
+
         with open_store(ctx.settings) as store:
-            run = store.get_run(run_id)
-        return run
+            return find_run(store, run_id)  # the whole id or a unique prefix
     if logical_date is None:
         return None
     when = read_date(logical_date, "--logical-date", loaded.definition.timing)

@@ -18,10 +18,18 @@ from rota.errors import FlowNotFound, UserError
 FLOWS_OPTION = click.option(
     "--flows",
     "flows_dir",
-    envvar="ROTA_FLOWS",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of flow files to find FLOW names in (env ROTA_FLOWS).",
+    help="Folder of flow files to find FLOW names in (default: the flows setting, ROTA_FLOWS).",
 )
+
+_NAME_HINT = (
+    "to name a flow by its name, pass --flows DIR or set ROTA_FLOWS (or flows in rota.toml)"
+)
+
+
+def flows_folder(ctx: CliContext, given: Path | None) -> Path | None:
+    """The folder flow names are found in: --flows, else the ``flows`` setting."""
+    return given if given is not None else ctx.settings.flows
 
 
 def resolve_flow(target: str, flows_dir: Path | None) -> Any:
@@ -40,6 +48,8 @@ def resolve_flow(target: str, flows_dir: Path | None) -> Any:
     from rota.engine.loader import resolve_target
 
     path_part = target.rsplit(":", 1)[0] if ":" in target else target
+    if flows_dir is None and not Path(path_part).exists() and not Path(target).exists():
+        raise FlowNotFound(f"no flow file or folder named {target!r} here; {_NAME_HINT}")
     if flows_dir is None or Path(target).is_file() or Path(path_part).is_file():
         return resolve_target(target)
     from rota.engine.flowdir import FlowFolder
@@ -146,11 +156,15 @@ def trigger_cmd(
 
     Without --logical-date the run's logical date is the trigger time and its data interval the
     last complete one, as in Airflow; with it, the run is the one the schedule makes for that date.
+
+    \b
+    Example:
+      rota trigger churn --flows flows -p n_rows=200
     """
     from rota.engine.manual import create_manual, timing_at
     from rota.engine.runner import create_run, dag_tasks
 
-    loaded = resolve_flow(target, flows_dir)
+    loaded = resolve_flow(target, flows_folder(ctx, flows_dir))
     dag = loaded.build(parse_params(loaded, params))
     refuse_given_secrets(dag)
     flow_timing = loaded.definition.timing
@@ -199,13 +213,11 @@ def refuse_given_secrets(dag: Any) -> None:
 
 
 def driver_environ(ctx: CliContext) -> dict[str, str]:
-    """The environment of driver processes: ours, with the store and home made explicit."""
+    """The environment of driver processes: ours, with every setting made explicit (so a driver
+    started elsewhere finds the same store, whatever configuration files it would find)."""
     import os
 
-    env = dict(os.environ)
-    env["ROTA_HOME"] = str(ctx.settings.home)
-    env["ROTA_DATABASE_URL"] = ctx.settings.database_url
-    return env
+    return {**os.environ, **ctx.settings.environment()}
 
 
 @cli.command("scheduler")
@@ -243,7 +255,13 @@ def scheduler_cmd(
     workers_per_run: int | None,
     once: bool,
 ) -> None:
-    """Run flows on their schedules: watch --flows DIR, create due runs, and drive them."""
+    """Run flows on their schedules: watch --flows DIR, create due runs, and drive them.
+
+    \b
+    Examples:
+      rota scheduler --flows flows
+      rota scheduler --flows flows --once
+    """
     from rota.engine.flowdir import FlowFolder
     from rota.engine.launcher import DriverLauncher
     from rota.engine.lease import RunnerId
@@ -251,8 +269,12 @@ def scheduler_cmd(
     from rota.engine.slots import SlotGroup
     from rota.model.schedule import SystemClock
 
+    flows_dir = flows_folder(ctx, flows_dir)
     if flows_dir is None:
-        raise UserError("rota scheduler needs --flows DIR (or ROTA_FLOWS)")
+        raise UserError(
+            "rota scheduler needs a folder of flow files: pass --flows DIR or set ROTA_FLOWS "
+            "(or flows in rota.toml)"
+        )
     if not flows_dir.is_dir():
         raise FlowNotFound(f"no such folder: {flows_dir}")
     exclusive = ctx.settings.database_url.startswith("sqlite")

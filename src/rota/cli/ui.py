@@ -33,6 +33,11 @@ def ui_cmd(ctx: CliContext, host: str, port: int, flows_dir: Path | None) -> Non
     Every route but /health needs the token, made on first start in $ROTA_HOME/ui-token (0600)
     and printed once; pages log in with it (a cookie), API clients send it as
     `Authorization: Bearer TOKEN`.
+
+    \b
+    Examples:
+      rota ui
+      rota ui --host 0.0.0.0 --port 8570
     """
     try:
         from rota.web.server import serve

@@ -6,6 +6,7 @@ the run's failed tasks beside it: a run can succeed with failures a fallback tas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,14 @@ class TaskSummary:
     attempts: int
     latest: AttemptRecord
     mapped: dict[str, int] | None = None
+    instances: Mapping[int, AttemptRecord] | None = None
+    """A mapped task's instances: the latest attempt of each, by map index."""
+
+    def failed_instances(self) -> list[AttemptRecord]:
+        """The latest attempts of the instances that failed, by map index: their own errors
+        (the task's row only says how many failed)."""
+        found = (self.instances or {}).items()
+        return [rec for _, rec in sorted(found) if rec.state is TaskState.FAILED]
 
     @property
     def duration_s(self) -> float | None:
@@ -88,6 +97,8 @@ class RunSummary:
             }
             if t.mapped is not None:
                 entry["mapped"] = t.mapped
+            if t.failed_instances():
+                entry["failed_instances"] = [_instance_json(r) for r in t.failed_instances()]
             if t.state in NOT_RUN and t.latest.error_message:
                 entry["reason"] = t.latest.error_message
             if detail:
@@ -100,9 +111,19 @@ class RunSummary:
             "state": self.run.state.value,
             "logical_date": self.run.logical_date.isoformat() if self.run.logical_date else None,
             "params": display_params(self.run.params),
+            "param_changes": list(self.run.param_changes or []),
             "failed_tasks": self.failed_tasks,
             "tasks": tasks,
         }
+
+
+def _instance_json(rec: AttemptRecord) -> dict[str, Any]:
+    return {
+        "index": rec.map_index,
+        "attempt": rec.try_number,
+        "error_type": rec.error_type,
+        "error": rec.error_message,
+    }
 
 
 def run_json(run: RunRecord) -> dict[str, Any]:
@@ -143,7 +164,9 @@ def summarize(store: Store, run_id: str) -> RunSummary:
         if rec.started_at is not None:
             counts[rec.task_id] = counts.get(rec.task_id, 0) + 1
     tasks = {
-        tid: TaskSummary(tid, rec.state, counts.get(tid, 0), rec, _mapped(instances.get(tid)))
+        tid: TaskSummary(
+            tid, rec.state, counts.get(tid, 0), rec, _mapped(instances.get(tid)), instances.get(tid)
+        )
         for tid, rec in latest.items()
     }
     return RunSummary(run, tasks)

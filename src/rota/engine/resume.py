@@ -8,13 +8,14 @@ succeeded task whose code changed, with its downstream cone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from rota.model.branching import BRANCH_SKIP
-from rota.model.dag import Dag, TaskSpec
+from rota.model.dag import REQUIRED, Dag, ParamSpec, TaskSpec
+from rota.model.secrets import display_params, run_params, stored_params, unstored_params
 from rota.model.states import SUCCEEDED, RunState, TaskState
 from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRecord
 
@@ -30,6 +31,61 @@ class ResumePlan:
     run_changes: list[RunChange] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ParamChange:
+    """The parameters a resume runs with when ``rota resume -p`` gives some of them.
+
+    Attributes:
+        values: what to build the flow with (the stored values, secrets given again, changes).
+        stored: the run's parameters in the form the store keeps, with the changes.
+        changes: name -> ``{"from": old, "to": new}`` for each parameter whose value changed,
+            secrets masked: what is recorded on the run.
+    """
+
+    values: dict[str, Any]
+    stored: dict[str, Any]
+    changes: dict[str, dict[str, Any]]
+
+
+def resume_params(
+    run: RunRecord,
+    specs: Sequence[ParamSpec],
+    given: Mapping[str, Any],
+    environ: Mapping[str, str],
+    defaults: Mapping[str, Any],
+) -> ParamChange:
+    """The parameters to resume *run* with, given *given* (``-p``).
+
+    A parameter the store does not keep (a secret) given again is used and not recorded, as
+    before; any other parameter given is a change: the tasks that run again see the new value,
+    and the change is recorded on the run (the tasks a resume keeps keep their outputs).
+
+    Raises:
+        ParameterError: a secret the store does not keep cannot be found (see ``run_params``).
+    """
+    unstored = unstored_params(run.params)
+    again = {k: v for k, v in given.items() if k in unstored}
+    values = run_params(run.run_id, run.params, specs, again, environ)
+    by_name = {spec.name: spec for spec in specs}
+    stored = dict(run.params)
+    changes: dict[str, dict[str, Any]] = {}
+    for name, value in given.items():
+        if name in unstored:
+            continue
+        default = by_name[name].default if name in by_name else None
+        old = values.get(name, None if default is REQUIRED else default)
+        if old == value and type(old) is type(value):
+            continue
+        values[name] = value
+        stored[name] = stored_params({name: value}, defaults)[name]
+        shown_old, shown_new = (
+            display_params({name: old})[name],
+            display_params({name: value})[name],
+        )
+        changes[name] = {"from": shown_old, "to": shown_new}
+    return ParamChange(values, stored, changes)
 
 
 def latest_attempts(records: Iterable[AttemptRecord]) -> dict[str, AttemptRecord]:
@@ -164,20 +220,28 @@ def _cone(dag: Dag, start: str) -> list[str]:
 
 
 def cleared_attempts(
-    run_id: str, dag: Dag, chosen: Iterable[str], records: Iterable[AttemptRecord], now: datetime
+    run_id: str,
+    dag: Dag,
+    chosen: Iterable[str],
+    records: Iterable[AttemptRecord],
+    now: datetime,
+    instances: Mapping[str, Iterable[int]] | None = None,
 ) -> list[NewAttempt]:
     """The attempts ``rota clear`` makes for the *chosen* tasks: one per task (and per mapped
-    instance that did not succeed) that is not waiting to run already, each marked cleared at
-    *now* so that it starts a full retry budget."""
+    instance that did not succeed, or that *instances* names) that is not waiting to run
+    already, each marked cleared at *now* so that it starts a full retry budget."""
     by_key = latest_by_key(records)
     new: list[NewAttempt] = []
     for tid in chosen:
         spec = dag.tasks[tid]
+        named = set((instances or {}).get(tid, ()))
         rec = by_key.get((tid, -1))
         if rec is None or rec.state is not TaskState.SCHEDULED:
             new.append(_again(run_id, spec, tid, -1, rec, cleared_at=now))
         for (task, index), inst in by_key.items():
-            if task == tid and index >= 0 and inst.state not in _KEPT_INSTANCE:
+            if task != tid or index < 0 or inst.state is TaskState.SCHEDULED:
+                continue
+            if inst.state not in _KEPT_INSTANCE or index in named:
                 new.append(_again(run_id, spec, tid, index, inst, cleared_at=now))
     return new
 

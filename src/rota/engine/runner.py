@@ -23,6 +23,7 @@ from rota.engine.faults import NO_FAULTS, FaultPoints
 from rota.engine.lease import RunnerId, acquire, fence_after, is_dead
 from rota.engine.report import RunSummary, summarize
 from rota.engine.resume import (
+    ParamChange,
     ResumePlan,
     cleared_attempts,
     latest_attempts,
@@ -41,6 +42,7 @@ from rota.model.schedule import Clock
 from rota.model.secrets import Masker, stored_params
 from rota.model.states import RunState
 from rota.store.base import (
+    AttemptRecord,
     Lease,
     NewTask,
     RunChange,
@@ -251,8 +253,13 @@ class Runner:
         dag: Dag,
         flow: FlowRef,
         on_plan: Callable[[ResumePlan], None] | None = None,
+        params: ParamChange | None = None,
     ) -> RunSummary:
         """Continue a failed or interrupted run, re-running only what must run again.
+
+        *params* (``rota resume -p``) changes parameters for the tasks that run again: the
+        change is recorded on the run before the tasks to re-run are, so a resume killed
+        between the two runs them with the new values too.
 
         Raises:
             RunBusy: another live runner drives the run.
@@ -267,6 +274,8 @@ class Runner:
                     f"(rota clear {run_id} --task ID re-runs chosen tasks)"
                 )
             plan = plan_resume(taken.run, dag, self.store.attempts(run_id), now)
+            if params is not None and params.changes:
+                self.store.set_run_params(run_id, params.stored, params.changes, now)
             self.store.add_attempts(plan.changes, plan.new, plan.run_changes, at=now)
         except BaseException:
             self.store.release(run_id, str(self.me))
@@ -347,18 +356,21 @@ def clear_tasks(
     downstream: bool = False,
     upstream: bool = False,
     stale_after: timedelta = timedelta(seconds=30),
+    instances: Mapping[str, Iterable[int]] | None = None,
 ) -> list[str]:
     """Reset *task_ids* (and their cones) of *run_id* so that a resume runs them again.
 
     Each cleared task gets a new attempt marked as cleared: its retry budget starts again there,
     as Airflow's clear gives a task its full retries. Tasks not run yet are left as they are.
+    A mapped task's instances that did not succeed run again; so do those *instances* names
+    (``rota clear RUN --task 'fit[3]'``: task id -> map indexes), even if they succeeded.
     The run is queued again for the resume.
 
     Returns:
         The cleared task ids, in topological order.
 
     Raises:
-        NotFound: a task id is not in the flow.
+        NotFound: a task id is not in the flow, or a named instance is not in the run.
         RunBusy: another live runner drives the run.
     """
     chosen = _with_cones(dag, task_ids, downstream=downstream, upstream=upstream)
@@ -366,15 +378,27 @@ def clear_tasks(
     taken = acquire(store, run_id, me, now, stale_after)
     try:
         records = store.attempts(run_id)
+        _check_instances(run_id, records, instances or {})
         plan = sweep_stale(taken.run, latest_by_key(records), now)  # what a dead runner left
         state = RunState.INTERRUPTED if plan.run_changes else taken.run.state
         if state is not RunState.QUEUED:
             plan.run_changes.append(RunChange(run_id, state, RunState.QUEUED, now))
-        new = cleared_attempts(run_id, dag, chosen, records, now)
+        new = cleared_attempts(run_id, dag, chosen, records, now, instances)
         store.add_attempts(plan.changes, new, plan.run_changes, at=now)
     finally:
         store.release(run_id, str(me))
     return chosen
+
+
+def _check_instances(
+    run_id: str, records: Iterable[AttemptRecord], instances: Mapping[str, Iterable[int]]
+) -> None:
+    """Raise NotFound for an instance *instances* names that the run does not have."""
+    have = {(r.task_id, r.map_index) for r in records}
+    for tid, indexes in instances.items():
+        for index in indexes:
+            if (tid, index) not in have:
+                raise NotFound(f"task {tid!r} of run {run_id} has no instance {index}")
 
 
 def _with_cones(

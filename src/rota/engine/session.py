@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rota.config import Settings
-from rota.errors import FlowNotFound, NotFound, UserError
-from rota.model.states import RunState
+from rota.errors import FlowNotFound, UserError
 
 if TYPE_CHECKING:  # imported when a run starts: every `rota` command imports this module
     from rota.engine.loader import LoadedFlow
@@ -168,20 +167,20 @@ def aware_logical_date(flow: str, timing: FlowTiming, when: datetime) -> datetim
 
 
 def run_to_resume(store: Store, run_id: str | None, last: str | None = None) -> RunRecord:
-    """The run *run_id*, or (with *last*) the newest unfinished run of flow *last*.
+    """The run *run_id* (whole, or a unique prefix), or (with *last*) the newest unfinished run
+    of flow *last*.
 
     Raises:
-        UserError: neither or both were given.
+        UserError: neither or both were given (``AmbiguousRunId``: the prefix matches several).
         NotFound: no such run, or flow *last* has no unfinished run.
     """
+    from rota.engine.runref import UNFINISHED, find_run, newest_run
+
     if (run_id is None) == (last is None):
         raise UserError("give either RUN_ID or --last FLOW")
     if run_id is not None:
-        return store.get_run(run_id)
-    unfinished = [r for r in store.list_runs(last) if r.state is not RunState.SUCCESS]
-    if not unfinished:
-        raise NotFound(f"flow {last!r} has no unfinished run")
-    return unfinished[0]
+        return find_run(store, run_id)
+    return newest_run(store, last, UNFINISHED)
 
 
 def flow_of_run(run: RunRecord) -> LoadedFlow:

@@ -49,6 +49,9 @@ class RunRecord:
     data_interval_end: datetime | None = None
     run_type: str = "manual"
     """How the run was made: ``manual`` (rota run / trigger), ``scheduled`` or ``backfill``."""
+    param_changes: Sequence[Mapping[str, Any]] | None = None
+    """Parameters ``rota resume -p`` changed, oldest first: ``{"at": ISO time, "changes":
+    {name: {"from": old, "to": new}}}`` (secrets as ``***``)."""
 
 
 RUN_TYPES = ("manual", "scheduled", "backfill")
@@ -65,6 +68,22 @@ class RunTiming:
     triggered_by: tuple[str, ...] = ()
     """Dataset URIs a dataset-scheduled run is made for: their latest versions are recorded as
     read by the run (task id ``(trigger)``) in the run's own transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCandidate:
+    """A run old enough for ``rota runs prune``, and what deleting it would free."""
+
+    run_id: str
+    flow: str
+    state: RunState
+    ended_at: datetime
+    """When it ended (when it was made, if it never started)."""
+    attempts: int
+    output_bytes: int
+    """Bytes of the outputs it stored itself (a cache hit's output belongs to another run)."""
+    reused_by: tuple[str, ...] = ()
+    """Other runs whose cache hits read its outputs: it is kept while they are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +450,31 @@ class Store(Protocol):
         A row that cannot be read (see :class:`~rota.errors.CorruptRow`) is given to
         *on_corrupt* and left out, or raised when *on_corrupt* is None: never dropped silently.
         """
+
+    def run_ids_with_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        """Ids of runs that start with *prefix* (case counts), newest first, at most *limit*."""
+
+    def newest_run_id(
+        self, flow: str | None = None, states: Sequence[RunState] | None = None
+    ) -> str | None:
+        """The newest run's id (of *flow*, in one of *states*, when given), if any."""
+
+    def flow_names(self, prefix: str = "", limit: int = 100) -> list[str]:
+        """Names of the flows the store knows (seen, or with runs) starting with *prefix*."""
+
+    def old_runs(self, before: datetime, flow: str | None = None) -> list[PruneCandidate]:
+        """Runs (of *flow*) that ended before *before* and are not queued or running, oldest
+        first, with what each holds and the runs that reuse its outputs."""
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete the rows of *run_ids* (attempts, graph, cancel request) in one transaction;
+        dataset versions and uses are kept. Returns the runs deleted."""
+
+    def set_run_params(
+        self, run_id: str, params: Mapping[str, Any], changes: Mapping[str, Any], at: datetime
+    ) -> None:
+        """Keep *params* (in their stored form) as run *run_id*'s parameters, and record
+        *changes* (name -> ``{"from", "to"}``, secrets masked) in its ``param_changes``."""
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every attempt of run *run_id*, ordered by task creation then try number."""

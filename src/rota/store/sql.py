@@ -32,7 +32,7 @@ from rota.errors import (
 from rota.model.reliability import FlowHistory
 from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
-from rota.store import history, leases, lineage, timing
+from rota.store import history, leases, lineage, lookup, prune, timing
 from rota.store import slots as pool_sql
 from rota.store.base import (
     AttemptRecord,
@@ -46,6 +46,7 @@ from rota.store.base import (
     NewAttempt,
     NewTask,
     PoolRecord,
+    PruneCandidate,
     RunChange,
     RunRecord,
     RunTiming,
@@ -468,6 +469,41 @@ class SqlStore(BrowseMethods):
             return read_records(
                 conn, query, runs.c.run_id, run_record, kind="run", on_corrupt=on_corrupt
             )
+
+    def run_ids_with_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        """Ids of runs starting with *prefix* (case counts), newest first, at most *limit*."""
+        with self._errors("find runs"), self._engine.connect() as conn:
+            return lookup.run_ids_with_prefix(conn, prefix, limit)
+
+    def newest_run_id(
+        self, flow: str | None = None, states: Sequence[RunState] | None = None
+    ) -> str | None:
+        """The newest run's id (of *flow*, in one of *states*, when given), if any."""
+        with self._errors("find the newest run"), self._engine.connect() as conn:
+            return lookup.newest_run_id(conn, flow, states)
+
+    def old_runs(self, before: datetime, flow: str | None = None) -> list[PruneCandidate]:
+        """Runs (of *flow*) that ended before *before* and are not queued or running."""
+        with self._errors("find old runs"), self._engine.connect() as conn:
+            return prune.old_runs(conn, before, flow)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete the rows of *run_ids* in one transaction; the runs deleted."""
+        with self._errors("delete runs"), self._write() as conn:
+            return prune.delete_runs(conn, run_ids)
+
+    def set_run_params(
+        self, run_id: str, params: Mapping[str, Any], changes: Mapping[str, Any], at: datetime
+    ) -> None:
+        """Keep *params* as run *run_id*'s parameters and record *changes* on it (one
+        transaction)."""
+        with self._errors(f"change the parameters of run {run_id!r}"), self._write() as conn:
+            lookup.set_params(conn, run_id, params, changes, at)
+
+    def flow_names(self, prefix: str = "", limit: int = 100) -> list[str]:
+        """Names of the flows the store knows that start with *prefix*, sorted."""
+        with self._errors("list flows"), self._engine.connect() as conn:
+            return lookup.flow_names(conn, prefix, limit)
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every attempt of run *run_id*, in creation (id) order.

@@ -88,6 +88,7 @@ runs = Table(
     Column("data_interval_start", UtcDateTime),
     Column("data_interval_end", UtcDateTime),
     Column("run_type", String, nullable=False, server_default="manual"),
+    Column("param_changes", JSON),
     Index("ix_runs_flow_created_at", "flow", "created_at"),
     Index("uq_runs_flow_logical_date", "flow", "logical_date", unique=True),
     Index("ix_runs_created_at", "created_at", "run_id"),

@@ -196,6 +196,9 @@ def run_record(row: RowMapping) -> RunRecord:
     params = row["params"]
     if not isinstance(params, dict):
         raise ValueError(f"params: {type(params).__name__} where a JSON object is expected")
+    changes = row.get("param_changes")
+    if changes is not None and not isinstance(changes, list):
+        raise ValueError(f"param_changes: {type(changes).__name__} where a JSON list is expected")
     return RunRecord(**{**row, "state": _state(RunState, row["state"])})
 
 
