@@ -1,4 +1,5 @@
-"""``rota resume`` and ``rota clear``: run again what did not succeed, or what a person chose."""
+"""``rota resume``, ``rota clear`` and ``rota mark``: run again what did not succeed, or what a
+person chose; set a task's state by hand."""
 
 from __future__ import annotations
 
@@ -166,4 +167,57 @@ def clear_cmd(
         f"run `rota resume {run.run_id}` to run them",
         highlight=False,
         soft_wrap=True,
+    )
+
+
+@cli.command("mark")
+@run_argument()
+@click.option(
+    "--task", "tasks", multiple=True, required=True, metavar="ID", help="Task to mark. Repeatable."
+)  # fmt: skip
+@click.option(
+    "--state", "state", required=True, type=click.Choice(["success", "failed"]),
+    help="The state to give the tasks.",
+)  # fmt: skip
+@click.option("--downstream", is_flag=True, help="Also every task downstream of those.")
+@click.option("--upstream", is_flag=True, help="Also every task upstream of those.")
+@click.pass_obj
+def mark_cmd(
+    ctx: CliContext,
+    run_id: str | None,
+    last: str | None,
+    tasks: tuple[str, ...],
+    state: str,
+    downstream: bool,
+    upstream: bool,
+) -> None:
+    """Set tasks of RUN_ID to success or failed by hand, without running them (Airflow's
+    "mark success" / "mark failed").
+
+    A task marked success stored no output: its downstream tasks get None from it. Marking
+    success also clears the failed and upstream-failed tasks below it and queues the run, so
+    that `rota resume RUN_ID` runs them. Marking failed changes nothing else.
+
+    \b
+    Examples:
+      rota mark 20260101T0300 --task fetch --state success
+      rota mark --last churn --task train --state failed --downstream
+    """
+    from rota.engine.marking import mark_tasks
+    from rota.model.schedule import SystemClock
+    from rota.model.states import TaskState
+
+    run, _loaded, dag, _change = _load_run_flow(ctx, run_id, last)
+    with open_store(ctx.settings) as store:
+        marked = mark_tasks(
+            store, run.run_id, dag, tasks, TaskState(state), now=SystemClock().now(),
+            downstream=downstream, upstream=upstream,
+        )  # fmt: skip
+    then = f"; run `rota resume {run.run_id}` to go on" if state == "success" and marked else ""
+    ctx.console.print(
+        f"marked {len(marked)} task(s) of run {run.run_id} {state}: "
+        f"{', '.join(marked) or 'none (already ' + state + ')'}{then}",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
     )

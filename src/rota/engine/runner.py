@@ -373,16 +373,14 @@ def clear_tasks(
         NotFound: a task id is not in the flow, or a named instance is not in the run.
         RunBusy: another live runner drives the run.
     """
-    chosen = _with_cones(dag, task_ids, downstream=downstream, upstream=upstream)
+    chosen = task_cones(dag, task_ids, downstream=downstream, upstream=upstream)
     me = RunnerId.current()
     taken = acquire(store, run_id, me, now, stale_after)
     try:
         records = store.attempts(run_id)
         _check_instances(run_id, records, instances or {})
         plan = sweep_stale(taken.run, latest_by_key(records), now)  # what a dead runner left
-        state = RunState.INTERRUPTED if plan.run_changes else taken.run.state
-        if state is not RunState.QUEUED:
-            plan.run_changes.append(RunChange(run_id, state, RunState.QUEUED, now))
+        queue_again(plan, taken.run, now)
         new = cleared_attempts(run_id, dag, chosen, records, now, instances)
         store.add_attempts(plan.changes, new, plan.run_changes, at=now)
     finally:
@@ -401,9 +399,19 @@ def _check_instances(
                 raise NotFound(f"task {tid!r} of run {run_id} has no instance {index}")
 
 
-def _with_cones(
-    dag: Dag, task_ids: Iterable[str], *, downstream: bool, upstream: bool
-) -> list[str]:
+def queue_again(plan: ResumePlan, run: RunRecord, now: datetime) -> None:
+    """Add to *plan* the run change that queues *run* for a resume (after *plan*'s sweep)."""
+    state = RunState.INTERRUPTED if plan.run_changes else run.state
+    if state is not RunState.QUEUED:
+        plan.run_changes.append(RunChange(run.run_id, state, RunState.QUEUED, now))
+
+
+def task_cones(dag: Dag, task_ids: Iterable[str], *, downstream: bool, upstream: bool) -> list[str]:
+    """*task_ids* with their downstream and/or upstream cones, in topological order.
+
+    Raises:
+        NotFound: a task id is not in the flow.
+    """
     chosen: set[str] = set()
     for tid in task_ids:
         if tid not in dag.tasks:

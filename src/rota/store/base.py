@@ -185,6 +185,10 @@ class NewAttempt:
     not_before: datetime | None = None
     cleared_at: datetime | None = None
     """Set by ``rota clear``: the attempt starts a full retry budget (earlier tries not counted)."""
+    marked: TaskState | None = None
+    """Set by ``rota mark``: the attempt is made already ended in this state (success or failed)
+    at ``marked_at``, without running, as Airflow's "mark success" and "mark failed"."""
+    marked_at: datetime | None = None
 
 
 ATTEMPT_FIELDS = frozenset(

@@ -241,27 +241,44 @@ def first_line(err: BaseException) -> str:
 
 
 def insert_attempts(conn: Connection, new: Sequence[NewAttempt]) -> list[AttemptRecord]:
-    """Insert *new* attempts (state ``scheduled``) and read them back, in order."""
+    """Insert *new* attempts (state ``scheduled``, or the state a mark gives) and read them back,
+    in order."""
     if not new:
         return []
-    rows = [
-        {"run_id": n.run_id, "task_id": n.task_id, "map_index": n.map_index,
-         "try_number": n.try_number, "state": TASK_INITIAL.value, "operator": n.operator,
-         "code_hash": n.code_hash,
-         "not_before": to_utc(n.not_before) if n.not_before is not None else None,
-         "cleared_at": to_utc(n.cleared_at) if n.cleared_at is not None else None}
-        for n in new
-    ]  # fmt: skip
+    rows = [_attempt_row(n) for n in new]
     conn.execute(insert(task_attempts), rows)
     keys = {(n.task_id, n.map_index, n.try_number) for n in new}
     run_ids = {n.run_id for n in new}
-    query = select(task_attempts).where(_ta.run_id.in_(run_ids), _ta.state == TASK_INITIAL.value)
+    states = {row["state"] for row in rows}
+    query = select(task_attempts).where(_ta.run_id.in_(run_ids), _ta.state.in_(states))
     found = {}
     for row in conn.execute(query):
         key = (row.task_id, row.map_index, row.try_number)
         if key in keys:
             found[(row.run_id, *key)] = attempt_record(row._mapping)
     return [found[(n.run_id, n.task_id, n.map_index, n.try_number)] for n in new]
+
+
+MARKED_FAILED: Final = "MarkedFailed"
+"""The error type of an attempt ``rota mark --state failed`` made."""
+
+
+def _attempt_row(n: NewAttempt) -> dict[str, Any]:
+    row = {
+        "run_id": n.run_id, "task_id": n.task_id, "map_index": n.map_index,
+        "try_number": n.try_number, "state": TASK_INITIAL.value, "operator": n.operator,
+        "code_hash": n.code_hash,
+        "not_before": to_utc(n.not_before) if n.not_before is not None else None,
+        "cleared_at": to_utc(n.cleared_at) if n.cleared_at is not None else None,
+        "finished_at": None, "error_type": None, "error_message": None,
+    }  # fmt: skip
+    if n.marked is not None:
+        if n.marked not in (TaskState.SUCCESS, TaskState.FAILED) or n.marked_at is None:
+            raise ValueError(f"a mark sets success or failed, at a time: not {n.marked.value}")
+        row.update(state=n.marked.value, finished_at=to_utc(n.marked_at))
+        if n.marked is TaskState.FAILED:
+            row.update(error_type=MARKED_FAILED, error_message="marked failed by hand")
+    return row
 
 
 def set_owner(

@@ -138,6 +138,19 @@ class Actions:
             args.append("--upstream")
         return self.rota(args).stdout.strip()
 
+    def mark(
+        self, run_id: str, tasks: Sequence[str], state: str, *, downstream: bool, upstream: bool
+    ) -> str:
+        """``rota mark``: set tasks to success or failed by hand; returns what the command said."""
+        args = ["mark", run_id, "--state", state]
+        for tid in tasks:
+            args += ["--task", tid]
+        if downstream:
+            args.append("--downstream")
+        if upstream:
+            args.append("--upstream")
+        return self.rota(args).stdout.strip()
+
     def stats(self, target: str, last: int, goal: float) -> dict[str, Any]:
         """``rota stats --json``: the flow's reliability, as the command computes it."""
         done = self.rota(["stats", target, "--json", "--last", str(last), "--target", str(goal)])

@@ -363,6 +363,21 @@ def clear(request: Request, ctx: Ctx, run_id: RunId, fields: Fields) -> Response
     return done(request, fields, {"run_id": run_id, "message": said})
 
 
+@router.post("/runs/{run_id}/mark", summary="Mark tasks success or failed by hand (rota mark)")
+def mark(request: Request, ctx: Ctx, run_id: RunId, fields: Fields) -> Response:
+    tasks = [check_id(str(t), "task id") for t in fields.get("task", [])]
+    if not tasks:
+        raise UserError("name at least one task to mark")
+    state = _one(fields, "state")
+    if state not in ("success", "failed"):
+        raise UserError("state must be success or failed")
+    said = ctx.actions.mark(
+        run_id, tasks, state, downstream=_flag(fields, "downstream"),
+        upstream=_flag(fields, "upstream"),
+    )  # fmt: skip
+    return done(request, fields, {"run_id": run_id, "message": said})
+
+
 @router.post("/runs/{run_id}/resume", summary="Resume a run in a driver process (rota resume)")
 def resume(request: Request, ctx: Ctx, run_id: RunId, fields: Fields) -> Response:
     run = ctx.store.get_run(run_id)

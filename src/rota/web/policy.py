@@ -42,6 +42,7 @@ ROUTES: Final[dict[str, str]] = {
     "/api/runs/{run_id}/graph": TOKEN,
     "/api/runs/{run_id}/cancel": TOKEN,
     "/api/runs/{run_id}/clear": TOKEN,
+    "/api/runs/{run_id}/mark": TOKEN,
     "/api/runs/{run_id}/resume": TOKEN,
     "/api/runs/{run_id}/tasks/{task_id}": TOKEN,
     "/api/runs/{run_id}/tasks/{task_id}/log": TOKEN,

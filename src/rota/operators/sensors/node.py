@@ -36,8 +36,11 @@ class Sensor(TaskNode):
         exponential_backoff: double the wait after each poke.
         max_wait: the longest wait between two pokes (None: the timeout alone bounds it).
         soft_fail: skip the task at the timeout instead of failing it.
-        pool, pool_slots, priority_weight, weight_rule: as for every task; a ``reschedule``
+        pool: the pool whose slots the sensor takes, as for every task; a ``reschedule``
             sensor holds its pool slots only while it pokes.
+        pool_slots: how many slots of *pool* it takes.
+        priority_weight: its weight when slots are handed out.
+        weight_rule: how its effective weight is computed (downstream, upstream, absolute).
 
     Raises:
         PolicyError: an invalid option (the message names the task).

@@ -1,4 +1,5 @@
-"""Pools in the UI: the API and page show what `rota pools list` shows; descriptions are text."""
+"""Pools and marks in the UI: the pools API and page show what `rota pools list` shows; a mark
+from the API is `rota mark`."""
 
 from __future__ import annotations
 
@@ -34,3 +35,25 @@ def test_pools_api_and_page_show_each_pool_as_the_cli_does(
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert ui.request("GET", "/api/pools", token=False).status == 401
+
+
+def test_mark_from_the_api_is_rota_mark_and_the_task_page_offers_it(
+    ui: Server, small_run: str
+) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    page = ui.request("GET", f"/runs/{small_run}/tasks/second")
+    assert page.status == 200
+    assert 'id="mark-success"' in page.body.decode() and 'id="mark-failed"' in page.body.decode()
+
+    bad = ui.request("POST", f"/api/runs/{small_run}/mark", headers=form,
+                     body=b"task=second&state=running")  # fmt: skip
+    assert bad.status == 400 and b"success or failed" in bad.body
+
+    reply = ui.request("POST", f"/api/runs/{small_run}/mark", headers=form,
+                       body=b"task=second&state=failed")  # fmt: skip
+    assert reply.status == 200, reply.body
+    said = json.loads(reply.body)["message"]
+    assert f"marked 1 task(s) of run {small_run} failed: second" in said
+    run = json.loads(ui.request("GET", f"/api/runs/{small_run}").body)
+    states = {t["task_id"]: t["state"] for t in run["tasks"]}
+    assert states == {"first": "success", "second": "failed"}
