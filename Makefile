@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -q
+# test processes (pytest-xdist; each test file runs in one of them): CI has 2 cores
+TEST_WORKERS ?= 2
 
 .PHONY: demo docs test lint typecheck unit bench clean
 
@@ -42,7 +44,7 @@ typecheck: $(VENV)/.dev
 unit: $(VENV)/.dev
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test: lint typecheck unit
 

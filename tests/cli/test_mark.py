@@ -2,8 +2,8 @@
 
 A mark adds an attempt made already ended in the chosen state: the task does not run, ended
 attempts are never changed. A task marked success hands None downstream (it stored no output)
-and, as in Airflow, the failed and upstream-failed tasks below it are cleared so that a resume
-runs them.
+and, as Airflow's ``set_task_instance_state`` does for either state, the failed and
+upstream-failed tasks below the named ones are cleared so that a resume runs them.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def test_marking_a_failed_task_success_lets_a_resume_run_what_is_below_it(
 
     marked = rota("mark", run_id, "--task", "fetch", "--state", "success", env=env)
     assert marked.code == 0, marked.err
-    assert f"marked 1 task(s) of run {run_id} success: fetch" in marked.out
+    assert f"marked 1 task(s) of run {run_id} success: fetch; cleared clean, report" in marked.out
     assert store.get_run(run_id).state is RunState.QUEUED
     latest = _latest(store, run_id)
     assert latest["fetch"] == (2, TaskState.SUCCESS)
@@ -108,34 +108,46 @@ def test_marking_a_failed_task_success_lets_a_resume_run_what_is_below_it(
     ]  # fmt: skip
 
 
-def test_marking_a_task_failed_leaves_the_run_and_the_other_tasks_as_they_are(
+def test_marking_a_task_failed_clears_only_what_failed_below_it_as_airflow_does(
     rota: RotaCli, tmp_path: Path, write_flow: WriteFlow, store: SqlStore
 ) -> None:
-    path = write_flow(
-        "chain.py", CHAIN.replace('raise RuntimeError("the source is down")', "return 7")
-    )
+    works = CHAIN.replace('raise RuntimeError("the source is down")', "return 7")
+    path = write_flow("chain.py", works)
     env = {"LEDGER": str(tmp_path / "ledger")}
     run_id = rota("run", str(path), "--json", env=env).json()["run_id"]
     assert store.get_run(run_id).state is RunState.SUCCESS
 
-    marked = rota("mark", run_id, "--task", "clean", "--state", "failed", "--downstream", env=env)
+    # report below succeeded: nothing to clear, the run keeps its state (Airflow's too)
+    marked = rota("mark", run_id, "--task", "clean", "--state", "failed", env=env)
     assert marked.code == 0, marked.err
-    assert "marked 2 task(s)" in marked.out and "clean, report" in marked.out
-    latest = _latest(store, run_id)
-    assert latest == {
+    assert marked.out.strip().endswith(f"marked 1 task(s) of run {run_id} failed: clean")
+    assert _latest(store, run_id) == {
         "fetch": (1, TaskState.SUCCESS), "clean": (2, TaskState.FAILED),
-        "report": (2, TaskState.FAILED),
+        "report": (1, TaskState.SUCCESS),
     }  # fmt: skip
     clean = max((a for a in store.attempts(run_id) if a.task_id == "clean"),
                 key=lambda a: a.try_number)  # fmt: skip
     assert (clean.error_type, clean.started_at, clean.finished_at is not None) == (
         "MarkedFailed", None, True,
     )  # fmt: skip
-    assert store.get_run(run_id).state is RunState.SUCCESS, "Airflow leaves the run's state too"
-
+    assert store.get_run(run_id).state is RunState.SUCCESS
     again = rota("mark", run_id, "--task", "clean", "--state", "failed", env=env)
     assert again.code == 0 and "none (already failed)" in again.out
-    assert len(store.attempts(run_id)) == 5, "a task already in the state gets no attempt"
+    assert len(store.attempts(run_id)) == 4, "a task already in the state gets no attempt"
+
+    # with --downstream, report is failed too, so (as in Airflow) it is cleared, not kept
+    down = rota("mark", run_id, "--task", "fetch", "--state", "failed", "--downstream", env=env)
+    assert down.code == 0, down.err
+    assert f"failed: fetch; cleared clean, report: run `rota resume {run_id}`" in down.out
+    latest = _latest(store, run_id)
+    assert latest["fetch"] == (2, TaskState.FAILED)
+    assert latest["clean"] == (3, TaskState.SCHEDULED)
+    assert latest["report"] == (2, TaskState.SCHEDULED)
+    assert store.get_run(run_id).state is RunState.QUEUED
+    # a resume runs again whatever did not succeed, the task marked failed too
+    resumed = rota("resume", run_id, "--json", env=env)
+    assert resumed.code == 0 and resumed.json()["state"] == "success", resumed.err
+    assert _latest(store, run_id)["fetch"] == (3, TaskState.SUCCESS)
 
 
 def test_bad_marks_are_one_line_exit_2_and_store_nothing(

@@ -194,9 +194,9 @@ def mark_cmd(
     """Set tasks of RUN_ID to success or failed by hand, without running them (Airflow's
     "mark success" / "mark failed").
 
-    A task marked success stored no output: its downstream tasks get None from it. Marking
-    success also clears the failed and upstream-failed tasks below it and queues the run, so
-    that `rota resume RUN_ID` runs them. Marking failed changes nothing else.
+    A task marked success stored no output: its downstream tasks get None from it. Then, as in
+    Airflow, the failed and upstream-failed tasks below the named ones are cleared and the run
+    queued, so that `rota resume RUN_ID` runs them.
 
     \b
     Examples:
@@ -209,14 +209,15 @@ def mark_cmd(
 
     run, _loaded, dag, _change = _load_run_flow(ctx, run_id, last)
     with open_store(ctx.settings) as store:
-        marked = mark_tasks(
+        done = mark_tasks(
             store, run.run_id, dag, tasks, TaskState(state), now=SystemClock().now(),
             downstream=downstream, upstream=upstream,
         )  # fmt: skip
-    then = f"; run `rota resume {run.run_id}` to go on" if state == "success" and marked else ""
+    said = ", ".join(done.marked) or f"none (already {state})"
+    if done.cleared:
+        said += f"; cleared {', '.join(done.cleared)}: run `rota resume {run.run_id}` to go on"
     ctx.console.print(
-        f"marked {len(marked)} task(s) of run {run.run_id} {state}: "
-        f"{', '.join(marked) or 'none (already ' + state + ')'}{then}",
+        f"marked {len(done.marked)} task(s) of run {run.run_id} {state}: {said}",
         highlight=False,
         soft_wrap=True,
         markup=False,

@@ -3,14 +3,15 @@
 A mark never changes an attempt that has ended (ended attempts are immutable): it adds an
 attempt made already ended in the chosen state, without running. A task marked success stored
 no output, so its downstream tasks receive None from it, as an Airflow task marked success has
-no XCom. As in Airflow, marking success also clears the failed and upstream-failed tasks
-downstream of it and queues the run, so that ``rota resume`` runs them; marking failed leaves
-the rest of the run as it is.
+no XCom. Then, as Airflow's ``set_task_instance_state`` does for either state, the failed and
+upstream-failed tasks downstream of the named tasks are cleared and, when there are any, the run
+is queued, so that ``rota resume`` runs them; otherwise the run's state is left as it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rota.engine.lease import RunnerId, acquire
@@ -22,6 +23,15 @@ from rota.model.states import FAILURES, TaskState
 from rota.store.base import AttemptRecord, NewAttempt, Store
 
 MARKABLE = (TaskState.SUCCESS, TaskState.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """What a mark did: the tasks given a marked attempt and those cleared below them (both in
+    topological order)."""
+
+    marked: list[str]
+    cleared: list[str]
 
 
 class CannotMark(UserError):
@@ -39,12 +49,12 @@ def mark_tasks(
     downstream: bool = False,
     upstream: bool = False,
     stale_after: timedelta = timedelta(seconds=30),
-) -> list[str]:
+) -> Marks:
     """Mark *task_ids* (and their cones) of *run_id* as *state* (success or failed).
 
     Returns:
-        The task ids given a marked attempt, in topological order (those already in *state*
-        are left as they are).
+        The tasks marked (those already in *state* are left as they are, and so are those
+        cleared instead) and the tasks cleared below them.
 
     Raises:
         CannotMark: *state* is not success or failed, or a chosen task is mapped.
@@ -53,7 +63,8 @@ def mark_tasks(
     """
     if state not in MARKABLE:
         raise CannotMark(f"a task can be marked success or failed, not {state.value}")
-    chosen = task_cones(dag, task_ids, downstream=downstream, upstream=upstream)
+    named = list(task_ids)
+    chosen = task_cones(dag, named, downstream=downstream, upstream=upstream)
     me = RunnerId.current()
     taken = acquire(store, run_id, me, now, stale_after)
     try:
@@ -61,15 +72,17 @@ def mark_tasks(
         latest = latest_by_key(records)
         _refuse_mapped(chosen, latest)
         plan = sweep_stale(taken.run, latest, now)  # what a dead runner left
-        marked = [t for t in chosen if _state_of(latest, t) is not state]
+        after = {t: state if t in chosen else _state_of(latest, t) for t in dag.order}
+        cleared = _failed_below(dag, named, after)
+        marked = [t for t in chosen if _state_of(latest, t) is not state and t not in cleared]
         plan.new = [_marked(run_id, dag, t, latest.get((t, -1)), state, now) for t in marked]
-        if state is TaskState.SUCCESS and marked:
-            plan.new += _failed_below(run_id, dag, marked, records, latest, now)
+        if cleared:
+            plan.new += cleared_attempts(run_id, dag, cleared, records, now)
             queue_again(plan, taken.run, now)
         store.add_attempts(plan.changes, plan.new, plan.run_changes, at=now)
     finally:
         store.release(run_id, str(me))
-    return marked
+    return Marks(marked, cleared)
 
 
 def _refuse_mapped(chosen: Iterable[str], latest: Mapping[tuple[str, int], AttemptRecord]) -> None:
@@ -97,16 +110,9 @@ def _marked(
     )  # fmt: skip
 
 
-def _failed_below(
-    run_id: str,
-    dag: Dag,
-    marked: list[str],
-    records: list[AttemptRecord],
-    latest: Mapping[tuple[str, int], AttemptRecord],
-    now: datetime,
-) -> list[NewAttempt]:
-    """Cleared attempts of the failed and upstream-failed tasks downstream of *marked* (Airflow
-    clears them when a task is marked success, so that the run can go on)."""
-    below = task_cones(dag, marked, downstream=True, upstream=False)
-    failed = [t for t in below if t not in marked and _state_of(latest, t) in FAILURES]
-    return cleared_attempts(run_id, dag, failed, records, now)
+def _failed_below(dag: Dag, named: list[str], after: Mapping[str, TaskState | None]) -> list[str]:
+    """The failed and upstream-failed tasks downstream of *named* once the marks are made,
+    *named* themselves left out: Airflow clears them after setting a state, so that the run can
+    go on (which is why a task marked failed with ``--downstream`` has its downstream cleared)."""
+    below = task_cones(dag, named, downstream=True, upstream=False)
+    return [t for t in below if t not in named and after[t] in FAILURES]
