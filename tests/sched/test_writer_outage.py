@@ -83,6 +83,10 @@ def test_a_writer_that_cannot_renew_its_lease_stops_before_it_may_be_taken_over(
             with pytest.raises(LeaseExpired, match="not renewed"):
                 while time.monotonic() < deadline:
                     assert not writer.can_dispatch(wait=0.05) or time.monotonic() < deadline
+            # a try already in flight when the fence struck would still commit once the lock
+            # goes (safely: its transaction checks the lease); end the thread while it holds
+            with pytest.raises(LeaseExpired):
+                writer.close()
         with pytest.raises(LeaseExpired):
             writer.flush()  # the lock is gone, but the writer stopped for good
         assert _states(store)[0] is TaskState.SCHEDULED, "nothing committed after it stopped"

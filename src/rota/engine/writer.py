@@ -10,7 +10,9 @@ it every *every* seconds. When the store is out of reach (:class:`~rota.errors.S
 the writer keeps its batch and tries it again, with a growing pause, while :meth:`can_dispatch`
 tells the runner to start nothing new. Once it has not renewed the lease for *fence_after*
 seconds, it gives up with :class:`~rota.errors.LeaseExpired`: another scheduler may take the run
-over soon, so this runner must stop its attempts first.
+over soon, so this runner must stop its attempts first. A try already in flight when the fence
+strikes (blocked in the database) may still commit once the database answers; that is safe,
+because its transaction commits only while this runner still holds the run.
 """
 
 from __future__ import annotations
