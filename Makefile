@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip install -q
 # test processes (pytest-xdist; each test file runs in one of them): CI has 2 cores
 TEST_WORKERS ?= 2
 
-.PHONY: demo docs test lint typecheck unit bench clean
+.PHONY: demo docs test lint typecheck unit bench bench-quick bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,26 @@ unit: $(VENV)/.dev
 
 test: lint typecheck unit
 
+# the performance suite (bench/README.md): every workload in-run and as a whole `rota run`, the
+# floor and the peers in the same invocation; writes bench/RESULTS.md. The peer scripts are run
+# from PEERS_DIR, each with a virtualenv of its own under PEER_VENVS (made on first use);
+# PEERS=all adds Prefect, Dagster and Airflow to Luigi, PEERS=none leaves the peers out.
+PEERS_DIR  ?= ../shared/bench/peers
+PEER_VENVS ?= $(HOME)/.cache/rota-peers
+PEERS      ?= luigi
+BENCH_ARGS ?=
+BENCH_PEERS := --peers $(PEERS) --peers-dir $(PEERS_DIR) --peer-venvs $(PEER_VENVS)
+
 bench: $(VENV)/.dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/suite.py $(BENCH_PEERS) --write-results bench/RESULTS.md $(BENCH_ARGS)
+
+# a couple of minutes: no S2, one measured run of each, nothing written
+bench-quick: $(VENV)/.dev
+	$(BIN)/python bench/suite.py $(BENCH_PEERS) --quick $(BENCH_ARGS)
+
+# the peers beside the floor only (no Rota workloads)
+bench-peers: $(VENV)/.dev
+	$(BIN)/python bench/suite.py $(BENCH_PEERS) --only-peers $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache

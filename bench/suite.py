@@ -1,0 +1,199 @@
+"""Rota's performance suite: every workload in-run and as a whole process, beside the floor and
+the peers, with the issue's acceptance targets (see bench/README.md).
+
+Usage: python bench/suite.py [--workload W1,F2K,...] [--quick] [--repeat N] [--json]
+                             [--mode both|in-run|whole] [--peers luigi|all|none]
+                             [--peers-dir DIR] [--peer-venvs DIR] [--only-peers]
+                             [--write-results FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import floor  # the bench folder is not a package
+import measure
+import peers
+import report
+from workloads import WORKLOADS
+
+START = "START"  # the start-up figures: `rota --help` and a one-task `rota run`
+KEYS = (*WORKLOADS, START)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def workload_list(text: str) -> list[str]:
+    keys = [k.strip().upper() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in KEYS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown workload {unknown[0]!r} ({', '.join(KEYS)})")
+    return keys
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--workload",
+        type=workload_list,
+        default=list(KEYS),
+        help=f"comma-separated, of {','.join(KEYS)} (default all)",
+    )
+    ap.add_argument("--quick", action="store_true", help="no S2, one measured run each")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="measured runs after a warm-up (F10K, S1, S2 and M1 run once)",
+    )
+    ap.add_argument("--mode", choices=("both", "in-run", "whole"), default="both")
+    ap.add_argument(
+        "--executor",
+        choices=("local", "threads", "inprocess"),
+        default="local",
+        help="in-run executor (whole processes use rota run's defaults)",
+    )
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--peers", choices=("luigi", "all", "none"), default="luigi")
+    ap.add_argument("--peers-dir", type=Path, default=REPO.parent / "shared" / "bench" / "peers")
+    ap.add_argument("--peer-venvs", type=Path, default=Path.home() / ".cache" / "rota-peers")
+    ap.add_argument("--only-peers", action="store_true", help="the peers and the floor only")
+    ap.add_argument("--json", action="store_true", help="one JSON line per figure and target")
+    ap.add_argument(
+        "--write-results", type=Path, metavar="FILE", help="write the table as Markdown"
+    )
+    ap.add_argument("--single", choices=list(WORKLOADS), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.workers < 1 or args.repeat < 1:
+        ap.error("--workers and --repeat must be >= 1")
+    if args.quick:
+        args.repeat = 1
+        args.workload = [k for k in args.workload if k != "S2"]
+    return args
+
+
+def repeat_for(key: str, repeat: int) -> int:
+    return 1 if key in WORKLOADS and WORKLOADS[key].large else repeat
+
+
+def say(msg: str) -> None:
+    print(f"# {dt.datetime.now(dt.UTC):%H:%M:%S} {msg}", file=sys.stderr, flush=True)
+
+
+def rota_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Rota's in-run and whole-process figures of every chosen workload, and the start-up."""
+    out: list[dict[str, Any]] = []
+    child = ["--executor", args.executor, "--workers", str(args.workers)]
+    for key in (k for k in args.workload if k in WORKLOADS):
+        n = repeat_for(key, args.repeat)
+        if args.mode in ("both", "in-run"):
+            say(f"{key} in-run")
+            out.append(measure.run_child(key, [*child, "--repeat", str(n)]))
+        if args.mode in ("both", "whole"):
+            say(f"{key} whole process")
+            out.append(measure.whole(WORKLOADS[key], n))
+    if START in args.workload:
+        say("start-up")
+        out += measure.startup(max(args.repeat, 5))
+    return out
+
+
+def floor_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    sizes = [n for key, n in (("F2K", 2000), ("F10K", 10_000)) if key in args.workload]
+    out = []
+    for n in sizes:
+        say(f"floor N={n}")
+        out.append(floor.measured(n, args.repeat))
+    return out
+
+
+def peer_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.peers == "none":
+        return []
+    tools = ["luigi", *(peers.OPTIONAL if args.peers == "all" else ())]
+    say(f"peers: {', '.join(tools)}")
+    return peers.run_peers(tools, args.peers_dir, args.peer_venvs, args.workload, args.repeat)
+
+
+def machine() -> str:
+    mem = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    load = ", load average {:.1f} {:.1f} {:.1f} at the end".format(*os.getloadavg())
+    return (
+        f"{os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, "
+        f"CPython {platform.python_version()}{load}"
+    )
+
+
+def commit() -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() or "unknown"
+
+
+def results_md(lines: Sequence[str], argv: Sequence[str], started: dt.datetime) -> str:
+    cmd = shlex.join(["python", "bench/suite.py", *argv])
+    return "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            "Written by `make bench` (`bench/suite.py --write-results bench/RESULTS.md`); run it",
+            "again to regenerate this file. How each figure is taken: `bench/README.md`.",
+            "",
+            f"- Command: `{cmd}`",
+            f"- Date: {started:%Y-%m-%d %H:%M} UTC; commit `{commit()}`",
+            f"- Machine: {machine()}",
+            "",
+            "```text",
+            *lines,
+            "```",
+            "",
+        ]
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    if args.single:  # internal: one workload's in-run figures in this process, one JSON line
+        from workloads import WORKLOADS as ALL
+
+        rec = measure.in_run(ALL[args.single], args.executor, args.workers, args.repeat)
+        print(json.dumps(rec), flush=True)
+        return 0 if rec["ok"] else 1
+    started = dt.datetime.now(dt.UTC)
+    recs = [] if args.only_peers else rota_records(args)
+    recs += floor_records(args) + peer_records(args)
+    lines = report.table(recs)
+    if args.json:
+        for rec in recs:
+            print(json.dumps(rec))
+        for text, fig, verdict in report.verdicts(recs):
+            print(json.dumps({"target": text, "figure": fig, "verdict": verdict}))
+    else:
+        print("\n".join(lines))
+    if args.write_results:
+        args.write_results.write_text(results_md(lines, argv, started))
+    return 0 if all(r.get("ok", True) for r in recs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
