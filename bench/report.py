@@ -36,7 +36,15 @@ def _rss(r: Rec) -> str:
 def _latency(r: Rec) -> str:
     if "latency_p50_ms" not in r:
         return ""
-    return f"commit->start p50 {r['latency_p50_ms']:.3f} ms, p99 {r['latency_p99_ms']:.3f} ms"
+    text = f"commit->start p50 {r['latency_p50_ms']:.3f} ms, p99 {r['latency_p99_ms']:.3f} ms"
+    if "latency_finish_p50_ms" in r:
+        text += (
+            f"; end->start p50 {r['latency_finish_p50_ms']:.3f} ms, "
+            f"p99 {r['latency_finish_p99_ms']:.3f} ms"
+        )
+    if r["latency_p50_ms"] < 0:
+        text += " (negative: downstreams start before their upstream's success is committed)"
+    return text
 
 
 def rota_line(r: Rec, recs: Sequence[Rec]) -> str:
@@ -133,7 +141,12 @@ TARGETS: tuple[Target, ...] = (
     Target("F2K whole process >= 10x faster than Luigi (1 worker)", _f2k_luigi, lambda v: v >= 10),
     Target("W2 in-run <= 0.15 ms/task", _ms("W2", "in-run"), lambda v: v <= 0.15),
     Target("W1 in-run <= 0.3 ms/task", _ms("W1", "in-run"), lambda v: v <= 0.3),
-    Target("L1 p50 <= 1 ms (in-run)", _ms("L1", "in-run", "latency_p50_ms"), lambda v: v <= 1),
+    Target(
+        "L1 commit->start p50 <= 1 ms (in-run; a negative figure is a MISS: the downstream began "
+        "before its upstream's success was committed)",
+        _ms("L1", "in-run", "latency_p50_ms"),
+        lambda v: 0 <= v <= 1,
+    ),
     Target("M1 in-run <= 0.3 ms per mapped instance", _ms("M1", "in-run"), lambda v: v <= 0.3),
     Target("S2 (100,000 tasks) completes", _s2_ok, lambda v: v == 1.0),
     Target("time(S2) / time(S1) <= 11 (in-run)", _s2_s1, lambda v: v <= 11),

@@ -17,7 +17,7 @@ import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from workloads import WORKLOADS
 START = "START"  # the start-up figures: `rota --help` and a one-task `rota run`
 KEYS = (*WORKLOADS, START)
 REPO = Path(__file__).resolve().parent.parent
+Rec = dict[str, Any]
 
 
 def workload_list(text: str) -> list[str]:
@@ -55,7 +56,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--repeat",
         type=int,
         default=3,
-        help="measured runs after a warm-up (F10K, S1, S2 and M1 run once)",
+        help="measured runs after a warm-up (F10K, S1, S2 and M1: one run, no warm-up)",
     )
     ap.add_argument("--mode", choices=("both", "in-run", "whole"), default="both")
     ap.add_argument(
@@ -73,6 +74,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ap.add_argument(
         "--write-results", type=Path, metavar="FILE", help="write the table as Markdown"
     )
+    ap.add_argument(
+        "--save", type=Path, metavar="FILE", help="each record as a JSON line, as taken"
+    )
+    ap.add_argument("--table-from", type=Path, metavar="FILE", help="the table of a --save file")
     ap.add_argument("--single", choices=list(WORKLOADS), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.workers < 1 or args.repeat < 1:
@@ -91,22 +96,26 @@ def say(msg: str) -> None:
     print(f"# {dt.datetime.now(dt.UTC):%H:%M:%S} {msg}", file=sys.stderr, flush=True)
 
 
-def rota_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+ORDER = ("W1", "W2", "W3", "F2K", "F10K", "S1", "M1", "L1", START, "S2")
+"""The order the suite measures in: the longest (S2) last."""
+
+
+def rota_records(args: argparse.Namespace, keep: Callable[[Rec], None]) -> None:
     """Rota's in-run and whole-process figures of every chosen workload, and the start-up."""
-    out: list[dict[str, Any]] = []
     child = ["--executor", args.executor, "--workers", str(args.workers)]
-    for key in (k for k in args.workload if k in WORKLOADS):
+    for key in (k for k in ORDER if k in args.workload):
+        if key == START:
+            say("start-up")
+            for rec in measure.startup(max(args.repeat, 5)):
+                keep(rec)
+            continue
         n = repeat_for(key, args.repeat)
         if args.mode in ("both", "in-run"):
             say(f"{key} in-run")
-            out.append(measure.run_child(key, [*child, "--repeat", str(n)]))
+            keep(measure.run_child(key, [*child, "--repeat", str(n)]))
         if args.mode in ("both", "whole"):
             say(f"{key} whole process")
-            out.append(measure.whole(WORKLOADS[key], n))
-    if START in args.workload:
-        say("start-up")
-        out += measure.startup(max(args.repeat, 5))
-    return out
+            keep(measure.whole(WORKLOADS[key], n))
 
 
 def floor_records(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -180,8 +189,30 @@ def main(argv: Sequence[str]) -> int:
         print(json.dumps(rec), flush=True)
         return 0 if rec["ok"] else 1
     started = dt.datetime.now(dt.UTC)
-    recs = [] if args.only_peers else rota_records(args)
-    recs += floor_records(args) + peer_records(args)
+    recs: list[Rec] = []
+    if args.table_from:
+        recs = [json.loads(line) for line in args.table_from.read_text().splitlines() if line]
+    else:
+        save = args.save.open("w") if args.save else None
+
+        def keep(rec: Rec) -> None:
+            recs.append(rec)
+            if save is not None:
+                save.write(json.dumps(rec) + "\n")
+                save.flush()
+
+        for rec in floor_records(args) + peer_records(args):
+            keep(rec)
+        if not args.only_peers:
+            rota_records(args, keep)
+    output(recs, args, argv, started)
+    return 0 if all(r.get("ok", True) for r in recs) else 1
+
+
+def output(
+    recs: list[Rec], args: argparse.Namespace, argv: Sequence[str], when: dt.datetime
+) -> None:
+    """Print the table (or JSON lines) and write the Markdown file, when asked."""
     lines = report.table(recs)
     if args.json:
         for rec in recs:
@@ -191,8 +222,7 @@ def main(argv: Sequence[str]) -> int:
     else:
         print("\n".join(lines))
     if args.write_results:
-        args.write_results.write_text(results_md(lines, argv, started))
-    return 0 if all(r.get("ok", True) for r in recs) else 1
+        args.write_results.write_text(results_md(lines, argv, when))
 
 
 if __name__ == "__main__":

@@ -111,20 +111,30 @@ def check_run(store: Store, run_id: str, wl: Workload) -> dict[str, Any]:
 
 
 def chain_latency(rows: Mapping[tuple[str, int], AttemptRecord]) -> dict[str, Any]:
-    """For step_i -> step_{i+1}: ms from step_i's success commit to step_{i+1}'s start."""
-    gaps: list[float] = []
+    """Per link step_i -> step_{i+1} of the chain, in ms: from step_i's success commit
+    (``committed_at``) to step_{i+1}'s start (``started_at``), and from step_i's end
+    (``finished_at``, stamped by the worker) to step_{i+1}'s start."""
+    commit: list[float] = []
+    finish: list[float] = []
     i = 1
     while (up := rows.get((f"step_{i - 1}", -1))) and (down := rows.get((f"step_{i}", -1))):
-        if up.committed_at is not None and down.started_at is not None:
-            gaps.append((down.started_at - up.committed_at).total_seconds() * 1000)
+        if down.started_at is not None and up.committed_at is not None:
+            commit.append((down.started_at - up.committed_at).total_seconds() * 1000)
+        if down.started_at is not None and up.finished_at is not None:
+            finish.append((down.started_at - up.finished_at).total_seconds() * 1000)
         i += 1
-    if not gaps:
-        return {"latency_links": 0}
-    gaps.sort()
+    out: dict[str, Any] = {"latency_links": len(commit)}
+    for name, gaps in (("latency", commit), ("latency_finish", finish)):
+        if gaps:
+            out.update(_percentiles(name, gaps))
+    return out
+
+
+def _percentiles(name: str, gaps: list[float]) -> dict[str, float]:
+    gaps = sorted(gaps)
     p99 = gaps[min(len(gaps) - 1, round(0.99 * (len(gaps) - 1)))]
     return {
-        "latency_links": len(gaps),
-        "latency_p50_ms": round(statistics.median(gaps), 3),
-        "latency_p99_ms": round(p99, 3),
-        "latency_max_ms": round(gaps[-1], 3),
+        f"{name}_p50_ms": round(statistics.median(gaps), 3),
+        f"{name}_p99_ms": round(p99, 3),
+        f"{name}_max_ms": round(gaps[-1], 3),
     }
