@@ -159,7 +159,7 @@ def run_peers(
             if not todo:
                 continue
             if any(not j.script.exists() for j in todo):
-                out.append({"tool": tool, "skipped": f"no peer scripts in {peers_dir}"})
+                out.append({"tool": tool, "skipped": "no peer scripts in --peers-dir"})
                 continue
             py = ensure_venv(tool, venvs)
             if py is None:

@@ -159,8 +159,30 @@ def commit() -> str:
     return proc.stdout.strip() or "unknown"
 
 
+PATH_OPTIONS = {"--peers-dir": "$PEERS_DIR", "--peer-venvs": "$PEER_VENVS"}
+"""Options whose value is a path of this machine: written as the Makefile's variable."""
+
+
+def public_argv(argv: Sequence[str]) -> list[str]:
+    """*argv* without this machine's paths (--save, --write-results, the peers' folders)."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in ("--save", "--write-results", "--table-from"):
+            skip = True
+        elif arg in PATH_OPTIONS and i + 1 < len(argv):
+            out += [arg, PATH_OPTIONS[arg]]
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 def results_md(lines: Sequence[str], argv: Sequence[str], started: dt.datetime) -> str:
-    cmd = shlex.join(["python", "bench/suite.py", *argv])
+    cmd = shlex.join(["python", "bench/suite.py", *public_argv(argv)])
     return "\n".join(
         [
             "# Benchmark results",
