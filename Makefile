@@ -51,7 +51,8 @@ test: lint typecheck unit
 # the performance suite (bench/README.md): every workload in-run and as a whole `rota run`, the
 # floor and the peers in the same invocation; writes bench/RESULTS.md. The peer scripts are run
 # from PEERS_DIR, each with a virtualenv of its own under PEER_VENVS (made on first use);
-# PEERS=all adds Prefect, Dagster and Airflow to Luigi, PEERS=none leaves the peers out.
+# PEERS=all adds Prefect, Dagster and Airflow to Luigi (or a list: PEERS=luigi,prefect,dagster),
+# PEERS=none leaves the peers out.
 PEERS_DIR  ?= ../shared/bench/peers
 PEER_VENVS ?= $(HOME)/.cache/rota-peers
 PEERS      ?= luigi

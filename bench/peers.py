@@ -32,7 +32,6 @@ TOOLS: dict[str, tuple[str, ...]] = {
     "dagster": ("dagster",),
     "airflow": ("apache-airflow==3.3.2",),
 }
-OPTIONAL = ("prefect", "dagster", "airflow")
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="in-run executor (whole processes use rota run's defaults)",
     )
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--peers", choices=("luigi", "all", "none"), default="luigi")
+    ap.add_argument(
+        "--peers",
+        type=peer_list,
+        default=["luigi"],
+        help="luigi (default), all, none, or a list: luigi,prefect,dagster",
+    )
     ap.add_argument("--peers-dir", type=Path, default=REPO.parent / "shared" / "bench" / "peers")
     ap.add_argument("--peer-venvs", type=Path, default=Path.home() / ".cache" / "rota-peers")
     ap.add_argument("--only-peers", action="store_true", help="the peers and the floor only")
@@ -127,10 +132,21 @@ def floor_records(args: argparse.Namespace) -> list[dict[str, Any]]:
     return out
 
 
+def peer_list(text: str) -> list[str]:
+    """The peers named by --peers: ``all``, ``none`` or a comma-separated list of tools."""
+    if text in ("all", "none"):
+        return list(peers.TOOLS) if text == "all" else []
+    tools = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [t for t in tools if t not in peers.TOOLS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown peer {unknown[0]!r} ({', '.join(peers.TOOLS)})")
+    return tools
+
+
 def peer_records(args: argparse.Namespace) -> list[dict[str, Any]]:
-    if args.peers == "none":
+    tools: list[str] = args.peers
+    if not tools:
         return []
-    tools = ["luigi", *(peers.OPTIONAL if args.peers == "all" else ())]
     say(f"peers: {', '.join(tools)}")
     return peers.run_peers(tools, args.peers_dir, args.peer_venvs, args.workload, args.repeat)
 
