@@ -158,11 +158,23 @@ def machine() -> str:
         mem = f", {kib / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    load = ", load average {:.1f} {:.1f} {:.1f} at the end".format(*os.getloadavg())
     return (
         f"{os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, "
-        f"CPython {platform.python_version()}{load}"
+        f"CPython {platform.python_version()}"
     )
+
+
+def load_record(at: str) -> Rec:
+    """The load average (1, 5, 15 minutes) at the start or end of the run, kept with the rest."""
+    return {"tool": "load", "at": at, "loadavg": [round(x, 1) for x in os.getloadavg()]}
+
+
+def load_line(recs: Sequence[Rec]) -> str:
+    """How busy the machine was: the figures of a loaded machine are noisy."""
+    loads = [f"{r['at']} {' '.join(map(str, r['loadavg']))}" for r in recs if r["tool"] == "load"]
+    if not loads:
+        return "- Load average (1/5/15 min): not recorded"
+    return f"- Load average (1/5/15 min): {'; '.join(loads)} (2 cores: above 2 is a loaded machine)"
 
 
 def commit() -> str:
@@ -197,7 +209,9 @@ def public_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def results_md(lines: Sequence[str], argv: Sequence[str], started: dt.datetime) -> str:
+def results_md(
+    lines: Sequence[str], argv: Sequence[str], started: dt.datetime, recs: Sequence[Rec]
+) -> str:
     cmd = shlex.join(["python", "bench/suite.py", *public_argv(argv)])
     return "\n".join(
         [
@@ -209,6 +223,7 @@ def results_md(lines: Sequence[str], argv: Sequence[str], started: dt.datetime) 
             f"- Command: `{cmd}`",
             f"- Date: {started:%Y-%m-%d %H:%M} UTC; commit `{commit()}`",
             f"- Machine: {machine()}",
+            load_line(recs),
             "",
             "```text",
             *lines,
@@ -239,10 +254,12 @@ def main(argv: Sequence[str]) -> int:
                 save.write(json.dumps(rec) + "\n")
                 save.flush()
 
+        keep(load_record("start"))
         for rec in floor_records(args) + peer_records(args):
             keep(rec)
         if not args.only_peers:
             rota_records(args, keep)
+        keep(load_record("end"))
     output(recs, args, argv, started)
     return 0 if all(r.get("ok", True) for r in recs) else 1
 
@@ -260,7 +277,7 @@ def output(
     else:
         print("\n".join(lines))
     if args.write_results:
-        args.write_results.write_text(results_md(lines, argv, when))
+        args.write_results.write_text(results_md(lines, argv, when, recs))
 
 
 if __name__ == "__main__":
