@@ -174,7 +174,11 @@ def load_line(recs: Sequence[Rec]) -> str:
     loads = [f"{r['at']} {' '.join(map(str, r['loadavg']))}" for r in recs if r["tool"] == "load"]
     if not loads:
         return "- Load average (1/5/15 min): not recorded"
-    return f"- Load average (1/5/15 min): {'; '.join(loads)} (2 cores: above 2 is a loaded machine)"
+    busy = any(r["loadavg"][0] > (os.cpu_count() or 1) for r in recs if r["tool"] == "load")
+    line = f"- Load average (1/5/15 min): {'; '.join(loads)}"
+    if busy:
+        line += " — **taken under load** (more runnable processes than cores): noisy figures"
+    return line
 
 
 def commit() -> str:
