@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -102,6 +103,12 @@ class Step:
         return len(self.queued) + len(self.running) + len(self.success)
 
 
+def cpu_s(who: int) -> float:
+    """User + system CPU seconds of this process (every thread) or of its reaped children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def open_db(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -174,13 +181,15 @@ def floor(n: int) -> dict[str, Any]:
     """Run the floor's fan-out of *n* leaves once in a fresh database; its figures."""
     with tempfile.TemporaryDirectory(prefix="rota_floor_") as tmp:
         db = open_db(Path(tmp) / "floor.db")
+        kids0 = cpu_s(resource.RUSAGE_CHILDREN)
         pool = Pool(WORKERS)
         try:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF)
             counts = run_fanout(n, db, pool)
-            run_s = time.perf_counter() - t0
+            run_s, cpu = time.perf_counter() - t0, cpu_s(resource.RUSAGE_SELF) - cpu0
         finally:
             pool.close()
+        kids = cpu_s(resource.RUSAGE_CHILDREN) - kids0
         states = dict(db.execute("SELECT state, count(*) FROM attempts GROUP BY state").fetchall())
         join_ok = db.execute("SELECT count(*) FROM attempts WHERE task LIKE 'leaf_%'").fetchone()
         db.close()
@@ -192,6 +201,8 @@ def floor(n: int) -> dict[str, Any]:
         "run_s": round(run_s, 4),
         "ms_per_task": round(run_s * 1000 / n_tasks, 4),
         "ok": states == {"success": n_tasks} and join_ok[0] == n,
+        "cpu_runner_ms_per_task": round(cpu * 1000 / n_tasks, 4),
+        "cpu_workers_ms_per_task": round(kids * 1000 / n_tasks, 4),
         "states": states,
         **counts,
     }

@@ -56,6 +56,15 @@ class RunResult:
     run_s: float
     build_s: float
     check: dict[str, Any]
+    cpu_runner_s: float = 0.0
+    """CPU seconds (user + system, every thread) of this process inside Runner.run."""
+    cpu_workers_s: float = 0.0
+    """CPU seconds of the executor's worker processes over their life (counted once reaped)."""
+
+
+def cpu_s(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def timed_run(wl: Workload, kind: str, workers: int) -> RunResult:
@@ -65,18 +74,19 @@ def timed_run(wl: Workload, kind: str, workers: int) -> RunResult:
     build_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="rota_bench_") as tmp:
         home = Path(tmp)
+        kids0 = cpu_s(resource.RUSAGE_CHILDREN)
         ex = make_executor(kind, workers, home / "logs")
         store = open_store(f"sqlite:///{home}/rota.db")
         try:
             runner = Runner(store, ex, home=home, clock=SystemClock())
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF)
             summary = runner.run(dag, FlowRef(wl.definition.name))
-            run_s = time.perf_counter() - t0
+            run_s, cpu = time.perf_counter() - t0, cpu_s(resource.RUSAGE_SELF) - cpu0
             check = check_run(store, summary.run_id, wl)
         finally:
             ex.close()
             store.close()
-    return RunResult(run_s, build_s, check)
+    return RunResult(run_s, build_s, check, cpu, cpu_s(resource.RUSAGE_CHILDREN) - kids0)
 
 
 def max_rss_mib(who: int) -> float:
@@ -101,6 +111,8 @@ def in_run(wl: Workload, kind: str, workers: int, repeat: int) -> dict[str, Any]
         "s_all": [round(t, 4) for t in times],
         "ms_per_task": round(median * 1000 / wl.units, 4),
         "build_s": round(statistics.median(r.build_s for r in runs), 4),
+        "cpu_runner_ms_per_task": _per(statistics.median(r.cpu_runner_s for r in runs), wl),
+        "cpu_workers_ms_per_task": _per(statistics.median(r.cpu_workers_s for r in runs), wl),
         "ok": all(r.check["ok"] for r in [*warm, *runs]),
         "rss_runner_mib": max_rss_mib(resource.RUSAGE_SELF),
         "rss_worker_mib": max_rss_mib(resource.RUSAGE_CHILDREN),
@@ -108,6 +120,10 @@ def in_run(wl: Workload, kind: str, workers: int, repeat: int) -> dict[str, Any]
     if wl.key == "L1":
         rec.update(_median_latency([r.check for r in runs]))
     return rec
+
+
+def _per(seconds: float, wl: Workload) -> float:
+    return round(seconds * 1000 / wl.units, 4)
 
 
 def _median_latency(checks: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -202,6 +218,8 @@ class Timed:
     maxrss_kib: int
     runner_kib: int
     worker_kib: int
+    cpu_s: float = 0.0
+    """User + system CPU seconds of the process and every descendant it reaped."""
 
 
 def wait_timed(
@@ -216,7 +234,10 @@ def wait_timed(
         wall = time.perf_counter() - t0
         sampler.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Timed(wall, proc.returncode, usage.ru_maxrss, sampler.runner_kib, sampler.worker_kib)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Timed(
+        wall, proc.returncode, usage.ru_maxrss, sampler.runner_kib, sampler.worker_kib, cpu
+    )
 
 
 def fresh_env(home: str) -> dict[str, str]:
@@ -268,6 +289,7 @@ def whole(wl: Workload, repeat: int) -> dict[str, Any]:
         "rss_runner_mib": round(max(t.runner_kib for t, _ in runs) / MIB, 1),
         "rss_worker_mib": round(max(t.worker_kib for t, _ in runs) / MIB, 1),
         "rss_largest_mib": round(max(t.maxrss_kib for t, _ in runs) / MIB, 1),
+        "cpu_ms_per_task": _per(statistics.median(t.cpu_s for t, _ in runs), wl),
     }
     if wl.key == "L1":
         rec.update(_median_latency([c for _, c in runs]))

@@ -94,6 +94,7 @@ def run_job(py: Path, job: PeerJob, repeat: int) -> dict[str, Any]:
     walls: list[float] = []
     inrun: list[float] = []
     rss: list[float] = []
+    cpu: list[float] = []
     ok = True
     with tempfile.TemporaryDirectory(prefix="rota_bench_peer_") as tmp:
         for i in range(repeat + 1):
@@ -109,6 +110,7 @@ def run_job(py: Path, job: PeerJob, repeat: int) -> dict[str, Any]:
                 walls.append(timed.wall_s)
                 inrun.append(float(line.get("run_s", "nan")))
                 rss.append(timed.maxrss_kib / MIB)
+                cpu.append(timed.cpu_s)
     base = {
         "tool": job.tool,
         "mode": job.mode,
@@ -126,6 +128,7 @@ def run_job(py: Path, job: PeerJob, repeat: int) -> dict[str, Any]:
         "whole_ms_per_task": round(whole * 1000 / job.n_tasks, 4),
         "s": round(run, 4),
         "ms_per_task": round(run * 1000 / job.n_tasks, 4),
+        "cpu_ms_per_task": round(statistics.median(cpu) * 1000 / job.n_tasks, 4),
     }
 
 

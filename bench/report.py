@@ -33,6 +33,16 @@ def _rss(r: Rec) -> str:
     return f"RSS MiB {', '.join(parts)}" if parts else ""
 
 
+def _cpu(r: Rec) -> str:
+    """CPU time per task: what a loaded machine's wall times cannot hide."""
+    if "cpu_runner_ms_per_task" in r:
+        return (
+            f"CPU ms/task runner {r['cpu_runner_ms_per_task']:.3f} + "
+            f"workers {r['cpu_workers_ms_per_task']:.3f}"
+        )
+    return f"CPU {r['cpu_ms_per_task']:.3f} ms/task" if "cpu_ms_per_task" in r else ""
+
+
 def _latency(r: Rec) -> str:
     if "latency_p50_ms" not in r:
         return ""
@@ -64,7 +74,7 @@ def rota_line(r: Rec, recs: Sequence[Rec]) -> str:
             cells.append(
                 f"{p['tool'].capitalize()} {peer_ms:.3f} ({_faster(r['ms_per_task'], peer_ms)})"
             )
-    cells += [c for c in (_latency(r), _rss(r)) if c]
+    cells += [c for c in (_latency(r), _cpu(r), _rss(r)) if c]
     cells.append("ok" if r.get("ok") else "NOT OK")
     return " | ".join(cells)
 
@@ -174,14 +184,16 @@ def table(recs: Sequence[Rec]) -> list[str]:
     for fl in (r for r in recs if r.get("tool") == "floor"):
         lines.append(
             f"floor {fl['workload']} | {fl['ms_per_task']:.4f} ms/task ({fl['run_s']:.3f} s, "
-            f"{fl['transactions']} transactions) | {'ok' if fl['ok'] else 'NOT OK'}"
+            f"{fl['transactions']} transactions) | {_cpu(fl) or 'CPU n/a'} | "
+            f"{'ok' if fl['ok'] else 'NOT OK'}"
         )
     for p in recs:
         if p.get("tool") not in ("rota", "floor") and "s" in p:
             lines.append(
                 f"{p['tool']} {p['workload']} ({p['mode']}) | in-run {p['ms_per_task']:.3f} "
                 f"ms/task | whole process {p['whole_ms_per_task']:.3f} ms/task "
-                f"({p['whole_s']:.3f} s) | largest process {p['rss_largest_mib']:.0f} MiB | "
+                f"({p['whole_s']:.3f} s) | {_cpu(p) or 'CPU n/a'} (whole process) | "
+                f"largest process {p['rss_largest_mib']:.0f} MiB | "
                 f"{'ok' if p['ok'] else 'NOT OK'}"
             )
         elif "skipped" in p:

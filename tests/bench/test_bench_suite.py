@@ -38,6 +38,7 @@ def test_in_run_at_tiny_size_succeeds_with_every_task(key: str) -> None:
     assert rec["ok"] is True
     assert rec["units"] == wl.units and rec["n_runs"] == 1 and len(rec["s_all"]) == 1
     assert rec["rss_runner_mib"] > 0 and rec["rss_worker_mib"] > 0
+    assert rec["cpu_runner_ms_per_task"] > 0 and rec["cpu_workers_ms_per_task"] > 0
 
 
 def test_l1_reads_one_latency_per_link_of_the_chain() -> None:
@@ -58,7 +59,7 @@ def test_whole_process_rota_run_of_the_fanout() -> None:
     timed, check = measure.whole_once(wl)
     assert timed.code == 0 and check["ok"] is True
     assert check["tasks"] == 12 and check["succeeded"] == 12
-    assert timed.maxrss_kib > 0 and timed.runner_kib > 0
+    assert timed.maxrss_kib > 0 and timed.runner_kib > 0 and timed.cpu_s > 0
 
 
 def test_the_floor_commits_three_transitions_per_task() -> None:
@@ -66,6 +67,7 @@ def test_the_floor_commits_three_transitions_per_task() -> None:
     assert rec["ok"] is True and rec["states"] == {"success": 22}
     assert rec["transitions"] == 3 * 22
     assert 1 < rec["transactions"] <= rec["transitions"]
+    assert rec["cpu_runner_ms_per_task"] > 0 and rec["cpu_workers_ms_per_task"] > 0
 
 
 def _recs() -> list[dict[str, Any]]:
