@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import resource
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -223,6 +224,17 @@ def measured(n: int, repeat: int) -> dict[str, Any]:
     rec = runs[len(runs) // 2]
     rec["ok"] = all(r["ok"] for r in runs)
     rec["run_s_all"] = [r["run_s"] for r in runs]
+    return rec
+
+
+def merged(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """One record of two measurements of the same size (taken before and after another's)."""
+    times = sorted([*first["run_s_all"], *second["run_s_all"]])
+    mid = statistics.median(times)
+    rec = {**first, "run_s": round(mid, 4), "run_s_all": times, "ok": first["ok"] and second["ok"]}
+    rec["ms_per_task"] = round(mid * 1000 / first["n_tasks"], 4)
+    for key in ("cpu_runner_ms_per_task", "cpu_workers_ms_per_task"):
+        rec[key] = round((first[key] + second[key]) / 2, 4)
     return rec
 
 

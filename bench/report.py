@@ -33,6 +33,13 @@ def _rss(r: Rec) -> str:
     return f"RSS MiB {', '.join(parts)}" if parts else ""
 
 
+def cpu_per_task(r: Rec) -> float | None:
+    """All the CPU ms per task of a record: runner plus workers, or the whole process's."""
+    if "cpu_runner_ms_per_task" in r:
+        return float(r["cpu_runner_ms_per_task"]) + float(r["cpu_workers_ms_per_task"])
+    return float(r["cpu_ms_per_task"]) if "cpu_ms_per_task" in r else None
+
+
 def _cpu(r: Rec) -> str:
     """CPU time per task: what a loaded machine's wall times cannot hide."""
     if "cpu_runner_ms_per_task" in r:
@@ -68,6 +75,10 @@ def rota_line(r: Rec, recs: Sequence[Rec]) -> str:
     fl = floor_for(recs, str(r["workload"]))
     if fl is not None and "ms_per_task" in r:
         cells.append(f"floor {fl['ms_per_task']:.3f} ({r['ms_per_task'] / fl['ms_per_task']:.1f}x)")
+        rota_cpu, floor_cpu = cpu_per_task(r), cpu_per_task(fl)
+        if rota_cpu and floor_cpu:
+            ratio = rota_cpu / floor_cpu
+            cells.append(f"CPU/task Rota {rota_cpu:.3f} vs floor {floor_cpu:.3f} ({ratio:.1f}x)")
     for p in recs:
         if p.get("workload") == r["workload"] and p["tool"] not in ("rota", "floor") and "s" in p:
             peer_ms = p["whole_ms_per_task"] if mode == "whole-process" else p["ms_per_task"]

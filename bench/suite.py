@@ -10,6 +10,7 @@ Usage: python bench/suite.py [--workload W1,F2K,...] [--quick] [--repeat N] [--j
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -103,33 +104,48 @@ def say(msg: str) -> None:
 
 ORDER = ("W1", "W2", "W3", "F2K", "F10K", "S1", "M1", "L1", START, "S2")
 """The order the suite measures in: the longest (S2) last."""
+FLOOR_N = {"F2K": 2000, "F10K": 10_000}
+"""The fan-outs the floor is measured beside, with their N."""
 
 
-def rota_records(args: argparse.Namespace, keep: Callable[[Rec], None]) -> None:
-    """Rota's in-run and whole-process figures of every chosen workload, and the start-up."""
-    child = ["--executor", args.executor, "--workers", str(args.workers)]
+def measure_all(args: argparse.Namespace, keep: Callable[[Rec], None]) -> None:
+    """Each chosen workload in turn: Rota's figures, with the floor measured just before and
+    just after them (the fan-outs) and the peers just after, so that all see the same load."""
     for key in (k for k in ORDER if k in args.workload):
         if key == START:
-            say("start-up")
-            for rec in measure.startup(max(args.repeat, 5)):
-                keep(rec)
+            if not args.only_peers:
+                say("start-up")
+                for rec in measure.startup(max(args.repeat, 5)):
+                    keep(rec)
             continue
-        n = repeat_for(key, args.repeat)
-        if args.mode in ("both", "in-run"):
-            say(f"{key} in-run")
-            keep(measure.run_child(key, [*child, "--repeat", str(n)]))
-        if args.mode in ("both", "whole"):
-            say(f"{key} whole process")
-            keep(measure.whole(WORKLOADS[key], n))
+        before = floor_record(key, args)
+        if not args.only_peers:
+            rota_records(key, args, keep)
+        if before is not None:
+            after = floor_record(key, args)
+            keep(before if after is None else floor.merged(before, after))
+        for rec in peer_records(key, args):
+            keep(rec)
 
 
-def floor_records(args: argparse.Namespace) -> list[dict[str, Any]]:
-    sizes = [n for key, n in (("F2K", 2000), ("F10K", 10_000)) if key in args.workload]
-    out = []
-    for n in sizes:
-        say(f"floor N={n}")
-        out.append(floor.measured(n, args.repeat))
-    return out
+def rota_records(key: str, args: argparse.Namespace, keep: Callable[[Rec], None]) -> None:
+    """Rota's in-run and whole-process figures of workload *key*."""
+    child = ["--executor", args.executor, "--workers", str(args.workers)]
+    n = repeat_for(key, args.repeat)
+    if args.mode in ("both", "in-run"):
+        say(f"{key} in-run")
+        keep(measure.run_child(key, [*child, "--repeat", str(n)]))
+    if args.mode in ("both", "whole"):
+        say(f"{key} whole process")
+        keep(measure.whole(WORKLOADS[key], n))
+
+
+def floor_record(key: str, args: argparse.Namespace) -> Rec | None:
+    """The floor at the size of fan-out *key* (None for the other workloads)."""
+    if key not in FLOOR_N:
+        return None
+    say(f"floor N={FLOOR_N[key]}")
+    return floor.measured(FLOOR_N[key], args.repeat)
 
 
 def peer_list(text: str) -> list[str]:
@@ -143,12 +159,13 @@ def peer_list(text: str) -> list[str]:
     return tools
 
 
-def peer_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+def peer_records(key: str, args: argparse.Namespace) -> list[Rec]:
+    """The chosen peers' figures of workload *key* (those that have it)."""
     tools: list[str] = args.peers
-    if not tools:
+    if not tools or not any(peers.jobs(t, args.peers_dir, [key], Path()) for t in tools):
         return []
-    say(f"peers: {', '.join(tools)}")
-    return peers.run_peers(tools, args.peers_dir, args.peer_venvs, args.workload, args.repeat)
+    say(f"{key}: peers {', '.join(tools)}")
+    return peers.run_peers(tools, args.peers_dir, args.peer_venvs, [key], args.repeat)
 
 
 def machine() -> str:
@@ -246,11 +263,21 @@ def main(argv: Sequence[str]) -> int:
         print(json.dumps(rec), flush=True)
         return 0 if rec["ok"] else 1
     started = dt.datetime.now(dt.UTC)
-    recs: list[Rec] = []
     if args.table_from:
-        recs = [json.loads(line) for line in args.table_from.read_text().splitlines() if line]
+        lines = args.table_from.read_text().splitlines()
+        recs: list[Rec] = [json.loads(line) for line in lines if line]
     else:
-        save = args.save.open("w") if args.save else None
+        recs = take(args)
+    output(recs, args, argv, started)
+    return 0 if all(r.get("ok", True) for r in recs) else 1
+
+
+def take(args: argparse.Namespace) -> list[Rec]:
+    """Measure everything chosen; each record is also written to --save as soon as it is taken
+    (a run stopped halfway keeps what it measured: ``--table-from`` prints its table)."""
+    recs: list[Rec] = []
+    with contextlib.ExitStack() as stack:
+        save = stack.enter_context(args.save.open("w")) if args.save else None
 
         def keep(rec: Rec) -> None:
             recs.append(rec)
@@ -259,13 +286,9 @@ def main(argv: Sequence[str]) -> int:
                 save.flush()
 
         keep(load_record("start"))
-        for rec in floor_records(args) + peer_records(args):
-            keep(rec)
-        if not args.only_peers:
-            rota_records(args, keep)
+        measure_all(args, keep)
         keep(load_record("end"))
-    output(recs, args, argv, started)
-    return 0 if all(r.get("ok", True) for r in recs) else 1
+    return recs
 
 
 def output(

@@ -3,6 +3,8 @@ runs its transitions, and the table and targets come out of the records (no timi
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import floor  # from bench/ (conftest.py puts it on the path)
@@ -136,3 +138,20 @@ def test_the_results_file_names_no_path_of_this_machine() -> None:
     assert suite.public_argv(argv) == [
         "--peers", "luigi", "--peers-dir", "$PEERS_DIR", "--peer-venvs", "$PEER_VENVS", "--quick",
     ]  # fmt: skip
+
+
+def test_the_floor_beside_a_workload_merges_its_two_measurements() -> None:
+    first = floor.measured(10, repeat=1)
+    second = floor.measured(10, repeat=2)
+    rec = floor.merged(first, second)
+    assert rec["ok"] is True and len(rec["run_s_all"]) == 3
+    assert rec["run_s"] == sorted(rec["run_s_all"])[1]
+
+
+def test_the_suite_saves_each_record_as_it_is_taken(tmp_path: Path) -> None:
+    saved = tmp_path / "records.jsonl"
+    argv = ["--workload", "W3", "--quick", "--mode", "in-run", "--peers", "none"]
+    assert suite.main([*argv, "--save", str(saved)]) == 0
+    recs = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert [r["tool"] for r in recs] == ["load", "rota", "load"]
+    assert recs[1]["workload"] == "W3" and recs[1]["ok"] is True
