@@ -77,6 +77,9 @@ class ExecContext:
         store: the metadata store, read-only, for sensors that read it; set only when the
             engine pokes such a sensor itself (None on every worker).
         downstream: ids of the task's direct downstream tasks.
+        artifacts: the artifact store's root (a folder or an fsspec URL); a container task
+            mounts the run's folder of it when it is a local folder.
+        map_index: the instance of a mapped task (-1 for a task that is not mapped).
     """
 
     run_id: str
@@ -96,6 +99,8 @@ class ExecContext:
     store: StoreReader | None = None
     downstream: tuple[str, ...] = ()
     """Ids of the task's direct downstream tasks (what a branch task may choose among)."""
+    artifacts: str = ""
+    map_index: int = -1
 
     def template_vars(self) -> dict[str, Any]:
         """The variables this attempt's templates see (``rota.model.templating.template_vars``)."""
