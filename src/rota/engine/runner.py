@@ -41,6 +41,7 @@ from rota.model.safetext import safe_text
 from rota.model.schedule import Clock
 from rota.model.secrets import Masker, stored_params
 from rota.model.states import RunState
+from rota.operators.leftovers import remove_run_leftovers
 from rota.store.base import (
     AttemptRecord,
     Lease,
@@ -245,6 +246,7 @@ class Runner:
             latest = latest_attempts(self.store.attempts(run_id))
             sweep = sweep_stale(taken.run, latest, self.clock.now())
             self.store.apply(sweep.changes, sweep.run_changes, at=self.clock.now())
+            remove_run_leftovers((t.op for t in dag.tasks.values()), run_id)
         return self._drive_owned(run_id, dag, flow)
 
     def resume(
@@ -282,6 +284,7 @@ class Runner:
             raise
         if on_plan is not None:
             on_plan(plan)
+        remove_run_leftovers((t.op for t in dag.tasks.values()), run_id)  # a dead runner's
         return self._drive_owned(run_id, dag, flow)
 
     def _drive_owned(self, run_id: str, dag: Dag, flow: FlowRef) -> RunSummary:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from rota.errors import DefinitionError, TaskTimeout
+from rota.home import private_dir
 from rota.model.builder import FlowBuilder, TaskNode
 from rota.model.callbacks import CallbackArg
 from rota.model.policies import RetryPolicy, TriggerRule
@@ -40,6 +41,7 @@ from rota.model.secrets import MASK, Secret, is_sensitive_name
 from rota.model.templating import check_template, is_template, render, render_shell
 from rota.operators import containerrt as rt
 from rota.operators.base import ExecContext, RunReads, digest
+from rota.operators.leftovers import ended_with_process
 from rota.operators.shell import _has_fileno, _pump, _stdout_sink
 
 RUN_DIR = "/rota/run"
@@ -129,6 +131,20 @@ class ContainerOp:
                 raise ContainerFailed(self.image, code)
             return self._output(out_host, last)
 
+    def leftovers_scope(self) -> str:
+        return f"container:{self.runtime or ''}"
+
+    def remove_leftovers(self, run_id: str) -> list[str]:
+        """Remove every container of run *run_id* (its runner is dead; nothing of it runs).
+
+        Raises:
+            NoContainerRuntime: no runtime is found.
+            OSError: the runtime cannot be started.
+            subprocess.CalledProcessError: the runtime refused to list containers.
+        """
+        runtime = rt.find_runtime(self.runtime, os.environ)
+        return rt.remove_leftovers(runtime, run_id, os.environ)
+
     def _flags(self, ctx: ExecContext, name: str, env: Mapping[str, str], out: Mount) -> list[str]:
         flags = ["--rm", "--init", "--name", name, "--stop-timeout", "2"]
         attempt = f"{ctx.run_id}/{ctx.task_id}/{ctx.try_number}"
@@ -208,7 +224,7 @@ def _output_place(ctx: ExecContext, scratch: str) -> tuple[Path, Mount]:
     root = ctx.artifacts.removeprefix("file://")
     if root and "://" not in root:
         run_dir = Path(root).resolve() / ctx.run_id
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(run_dir)
         return run_dir / f"{stem}{OUTPUT_SUFFIX}", Mount(str(run_dir), RUN_DIR)
     return Path(scratch) / f"{stem}{OUTPUT_SUFFIX}", Mount(scratch, OUT_DIR)
 
@@ -225,14 +241,17 @@ def _run_client(
     reaper = rt.Reaper.start(runtime, name, env)
     fired = False
     try:
-        with subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.PIPE,
-            env=dict(env),
-            start_new_session=ctx.own_session,
-        ) as proc:
+        with (
+            ended_with_process(reaper.fire),
+            subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.PIPE,
+                env=dict(env),
+                start_new_session=ctx.own_session,
+            ) as proc,
+        ):
             lines: list[str] = []
             pump = threading.Thread(target=_pump, args=(proc, lines, _stdout_sink()), daemon=True)
             pump.start()

@@ -30,6 +30,10 @@ ATTEMPT = "rota.attempt"
 """Label values: ``rota.attempt`` is ``<run>/<task>/<try number>``, one attempt's identity."""
 
 
+FIRE_WAIT_S = 30.0
+"""How long removing a container is waited for before the attempt goes on without it."""
+
+
 class NoContainerRuntime(DefinitionError):
     """Raised when neither podman nor docker (nor the runtime asked for) can be found."""
 
@@ -74,7 +78,9 @@ class Reaper:
         """Start one for container *name* (its name is an argument, never shell text)."""
         read_fd, write_fd = os.pipe()
         os.set_inheritable(write_fd, False)
-        script = 'read _ignored; exec "$0" rm -f "$1" >/dev/null 2>&1'
+        # podman stops it at once (-t 0); docker's rm -f kills it at once anyway
+        now = " -t 0" if os.path.basename(runtime).startswith("podman") else ""
+        script = f'read _ignored; exec "$0" rm -f{now} "$1" >/dev/null 2>&1'
         try:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", script, runtime, name],
@@ -100,10 +106,14 @@ class Reaper:
             os.close(self.write_fd)
 
     def fire(self) -> None:
-        """Remove the container now and wait until it is removed."""
+        """Remove the container now and wait (a while) until it is removed.
+
+        Safe to call again, and from a signal handler: the wait never blocks on a lock.
+        """
         with contextlib.suppress(OSError):
             os.close(self.write_fd)
-        self.proc.wait()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=FIRE_WAIT_S)
 
 
 def remove(runtime: str, names: list[str], env: Mapping[str, str]) -> None:
