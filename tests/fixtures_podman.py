@@ -49,15 +49,14 @@ def _build_busybox(folder: Path) -> None:
     shutil.copy(busybox, root / "bin" / "busybox")
     for applet in _APPLETS:
         (root / "bin" / applet).symlink_to("busybox")
-    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    done = subprocess.run(
-        ["podman", "import", "--change", "ENV PATH=/bin", "-", BUSYBOX_IMAGE],
-        stdin=tar.stdout,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    tar.wait()
+    with subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE) as tar:
+        done = subprocess.run(
+            ["podman", "import", "--change", "ENV PATH=/bin", "-", BUSYBOX_IMAGE],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if done.returncode != 0:
         pytest.skip(f"podman cannot import an image here: {done.stderr.strip()[:300]}")
 

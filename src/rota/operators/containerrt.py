@@ -61,7 +61,7 @@ def find_runtime(asked: str | None, environ: Mapping[str, str]) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reaper:
     """A small process, in a session of its own, that removes a container once the attempt's
     process is gone: it waits for the end of a pipe only that process holds.
@@ -72,6 +72,7 @@ class Reaper:
 
     proc: subprocess.Popen[bytes]
     write_fd: int
+    closed: bool = False
 
     @classmethod
     def start(cls, runtime: str, name: str, env: Mapping[str, str]) -> Reaper:
@@ -102,18 +103,22 @@ class Reaper:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
-        with contextlib.suppress(OSError):
-            os.close(self.write_fd)
+        self._close()
 
     def fire(self) -> None:
         """Remove the container now and wait (a while) until it is removed.
 
         Safe to call again, and from a signal handler: the wait never blocks on a lock.
         """
-        with contextlib.suppress(OSError):
-            os.close(self.write_fd)
+        self._close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=FIRE_WAIT_S)
+
+    def _close(self) -> None:
+        # once only: a second close could end an unrelated file that reused the number
+        if not self.closed:
+            self.closed = True
+            os.close(self.write_fd)
 
 
 def remove(runtime: str, names: list[str], env: Mapping[str, str]) -> None:
