@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 from clihelp import RotaCli, rota_env, wait_for
-from fixtures_podman import busybox_image, containers_with, podman  # noqa: F401
 
+from fixtures_podman import BUSYBOX_IMAGE, busybox_image, containers_with, podman  # noqa: F401
 from rota.store.sql import SqlStore
 
 WriteFlow = Callable[[str, str], Path]
+
+pytestmark = pytest.mark.usefixtures("busybox_image")
 
 MIXED = """
 from rota import ContainerTask, Flow, PythonTask
@@ -28,7 +30,8 @@ def shout(text):
 with Flow("mixed", params={{"who": "world"}}) as mixed:
     write = ContainerTask(
         "write", "{image}",
-        ["sh", "-c", 'echo "writing for $1"; echo "hello $1" > "$ROTA_OUTPUT"', "sh", "{{{{ params.who }}}}"],
+        ["sh", "-c", 'echo "writing for $1"; echo "hello $1" > "$ROTA_OUTPUT"',
+         "sh", "{{{{ params.who }}}}"],
     )
     PythonTask("read", shout, args=(write,))
 """
@@ -39,9 +42,9 @@ def _stored(home: Path, run_id: str, task: str) -> object:
 
 
 def test_a_container_s_output_file_is_the_input_of_a_python_task(
-    rota: RotaCli, write_flow: WriteFlow, home: Path, busybox_image: str
+    rota: RotaCli, write_flow: WriteFlow, home: Path
 ) -> None:
-    path = write_flow("mixed.py", MIXED.format(image=busybox_image))
+    path = write_flow("mixed.py", MIXED.format(image=BUSYBOX_IMAGE))
     result = rota("run", str(path), "-p", "who=rota", "--json")
     assert result.code == 0, result.err
     run_id = result.json()["run_id"]
@@ -61,16 +64,18 @@ with Flow("safety", params={{"x": "$(touch pwned)"}}) as safety:
     common = dict(mounts={{"{work}": "/w"}}, workdir="/w")
     ContainerTask("argv", "{image}", ["echo", "{{{{ params.x }}}}"], **common)
     ContainerTask("split", "{image}", "echo {{{{ params.x }}}} `touch split-ran`", **common)
-    ContainerTask("shell", "{image}", "echo {{{{ params.x }}}}; touch shell-ran", shell=True, **common)
+    ContainerTask(
+        "shell", "{image}", "echo {{{{ params.x }}}}; touch shell-ran", shell=True, **common
+    )
 """
 
 
 def test_a_parameter_in_a_container_command_is_data_never_code(
-    rota: RotaCli, write_flow: WriteFlow, home: Path, tmp_path: Path, busybox_image: str
+    rota: RotaCli, write_flow: WriteFlow, home: Path, tmp_path: Path
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    path = write_flow("safety.py", SAFETY.format(image=busybox_image, work=work))
+    path = write_flow("safety.py", SAFETY.format(image=BUSYBOX_IMAGE, work=work))
     result = rota("run", str(path), "--json")
     assert result.code == 0, result.err
     run_id = result.json()["run_id"]
@@ -94,16 +99,16 @@ with Flow("failing") as failing:
 
 
 def test_a_container_s_exit_code_decides_the_task(
-    rota: RotaCli, write_flow: WriteFlow, store: SqlStore, busybox_image: str
+    rota: RotaCli, write_flow: WriteFlow, store: SqlStore
 ) -> None:
-    path = write_flow("failing.py", FAILING.format(image=busybox_image))
+    path = write_flow("failing.py", FAILING.format(image=BUSYBOX_IMAGE))
     result = rota("run", str(path), "--json")
     assert result.code == 1, result.err
     run_id = result.json()["run_id"]
     (attempt,) = store.attempts(run_id)
     assert attempt.state == "failed"
     assert attempt.error_type == "ContainerFailed"
-    assert attempt.error_message == f"container {busybox_image} exited with code 3"
+    assert attempt.error_message == f"container {BUSYBOX_IMAGE} exited with code 3"
     assert "before-exit" in rota("tasks", "logs", run_id, "fail").out
 
 
@@ -117,9 +122,9 @@ with Flow("slow") as slow:
 
 @pytest.mark.parametrize("executor", ["local", "inprocess"])
 def test_a_container_past_its_timeout_is_stopped_and_removed(
-    rota: RotaCli, write_flow: WriteFlow, store: SqlStore, busybox_image: str, executor: str
+    rota: RotaCli, write_flow: WriteFlow, store: SqlStore, executor: str
 ) -> None:
-    path = write_flow("slow.py", SLOW.format(image=busybox_image))
+    path = write_flow("slow.py", SLOW.format(image=BUSYBOX_IMAGE))
     result = rota("run", str(path), "--executor", executor, "--json")
     assert result.code == 1, result.err
     run_id = result.json()["run_id"]
@@ -150,9 +155,9 @@ with Flow("hanging") as hanging:
 
 
 def test_a_sigkilled_runner_leaves_no_container_after_resume(
-    rota: RotaCli, write_flow: WriteFlow, home: Path, tmp_path: Path, busybox_image: str
+    rota: RotaCli, write_flow: WriteFlow, home: Path, tmp_path: Path
 ) -> None:
-    path = write_flow("hanging.py", HANGING.format(image=busybox_image))
+    path = write_flow("hanging.py", HANGING.format(image=BUSYBOX_IMAGE))
     runner = _start_runner(home, path, tmp_path)
     try:
         wait_for(lambda: bool(rota("runs", "list", "--json").json()), 60)
@@ -167,7 +172,7 @@ def test_a_sigkilled_runner_leaves_no_container_after_resume(
     # a container a dead runner could not remove (its worker killed too): resume removes it
     left = podman(
         "run", "-d", "--label", "rota.managed=1", "--label", f"rota.run={run_id}",
-        busybox_image, "sleep", "300",
+        BUSYBOX_IMAGE, "sleep", "300",
     )  # fmt: skip
     assert left.returncode == 0, left.stderr
     assert len(containers_with(f"rota.run={run_id}")) == 1
