@@ -84,3 +84,70 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ.pop("CONTAINERS_CONF", None)
         else:
             os.environ["CONTAINERS_CONF"] = before
+
+
+PYTHON_IMAGE = "localhost/rota-test-python:1"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mirror() -> str | None:
+    """The Debian mirror this machine's apt uses (none is written in the repository)."""
+    texts = [p.read_text() for p in Path("/etc/apt").glob("sources.list*/*.sources")]
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    listing = Path("/etc/apt/sources.list")
+    for line in listing.read_text().splitlines() if listing.exists() else []:
+        if line.startswith("deb ") and "security" not in line:
+            return line.split()[1]
+    return None
+
+
+def _build_python(folder: Path) -> None:
+    mirror = _mirror()
+    if shutil.which("debootstrap") is None or mirror is None:
+        pytest.skip("an image with Python needs debootstrap and an apt mirror")
+    root = folder / "python-rootfs"
+    done = subprocess.run(
+        ["debootstrap", "--variant=minbase", "--include=python3", "bookworm", str(root), mirror],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"debootstrap failed: {done.stderr.strip()[-300:]}")
+    path = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    with subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE) as tar:
+        imported = subprocess.run(
+            ["podman", "import", "--change", path, "-", PYTHON_IMAGE],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    shutil.rmtree(root, ignore_errors=True)
+    if imported.returncode != 0:
+        pytest.skip(f"podman cannot import the Python image: {imported.stderr.strip()[:300]}")
+
+
+@pytest.fixture(scope="session")
+def python_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An image with Debian's Python 3 (debootstrap, once: podman's image store keeps it)."""
+    del busybox_image  # podman is configured and works
+    if podman("image", "exists", PYTHON_IMAGE).returncode != 0:
+        _build_python(tmp_path_factory.mktemp("python-image"))
+    return PYTHON_IMAGE
+
+
+def rota_in_image() -> dict[str, object]:
+    """Container options that give the Python image this checkout's ``rota`` and its
+    dependencies, read-only (a real image would ``pip install rota``: see the docs)."""
+    import cloudpickle
+
+    site = Path(cloudpickle.__file__).resolve().parents[1]
+    return {
+        "mounts": {str(REPO / "src"): "/opt/rota/src:ro", str(site): "/opt/rota/site:ro"},
+        "env": {"PYTHONPATH": "/opt/rota/src:/opt/rota/site"},
+    }

@@ -11,7 +11,7 @@ from rota.model.priority import WeightRule
 from rota.model.secrets import Secret
 from rota.notifiers import CommandNotifier, EmailNotifier, SlackNotifier, WebhookNotifier
 from rota.operators.branch import BranchTask, ShortCircuitTask
-from rota.operators.container import ContainerTask
+from rota.operators.containertask import ContainerTask
 from rota.operators.python import PythonTask, task
 from rota.operators.sensors import (
     DatasetSensor,

@@ -10,8 +10,9 @@ import pytest
 from rota import ContainerTask, Flow
 from rota.errors import DefinitionError
 from rota.operators.base import ExecContext
-from rota.operators.container import ContainerOp, split_command
+from rota.operators.container import ContainerOp
 from rota.operators.containerrt import NoContainerRuntime, find_runtime
+from rota.operators.containertask import split_command
 
 
 def _op(**options: object) -> ContainerOp:
