@@ -180,3 +180,23 @@ def test_a_sigkilled_runner_leaves_no_container_after_resume(
     resumed = rota("resume", run_id, "--json")
     assert resumed.code == 0, resumed.err
     assert containers_with(f"rota.run={run_id}") == []
+
+
+def test_a_cancelled_run_leaves_no_container(
+    rota: RotaCli, write_flow: WriteFlow, home: Path, tmp_path: Path
+) -> None:
+    path = write_flow("hanging.py", HANGING.format(image=BUSYBOX_IMAGE))
+    runner = _start_runner(home, path, tmp_path)
+    try:
+        wait_for(lambda: bool(rota("runs", "list", "--json").json()), 60)
+        run_id = rota("runs", "list", "--json").json()[0]["run_id"]
+        wait_for(lambda: bool(containers_with(f"rota.run={run_id}")), 60)
+        cancelled = rota("runs", "cancel", run_id)
+        assert cancelled.code == 0, cancelled.err
+        runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+        runner.communicate()
+    shown = rota("runs", "show", run_id, "--json").json()
+    assert shown["state"] == "failed" and shown["tasks"]["hang"]["state"] == "failed"
+    wait_for(lambda: containers_with(f"rota.run={run_id}") == [], 30)

@@ -10,7 +10,7 @@ import pytest
 from rota import ContainerTask, Flow
 from rota.errors import DefinitionError
 from rota.operators.base import ExecContext
-from rota.operators.container import ContainerOp
+from rota.operators.container import ContainerOp, Mount
 from rota.operators.containerrt import NoContainerRuntime, find_runtime
 from rota.operators.containertask import split_command
 
@@ -120,3 +120,38 @@ def test_the_runtime_is_the_one_asked_for_else_the_environment_s_else_found(
         find_runtime(None, {"PATH": str(tmp_path / "empty")})
     with pytest.raises(NoContainerRuntime, match="'nerdctl' not found"):
         find_runtime("nerdctl", env)
+
+
+def test_an_image_task_s_options_are_checked_where_the_task_is_defined() -> None:
+    from rota import Secret, task
+    from rota.operators.imagetask import ImageOp
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    with Flow("f"):
+        node = task(image="localhost/py:1", container={"network": "none"})(double)(1)
+    assert isinstance(node.op, ImageOp)
+    assert node.op.container.command == ("python3", "-m", "rota.operators.inimage", "/rota/job")
+    assert node.op.container.network == "none"
+    bad: list[tuple[dict[str, object], str]] = [
+        ({"image": "localhost/py:1", "container": {"gpu": 1}}, "unknown container option 'gpu'"),
+        ({"container": {"network": "none"}}, "container options need image="),
+        ({"image": "localhost/py:1", "container": {"env": {"K": Secret("K")}}}, "rota.Secret"),
+        ({"image": "-it"}, "image must be an image name"),
+    ]
+    for options, message in bad:
+        with Flow("g"), pytest.raises(DefinitionError, match=message):
+            task(**options)(double)(1)
+
+
+def test_an_env_template_renders_to_data_in_the_environment() -> None:
+    op = _op(command=["true"], env={"WHO": "{{ params.x }}"})
+    _argv, env = op.rendered(_ctx())
+    assert env["WHO"] == "$(touch pwned) two words"
+    flags = op._flags(_ctx(), "rota-x", env, op.mounts[0] if op.mounts else _mount())
+    assert "WHO" in flags and not any("pwned" in f for f in flags)
+
+
+def _mount() -> Mount:
+    return Mount("/host/out", "/rota/out")
