@@ -87,3 +87,28 @@ def test_an_error_in_the_image_fails_the_task_with_its_type_and_message(
     assert attempt.error_message == "ValueError: no data for today"
     log = rota("tasks", "logs", run_id, "explode").out
     assert "Traceback" in log and "no data for today" in log
+
+
+WITH_CTX = """
+import os
+from rota import Flow, task
+
+@task(image="{python}", container={options!r})
+def where(ctx):
+    return [ctx.task_id, ctx.params["day"], os.environ["ROTA_PARAM_DAY"], ctx.try_number]
+
+with Flow("ctxflow", params={{"day": "$(touch pwned)"}}) as ctxflow:
+    where()
+"""
+
+
+def test_an_image_task_gets_its_context_and_the_run_s_parameters(
+    rota: RotaCli, write_flow: WriteFlow, home: Path, tmp_path: Path
+) -> None:
+    source = WITH_CTX.format(python=PYTHON_IMAGE, options=rota_in_image())
+    result = rota("run", str(write_flow("ctxflow.py", source)), "--json")
+    assert result.code == 0, result.err
+    run_id = result.json()["run_id"]
+    value = "$(touch pwned)"
+    assert _stored(home, run_id, "where") == ["where", value, value, 1]
+    assert not (tmp_path / "pwned").exists()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rota.errors import DefinitionError
-from rota.model.secrets import Secret
+from rota.model.secrets import Masker, Secret
 from rota.operators.base import ExecContext, NoCheckpoint, RunReads, digest
 from rota.operators.container import ContainerOp, Mount
 from rota.operators.containertask import check_options
@@ -65,8 +65,12 @@ class ImageOp:
             ContainerFailed: the container exited with a non-zero code (e.g. no Python in it).
             TaskTimeout: the deadline passed (the container is removed).
         """
-        if self.inner.takes_ctx:  # what a context holds that only the worker has stays behind
-            kwargs = {**kwargs, "ctx": dataclasses.replace(ctx, checkpoint=NoCheckpoint())}
+        if self.inner.takes_ctx:  # what only the worker has stays behind: its checkpoint
+            # store, its clock's deadline, the secrets it masks (its log masks them still)
+            shipped = dataclasses.replace(
+                ctx, checkpoint=NoCheckpoint(), deadline=None, masker=Masker(), store=None
+            )
+            kwargs = {**kwargs, "ctx": shipped}
         with tempfile.TemporaryDirectory(prefix="rota-image-") as job:
             folder = Path(job)
             (folder / JOB).write_bytes(_dumps((self.inner.fn, args, dict(kwargs))))
