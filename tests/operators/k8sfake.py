@@ -50,6 +50,7 @@ class FakeKubernetes:
         self.deleted: list[FakePod] = []
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
+        self.pumps: list[threading.Thread] = []
 
     # the kubelet
     def _start(self, pod: FakePod) -> None:
@@ -64,13 +65,16 @@ class FakeKubernetes:
             env=env,
             cwd=self.workdir,
         )
-        threading.Thread(target=self._pump, args=(pod,), daemon=True).start()
+        pump = threading.Thread(target=self._pump, args=(pod,), daemon=True)
+        pump.start()
+        self.pumps.append(pump)
 
     @staticmethod
     def _pump(pod: FakePod) -> None:
         assert pod.proc is not None and pod.proc.stdout is not None
         for chunk in iter(lambda: pod.proc.stdout.read1(4096), b""):  # type: ignore[union-attr]
             pod.log.extend(chunk)
+        pod.proc.stdout.close()
         pod.proc.wait()
         pod.ended.set()
 
@@ -80,18 +84,18 @@ class FakeKubernetes:
         pod.reads += 1
         if image == MISSING_IMAGE:
             waiting = {"reason": "ErrImagePull", "message": f"pull {image}: not found"}
-            return {"phase": "Pending", "containerStatuses": [_cs({"waiting": waiting})]}
+            return {"phase": "Pending", "containerStatuses": [_cs(image, {"waiting": waiting})]}
         if pod.proc is None and pod.reads > self.pending_reads:
             self._start(pod)
         if pod.proc is None:
             waiting = {"reason": "ContainerCreating"}
-            return {"phase": "Pending", "containerStatuses": [_cs({"waiting": waiting})]}
+            return {"phase": "Pending", "containerStatuses": [_cs(image, {"waiting": waiting})]}
         if not pod.ended.is_set():
-            return {"phase": "Running", "containerStatuses": [_cs({"running": {}})]}
+            return {"phase": "Running", "containerStatuses": [_cs(image, {"running": {}})]}
         code = pod.proc.returncode
         term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}
         phase = "Succeeded" if code == 0 else "Failed"
-        return {"phase": phase, "containerStatuses": [_cs({"terminated": term})]}
+        return {"phase": phase, "containerStatuses": [_cs(image, {"terminated": term})]}
 
     def delete(self, key: tuple[str, str]) -> FakePod | None:
         with self.lock:
@@ -107,10 +111,21 @@ class FakeKubernetes:
     def close(self) -> None:
         for key in list(self.pods):
             self.delete(key)
+        for pump in self.pumps:
+            pump.join(10)
 
 
-def _cs(state: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "task", "state": state, "ready": "running" in state, "restartCount": 0}
+def _cs(image: str, state: dict[str, Any]) -> dict[str, Any]:
+    """A container status with the fields the API always sets (the client's models need them)."""
+    started = "waiting" not in state
+    return {
+        "name": "task",
+        "image": image,
+        "imageID": f"fake://{image}" if started else "",
+        "state": state,
+        "ready": "running" in state,
+        "restartCount": 0,
+    }
 
 
 def _status_body(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -180,6 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         parts, _ = self._parts()
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))  # the delete options
         pod = self.fake.delete((parts[0], parts[2]))
         if pod is None:
             self._not_found(parts[2])
