@@ -7,6 +7,10 @@ runs each container's argv as a real process, so logs and exit codes are real.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,6 +176,38 @@ def test_leftovers_of_a_run_are_deleted_and_no_other_run_s(
     assert list(fake.pods) == [("ml", other.name())]
     assert delete_leftovers(api, "ml", "run-1") == []
     api.api_client.close()
+
+
+def test_a_sigterm_deletes_the_running_pod_before_the_process_dies(
+    cluster: tuple[FakeKubernetes, Path], tmp_path: Path
+) -> None:
+    """What a pool worker gets at its attempt's deadline or on a cancel: SIGTERM."""
+    fake, kubeconfig = cluster
+    script = textwrap.dedent(
+        f"""
+        from rota import Flow
+        from rota.operators.base import ExecContext
+        from rota.operators.kubernetes import KubernetesPodTask
+        with Flow("f"):
+            node = KubernetesPodTask("t", "busybox", ["sleep", "60"],
+                                     config_file={str(kubeconfig)!r}, poll_interval=0.02)
+        node.op.execute(ExecContext("run-1", "f", "t", 1), (), {{}})
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+    try:
+        limit = time.monotonic() + 60
+        while not any(p.proc is not None for p in list(fake.pods.values())):
+            assert child.poll() is None and time.monotonic() < limit
+            time.sleep(0.02)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        child.kill()
+        child.wait()
+    assert fake.pods == {}
+    (pod,) = fake.deleted
+    assert pod.killed
 
 
 @pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="no KUBECONFIG: no live cluster")

@@ -8,9 +8,12 @@ while waiting); a pod left by a runner that was killed is found by its labels.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -168,6 +171,35 @@ def stream_log(api: Any, name: str, namespace: str, sink: Callable[[bytes], None
         response.release_conn()
 
 
+@contextlib.contextmanager
+def deleted_on_sigterm(api: Any, name: str, namespace: str) -> Iterator[None]:
+    """While inside, a SIGTERM deletes the pod before the process goes on to die of it.
+
+    A pool worker is ended by SIGTERM at its attempt's deadline (and on a cancel): without
+    this the pod would outlive it. Signals reach only the main thread, so elsewhere (a thread
+    executor) this does nothing; a process that ignores SIGTERM is left as it is.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        with contextlib.suppress(Exception):  # dying matters more than a failed delete
+            delete_pod(api, name, namespace)
+        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_pod(
     api: Any,
     manifest: Any,
@@ -182,6 +214,19 @@ def run_pod(
         TaskTimeout: *deadline* passed (the pod is deleted).
         PodFailed: the pod ended Failed or cannot start (it is deleted).
     """
+    name, namespace = manifest.metadata.name, manifest.metadata.namespace
+    with deleted_on_sigterm(api, name, namespace):
+        return _run_created(api, manifest, deadline=deadline, poll=poll, sink=sink)
+
+
+def _run_created(
+    api: Any,
+    manifest: Any,
+    *,
+    deadline: float | None,
+    poll: float,
+    sink: Callable[[bytes], None],
+) -> PodEnd:
     name, namespace = manifest.metadata.name, manifest.metadata.namespace
     create_pod(api, manifest)
     pump: threading.Thread | None = None
