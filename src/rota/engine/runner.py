@@ -21,6 +21,7 @@ from rota.artifacts.store import open_artifact_store
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.faults import NO_FAULTS, FaultPoints
 from rota.engine.lease import RunnerId, acquire, fence_after, is_dead
+from rota.engine.leftovers import clear_leftovers
 from rota.engine.report import RunSummary, summarize
 from rota.engine.resume import (
     ParamChange,
@@ -273,6 +274,7 @@ class Runner:
                     f"run {run_id} succeeded; nothing to resume "
                     f"(rota clear {run_id} --task ID re-runs chosen tasks)"
                 )
+            clear_leftovers(dag, run_id)  # a killed runner's pods: this runner owns the run now
             plan = plan_resume(taken.run, dag, self.store.attempts(run_id), now)
             if params is not None and params.changes:
                 self.store.set_run_params(run_id, params.stored, params.changes, now)

@@ -148,6 +148,14 @@ class ReadsRun(Protocol):
         """
 
 
+@runtime_checkable
+class LeavesLeftovers(Protocol):
+    """An operator whose attempts run outside the worker (a pod) and can outlive a killed one."""
+
+    def clear_leftovers(self, run_id: str) -> list[str]:
+        """Delete what attempts of run *run_id* left running; the names of what was deleted."""
+
+
 def digest(*parts: str) -> str:
     """A short, stable hex digest of text parts."""
     h = hashlib.blake2b(digest_size=16)

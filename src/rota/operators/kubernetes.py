@@ -33,7 +33,7 @@ from rota.operators.k8smanifest import (
     check_resources,
     pod_manifest,
 )
-from rota.operators.k8spod import run_pod
+from rota.operators.k8spod import delete_leftovers, run_pod
 
 
 class LastLine:
@@ -124,6 +124,14 @@ class KubernetesPodOp:
         parts = {f"argument {i}": a for i, a in enumerate(argv)}
         parts.update({f"env {n}": MASK if is_sensitive_name(n) else v for n, v in env.items()})
         return RunReads(True, parts)
+
+    def clear_leftovers(self, run_id: str) -> list[str]:
+        """Delete the pods of run *run_id* in this task's namespace (found by their labels)."""
+        api = core_api(self.config_file, self.context)
+        try:
+            return delete_leftovers(api, self.shape.namespace, run_id)
+        finally:
+            api.api_client.close()
 
     def execute(self, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         """Run the attempt's pod to its end; its log's last non-empty line is the output.
