@@ -123,3 +123,33 @@ def test_a_pod_left_by_a_killed_runner_is_deleted_by_resume(
     deletes = [i for i, (m, p) in enumerate(fake.requests) if m == "DELETE" and left.name in p]
     creates = [i for i, (m, _) in enumerate(fake.requests) if m == "POST"]
     assert len(creates) == 2 and deletes[0] < creates[1]
+
+
+SLOW = """
+import os
+from rota import Flow
+from rota.operators.kubernetes import KubernetesPodTask
+
+with Flow("slowpod") as slowpod:
+    KubernetesPodTask(
+        "slow", "busybox", ["sleep", "60"], timeout=1,
+        config_file=os.environ["FAKE_KUBECONFIG"], poll_interval=0.05,
+    )
+"""
+
+
+@pytest.mark.parametrize("executor", ["local", "threads", "inprocess"])
+def test_a_pod_past_the_task_timeout_is_deleted_under_rota_run(
+    cluster: tuple[FakeKubernetes, Path], tmp_path: Path, executor: str
+) -> None:
+    """In a pool worker the engine's SIGTERM at the deadline deletes it; in process, the wait."""
+    fake, kubeconfig = cluster
+    path = tmp_path / "slowpod.py"
+    path.write_text(SLOW)
+    env = {**_env(tmp_path, kubeconfig), "ROTA_EXECUTOR": executor}
+    done = _rota(env, "run", str(path), "--json")
+    assert done.returncode == 1, done.stderr
+    assert _last_json(done.stdout)["tasks"]["slow"]["state"] == "failed"
+    assert fake.pods == {}
+    (pod,) = fake.deleted
+    assert pod.killed
