@@ -6,6 +6,7 @@ runs each container's argv as a real process, so logs and exit codes are real.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from rota import Flow
 from rota.errors import TaskTimeout
+from rota.model.secrets import Masker
 from rota.operators.base import ExecContext
 from rota.operators.k8smanifest import PodIdentity, PodShape, pod_manifest
 from rota.operators.k8spod import PodFailed, create_pod, delete_leftovers, delete_pod
@@ -132,6 +134,20 @@ def test_a_command_substitution_in_a_value_does_not_execute(
     env = {e["name"]: e["value"] for e in pod.body["spec"]["containers"][0]["env"]}
     assert env["Y"] == "$(touch pwned)"
     assert pod.body["spec"]["containers"][0]["command"] == ["echo", "$(touch pwned)"]
+
+
+def test_secret_parameters_stay_out_of_the_pod_spec(
+    cluster: tuple[FakeKubernetes, Path],
+) -> None:
+    fake, kubeconfig = cluster
+    op = pod_op(kubeconfig, ["true"])
+    params = {"token": "s3cr3t-value", "day": "monday"}
+    op.execute(ctx(params=params, masker=Masker(["s3cr3t-value"])), (), {})
+    (pod,) = fake.deleted
+    env = {e["name"]: e["value"] for e in pod.body["spec"]["containers"][0]["env"]}
+    assert env["ROTA_PARAM_DAY"] == "monday"
+    assert "ROTA_PARAM_TOKEN" not in env
+    assert "s3cr3t-value" not in json.dumps(pod.body)
 
 
 def test_a_pod_of_the_same_attempt_left_behind_is_replaced(

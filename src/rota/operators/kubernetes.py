@@ -144,7 +144,9 @@ class KubernetesPodOp:
         del args, kwargs
         argv, env = self.rendered(ctx)
         who = PodIdentity(ctx.run_id, ctx.flow, ctx.task_id, ctx.try_number)
-        manifest = pod_manifest(self.shape, who, argv, {**ctx.environ(), **env})
+        # a pod's spec is readable by whoever may read pods: no secret goes there unasked
+        ambient = {k: v for k, v in ctx.environ().items() if ctx.masker.redact(v) == v}
+        manifest = pod_manifest(self.shape, who, argv, {**ambient, **env})
         shown = ctx.masker.redact(" ".join(argv))
         print(f"[rota] pod {self.shape.namespace}/{who.name()}: {shown}", file=sys.stderr)
         sink = LastLine(sys.stdout)
@@ -184,7 +186,9 @@ def _check_env(task_id: str, env: Mapping[str, str]) -> dict[str, str]:
     out = {}
     for name, value in env.items():
         if not isinstance(value, str):
-            raise DefinitionError(f"{where}: env {name!r} must be a string")
+            raise DefinitionError(
+                f"{where}: env {name!r} must be a string (for a secret, mount a Kubernetes Secret)"
+            )
         if is_template(value):
             check_template(value, where=f"{where} env {name!r}")
         out[str(name)] = value
