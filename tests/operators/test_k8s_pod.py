@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +121,32 @@ def test_a_pod_whose_image_cannot_be_pulled_fails_and_is_deleted(
     with pytest.raises(PodFailed, match="ErrImagePull"):
         op.execute(ctx(), (), {})
     assert fake.pods == {} and len(fake.deleted) == 1
+
+
+def test_a_pod_deleted_by_someone_else_fails_the_attempt(
+    cluster: tuple[FakeKubernetes, Path],
+) -> None:
+    fake, kubeconfig = cluster
+    op = pod_op(kubeconfig, ["sleep", "60"])
+
+    def delete_when_running() -> None:
+        limit = time.monotonic() + 60
+        while time.monotonic() < limit:
+            running = [k for k, p in list(fake.pods.items()) if p.proc is not None]
+            if running:
+                fake.delete(running[0])  # as `kubectl delete pod` would
+                return
+            time.sleep(0.02)
+
+    deleter = threading.Thread(target=delete_when_running)
+    deleter.start()
+    try:
+        with pytest.raises(PodFailed, match="the pod is gone"):
+            op.execute(ctx(), (), {})
+    finally:
+        deleter.join()
+    (pod,) = fake.deleted
+    assert pod.killed
 
 
 def test_a_command_substitution_in_a_value_does_not_execute(

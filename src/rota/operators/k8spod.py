@@ -50,7 +50,19 @@ class PodEnd:
 
 
 def _status(api: Any, name: str, namespace: str) -> Any:
-    return api.read_namespaced_pod_status(name, namespace)
+    """The pod as the API shows it now.
+
+    Raises:
+        PodFailed: it is gone (deleted by someone else, or evicted and removed).
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return api.read_namespaced_pod_status(name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            raise PodFailed(name, "the pod is gone: deleted outside Rota, or evicted") from None
+        raise
 
 
 def _terminated(pod: Any) -> Any:
