@@ -34,6 +34,8 @@ class FakePod:
     log: bytearray = field(default_factory=bytearray)
     ended: threading.Event = field(default_factory=threading.Event)
     killed: bool = False
+    started_at: float | None = None
+    deadline_exceeded: bool = False
 
     @property
     def name(self) -> str:
@@ -57,6 +59,7 @@ class FakeKubernetes:
         spec = pod.body["spec"]["containers"][0]
         env = {e["name"]: e.get("value", "") for e in spec.get("env", [])}
         env.setdefault("PATH", "/usr/bin:/bin")
+        pod.started_at = time.monotonic()
         pod.proc = subprocess.Popen(
             spec["command"],
             stdout=subprocess.PIPE,
@@ -90,8 +93,23 @@ class FakeKubernetes:
         if pod.proc is None:
             waiting = {"reason": "ContainerCreating"}
             return {"phase": "Pending", "containerStatuses": [_cs(image, {"waiting": waiting})]}
+        limit = pod.body["spec"].get("activeDeadlineSeconds")
+        assert pod.started_at is not None
+        past = limit is not None and time.monotonic() - pod.started_at > limit
+        if past and not pod.ended.is_set():  # the kubelet enforces activeDeadlineSeconds
+            pod.deadline_exceeded = True
+            pod.proc.kill()
+            pod.ended.wait(10)
         if not pod.ended.is_set():
             return {"phase": "Running", "containerStatuses": [_cs(image, {"running": {}})]}
+        if pod.deadline_exceeded:
+            term = {"exitCode": 137, "reason": "Error"}
+            return {
+                "phase": "Failed",
+                "reason": "DeadlineExceeded",
+                "message": "Pod was active on the node longer than the specified deadline",
+                "containerStatuses": [_cs(image, {"terminated": term})],
+            }
         code = pod.proc.returncode
         term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}
         phase = "Succeeded" if code == 0 else "Failed"

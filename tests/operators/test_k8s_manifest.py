@@ -59,7 +59,7 @@ def every_option() -> PodShape:
 
 def test_every_option_reaches_the_wire_exactly() -> None:
     argv = ["python", "-m", "train", "--date", "2026-12-01", "a b", "$(touch pwned)"]
-    pod = pod_manifest(every_option(), WHO, argv, {"B": "2", "A": "1"})
+    pod = pod_manifest(every_option(), WHO, argv, {"B": "2", "A": "1"}, active_deadline=90)
     assert wire(pod) == {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -83,6 +83,7 @@ def test_every_option_reaches_the_wire_exactly() -> None:
         },
         "spec": {
             "restartPolicy": "Never",
+            "activeDeadlineSeconds": 90,
             "serviceAccountName": "trainer",
             "nodeSelector": {"pool": "gpu"},
             "tolerations": [

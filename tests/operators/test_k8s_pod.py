@@ -30,8 +30,13 @@ from rota.errors import TaskTimeout
 from rota.model.secrets import Masker
 from rota.operators.base import ExecContext
 from rota.operators.k8smanifest import PodIdentity, PodShape, pod_manifest
-from rota.operators.k8spod import PodFailed, create_pod, delete_leftovers, delete_pod
-from rota.operators.kubernetes import KubernetesPodOp, KubernetesPodTask, core_api
+from rota.operators.k8spod import PodFailed, create_pod, delete_leftovers, delete_pod, run_pod
+from rota.operators.kubernetes import (
+    DEADLINE_SLACK_S,
+    KubernetesPodOp,
+    KubernetesPodTask,
+    core_api,
+)
 
 
 @pytest.fixture
@@ -110,6 +115,24 @@ def test_a_pod_past_the_deadline_is_deleted_and_the_attempt_times_out(
     assert fake.pods == {}
     (pod,) = fake.deleted
     assert pod.killed  # the container was running when its pod was deleted
+    # and the cluster would have ended it by itself a little later
+    assert pod.body["spec"]["activeDeadlineSeconds"] == 1 + DEADLINE_SLACK_S
+
+
+def test_a_pod_the_cluster_ends_at_its_active_deadline_times_the_attempt_out(
+    cluster: tuple[FakeKubernetes, Path],
+) -> None:
+    """What happens when no runner deleted it first: the kubelet's own deadline."""
+    fake, kubeconfig = cluster
+    api = core_api(str(kubeconfig), None)
+    who = PodIdentity("run-1", "f", "t", 1)
+    manifest = pod_manifest(PodShape("busybox"), who, ["sleep", "60"], {}, active_deadline=1)
+    with pytest.raises(TaskTimeout, match="active deadline"):
+        run_pod(api, manifest, deadline=None, poll=0.05, sink=lambda chunk: None)
+    (pod,) = fake.deleted
+    assert pod.deadline_exceeded
+    assert fake.pods == {}
+    api.api_client.close()
     assert pod.proc is not None and pod.proc.wait(timeout=10) != 0
 
 

@@ -260,11 +260,17 @@ def run_selector(run_id: str) -> str:
 
 
 def pod_manifest(
-    shape: PodShape, who: PodIdentity, argv: Sequence[str], env: Mapping[str, str]
+    shape: PodShape,
+    who: PodIdentity,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    active_deadline: int | None = None,
 ) -> Any:
     """The ``V1Pod`` that runs *argv* (the container's command, exactly) with *env*.
 
-    The pod never restarts (its phase ends Succeeded or Failed, as a task attempt does).
+    The pod never restarts (its phase ends Succeeded or Failed, as a task attempt does). With
+    *active_deadline* (seconds), the cluster itself ends the pod that long after it started, even
+    when no runner is left to delete it.
     """
     from kubernetes import client as k
 
@@ -286,6 +292,7 @@ def pod_manifest(
     spec = k.V1PodSpec(
         containers=[container],
         restart_policy="Never",
+        active_deadline_seconds=active_deadline,
         service_account_name=shape.service_account,
         node_selector=dict(shape.node_selector) or None,
         tolerations=[t.model() for t in shape.tolerations] or None,

@@ -135,7 +135,8 @@ def wait_end(api: Any, name: str, namespace: str, *, deadline: float | None, pol
         if phase in {"Succeeded", "Failed"}:
             ended = _terminated(pod)
             code = ended.exit_code if ended is not None else None
-            reason = (ended.reason if ended is not None else None) or pod.status.reason or phase
+            # the pod's own reason first: DeadlineExceeded, Evicted say more than "Error"
+            reason = pod.status.reason or (ended.reason if ended is not None else None) or phase
             return PodEnd(phase, code, reason)
         stuck = _stuck_reason(pod)
         if stuck is not None:
@@ -252,6 +253,8 @@ def _run_created(
         delete_pod(api, name, namespace)
         if pump is not None:
             pump.join(LOG_DRAIN_S)
+    if end.phase == "Failed" and end.reason == "DeadlineExceeded":
+        raise TaskTimeout(f"pod {name} passed its active deadline (the cluster ended it)")
     if end.phase == "Failed":
         raise PodFailed(name, end.reason, end.code)
     return end

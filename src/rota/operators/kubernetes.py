@@ -12,7 +12,9 @@ its own into one argument (values are data: no shell reads them unless the comma
 
 from __future__ import annotations
 
+import math
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -146,7 +148,9 @@ class KubernetesPodOp:
         who = PodIdentity(ctx.run_id, ctx.flow, ctx.task_id, ctx.try_number)
         # a pod's spec is readable by whoever may read pods: no secret goes there unasked
         ambient = {k: v for k, v in ctx.environ().items() if ctx.masker.redact(v) == v}
-        manifest = pod_manifest(self.shape, who, argv, {**ambient, **env})
+        manifest = pod_manifest(
+            self.shape, who, argv, {**ambient, **env}, _active_deadline(ctx.deadline)
+        )
         shown = ctx.masker.redact(" ".join(argv))
         print(f"[rota] pod {self.shape.namespace}/{who.name()}: {shown}", file=sys.stderr)
         sink = LastLine(sys.stdout)
@@ -156,6 +160,17 @@ class KubernetesPodOp:
         finally:
             api.api_client.close()
         return sink.result()
+
+
+DEADLINE_SLACK_S = 30
+"""Seconds the cluster's own deadline for a pod lies past the attempt's: Rota deletes the pod at
+the attempt's deadline; the cluster ends it a little later if no runner is left to."""
+
+
+def _active_deadline(deadline: float | None) -> int | None:
+    if deadline is None:
+        return None
+    return max(1, math.ceil(deadline - time.monotonic())) + DEADLINE_SLACK_S
 
 
 def _check_argv(task_id: str, command: object) -> tuple[str, ...]:
