@@ -28,7 +28,7 @@ from rota.executors.attempt import crashed_outcome, run_attempt
 from rota.executors.base import AttemptOutcome, AttemptSpec
 from rota.executors.logs import FdCapture
 from rota.flowfile import import_flow_file
-from rota.operators.leftovers import end_live
+from rota.operators.liveends import end_live
 
 Message = tuple[int, tuple[tuple[str, str], ...], Any, bytes | None, bytes]
 """(attempt id, modules to import, operator key, pickled operator or None if sent before to this

@@ -153,6 +153,24 @@ class ReadsRun(Protocol):
         """
 
 
+@runtime_checkable
+class LeavesLeftovers(Protocol):
+    """An operator whose attempts start something outside the worker (a container, a pod) that
+    can outlive a runner killed with SIGKILL. What it starts is labelled with the run, so that
+    the runner that drives the run again (``rota resume``, a takeover) removes it first
+    (``rota.engine.leftovers``)."""
+
+    def leftovers_scope(self) -> str:
+        """Operators with equal scopes find the same leftovers: one of them is asked."""
+
+    def remove_leftovers(self, run_id: str) -> list[str]:
+        """Remove what attempts of run *run_id* left running; the names of what was removed.
+
+        Raises:
+            Exception: the leftovers could not be listed or removed (logged, not fatal).
+        """
+
+
 def digest(*parts: str) -> str:
     """A short, stable hex digest of text parts."""
     h = hashlib.blake2b(digest_size=16)

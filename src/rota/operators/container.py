@@ -37,7 +37,7 @@ from rota.model.secrets import MASK, is_sensitive_name
 from rota.model.templating import is_template, render, render_shell
 from rota.operators import containerrt as rt
 from rota.operators.base import ExecContext, RunReads, digest
-from rota.operators.leftovers import ended_with_process
+from rota.operators.liveends import ended_with_process
 from rota.operators.shell import _has_fileno, _pump, _stdout_sink
 
 RUN_DIR = "/rota/run"

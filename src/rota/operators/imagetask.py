@@ -57,6 +57,13 @@ class ImageOp:
         reads: RunReads = self.inner.run_reads(ctx)
         return reads
 
+    def leftovers_scope(self) -> str:
+        return str(self.container.leftovers_scope())
+
+    def remove_leftovers(self, run_id: str) -> list[str]:
+        """Remove the containers of run *run_id* (see ``ContainerOp.remove_leftovers``)."""
+        return list(self.container.remove_leftovers(run_id))
+
     def execute(self, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         """Call the function in a container; its return value.
 
