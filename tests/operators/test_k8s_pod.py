@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from rota import Flow
 from rota.errors import TaskTimeout
 from rota.executors.base import AttemptSpec
 from rota.executors.pool import LocalPoolExecutor
+from rota.executors.threads import ThreadExecutor
 from rota.model.secrets import Masker
 from rota.operators.base import ExecContext
 from rota.operators.k8smanifest import PodIdentity, PodShape, pod_manifest
@@ -263,14 +265,13 @@ def test_a_cancel_ends_the_pool_worker_and_its_running_pod_is_deleted(
         while not any(p.proc is not None for p in list(fake.pods.values())):
             assert time.monotonic() < limit, "the pod never started"
             pool.poll(0.05)
-        (pid,) = pool.pids
+        (worker,) = pool._workers
     finally:
         pool.close(cancel=True)
+    assert worker.proc.exitcode == -signal.SIGTERM  # not 70 (its lifeline's end), not -9
     assert fake.pods == {}
     (pod,) = fake.deleted
     assert pod.killed
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # the worker is gone too
 
 
 @pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="no KUBECONFIG: no live cluster")
@@ -291,3 +292,23 @@ def test_live_cluster_runs_a_pod_and_deletes_it() -> None:
     api = core_api(None, None)
     assert delete_leftovers(api, node.op.shape.namespace, "live-run") == []
     api.api_client.close()
+
+
+def test_a_cancel_of_the_thread_executor_deletes_the_running_pod(
+    cluster: tuple[FakeKubernetes, Path], tmp_path: Path
+) -> None:
+    """A thread cannot be ended; the pod its attempt started is deleted at once all the same."""
+    fake, kubeconfig = cluster
+    pool = ThreadExecutor(1)
+    pool.submit(_pool_spec(tmp_path, pod_op(kubeconfig, ["sleep", "60"])))
+    limit = time.monotonic() + 60
+    while not any(p.proc is not None for p in list(fake.pods.values())):
+        assert time.monotonic() < limit, "the pod never started"
+        pool.poll(0.05)
+    pool.close(cancel=True)
+    assert fake.pods == {}
+    (pod,) = fake.deleted
+    assert pod.killed
+    # the attempt's thread then sees its pod gone and ends
+    for thread in pool._threads:
+        thread.join(timeout=60)

@@ -12,6 +12,7 @@ from rota.artifacts.local import OutputCache
 from rota.executors.attempt import crashed_outcome, run_attempt
 from rota.executors.base import AttemptEvent, AttemptOutcome, AttemptSpec, AttemptStarted
 from rota.executors.logs import ThreadCapture
+from rota.operators.liveends import end_live
 
 
 class InProcessExecutor:
@@ -113,7 +114,9 @@ class ThreadExecutor:
     def close(self, *, cancel: bool = False) -> None:
         for _ in self._threads:
             self._inbox.put(None)
-        if not cancel:
+        if cancel:  # a thread cannot be ended: what its attempt started outside it can
+            end_live()
+        else:
             for t in self._threads:
                 t.join()
         self._capture.uninstall()
