@@ -5,6 +5,7 @@ The runner is a real ``rota`` process with its own SQLite store; the cluster is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,7 +91,57 @@ def test_rota_run_runs_the_pod_and_passes_its_output_on(
     assert "pod-done" in shown.stdout + shown.stderr
 
 
-def test_a_pod_left_by_a_killed_runner_is_deleted_by_resume(
+def _children(pid: int) -> list[int]:
+    """The processes *pid* started (its pool's workers), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _crash(runner: subprocess.Popen[bytes]) -> None:
+    """End the runner and its workers at once, as a machine's crash or the OOM killer would:
+    the workers are frozen first, so none sees its runner die and deletes its pod."""
+    workers = _children(runner.pid)
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=60)
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_sigkilled_runner_s_worker_deletes_its_pod(
+    cluster: tuple[FakeKubernetes, Path], tmp_path: Path
+) -> None:
+    """A runner killed with SIGKILL: its worker sees its lifeline end and deletes the pod."""
+    fake, kubeconfig = cluster
+    path = tmp_path / "podflow.py"
+    path.write_text(FLOW)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "rota", "run", str(path)],
+        env=_env(tmp_path, kubeconfig),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        limit = time.monotonic() + 120
+        while not any(p.proc is not None for p in list(fake.pods.values())):
+            assert runner.poll() is None and time.monotonic() < limit, "the pod never started"
+            time.sleep(0.05)
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=60)
+    limit = time.monotonic() + 60
+    while fake.pods:
+        assert time.monotonic() < limit, "the worker did not delete the pod"
+        time.sleep(0.05)
+    (pod,) = fake.deleted
+    assert pod.killed
+
+
+def test_a_pod_left_by_a_crashed_runner_is_deleted_by_resume(
     cluster: tuple[FakeKubernetes, Path], tmp_path: Path
 ) -> None:
     fake, kubeconfig = cluster
@@ -109,9 +160,8 @@ def test_a_pod_left_by_a_killed_runner_is_deleted_by_resume(
             assert runner.poll() is None and time.monotonic() < limit, "the pod never started"
             time.sleep(0.05)
     finally:
-        runner.send_signal(signal.SIGKILL)
-        runner.wait(timeout=60)
-    (left,) = fake.pods.values()  # the runner died; its pod did not
+        _crash(runner)
+    (left,) = fake.pods.values()  # the runner and its worker died; its pod did not
     assert left.proc is not None and left.proc.poll() is None
     (fake.workdir / "ok").touch()
     resumed = _rota(env, "resume", "--last", "podflow", "--json")
@@ -125,6 +175,40 @@ def test_a_pod_left_by_a_killed_runner_is_deleted_by_resume(
     assert len(creates) == 2 and deletes[0] < creates[1]
 
 
+def test_a_cancelled_run_deletes_its_running_pod_at_once(
+    cluster: tuple[FakeKubernetes, Path], tmp_path: Path
+) -> None:
+    """``rota runs cancel``: the runner ends its busy worker with SIGTERM, which deletes the pod
+    (not left for a resume to find)."""
+    fake, kubeconfig = cluster
+    path = tmp_path / "podflow.py"
+    path.write_text(FLOW)
+    env = _env(tmp_path, kubeconfig)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "rota", "run", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        limit = time.monotonic() + 120
+        while not any(p.proc is not None for p in list(fake.pods.values())):
+            assert runner.poll() is None and time.monotonic() < limit, "the pod never started"
+            time.sleep(0.05)
+        run_id = _last_json(_rota(env, "runs", "list", "--json").stdout)[0]["run_id"]
+        cancelled = _rota(env, "runs", "cancel", run_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        runner.wait(timeout=120)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert fake.pods == {}
+    (pod,) = fake.deleted
+    assert pod.killed  # it was running when it was deleted
+    shown = _last_json(_rota(env, "runs", "show", run_id, "--json").stdout)
+    assert shown["tasks"]["pod"]["state"] == "failed"
+
+
 SLOW = """
 import os
 from rota import Flow
@@ -132,7 +216,7 @@ from rota.operators.kubernetes import KubernetesPodTask
 
 with Flow("slowpod") as slowpod:
     KubernetesPodTask(
-        "slow", "busybox", ["sleep", "60"], timeout=1,
+        "slow", "busybox", ["sleep", "60"], timeout=6,
         config_file=os.environ["FAKE_KUBECONFIG"], poll_interval=0.05,
     )
 """
@@ -142,7 +226,10 @@ with Flow("slowpod") as slowpod:
 def test_a_pod_past_the_task_timeout_is_deleted_under_rota_run(
     cluster: tuple[FakeKubernetes, Path], tmp_path: Path, executor: str
 ) -> None:
-    """In a pool worker the engine's SIGTERM at the deadline deletes it; in process, the wait."""
+    """In a pool worker the engine's SIGTERM at the deadline deletes it; in process, the wait.
+
+    The timeout leaves time to import the client and create the pod on a loaded machine.
+    """
     fake, kubeconfig = cluster
     path = tmp_path / "slowpod.py"
     path.write_text(SLOW)

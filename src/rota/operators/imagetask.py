@@ -72,25 +72,42 @@ class ImageOp:
             ContainerFailed: the container exited with a non-zero code (e.g. no Python in it).
             TaskTimeout: the deadline passed (the container is removed).
         """
-        if self.inner.takes_ctx:  # what only the worker has stays behind: its checkpoint
-            # store, its clock's deadline, the secrets it masks (its log masks them still)
-            shipped = dataclasses.replace(
-                ctx, checkpoint=NoCheckpoint(), deadline=None, masker=Masker(), store=None
-            )
-            kwargs = {**kwargs, "ctx": shipped}
         with tempfile.TemporaryDirectory(prefix="rota-image-") as job:
             folder = Path(job)
-            (folder / JOB).write_bytes(_dumps((self.inner.fn, args, dict(kwargs))))
+            (folder / JOB).write_bytes(dump_job(self.inner, ctx, args, kwargs))
             mount = Mount(job, JOB_DIR)
             op = dataclasses.replace(self.container, mounts=(mount, *self.container.mounts))
             op.execute(ctx, (), {})
             result = folder / RESULT
-            if not result.exists():
-                raise ImageTaskFailed("NoResult", "the container wrote no result")
-            outcome = pickle.loads(result.read_bytes())  # the task's own output, from its code
-        if outcome[0] == "ok":
-            return outcome[1]
-        raise ImageTaskFailed(outcome[1], outcome[2])
+            return job_value(result.read_bytes() if result.exists() else None)
+
+
+def dump_job(
+    inner: Any, ctx: ExecContext, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> bytes:
+    """The job a container or a pod runs: the function of Python task operator *inner* and its
+    arguments, cloudpickled (with the attempt's context when the function takes ``ctx``)."""
+    if inner.takes_ctx:  # what only the worker has stays behind: its checkpoint store, its
+        # clock's deadline, the secrets it masks (its log masks them still)
+        shipped = dataclasses.replace(
+            ctx, checkpoint=NoCheckpoint(), deadline=None, masker=Masker(), store=None
+        )
+        kwargs = {**kwargs, "ctx": shipped}
+    return _dumps((inner.fn, args, dict(kwargs)))
+
+
+def job_value(result: bytes | None) -> Any:
+    """The function's return value from the *result* its job wrote.
+
+    Raises:
+        ImageTaskFailed: the function raised, or no result was written.
+    """
+    if result is None:
+        raise ImageTaskFailed("NoResult", "the container wrote no result")
+    outcome = pickle.loads(result)  # the task's own output, written by its own code
+    if outcome[0] == "ok":
+        return outcome[1]
+    raise ImageTaskFailed(outcome[1], outcome[2])
 
 
 def _dumps(job: tuple[Any, ...]) -> bytes:
@@ -108,14 +125,34 @@ def _dumps(job: tuple[Any, ...]) -> bytes:
             cloudpickle.unregister_pickle_by_value(module)
 
 
-def image_op(task_id: str, inner: Any, image: str, options: Mapping[str, Any] | None) -> ImageOp:
-    """The operator of a Python task run in *image*, with container *options* (``mounts``,
-    ``env``, ``workdir``, ``resources``, ``network``, ``runtime``, ``python``).
+EXECUTORS = ("container", "kubernetes")
+"""Where ``@task(image=..., executor=...)`` runs the function: a local container (podman or
+docker, the default) or a Kubernetes pod."""
+
+
+def image_op(
+    task_id: str,
+    inner: Any,
+    image: str,
+    options: Mapping[str, Any] | None,
+    executor: str | None = None,
+) -> Any:
+    """The operator of a Python task run in *image*: in a local container with container
+    *options* (``mounts``, ``env``, ``workdir``, ``resources``, ``network``, ``runtime``,
+    ``python``), or with *executor* ``"kubernetes"`` in a pod (``rota.operators.imagepod``).
 
     Raises:
-        DefinitionError: an unknown or bad option, or a ``rota.Secret`` in ``env`` (not
-            carried into an image task yet).
+        DefinitionError: an unknown executor, an unknown or bad option, or a ``rota.Secret`` in
+            ``env`` (not carried into an image task yet).
     """
+    if executor not in (None, *EXECUTORS):
+        raise DefinitionError(
+            f"task {task_id!r}: executor must be one of {', '.join(EXECUTORS)}, got {executor!r}"
+        )
+    if executor == "kubernetes":
+        from rota.operators.imagepod import image_pod_op
+
+        return image_pod_op(task_id, inner, image, options)
     opts = dict(options or {})
     unknown = sorted(set(opts) - _OPTIONS)
     if unknown:

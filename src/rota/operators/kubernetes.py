@@ -218,6 +218,61 @@ def _check_env(task_id: str, env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+POD_OPTIONS = frozenset(
+    {
+        "namespace", "env", "resources", "service_account", "node_selector", "tolerations",
+        "volumes", "labels", "image_pull_policy", "config_file", "context", "poll_interval",
+    }
+)  # fmt: skip
+"""The options of a pod (:func:`pod_op`), beside its image and command."""
+
+
+def pod_op(
+    task_id: str,
+    image: str,
+    command: Sequence[str],
+    *,
+    namespace: str = "default",
+    env: Mapping[str, str] | None = None,
+    resources: Mapping[str, Mapping[str, str]] | None = None,
+    service_account: str | None = None,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Iterable[Toleration] = (),
+    volumes: Iterable[PodVolume] = (),
+    labels: Mapping[str, str] | None = None,
+    image_pull_policy: str | None = None,
+    config_file: str | None = None,
+    context: str | None = None,
+    poll_interval: float = 2.0,
+) -> KubernetesPodOp:
+    """The operator of a pod task with these options (see :class:`KubernetesPodTask`).
+
+    Raises:
+        DefinitionError: an option is not valid.
+    """
+    shape = PodShape(
+        image=image,
+        namespace=namespace,
+        resources=check_resources(resources or {}),
+        service_account=service_account,
+        node_selector=dict(node_selector or {}),
+        tolerations=tuple(tolerations),
+        volumes=tuple(volumes),
+        image_pull_policy=image_pull_policy,
+        labels=dict(labels or {}),
+    )
+    if poll_interval <= 0:
+        raise DefinitionError(f"task {task_id!r}: poll_interval must be positive")
+    return KubernetesPodOp(
+        shape,
+        _check_argv(task_id, command),
+        _check_env(task_id, env or {}),
+        config_file,
+        context,
+        poll_interval,
+    )
+
+
 class KubernetesPodTask(TaskNode):
     """An operator-style task run as a Kubernetes pod, as Airflow's KubernetesPodOperator.
 
@@ -254,27 +309,13 @@ class KubernetesPodTask(TaskNode):
         on_failure: CallbackArg = None,
         on_retry: CallbackArg = None,
     ) -> None:
-        shape = PodShape(
-            image=image,
-            namespace=namespace,
-            resources=check_resources(resources or {}),
-            service_account=service_account,
-            node_selector=dict(node_selector or {}),
-            tolerations=tuple(tolerations),
-            volumes=tuple(volumes),
-            image_pull_policy=image_pull_policy,
-            labels=dict(labels or {}),
-        )
-        if poll_interval <= 0:
-            raise DefinitionError(f"task {task_id!r}: poll_interval must be positive")
-        op = KubernetesPodOp(
-            shape,
-            _check_argv(task_id, command),
-            _check_env(task_id, env or {}),
-            config_file,
-            context,
-            poll_interval,
-        )
+        op = pod_op(
+            task_id, image, command, namespace=namespace, env=env, resources=resources,
+            service_account=service_account, node_selector=node_selector,
+            tolerations=tolerations, volumes=volumes, labels=labels,
+            image_pull_policy=image_pull_policy, config_file=config_file, context=context,
+            poll_interval=poll_interval,
+        )  # fmt: skip
         super().__init__(
             task_id,
             op,

@@ -96,6 +96,7 @@ class PythonTask(TaskNode):
         map_args: Iterable[str] = (),
         image: str | None = None,
         container: Mapping[str, Any] | None = None,
+        executor: str | None = None,
         **cache_options: Any,
     ) -> None:
         if not callable(fn):
@@ -107,12 +108,13 @@ class PythonTask(TaskNode):
             raise DefinitionError(f"task {task_id!r}: 'ctx' is given by Rota at run time")
         _check_call(task_id, fn, args, {**kwargs, "ctx": None} if takes_ctx else kwargs)
         op: Any = PythonOp(fn, takes_ctx)
-        if image is not None:  # the function runs in a container of that image
+        if image is not None:  # the function runs in a container (or a pod) of that image
             from rota.operators.imagetask import image_op
 
-            op = image_op(task_id, op, image, container)
-        elif container is not None:
-            raise DefinitionError(f"task {task_id!r}: container options need image=")
+            op = image_op(task_id, op, image, container, executor)
+        elif container is not None or executor is not None:
+            given = "container options" if container is not None else "executor="
+            raise DefinitionError(f"task {task_id!r}: {given} need image=")
         super().__init__(
             task_id,
             op,
@@ -251,9 +253,10 @@ _TASK_OPTIONS = frozenset(
 )
 
 
-IMAGE_OPTIONS = frozenset({"image", "container"})
+IMAGE_OPTIONS = frozenset({"image", "container", "executor"})
 """Options of a plain ``@task`` only: run the function in a container of ``image``
-(``container``: that container's options, see ``rota.operators.imagetask``)."""
+(``container``: that container's options, see ``rota.operators.imagetask``), or in a pod with
+``executor="kubernetes"`` (``rota.operators.imagepod``)."""
 
 
 def check_task_options(options: Mapping[str, Any], extra: frozenset[str] = frozenset()) -> None:
