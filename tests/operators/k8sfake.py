@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -53,6 +54,12 @@ class FakeKubernetes:
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.pumps: list[threading.Thread] = []
+        self.gone_logs = 0
+        """Follows of a log to refuse with 410 Gone first, as an API server refuses a read it
+        can no longer serve."""
+        self.cut_log_after: int | None = None
+        """Cut the next follow of a log (the connection dropped, the stream not ended) once it
+        has sent this many bytes."""
 
     # the kubelet
     def _start(self, pod: FakePod) -> None:
@@ -244,6 +251,11 @@ class _Handler(BaseHTTPRequestHandler):
             message = f'container "task" in pod "{pod.name}" is waiting to start'
             self._send(400, _status_body(400, "BadRequest", message))
             return
+        if follow and self.fake.gone_logs > 0:
+            self.fake.gone_logs -= 1
+            self._send(410, _status_body(410, "Gone", "too old resource version"))
+            return
+        cut, self.fake.cut_log_after = (self.fake.cut_log_after, None) if follow else (None, None)
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Transfer-Encoding", "chunked")
@@ -251,8 +263,12 @@ class _Handler(BaseHTTPRequestHandler):
         sent = 0
         while True:
             done = pod.ended.is_set() or not follow or pod in self.fake.deleted
+            if cut is not None and sent >= cut:  # drop the connection mid-stream
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if sent < len(pod.log):
-                chunk = bytes(pod.log[sent:])
+                chunk = bytes(pod.log[sent : len(pod.log) if cut is None else max(cut, sent + 1)])
                 sent += len(chunk)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()

@@ -93,6 +93,24 @@ def test_a_pod_that_succeeds_streams_its_log_and_is_deleted(
     assert not pod.killed
 
 
+def test_a_log_follow_refused_with_410_or_cut_short_is_read_again_without_repeats(
+    cluster: tuple[FakeKubernetes, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """As a client of the real API must: a 410 Gone, then a stream cut after its first line
+    while the pod still runs; the log reaches the attempt's log once, whole."""
+    fake, kubeconfig = cluster
+    fake.gone_logs = 1
+    fake.cut_log_after = len("one\n")
+    script = "echo one; sleep 1; echo two; sleep 1; echo three"
+    op = pod_op(kubeconfig, ["sh", "-c", script])
+    assert op.execute(ctx(), (), {}) == "three"
+    out = capfd.readouterr().out
+    assert "one\ntwo\nthree\n" in out and out.count("one") == 1
+    follows = [p for m, p in fake.requests if m == "GET" and p.endswith("/log")]
+    assert len(follows) >= 3  # refused, cut, then read again to its end
+    assert fake.gone_logs == 0 and fake.cut_log_after is None
+
+
 def test_a_failed_pod_fails_the_attempt_with_its_exit_code(
     cluster: tuple[FakeKubernetes, Path],
 ) -> None:

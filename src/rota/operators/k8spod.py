@@ -164,23 +164,72 @@ def wait_started(
         time.sleep(poll)
 
 
-def stream_log(api: Any, name: str, namespace: str, sink: Callable[[bytes], None]) -> None:
-    """Copy the task container's log to *sink* as it is printed, until the stream ends."""
+LOG_RETRIES: Final = 20
+"""Reads of a pod's log in a row that may bring nothing new before the log is given up."""
+LOG_RETRY_S: Final = 0.2
+
+
+def _open_log(api: Any, name: str, namespace: str) -> Any:
+    """The pod's log, followed; None when it cannot be read now but may be soon (410 Gone, as
+    the API server answers a read too old to serve, or a container not started yet).
+
+    Raises:
+        ApiException: the pod is gone (404), or another refusal.
+    """
     from kubernetes.client.exceptions import ApiException
 
     try:
-        response = api.read_namespaced_pod_log(
+        return api.read_namespaced_pod_log(
             name, namespace, container=CONTAINER, follow=True, _preload_content=False
         )
-    except ApiException:
-        return  # the pod is already gone: its end is read from its status, or it timed out
+    except ApiException as err:
+        if err.status in (400, 410):
+            return None
+        raise
+
+
+def _copy(response: Any, sink: Callable[[bytes], None], skip: int) -> tuple[int, bool]:
+    """Copy *response*'s bytes past the first *skip* to *sink*: the bytes read, and whether
+    the stream ended as the API ends it (not cut short)."""
+    read = 0
     try:
         for chunk in response.stream(4096):
-            sink(chunk)
-    except Exception:  # a connection cut when the pod is deleted ends the log
-        return
+            fresh = chunk[max(0, skip - read) :]
+            read += len(chunk)
+            if fresh:
+                sink(fresh)
+    except Exception:  # a cut connection (a restarted API server or kubelet, a proxy's timeout)
+        return read, False
     finally:
         response.release_conn()
+    return read, True
+
+
+def stream_log(api: Any, name: str, namespace: str, sink: Callable[[bytes], None]) -> None:
+    """Copy the task container's log to *sink* as it is printed, until the stream ends.
+
+    A follow that is refused with 410 Gone or cut short is read again from the start, as a
+    client of the real API must, and the bytes already copied are skipped: the log reaches
+    *sink* once, whole. A pod that is gone (404) ends it.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    copied = 0
+    idle = 0
+    while idle < LOG_RETRIES:
+        try:
+            response = _open_log(api, name, namespace)
+        except ApiException:
+            return  # the pod is already gone: its end is read from its status, or it timed out
+        if response is not None:
+            read, whole = _copy(response, sink, copied)
+            idle = 0 if read > copied else idle + 1
+            copied = max(copied, read)
+            if whole:
+                return
+        else:
+            idle += 1
+        time.sleep(LOG_RETRY_S)
 
 
 def run_pod(

@@ -277,9 +277,39 @@ class KubernetesPodTask(TaskNode):
     """An operator-style task run as a Kubernetes pod, as Airflow's KubernetesPodOperator.
 
     ``KubernetesPodTask("train", "localhost/ml:1", ["python", "-m", "train", "{{ ds }}"],
-    namespace="ml", resources={"limits": {"nvidia.com/gpu": "1"}})``. *resources* takes
-    ``requests`` and ``limits`` (the pod's, not a Rota pool's); *tolerations* and *volumes* take
-    :class:`Toleration` and :class:`PodVolume`.
+    namespace="ml", resources={"limits": {"nvidia.com/gpu": "1"}})``. Needs
+    ``pip install 'rota[k8s]'`` (the official ``kubernetes`` client).
+
+    Args:
+        task_id: The task's id.
+        image: The pod's image.
+        command: The container's argv, a list of templates each rendered into one argument
+            (values are data: no shell reads them unless the command is a shell).
+        namespace: The pod's namespace.
+        env: Variables for the container (templates), besides the attempt's own
+            (``ROTA_RUN_ID``, ``ROTA_PARAM_*``...; a secret parameter's value is left out).
+        resources: ``{"requests": {...}, "limits": {...}}`` of the pod (not a Rota pool's).
+        service_account: The pod's service account.
+        node_selector: The pod's node selector.
+        tolerations: ``rota.Toleration`` values.
+        volumes: ``rota.PodVolume`` values (a claim, a config map, a secret, a host path...).
+        labels: More labels for the pod (``rota.io/*`` are Rota's own).
+        image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``.
+        config_file: A kubeconfig file; default ``KUBECONFIG``, ``~/.kube/config``, or the
+            service account of a pod Rota itself runs in.
+        context: The kubeconfig context.
+        poll_interval: Seconds between reads of the pod's status.
+        retries: As every task's.
+        retry_delay: As every task's.
+        timeout: At the timeout the pod is deleted and the attempt fails.
+        tags: As every task's.
+        trigger_rule: As every task's.
+        on_success: As every task's.
+        on_failure: As every task's.
+        on_retry: As every task's.
+
+    Raises:
+        DefinitionError: an option is not valid (one line naming the task).
     """
 
     def __init__(
