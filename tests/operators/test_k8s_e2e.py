@@ -216,21 +216,31 @@ from rota.operators.kubernetes import KubernetesPodTask
 
 with Flow("slowpod") as slowpod:
     KubernetesPodTask(
-        "slow", "busybox", ["sleep", "60"], timeout=6,
+        "slow", "busybox", ["sleep", "60"], timeout=10,
         config_file=os.environ["FAKE_KUBECONFIG"], poll_interval=0.05,
     )
 """
 
 
+@pytest.fixture
+def eager_cluster(tmp_path: Path) -> Iterator[tuple[FakeKubernetes, Path]]:
+    """A fake whose kubelet starts a pod's container at the first read of its status."""
+    work = tmp_path / "kubelet"
+    work.mkdir()
+    with serve(work, pending_reads=0) as pair:
+        yield pair
+
+
 @pytest.mark.parametrize("executor", ["local", "threads", "inprocess"])
 def test_a_pod_past_the_task_timeout_is_deleted_under_rota_run(
-    cluster: tuple[FakeKubernetes, Path], tmp_path: Path, executor: str
+    eager_cluster: tuple[FakeKubernetes, Path], tmp_path: Path, executor: str
 ) -> None:
     """In a pool worker the engine's SIGTERM at the deadline deletes it; in process, the wait.
 
-    The timeout leaves time to import the client and create the pod on a loaded machine.
+    The timeout leaves time to import the client and create the pod on a loaded machine, and
+    the container starts at once, so it is running when the deadline deletes its pod.
     """
-    fake, kubeconfig = cluster
+    fake, kubeconfig = eager_cluster
     path = tmp_path / "slowpod.py"
     path.write_text(SLOW)
     env = {**_env(tmp_path, kubeconfig), "ROTA_EXECUTOR": executor}

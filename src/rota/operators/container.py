@@ -38,7 +38,7 @@ from rota.model.templating import is_template, render, render_shell
 from rota.operators import containerrt as rt
 from rota.operators.base import ExecContext, RunReads, digest
 from rota.operators.liveends import ended_with_process
-from rota.operators.shell import _has_fileno, _pump, _stdout_sink
+from rota.operators.streams import copy_lines, has_fileno, stdout_sink
 
 RUN_DIR = "/rota/run"
 """Where the run's artifact folder is mounted in the container."""
@@ -243,13 +243,15 @@ def _run_client(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.PIPE,
+                stderr=sys.stderr.fileno() if has_fileno(sys.stderr) else subprocess.PIPE,
                 env=dict(env),
                 start_new_session=ctx.own_session,
             ) as proc,
         ):
             lines: list[str] = []
-            pump = threading.Thread(target=_pump, args=(proc, lines, _stdout_sink()), daemon=True)
+            pump = threading.Thread(
+                target=copy_lines, args=(proc, lines, stdout_sink()), daemon=True
+            )
             pump.start()
             code = _wait(proc, ctx.deadline)
             if code is None:
