@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_podman import BUSYBOX_IMAGE, busybox_image, containers_with  # noqa: F401
+from fixtures_podman import BUSYBOX_IMAGE, busybox_image, containers_with, podman  # noqa: F401
+from rota import ContainerTask, Flow, task
+from rota.engine.leftovers import remove_leftovers
 from rota.executors.base import AttemptSpec
 from rota.executors.pool import LocalPoolExecutor
 from rota.operators.containertask import check_options
@@ -43,3 +45,36 @@ def test_a_cancel_sigterms_the_worker_which_removes_its_container(tmp_path: Path
     assert worker.proc.exitcode == -signal.SIGTERM
     # ...after it had removed the container: podman ps -a shows none of the run
     assert containers_with(f"rota.run={run_id}") == []
+
+
+def test_resume_s_leftovers_removal_covers_image_tasks_and_asks_each_runtime_once(
+    tmp_path: Path,
+) -> None:
+    """A flow whose only container step is a Python task in an image has its run's containers
+    removed too; three container tasks on one runtime list its containers once."""
+    run_id = f"left-{os.getpid()}-{tmp_path.name}"
+    left = podman(
+        "run", "-d", "--label", "rota.managed=1", "--label", f"rota.run={run_id}",
+        BUSYBOX_IMAGE, "sleep", "300",
+    )  # fmt: skip
+    assert left.returncode == 0, left.stderr
+    names = containers_with(f"rota.run={run_id}")
+    assert len(names) == 1
+    with Flow("image_only") as image_only:
+
+        @task(image=BUSYBOX_IMAGE)
+        def f() -> int:
+            return 1
+
+        f()
+    assert remove_leftovers(image_only.build(), run_id) == names
+    assert containers_with(f"rota.run={run_id}") == []
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "podman-logged"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {calls}\nexec podman "$@"\n')
+    wrapper.chmod(0o700)
+    with Flow("many") as many:
+        for i in range(3):
+            ContainerTask(f"c{i}", BUSYBOX_IMAGE, ["true"], runtime=str(wrapper))
+    assert remove_leftovers(many.build(), run_id) == []
+    assert calls.read_text().split() == ["ps"]  # one listing for the three tasks
