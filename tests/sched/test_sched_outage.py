@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pgserver import PgServer
 from schedhelp import rota_env, wait_for, write_flow
 
+from pgserver import PgServer
 from rota.engine.flowdir import FlowFolder
 from rota.engine.runner import create_run
 from rota.model.states import RunState, TaskState

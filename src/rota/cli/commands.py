@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -14,23 +15,42 @@ from rota.config import EXECUTORS
 from rota.errors import UserError
 from rota.model.safetext import safe_text
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+_EXECUTOR_OPTIONS: Final = (
+    click.option(
+        "--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local)."
+    ),
+    click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs)."),
+    click.option(
+        "--dask-address", metavar="tcp://HOST:PORT",
+        help="The Dask scheduler for --executor dask (ROTA_DASK_ADDRESS; none: a LocalCluster).",
+    ),
+    click.option(
+        "--artifacts", metavar="PATH|URL",
+        help="Where outputs go (ROTA_ARTIFACTS): a folder every worker shares, or s3://...",
+    ),
+    click.option(
+        "--json", "as_json", is_flag=True, help="End with one JSON line describing the run."
+    ),
+)  # fmt: skip
+
+
+def executor_options(command: _F) -> _F:
+    """The options of a command that drives a run: --executor, --workers, --dask-address,
+    --artifacts and --json."""
+    for option in reversed(_EXECUTOR_OPTIONS):
+        command = option(command)
+    return command
+
 
 @cli.command("run")
 @click.argument("target")
 @click.option(
     "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Set a flow parameter."
 )
-@click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
-@click.option(
-    "--dask-address", metavar="tcp://HOST:PORT",
-    help="The Dask scheduler for --executor dask (ROTA_DASK_ADDRESS; none: a LocalCluster).",
-)  # fmt: skip
-@click.option(
-    "--artifacts", metavar="PATH|URL",
-    help="Where outputs go (ROTA_ARTIFACTS): a folder every worker shares, or s3://...",
-)  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
+@executor_options
 @click.option("--no-cache", is_flag=True, help="Run every task; reuse no cached output.")
 @click.option(
     "--logical-date", metavar="DATE",

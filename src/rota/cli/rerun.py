@@ -8,10 +8,9 @@ from typing import Any
 import click
 
 from rota.cli.address import parse_task
-from rota.cli.commands import _drive, _finish
+from rota.cli.commands import _drive, _finish, executor_options
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.runarg import pick_run, run_argument
-from rota.config import EXECUTORS
 
 
 def _load_run_flow(
@@ -70,17 +69,7 @@ def _say_plan(ctx: CliContext, run: Any, plan: Any, change: Any) -> None:
     help="Change a parameter for the tasks that run again (recorded on the run), or give again "
     "a secret parameter the store does not keep.",
 )  # fmt: skip
-@click.option("--executor", type=click.Choice(EXECUTORS), help="Where tasks run (default: local).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker count (default: CPUs).")
-@click.option(
-    "--dask-address", metavar="tcp://HOST:PORT",
-    help="The Dask scheduler for --executor dask (ROTA_DASK_ADDRESS; none: a LocalCluster).",
-)  # fmt: skip
-@click.option(
-    "--artifacts", metavar="PATH|URL",
-    help="Where outputs go (ROTA_ARTIFACTS): a folder every worker shares, or s3://...",
-)  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="End with one JSON line describing the run.")
+@executor_options
 @click.pass_obj
 def resume_cmd(
     ctx: CliContext,

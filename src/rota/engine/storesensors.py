@@ -27,6 +27,7 @@ from rota.executors.base import (
     Executor,
 )
 from rota.executors.logs import ThreadCapture
+from rota.executors.queues import drain
 from rota.operators.base import StoreReader
 
 
@@ -77,18 +78,7 @@ class EngineSensors:
         self._events.put(outcome)
 
     def poll(self, timeout: float) -> list[AttemptEvent]:
-        out: list[AttemptEvent] = []
-        try:
-            out.append(
-                self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
-            )
-        except queue.Empty:
-            return out
-        while True:
-            try:
-                out.append(self._events.get_nowait())
-            except queue.Empty:
-                break
+        out = drain(self._events, timeout)
         self.running -= sum(1 for e in out if isinstance(e, AttemptOutcome))
         return out
 

@@ -40,6 +40,7 @@ from rota.executors.base import (
     ErrorInfo,
 )
 from rota.executors.daskworker import lost_error, run_on_worker
+from rota.executors.queues import drain
 from rota.home import open_private
 
 UNMET_MRO: Final = (
@@ -197,13 +198,7 @@ class DaskExecutor:
     # --- hearing back ----------------------------------------------------------------------------
     def poll(self, timeout: float) -> list[AttemptEvent]:
         self._flush()
-        items: list[tuple[str, Any]] = []
-        with contextlib.suppress(queue.Empty):
-            items.append(
-                self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
-            )
-            while True:
-                items.append(self._inbox.get_nowait())
+        items = drain(self._inbox, timeout)
         events: list[AttemptEvent] = []
         done: list[tuple[int, Any]] = []
         for kind, value in items:

@@ -12,6 +12,7 @@ from rota.artifacts.local import OutputCache
 from rota.executors.attempt import crashed_outcome, run_attempt
 from rota.executors.base import AttemptEvent, AttemptOutcome, AttemptSpec, AttemptStarted
 from rota.executors.logs import ThreadCapture
+from rota.executors.queues import drain
 from rota.operators.liveends import end_live
 
 
@@ -82,18 +83,7 @@ class ThreadExecutor:
         self._inbox.put(attempt)
 
     def poll(self, timeout: float) -> list[AttemptEvent]:
-        out: list[AttemptEvent] = []
-        try:
-            out.append(
-                self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
-            )
-        except queue.Empty:
-            return out
-        while True:
-            try:
-                out.append(self._events.get_nowait())
-            except queue.Empty:
-                break
+        out = drain(self._events, timeout)
         self._busy -= sum(1 for e in out if isinstance(e, AttemptOutcome))
         return out
 

@@ -1,5 +1,6 @@
-"""A PostgreSQL server of one test's own, which the test may stop and start again (the suite's
-shared server in tests/conftest.py must never be stopped while other tests use it)."""
+"""A real PostgreSQL server in a temporary folder (initdb + pg_ctl as the postgres user), on
+127.0.0.1: the suite's shared one (tests/conftest.py, never stopped while tests use it) and the
+servers of tests that stop and start their own (tests/sched)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,32 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 
 def _bindir() -> Path:
+    """The newest installed PostgreSQL's bin folder; fails the test if there is none."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
         key=lambda p: int(Path(p).parent.parent.name),
     )
-    assert found, "PostgreSQL is not installed: run scripts/ensure-postgres.sh"
+    if not found:
+        pytest.fail(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run `make test`, "
+            "which installs it (scripts/ensure-postgres.sh)",
+            pytrace=False,
+        )
     return Path(found[-1]).parent
 
 
 def _as_postgres(*args: str | Path) -> list[str]:
+    """*args* as a command run by the postgres user (initdb and pg_ctl refuse to run as root)."""
     cmd = [str(a) for a in args]
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, never PostgreSQL's default 5432."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
@@ -36,8 +47,10 @@ def _free_port() -> int:
 
 
 def _run(cmd: list[str]) -> None:
+    """Run *cmd*; on failure fail the test with its output."""
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}"
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}", pytrace=False)
 
 
 class PgServer:
@@ -55,8 +68,13 @@ class PgServer:
         self.running = False
 
     @property
+    def base_url(self) -> str:
+        """The server's URL without a database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/"
+
+    @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        return f"{self.base_url}postgres"
 
     def start(self) -> None:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off"
