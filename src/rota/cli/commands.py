@@ -8,7 +8,6 @@ from typing import Any, Final, TypeVar
 
 import click
 
-from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.runarg import complete_flow_names, pick_run, run_argument
 from rota.config import EXECUTORS
@@ -116,6 +115,7 @@ def _drive(
 ) -> Any:
     """Open the executor and store, let *prepare* set the run up, then drive it with a display
     (*slot_group*: a scheduler's task-slot limit its runs share)."""
+    from rota.cli import render
     from rota.engine.session import session
 
     settings = ctx.settings.with_options(executor=executor, workers=workers, **ctx.placement)
@@ -132,6 +132,8 @@ def _drive(
 
 
 def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
+    from rota.cli import render
+
     ctx.exit_code = summary.exit_code
     if as_json:
         render.print_json(ctx.console, summary.to_json())
@@ -213,6 +215,7 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
     """
     from datetime import UTC, datetime
 
+    from rota.cli import render
     from rota.cli.runview import runs_table
     from rota.engine.report import run_json
     from rota.errors import CorruptRow
@@ -258,6 +261,7 @@ def runs_show(
     """
     from datetime import UTC, datetime
 
+    from rota.cli import render
     from rota.cli.runview import run_header, run_tree
     from rota.engine.report import summarize
 
@@ -279,6 +283,8 @@ def runs_show(
 
 
 def _say_outcome(ctx: CliContext, summary: Any) -> None:
+    from rota.cli import render
+
     for text in render.error_lines(summary):
         ctx.console.print(text, style="red", highlight=False, soft_wrap=True)
     note = render.handled_note(summary)
@@ -289,6 +295,8 @@ def _say_outcome(ctx: CliContext, summary: Any) -> None:
 
 
 def _show_timing(ctx: CliContext, summary: Any) -> None:
+    from rota.cli import render
+
     ctx.console.print(render.summary_table(summary, detail=True))
     ctx.console.print(
         "queue = ready → handed to the executor · dispatch = → a worker began · "
@@ -319,6 +327,7 @@ def flows_list(ctx: CliContext, path: Path, as_json: bool) -> None:
     Example:
       rota flows list flows/
     """
+    from rota.cli import render
     from rota.engine.loader import load_path
     from rota.model.secrets import display_params
 
@@ -378,6 +387,7 @@ def graph_cmd(ctx: CliContext, target: str, fmt: str, params: tuple[str, ...]) -
       rota graph flows/churn.py
       rota graph flows/pipelines.py:churn --format mermaid
     """
+    from rota.cli import render
     from rota.engine.loader import resolve_target
 
     loaded = resolve_target(target)
