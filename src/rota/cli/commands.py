@@ -8,6 +8,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from rota.cli.endreport import SMALL_RUN
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.runarg import complete_flow_names, pick_run, run_argument
 from rota.config import EXECUTORS
@@ -36,6 +37,15 @@ _EXECUTOR_OPTIONS: Final = (
 )  # fmt: skip
 
 
+def tasks_option(command: _F) -> _F:
+    """The --tasks option of a command that ends with a run's report."""
+    return click.option(
+        "--tasks", "show_tasks", is_flag=True,
+        help=f"End with every task, even for a run of more than {SMALL_RUN} tasks "
+        "(which is otherwise summarized).",
+    )(command)  # fmt: skip
+
+
 def executor_options(command: _F) -> _F:
     """The options of a command that drives a run: --executor, --workers, --dask-address,
     --artifacts and --json."""
@@ -50,6 +60,7 @@ def executor_options(command: _F) -> _F:
     "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Set a flow parameter."
 )
 @executor_options
+@tasks_option
 @click.option("--no-cache", is_flag=True, help="Run every task; reuse no cached output.")
 @click.option(
     "--logical-date", metavar="DATE",
@@ -65,6 +76,7 @@ def run_cmd(
     dask_address: str | None,
     artifacts: str | None,
     as_json: bool,
+    show_tasks: bool,
     no_cache: bool,
     logical_date: str | None,
 ) -> None:
@@ -100,7 +112,7 @@ def run_cmd(
 
     ctx.placement = {"dask_address": dask_address, "artifacts": artifacts}
     summary = _drive(ctx, executor, workers, as_json, go, use_cache=not no_cache)
-    _finish(ctx, summary, dag, as_json)
+    _finish(ctx, summary, dag, as_json, show_tasks=show_tasks)
 
 
 def _drive(
@@ -131,7 +143,10 @@ def _drive(
             return drive()
 
 
-def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
+def _finish(
+    ctx: CliContext, summary: Any, dag: Any, as_json: bool, *, show_tasks: bool = False
+) -> None:
+    """The end of a run: its header, then every task (a small run, or --tasks) or a digest."""
     from rota.cli import render
 
     ctx.exit_code = summary.exit_code
@@ -140,20 +155,44 @@ def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
         return
     from datetime import UTC, datetime
 
-    from rota.cli.runview import run_header, run_tree
+    from rota.cli.runview import run_header
 
-    with open_store(ctx.settings) as store:
-        records = store.attempts(summary.run_id)
     now = datetime.now(UTC)
     for text in run_header(summary, now):
         ctx.console.print(text, soft_wrap=True)
-    ctx.console.print(run_tree(summary, records, now))
-    for line in render.error_lines(summary):
-        ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
+    if show_tasks or len(summary.tasks) <= SMALL_RUN:
+        _every_task(ctx, summary, now)
+    else:
+        _digest(ctx, summary)
     note = render.handled_note(summary)
     if note:
         ctx.err.print(note, style="yellow", highlight=False, soft_wrap=True)
     _print_results(ctx, summary, dag)
+
+
+def _every_task(ctx: CliContext, summary: Any, now: Any) -> None:
+    """The tree of every task and attempt, and each failed task's error on stderr."""
+    from rota.cli import render
+    from rota.cli.runview import run_tree
+
+    with open_store(ctx.settings) as store:
+        records = store.attempts(summary.run_id)
+    ctx.console.print(run_tree(summary, records, now))
+    for line in render.error_lines(summary):
+        ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
+
+
+def _digest(ctx: CliContext, summary: Any) -> None:
+    """A large run in a few lines: counts, the slowest tasks; the first failures on stderr."""
+    from rota.cli.endreport import digest_lines, digest_of, failure_lines, rest_hint
+
+    digest = digest_of(summary)
+    for text in digest_lines(digest):
+        ctx.console.print(text, soft_wrap=True)
+    for line in failure_lines(digest):
+        ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
+    hint = rest_hint(summary.run_id, ("rota runs show {run_id}", "this command with --tasks"))
+    ctx.console.print(hint, style="grey50", highlight=False, soft_wrap=True)
 
 
 def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
@@ -242,31 +281,53 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
     help="Instead of the tree, a table of where each task's time went: queue, dispatch, "
     "execute, hand-off.",
 )  # fmt: skip
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True,
+    help=f"Tasks in the tree of a run of more than {SMALL_RUN} tasks.",
+)  # fmt: skip
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Tasks to skip before the tree's first (in the order the run made them).",
+)  # fmt: skip
 @click.pass_obj
 def runs_show(
-    ctx: CliContext, run_id: str | None, last: str | None, as_json: bool, timing: bool
+    ctx: CliContext,
+    run_id: str | None,
+    last: str | None,
+    as_json: bool,
+    timing: bool,
+    limit: int,
+    offset: int,
 ) -> None:
     """Show a run as a tree: its tasks, their attempts and a mapped task's instances.
 
     RUN_ID may be any unique prefix of a run id; --last [FLOW] is the newest run (of FLOW).
     Each attempt shows its state, start (UTC), duration, the first line of its error and the
     wait before a retry; a mapped task lists the instances that did not succeed, each with its
-    own attempts and error (name one as TASK[N] in tasks logs, outputs show and clear).
+    own attempts and error (name one as TASK[N] in tasks logs, outputs show and clear). A run
+    of more than 30 tasks shows its tasks counted by state, its first failed and its slowest
+    tasks, then a page of the tree (--limit, --offset); --json and --timing show every task.
 
     \b
     Examples:
       rota runs show 20260101T0300
       rota runs show --last churn
       rota runs show --last --timing
+      rota runs show 20260101T0300 --offset 50
     """
     from datetime import UTC, datetime
 
     from rota.cli import render
+    from rota.cli.runpage import large_run, show_page
     from rota.cli.runview import run_header, run_tree
     from rota.engine.report import summarize
 
     with open_store(ctx.settings) as store:
         run = pick_run(store, run_id, last)
+        digest = None if (as_json or timing) else large_run(store, run.run_id, offset)
+        if digest is not None:
+            show_page(ctx, store, run, digest, limit, offset)
+            return
         summary = summarize(store, run.run_id)
         records = store.attempts(run.run_id)
     if as_json:
