@@ -236,12 +236,18 @@ def runs_group() -> None:
 
 @runs_group.command("list")
 @click.option("--flow", help="Only runs of this flow.", shell_complete=complete_flow_names)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many."
+)
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Skip this many of the newest runs first (the next page).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
-def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: bool) -> None:
+def runs_list(ctx: CliContext, flow: str | None, limit: int, offset: int, as_json: bool) -> None:
     """List runs, newest first, with their whole ids, when they started (UTC) and how long
-    they took.
+    they took: a page of --limit runs; when there are more, stderr says how to see the next.
 
     Any unique prefix of a run id names the run in every command. From 110 columns on, the run's
     type and logical date are shown too. A run whose stored row cannot be read is named on
@@ -250,6 +256,7 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
     \b
     Examples:
       rota runs list --flow churn --limit 20
+      rota runs list --offset 50
       rota runs list --json
     """
     from datetime import UTC, datetime
@@ -258,10 +265,13 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
     from rota.cli.runview import runs_table
     from rota.engine.report import run_json
     from rota.errors import CorruptRow
+    from rota.store.browse import RunQuery
 
     corrupt: list[CorruptRow] = []
+    query = RunQuery(flow=flow, limit=limit + 1, offset=offset)  # one more: is there a next page
     with open_store(ctx.settings) as store:
-        runs = store.list_runs(flow, limit, on_corrupt=corrupt.append)
+        runs = store.page_runs(query, on_corrupt=corrupt.append)  # type: ignore[attr-defined]
+    more, runs = len(runs) > limit, runs[:limit]
     if as_json:
         render.print_json(ctx.console, [run_json(r) for r in runs])
     else:
@@ -271,6 +281,10 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
         ctx.err.print(safe_text(f"rota: {bad}"), soft_wrap=True)
     if corrupt:
         ctx.exit_code = 1
+    if more:
+        where = f" --flow {flow}" if flow else ""
+        said = f"more runs: rota runs list{where} --offset {offset + limit} --limit {limit}"
+        ctx.err.print(safe_text(said), highlight=False, soft_wrap=True)
 
 
 @runs_group.command("show")
