@@ -71,10 +71,12 @@ class BrowseMethods:
         with self._errors("read recent runs"), self._engine.connect() as conn:
             return browse.recent_runs(conn, flows, per_flow)
 
-    def run_digest(self, run_id: str, top: int = digest.TOP) -> digest.RunDigest:
+    def run_digest(
+        self, run_id: str, top: int = digest.TOP, slowest: int = digest.SLOWEST
+    ) -> digest.RunDigest:
         """Run *run_id* at a glance: counts by state, the first failed and the slowest tasks."""
         with self._errors(f"read run {run_id!r}"), self._engine.connect() as conn:
-            return digest.run_digest(conn, run_id, top)
+            return digest.run_digest(conn, run_id, top, slowest)
 
     def task_page(
         self, run_id: str, limit: int, offset: int = 0, *, instances: int = 20
