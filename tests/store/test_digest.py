@@ -145,3 +145,16 @@ def test_sqlite_reads_a_page_of_tasks_through_the_run_first_index(tmp_path: Path
         )
     assert "ix_task_attempts_run_first" in plan
     assert "TEMP B-TREE" not in plan  # no sort of the run's rows: the index is in page order
+
+
+def test_a_try_a_retry_replaced_is_neither_counted_nor_slowest(run: SqlStore) -> None:
+    with run.engine.begin() as conn:  # t05's failed first try ran 100 s; its retry succeeded
+        conn.execute(
+            update(task_attempts)
+            .where(_ta.run_id == "r", _ta.task_id == "t05", _ta.try_number == 1)
+            .values(finished_at=T0 + timedelta(seconds=100))
+        )
+    d = run.run_digest("r", slowest=2)
+    assert [t.name for t in d.slowest] == ["t07", "fan"]
+    assert d.seconds_max == pytest.approx(9.0)
+    assert d.timed == 41 and d.seconds_total < 100

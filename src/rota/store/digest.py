@@ -24,6 +24,9 @@ from rota.store.writes import attempt_record
 
 _ta = task_attempts.c
 _later = task_attempts.alias("later")
+_LINE_COLUMNS: Final = (
+    _ta.task_id, _ta.map_index, _ta.state, _ta.try_number, _ta.error_type, _ta.error_message
+)  # fmt: skip
 
 TOP: Final = 10
 """Failed tasks a digest names unless told otherwise."""
@@ -92,46 +95,103 @@ def _line(row: Any, seconds: float | None = None) -> TaskLine:
 
 
 def run_digest(conn: Connection, run_id: str, top: int = TOP, slowest: int = SLOWEST) -> RunDigest:
-    """The digest of run *run_id* (see :class:`RunDigest`) in five queries: its first *top*
-    failed tasks and its *slowest* slowest."""
-    latest = and_(_ta.run_id == run_id, _is_latest())
-    mapped = _ta.map_index >= 0
-    count_q = select(mapped.label("mapped"), _ta.state, func.count()).where(latest)
-    states: dict[str, int] = {}
-    instances: dict[str, int] = {}
-    for is_mapped, state, n in conn.execute(count_q.group_by(mapped, _ta.state)):
-        (instances if is_mapped else states)[str(state)] = int(n)
-    failed_where = and_(latest, _ta.state == TaskState.FAILED.value)
+    """The digest of run *run_id* (see :class:`RunDigest`): its first *top* failed tasks and its
+    *slowest* slowest.
+
+    Five queries, none of which asks of each row whether a later try follows it (a probe per
+    row): the run's rows are counted whole, then the tries that a later one replaced (found from
+    the tasks with a try past the first, usually few) are taken off.
+    """
+    seconds = _seconds(conn)
+    gone = _replaced(conn, run_id, seconds)
+    states, instances, timed, total = _tally(conn, run_id, seconds, gone)
+    columns = _LINE_COLUMNS
+    slow = _slowest(conn, run_id, seconds, columns, max(slowest, 1), gone)
+    failed_where = and_(_ta.run_id == run_id, _ta.state == TaskState.FAILED.value, _is_latest())
     # a mapped task that failed is named by its failed instances, each with its own error
     failed_rows = and_(failed_where, ~and_(_ta.map_index < 0, _has_instances()))
-    columns = (
-        _ta.task_id,
-        _ta.map_index,
-        _ta.state,
-        _ta.try_number,
-        _ta.error_type,
-        _ta.error_message,
-    )
     failed_q = select(*columns).where(failed_rows).order_by(_ta.id).limit(top)
     failed = [_line(row) for row in conn.execute(failed_q)]
     failed_total = int(conn.execute(select(func.count()).where(failed_rows)).scalar() or 0)
-    seconds = _seconds(conn)
-    ran = and_(latest, _ta.started_at.is_not(None), _ta.finished_at.is_not(None))
-    slow_q = select(*columns, seconds.label("s")).where(ran).order_by(seconds.desc())
-    slow = [_line(row, float(row.s)) for row in conn.execute(slow_q.limit(slowest))]
-    total_q = select(func.count(), func.coalesce(func.sum(seconds), 0.0), func.max(seconds))
-    timed, total, longest = conn.execute(total_q.where(ran)).one()
     return RunDigest(
         tasks=sum(states.values()),
         states=states,
         instances=instances,
         failed=failed,
         failed_total=failed_total,
-        slowest=slow,
-        timed=int(timed),
-        seconds_total=float(total),
-        seconds_max=None if longest is None else float(longest),
+        slowest=slow[:slowest],
+        timed=timed,
+        seconds_total=total,
+        seconds_max=slow[0].seconds if slow else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Replaced:
+    """The tries of run's tasks that a later try replaced: ids, and their counts to take off."""
+
+    ids: frozenset[int]
+    counts: dict[tuple[bool, str], int]
+    timed: int
+    seconds: float
+
+
+def _replaced(conn: Connection, run_id: str, seconds: Any) -> _Replaced:
+    retried = (
+        select(_ta.task_id, _ta.map_index, func.max(_ta.try_number).label("last"))
+        .where(_ta.run_id == run_id, _ta.try_number > 1)
+        .group_by(_ta.task_id, _ta.map_index)
+        .subquery()
+    )
+    joined = and_(
+        _ta.task_id == retried.c.task_id,
+        _ta.map_index == retried.c.map_index,
+        _ta.try_number < retried.c.last,
+    )
+    query = select(_ta.id, _ta.map_index, _ta.state, seconds.label("s")).join(retried, joined)
+    ids: set[int] = set()
+    counts: dict[tuple[bool, str], int] = {}
+    timed, total = 0, 0.0
+    for row in conn.execute(query.where(_ta.run_id == run_id)):
+        ids.add(int(row.id))
+        key = (row.map_index >= 0, str(row.state))
+        counts[key] = counts.get(key, 0) + 1
+        if row.s is not None:
+            timed, total = timed + 1, total + float(row.s)
+    return _Replaced(frozenset(ids), counts, timed, total)
+
+
+def _tally(
+    conn: Connection, run_id: str, seconds: Any, gone: _Replaced
+) -> tuple[dict[str, int], dict[str, int], int, float]:
+    """Tasks and instances by the state of their latest try; how many ran, and for how long."""
+    mapped = _ta.map_index >= 0
+    query = (
+        select(mapped.label("mapped"), _ta.state, func.count(), func.count(seconds))
+        .add_columns(func.coalesce(func.sum(seconds), 0.0))
+        .where(_ta.run_id == run_id)
+        .group_by(mapped, _ta.state)
+    )
+    states: dict[str, int] = {}
+    instances: dict[str, int] = {}
+    timed, total = -gone.timed, -gone.seconds
+    for is_mapped, state, n, n_timed, spent in conn.execute(query):
+        left = int(n) - gone.counts.get((bool(is_mapped), str(state)), 0)
+        if left:
+            (instances if is_mapped else states)[str(state)] = left
+        timed, total = timed + int(n_timed), total + float(spent)
+    return states, instances, timed, max(total, 0.0)
+
+
+def _slowest(
+    conn: Connection, run_id: str, seconds: Any, columns: Any, most: int, gone: _Replaced
+) -> list[TaskLine]:
+    """The *most* latest tries that ran longest: as many more as were replaced are read, and the
+    replaced ones dropped."""
+    ran = and_(_ta.run_id == run_id, _ta.started_at.is_not(None), _ta.finished_at.is_not(None))
+    query = select(_ta.id, *columns, seconds.label("s")).where(ran).order_by(seconds.desc())
+    rows = conn.execute(query.limit(most + len(gone.ids)))
+    return [_line(row, float(row.s)) for row in rows if row.id not in gone.ids][:most]
 
 
 def _has_instances() -> Any:
