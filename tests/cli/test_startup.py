@@ -131,4 +131,4 @@ def test_a_run_on_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> Non
     again = _modules(run, tmp_path, {"ROTA_WORKERS": "1"})
     assert "sqlalchemy" in _top(again)
     assert "alembic" not in _top(again)  # already at head: one cheap read of the revision
-    assert {"jinja2", "bashlex"} & _top(again) == set()  # no template, no shell task
+    assert {"jinja2", "bashlex", "croniter"} & _top(again) == set()  # no template, shell, cron
