@@ -84,3 +84,36 @@ def test_runs_list_shows_a_page_and_says_where_the_next_is(rota: RotaCli, store:
     assert "run-0" in last.out and "run-1" not in last.out
     assert "more runs" not in last.err
     assert rota("runs", "list", "--offset", "-1").code == 2
+
+
+MAPPED = """
+from rota import flow, task
+
+@task
+def items() -> list[int]:
+    return list(range(40))
+
+@task
+def one(i: int) -> int:
+    if i in (3, 17):
+        raise KeyError(f"no {i}")
+    return i
+
+@flow
+def mapped():
+    one.map(items())
+"""
+
+
+def test_a_run_with_a_large_map_is_a_digest_naming_the_failed_instances(
+    rota: RotaCli, write_flow: Callable[[str, str], Path]
+) -> None:
+    done = rota("run", str(write_flow("mapped.py", MAPPED)))
+    assert done.code == 1, done
+    for said in (done.out, rota("runs", "show", "--last", "mapped").out):
+        assert "2 tasks: 1 success, 1 failed" in said
+        assert "40 mapped instances: 38 success, 2 failed" in said
+    assert "one[3] (attempt 1): KeyError: 'no 3'" in done.err
+    assert "one[17] (attempt 1): KeyError: 'no 17'" in done.err
+    shown = rota("runs", "show", "--last", "mapped")
+    assert re.findall(r"── (one\[\d+\])\s+failed", shown.out) == ["one[3]", "one[17]"]

@@ -155,12 +155,13 @@ def _finish(
         return
     from datetime import UTC, datetime
 
+    from rota.cli.endreport import is_small
     from rota.cli.runview import run_header
 
     now = datetime.now(UTC)
     for text in run_header(summary, now):
         ctx.console.print(text, soft_wrap=True)
-    if show_tasks or len(summary.tasks) <= SMALL_RUN:
+    if show_tasks or is_small(summary):
         _every_task(ctx, summary, now)
     else:
         _digest(ctx, summary)

@@ -22,9 +22,16 @@ if TYPE_CHECKING:  # `rota --help` reads SMALL_RUN; the store and rich load when
     from rota.store.digest import RunDigest, TaskLine
 
 SMALL_RUN: Final = 30
-"""Runs of at most this many tasks are shown whole, one line per task; larger ones as a digest."""
+"""Runs of at most this many tasks and mapped instances are shown whole, as a tree; larger ones as
+a digest."""
 
 _ORDER: Final = {state.value: i for i, state in enumerate(TaskState)}
+
+
+def is_small(summary: RunSummary) -> bool:
+    """Whether the run's tasks and mapped instances are at most :data:`SMALL_RUN`."""
+    instances = sum(len(t.instances or {}) for t in summary.tasks.values())
+    return len(summary.tasks) + instances <= SMALL_RUN
 
 
 def digest_of(summary: RunSummary, top: int | None = None) -> RunDigest:
@@ -42,10 +49,10 @@ def digest_of(summary: RunSummary, top: int | None = None) -> RunDigest:
         shown = [(f"{tid}[{i}]", rec) for i, rec in sorted((t.instances or {}).items())]
         for _, rec in shown:
             instances[rec.state.value] = instances.get(rec.state.value, 0) + 1
-        own = [(tid, t.latest)] if not shown else []
-        for name, rec in own + shown:
+        for index, (name, rec) in enumerate([(tid, t.latest), *shown]):
             line_ = _task_line(name, rec)
-            if rec.state is TaskState.FAILED:
+            # a mapped task that failed is named by its failed instances, as the store does
+            if rec.state is TaskState.FAILED and not (index == 0 and shown):
                 failed.append(line_)
             if line_.seconds is not None:
                 timed.append(line_)
@@ -91,8 +98,8 @@ def digest_lines(digest: RunDigest) -> list[Text]:
         mean = digest.seconds_total / digest.timed
         out.append(
             line(
-                (f"task time: {duration(digest.seconds_total)} in all over {digest.timed} "
-                 f"tasks · mean {duration(mean)} · longest {duration(digest.seconds_max)}",
+                (f"time in tasks: {duration(digest.seconds_total)} in all, over {digest.timed} "
+                 f"that ran · mean {duration(mean)} · longest {duration(digest.seconds_max)}",
                  "grey50")
             )
         )  # fmt: skip

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 def large_run(store: Any, run_id: str, offset: int) -> RunDigest | None:
     """The digest of run *run_id* when it is shown a page at a time (more than
-    :data:`~rota.cli.endreport.SMALL_RUN` tasks, or a page past the first asked for)."""
+    :data:`~rota.cli.endreport.SMALL_RUN` tasks and mapped instances, or a page past the first
+    asked for)."""
     from rota.cli.endreport import SMALL_RUN
 
     digest: RunDigest = store.run_digest(run_id)
-    return digest if digest.tasks > SMALL_RUN or offset else None
+    size = digest.tasks + sum(digest.instances.values())
+    return digest if size > SMALL_RUN or offset else None
 
 
 def page_summary(run: RunRecord, page: TaskPage) -> RunSummary:
