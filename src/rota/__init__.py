@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # the same names, imported eagerly for type checkers and docu
     from rota.model.secrets import Secret
     from rota.notifiers import CommandNotifier, EmailNotifier, SlackNotifier, WebhookNotifier
     from rota.operators.branch import BranchTask, ShortCircuitTask
+    from rota.operators.containertask import ContainerTask
+    from rota.operators.k8smanifest import PodVolume, Toleration
+    from rota.operators.kubernetes import KubernetesPodTask
     from rota.operators.python import PythonTask, task
     from rota.operators.sensors import (
         DatasetSensor,
@@ -38,6 +41,7 @@ _HOME: Final[dict[str, str]] = {
     "BranchTask": "rota.operators.branch",
     "CallbackContext": "rota.model.callbacks",
     "CommandNotifier": "rota.notifiers",
+    "ContainerTask": "rota.operators.containertask",
     "Dataset": "rota.model.datasets",
     "DatasetSensor": "rota.operators.sensors",
     "EmailNotifier": "rota.notifiers",
@@ -46,7 +50,9 @@ _HOME: Final[dict[str, str]] = {
     "FlowNotCalled": "rota.errors",
     "FlowRunSensor": "rota.operators.sensors",
     "KeySensor": "rota.operators.sensors",
+    "KubernetesPodTask": "rota.operators.kubernetes",  # the `kubernetes` client: when a pod runs
     "NoOutput": "rota.errors",
+    "PodVolume": "rota.operators.k8smanifest",
     "PythonSensor": "rota.operators.sensors",
     "PythonTask": "rota.operators.python",
     "RetryPolicy": "rota.model.policies",
@@ -59,6 +65,7 @@ _HOME: Final[dict[str, str]] = {
     "ShortCircuitTask": "rota.operators.branch",
     "Skip": "rota.errors",
     "SlackNotifier": "rota.notifiers",
+    "Toleration": "rota.operators.k8smanifest",
     "TriggerRule": "rota.model.policies",
     "UserError": "rota.errors",
     "WebhookNotifier": "rota.notifiers",
@@ -75,6 +82,7 @@ __all__ = [
     "BranchTask",
     "CallbackContext",
     "CommandNotifier",
+    "ContainerTask",
     "Dataset",
     "DatasetSensor",
     "EmailNotifier",
@@ -83,7 +91,9 @@ __all__ = [
     "FlowNotCalled",
     "FlowRunSensor",
     "KeySensor",
+    "KubernetesPodTask",
     "NoOutput",
+    "PodVolume",
     "PythonSensor",
     "PythonTask",
     "RetryPolicy",
@@ -96,6 +106,7 @@ __all__ = [
     "ShortCircuitTask",
     "Skip",
     "SlackNotifier",
+    "Toleration",
     "TriggerRule",
     "UserError",
     "WebhookNotifier",

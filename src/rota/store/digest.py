@@ -2,7 +2,7 @@
 the first failed tasks, the slowest ones and the time tasks took; and pages of a run's tasks.
 
 Every read goes through an index: ``ix_task_attempts_run_id_state`` for the counts and the failed
-tasks, ``ix_task_attempts_run_first`` (migration 0007) for a page in the order the run's tasks
+tasks, ``ix_task_attempts_run_first`` (migration 0008) for a page in the order the run's tasks
 were made, and the unique ``(run_id, task_id, map_index, try_number)`` key to tell a task's latest
 attempt from the ones before it. Nothing here reads more rows into Python than a page holds.
 """

@@ -1,16 +1,16 @@
 """Read indexes: a page of a run's tasks in the order the run made them (``rota runs show`` of a
 100,000-task run reads one page, not the run).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0007"
-down_revision: str | None = "0006"
+revision = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
 
