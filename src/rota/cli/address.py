@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from rota.errors import NotFound, UserError
 from rota.model.states import TaskState
-from rota.store.base import AttemptRecord
+
+if TYPE_CHECKING:
+    from rota.store.base import AttemptRecord
 
 _ADDRESS: Final = re.compile(r"^(?P<task>[^\[\]@]+)(?:\[(?P<a>\d+)\]|@(?P<b>\d+))?$")
 

@@ -6,25 +6,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
-from rota.cli.console import line
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.timing import FLOWS_OPTION, driver_environ, flows_folder, read_date, resolve_flow
-from rota.engine.backfill import (
-    MAX_INTERVALS,
-    RERUN_LEVELS,
-    BackfillEvent,
-    BackfillSummary,
-    PlanItem,
-)
+from rota.engine.backfillopts import MAX_INTERVALS, RERUN_LEVELS
 from rota.errors import UserError
+
+if TYPE_CHECKING:  # rich and the engine load when a backfill runs, not for `rota --help`
+    from rich.table import Table
+    from rich.text import Text
+
+    from rota.engine.backfill import BackfillEvent, BackfillSummary, PlanItem
 
 _ACTION_STYLE = {"run": "cyan", "resume": "magenta", "rerun": "yellow", "skip": "grey50"}
 _OUTCOME_STYLE = {
@@ -132,6 +128,10 @@ def _when(item: PlanItem, zone: ZoneInfo) -> str:
 
 
 def _plan_table(flow: str, items: list[PlanItem], zone: ZoneInfo) -> Table:
+    from rich.table import Table
+
+    from rota.cli.console import line
+
     table = Table(
         title=f"backfill of flow {flow}: {len(items)} interval(s) ({zone.key})",
         title_justify="left",
@@ -192,6 +192,9 @@ def _execute(
 @contextmanager
 def _reporter(ctx: CliContext, total: int, zone: ZoneInfo) -> Iterator[Any]:
     """An event hook: a rich progress bar at a terminal, one line per outcome otherwise."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rota.cli.console import line
 
     def outcome(event: BackfillEvent) -> Text:
         style = _OUTCOME_STYLE.get(event.outcome, "grey50")

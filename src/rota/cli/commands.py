@@ -8,7 +8,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
-from rota.cli import render
+from rota.cli.endreport import SMALL_RUN
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.runarg import complete_flow_names, pick_run, run_argument
 from rota.config import EXECUTORS
@@ -37,6 +37,15 @@ _EXECUTOR_OPTIONS: Final = (
 )  # fmt: skip
 
 
+def tasks_option(command: _F) -> _F:
+    """The --tasks option of a command that ends with a run's report."""
+    return click.option(
+        "--tasks", "show_tasks", is_flag=True,
+        help=f"End with every task, even for a run of more than {SMALL_RUN} tasks "
+        "(which is otherwise summarized).",
+    )(command)  # fmt: skip
+
+
 def executor_options(command: _F) -> _F:
     """The options of a command that drives a run: --executor, --workers, --dask-address,
     --artifacts and --json."""
@@ -51,6 +60,7 @@ def executor_options(command: _F) -> _F:
     "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Set a flow parameter."
 )
 @executor_options
+@tasks_option
 @click.option("--no-cache", is_flag=True, help="Run every task; reuse no cached output.")
 @click.option(
     "--logical-date", metavar="DATE",
@@ -66,6 +76,7 @@ def run_cmd(
     dask_address: str | None,
     artifacts: str | None,
     as_json: bool,
+    show_tasks: bool,
     no_cache: bool,
     logical_date: str | None,
 ) -> None:
@@ -101,7 +112,7 @@ def run_cmd(
 
     ctx.placement = {"dask_address": dask_address, "artifacts": artifacts}
     summary = _drive(ctx, executor, workers, as_json, go, use_cache=not no_cache)
-    _finish(ctx, summary, dag, as_json)
+    _finish(ctx, summary, dag, as_json, show_tasks=show_tasks)
 
 
 def _drive(
@@ -116,6 +127,7 @@ def _drive(
 ) -> Any:
     """Open the executor and store, let *prepare* set the run up, then drive it with a display
     (*slot_group*: a scheduler's task-slot limit its runs share)."""
+    from rota.cli import render
     from rota.engine.session import session
 
     settings = ctx.settings.with_options(executor=executor, workers=workers, **ctx.placement)
@@ -131,27 +143,57 @@ def _drive(
             return drive()
 
 
-def _finish(ctx: CliContext, summary: Any, dag: Any, as_json: bool) -> None:
+def _finish(
+    ctx: CliContext, summary: Any, dag: Any, as_json: bool, *, show_tasks: bool = False
+) -> None:
+    """The end of a run: its header, then every task (a small run, or --tasks) or a digest."""
+    from rota.cli import render
+
     ctx.exit_code = summary.exit_code
     if as_json:
         render.print_json(ctx.console, summary.to_json())
         return
     from datetime import UTC, datetime
 
-    from rota.cli.runview import run_header, run_tree
+    from rota.cli.endreport import is_small
+    from rota.cli.runview import run_header
 
-    with open_store(ctx.settings) as store:
-        records = store.attempts(summary.run_id)
     now = datetime.now(UTC)
     for text in run_header(summary, now):
         ctx.console.print(text, soft_wrap=True)
-    ctx.console.print(run_tree(summary, records, now))
-    for line in render.error_lines(summary):
-        ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
+    if show_tasks or is_small(summary):
+        _every_task(ctx, summary, now)
+    else:
+        _digest(ctx, summary)
     note = render.handled_note(summary)
     if note:
         ctx.err.print(note, style="yellow", highlight=False, soft_wrap=True)
     _print_results(ctx, summary, dag)
+
+
+def _every_task(ctx: CliContext, summary: Any, now: Any) -> None:
+    """The tree of every task and attempt, and each failed task's error on stderr."""
+    from rota.cli import render
+    from rota.cli.runview import run_tree
+
+    with open_store(ctx.settings) as store:
+        records = store.attempts(summary.run_id)
+    ctx.console.print(run_tree(summary, records, now))
+    for line in render.error_lines(summary):
+        ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
+
+
+def _digest(ctx: CliContext, summary: Any) -> None:
+    """A large run in a few lines: counts, the slowest tasks; the first failures on stderr."""
+    from rota.cli.endreport import digest_lines, digest_of, failure_lines, rest_hint
+
+    digest = digest_of(summary)
+    for text in digest_lines(digest):
+        ctx.console.print(text, soft_wrap=True)
+    for line in failure_lines(digest):
+        ctx.err.print(line, style="red", highlight=False, soft_wrap=True)
+    hint = rest_hint(summary.run_id, ("rota runs show {run_id}", "this command with --tasks"))
+    ctx.console.print(hint, style="grey50", highlight=False, soft_wrap=True)
 
 
 def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
@@ -190,12 +232,18 @@ def runs_group() -> None:
 
 @runs_group.command("list")
 @click.option("--flow", help="Only runs of this flow.", shell_complete=complete_flow_names)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many."
+)
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Skip this many of the newest runs first (the next page).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
-def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: bool) -> None:
+def runs_list(ctx: CliContext, flow: str | None, limit: int, offset: int, as_json: bool) -> None:
     """List runs, newest first, with their whole ids, when they started (UTC) and how long
-    they took.
+    they took: a page of --limit runs; when there are more, stderr says how to see the next.
 
     Any unique prefix of a run id names the run in every command. From 110 columns on, the run's
     type and logical date are shown too. A run whose stored row cannot be read is named on
@@ -204,17 +252,22 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
     \b
     Examples:
       rota runs list --flow churn --limit 20
+      rota runs list --offset 50
       rota runs list --json
     """
     from datetime import UTC, datetime
 
+    from rota.cli import render
     from rota.cli.runview import runs_table
     from rota.engine.report import run_json
     from rota.errors import CorruptRow
+    from rota.store.browse import RunQuery
 
     corrupt: list[CorruptRow] = []
+    query = RunQuery(flow=flow, limit=limit + 1, offset=offset)  # one more: is there a next page
     with open_store(ctx.settings) as store:
-        runs = store.list_runs(flow, limit, on_corrupt=corrupt.append)
+        runs = store.page_runs(query, on_corrupt=corrupt.append)  # type: ignore[attr-defined]
+    more, runs = len(runs) > limit, runs[:limit]
     if as_json:
         render.print_json(ctx.console, [run_json(r) for r in runs])
     else:
@@ -224,6 +277,10 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
         ctx.err.print(safe_text(f"rota: {bad}"), soft_wrap=True)
     if corrupt:
         ctx.exit_code = 1
+    if more:
+        where = f" --flow {flow}" if flow else ""
+        said = f"more runs: rota runs list{where} --offset {offset + limit} --limit {limit}"
+        ctx.err.print(safe_text(said), highlight=False, soft_wrap=True)
 
 
 @runs_group.command("show")
@@ -234,30 +291,53 @@ def runs_list(ctx: CliContext, flow: str | None, limit: int | None, as_json: boo
     help="Instead of the tree, a table of where each task's time went: queue, dispatch, "
     "execute, hand-off.",
 )  # fmt: skip
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True,
+    help=f"Tasks in the tree of a run of more than {SMALL_RUN} tasks.",
+)  # fmt: skip
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Tasks to skip before the tree's first (in the order the run made them).",
+)  # fmt: skip
 @click.pass_obj
 def runs_show(
-    ctx: CliContext, run_id: str | None, last: str | None, as_json: bool, timing: bool
+    ctx: CliContext,
+    run_id: str | None,
+    last: str | None,
+    as_json: bool,
+    timing: bool,
+    limit: int,
+    offset: int,
 ) -> None:
     """Show a run as a tree: its tasks, their attempts and a mapped task's instances.
 
     RUN_ID may be any unique prefix of a run id; --last [FLOW] is the newest run (of FLOW).
     Each attempt shows its state, start (UTC), duration, the first line of its error and the
     wait before a retry; a mapped task lists the instances that did not succeed, each with its
-    own attempts and error (name one as TASK[N] in tasks logs, outputs show and clear).
+    own attempts and error (name one as TASK[N] in tasks logs, outputs show and clear). A run
+    of more than 30 tasks shows its tasks counted by state, its first failed and its slowest
+    tasks, then a page of the tree (--limit, --offset); --json and --timing show every task.
 
     \b
     Examples:
       rota runs show 20260101T0300
       rota runs show --last churn
       rota runs show --last --timing
+      rota runs show 20260101T0300 --offset 50
     """
     from datetime import UTC, datetime
 
+    from rota.cli import render
+    from rota.cli.runpage import large_run, show_page
     from rota.cli.runview import run_header, run_tree
     from rota.engine.report import summarize
 
     with open_store(ctx.settings) as store:
         run = pick_run(store, run_id, last)
+        digest = None if (as_json or timing) else large_run(store, run.run_id, offset)
+        if digest is not None:
+            show_page(ctx, store, run, digest, limit, offset)
+            return
         summary = summarize(store, run.run_id)
         records = store.attempts(run.run_id)
     if as_json:
@@ -274,6 +354,8 @@ def runs_show(
 
 
 def _say_outcome(ctx: CliContext, summary: Any) -> None:
+    from rota.cli import render
+
     for text in render.error_lines(summary):
         ctx.console.print(text, style="red", highlight=False, soft_wrap=True)
     note = render.handled_note(summary)
@@ -284,6 +366,8 @@ def _say_outcome(ctx: CliContext, summary: Any) -> None:
 
 
 def _show_timing(ctx: CliContext, summary: Any) -> None:
+    from rota.cli import render
+
     ctx.console.print(render.summary_table(summary, detail=True))
     ctx.console.print(
         "queue = ready → handed to the executor · dispatch = → a worker began · "
@@ -314,6 +398,7 @@ def flows_list(ctx: CliContext, path: Path, as_json: bool) -> None:
     Example:
       rota flows list flows/
     """
+    from rota.cli import render
     from rota.engine.loader import load_path
     from rota.model.secrets import display_params
 
@@ -373,6 +458,7 @@ def graph_cmd(ctx: CliContext, target: str, fmt: str, params: tuple[str, ...]) -
       rota graph flows/churn.py
       rota graph flows/pipelines.py:churn --format mermaid
     """
+    from rota.cli import render
     from rota.engine.loader import resolve_target
 
     loaded = resolve_target(target)

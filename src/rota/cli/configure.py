@@ -6,10 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich import box
-from rich.table import Table
 
-from rota.cli import render
 from rota.cli.main import CliContext, cli
 from rota.config import Settings, env_name, specs
 
@@ -47,6 +44,11 @@ def config_show(ctx: CliContext, as_json: bool) -> None:
       rota config show
       ROTA_WORKERS=2 rota config show --json
     """
+    from rich import box
+    from rich.table import Table
+
+    from rota.cli import render
+
     settings = ctx.settings
     if as_json:
         render.print_json(ctx.console, _as_json(settings))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from rota.cli import render
 from rota.cli.address import TaskAddress, attempts_of, parse_task
 from rota.cli.main import CliContext, cli, open_store
 from rota.cli.runarg import pick_run, run_argument, task_after
 from rota.errors import NotFound, UserError
-from rota.store.base import AttemptRecord, DatasetUse, DatasetVersion, Store
+
+if TYPE_CHECKING:
+    from rota.store.base import AttemptRecord, DatasetUse, DatasetVersion, Store
 
 
 def _latest(store: Store, run_id: str, address: TaskAddress) -> AttemptRecord:
@@ -135,6 +136,8 @@ def cache_explain(
       rota cache explain 20260101T0300 features
       rota cache explain --last churn features
     """
+    from rota.cli import render
+
     run_id, task, last = task_after(run_id, task_id, last)
     address = parse_task(task)
     with open_store(ctx.settings) as store:
@@ -203,6 +206,8 @@ def datasets_list(ctx: CliContext, as_json: bool) -> None:
     Example:
       rota datasets list --json
     """
+    from rota.cli import render
+
     with open_store(ctx.settings) as store:
         versions = store.dataset_versions()
     latest: dict[str, Any] = {}
@@ -236,6 +241,8 @@ def datasets_show(ctx: CliContext, uri: str, as_json: bool) -> None:
     Example:
       rota datasets show s3://bucket/features.parquet
     """
+    from rota.cli import render
+
     with open_store(ctx.settings) as store:
         versions = store.dataset_versions(uri)
     if not versions:
@@ -277,6 +284,8 @@ def lineage_cmd(ctx: CliContext, uri: str, as_json: bool) -> None:
     Example:
       rota lineage s3://bucket/features.parquet --json
     """
+    from rota.cli import render
+
     with open_store(ctx.settings) as store:
         versions = store.dataset_versions(uri)
         uses = store.dataset_uses(uri)

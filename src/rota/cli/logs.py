@@ -15,7 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import click
 
@@ -26,7 +26,9 @@ from rota.cli.runarg import pick_run, run_argument, task_after
 from rota.errors import NotFound
 from rota.model.safetext import safe_text
 from rota.model.states import RunState, TaskState
-from rota.store.base import AttemptRecord, RunRecord, Store
+
+if TYPE_CHECKING:
+    from rota.store.base import AttemptRecord, RunRecord, Store
 
 LIVE: Final = frozenset(
     {TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING, TaskState.SENSING}

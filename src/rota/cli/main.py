@@ -11,15 +11,17 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from rota.cli.console import SafeConsole
 from rota.config import Settings
 from rota.engine.session import open_store
 from rota.errors import ParameterError, RotaError, UserError
 from rota.model.safetext import safe_text
+
+if TYPE_CHECKING:  # rich loads when a command first prints, not for `rota --help`
+    from rota.cli.console import SafeConsole
 
 __all__ = ["CliContext", "cli", "main", "open_store", "parse_params"]
 
@@ -32,16 +34,32 @@ class CliContext:
     """
 
     environ: dict[str, str]
-    console: SafeConsole = field(default_factory=SafeConsole)
-    err: SafeConsole = field(default_factory=lambda: SafeConsole(stderr=True))
     exit_code: int = 0
     placement: dict[str, str | None] = field(default_factory=dict)
     """``--dask-address`` and ``--artifacts`` of the command, for its executor's settings."""
     _settings: Settings | None = field(default=None, repr=False)
+    _consoles: dict[str, SafeConsole] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str]) -> CliContext:
         return cls(dict(environ))
+
+    @property
+    def console(self) -> SafeConsole:
+        """The console on stdout, made when a command first prints."""
+        return self._console("out")
+
+    @property
+    def err(self) -> SafeConsole:
+        """The console on stderr, made when a command first prints there."""
+        return self._console("err")
+
+    def _console(self, which: str) -> SafeConsole:
+        if which not in self._consoles:
+            from rota.cli.console import SafeConsole
+
+            self._consoles[which] = SafeConsole(stderr=which == "err")
+        return self._consoles[which]
 
     @property
     def settings(self) -> Settings:

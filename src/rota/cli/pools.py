@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store
-from rota.engine.poolview import liveness_now, pool_json
-from rota.store.base import Liveness
+
+if TYPE_CHECKING:
+    from rota.store.base import Liveness
 
 
 def _live(ctx: CliContext) -> Liveness:
     """Which claims count: a run's lease older than the heartbeat timeout holds no slots."""
+    from rota.engine.poolview import liveness_now
+
     return liveness_now(ctx.settings.heartbeat_timeout)
 
 
@@ -57,6 +59,11 @@ def pools_list(ctx: CliContext, as_json: bool) -> None:
     Example:
       rota pools list --json
     """
+    from rich.table import Table
+
+    from rota.cli import render
+    from rota.engine.poolview import pool_json
+
     with open_store(ctx.settings) as store:
         found = store.pools(_live(ctx))
     if as_json:

@@ -19,15 +19,15 @@ from rich.text import Text
 
 from rota.cli.console import line
 from rota.engine.report import NOT_RUN, RunSummary, run_json
-from rota.engine.runner import Progress
-from rota.model.dag import Dag
 from rota.model.safetext import safe_text
 from rota.model.states import RunState, TaskState
 from rota.store.base import AttemptRecord, RunRecord
 
-if TYPE_CHECKING:  # the daemon's types; importing them here would slow every command's start
+if TYPE_CHECKING:  # types only; importing the engine here would slow every command's start
     from rota.engine.launcher import Ended
+    from rota.engine.runner import Progress
     from rota.engine.scheduler import TickReport
+    from rota.model.dag import Dag
 
 STATE_STYLE = {
     "success": "green",

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from rota.cli.address import parse_task
-from rota.cli.commands import _drive, _finish, executor_options
+from rota.cli.commands import _drive, _finish, executor_options, tasks_option
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.runarg import pick_run, run_argument
 
@@ -70,6 +70,7 @@ def _say_plan(ctx: CliContext, run: Any, plan: Any, change: Any) -> None:
     "a secret parameter the store does not keep.",
 )  # fmt: skip
 @executor_options
+@tasks_option
 @click.pass_obj
 def resume_cmd(
     ctx: CliContext,
@@ -81,6 +82,7 @@ def resume_cmd(
     dask_address: str | None,
     artifacts: str | None,
     as_json: bool,
+    show_tasks: bool,
 ) -> None:
     """Continue a failed or interrupted run: only what did not succeed runs again.
 
@@ -106,7 +108,7 @@ def resume_cmd(
 
     ctx.placement = {"dask_address": dask_address, "artifacts": artifacts}
     summary = _drive(ctx, executor, workers, as_json, go)
-    _finish(ctx, summary, dag, as_json)
+    _finish(ctx, summary, dag, as_json, show_tasks=show_tasks)
 
 
 @cli.command("clear")

@@ -10,13 +10,14 @@ command's other arguments move up by one (a ``--last`` whose value is the only o
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
 
-from rota.model.states import RunState
-from rota.store.base import RunRecord, Store
+if TYPE_CHECKING:
+    from rota.model.states import RunState
+    from rota.store.base import RunRecord, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 

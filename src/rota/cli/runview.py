@@ -123,8 +123,15 @@ def run_tree(summary: RunSummary, records: Sequence[AttemptRecord], now: datetim
             _attempts(tree, tid, tries, day, now)
             continue
         node = tree.add(line(tid, "  ", styled(t.state.value), "  ", _mapped_note(t.mapped)))
-        _instances(node, tid, t.instances, by_key, day, now)
+        _instances(node, tid, t.instances, by_key, day, now, _unfinished_count(t.mapped))
     return tree
+
+
+def _unfinished_count(mapped: dict[str, int] | None) -> int | None:
+    """How many instances did not succeed, from a mapped task's counts (None: not known)."""
+    if not mapped or "count" not in mapped:
+        return None
+    return mapped["count"] - sum(mapped.get(state.value, 0) for state in SUCCEEDED)
 
 
 def _mapped_note(mapped: dict[str, int] | None) -> Text:
@@ -143,12 +150,15 @@ def _instances(
     by_key: dict[tuple[str, int], list[AttemptRecord]],
     day: datetime,
     now: datetime,
+    unfinished_count: int | None = None,
 ) -> None:
-    """The instances that did not succeed (those that did are counted on the task's line)."""
+    """The instances that did not succeed (those that did are counted on the task's line);
+    *unfinished_count* says how many there are when *latest* holds only those shown (a page)."""
     unfinished = [i for i in sorted(latest) if latest[i].state not in SUCCEEDED]
     for index in unfinished[:INSTANCES_SHOWN]:
         _attempts(node, f"{tid}[{index}]", by_key.get((tid, index), []), day, now)
-    hidden = len(unfinished) - INSTANCES_SHOWN
+    total = len(unfinished) if unfinished_count is None else max(unfinished_count, len(unfinished))
+    hidden = total - INSTANCES_SHOWN
     if hidden > 0:
         node.add(line((f"… and {hidden} more (rota runs show --json lists them)", "grey50")))
 

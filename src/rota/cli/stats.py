@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich import box
-from rich.table import Table
 
-from rota.cli import render
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.cli.timing import FLOWS_OPTION, flows_folder, resolve_flow
 from rota.engine.stats import DEFAULT_LAST
 from rota.errors import FlowNotFound, NotFound
-from rota.model.reliability import FlowEstimate, Interval, TaskEstimate
-from rota.store.base import Store
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from rota.model.reliability import FlowEstimate, Interval, TaskEstimate
+    from rota.store.base import Store
 
 
 def _target(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -64,6 +65,7 @@ def stats_cmd(
       rota stats churn --flows flows
       rota stats churn --last 50 --target 0.99
     """
+    from rota.cli import render
     from rota.engine.stats import build_params, flow_stats
 
     with open_store(ctx.settings) as store:
@@ -121,6 +123,9 @@ def _interval(value: Interval | None) -> str:
 def stats_table(est: FlowEstimate) -> Table:
     """One row per task: tries, failed tries, p̂ and its interval, retries, P(task), instances
     per run (when a task is mapped) and the retries the target needs."""
+    from rich import box
+    from rich.table import Table
+
     mapped = any(t.mapped for t in est.tasks)
     table = Table(
         title=f"flow {est.flow} · last {est.runs} finished runs · {est.succeeded} succeeded",

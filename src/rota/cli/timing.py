@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from rota.cli import render
 from rota.cli.commands import _drive, _finish
 from rota.cli.main import CliContext, cli, open_store, parse_params
 from rota.errors import FlowNotFound, UserError
@@ -262,6 +261,7 @@ def scheduler_cmd(
       rota scheduler --flows flows
       rota scheduler --flows flows --once
     """
+    from rota.cli import render
     from rota.engine.flowdir import FlowFolder
     from rota.engine.launcher import DriverLauncher
     from rota.engine.lease import RunnerId

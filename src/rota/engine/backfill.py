@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
+from rota.engine.backfillopts import MAX_INTERVALS, RERUN_LEVELS
 from rota.engine.launcher import EXIT_BUSY, Ended
 from rota.engine.lease import RunBusy, RunnerId, provably_dead
 from rota.engine.resume import latest_attempts
@@ -31,14 +32,6 @@ from rota.model.dag import Dag
 from rota.model.schedule import Clock, Interval, Schedule
 from rota.model.states import FAILURES, RunState
 from rota.store.base import AttemptRecord, RunRecord, RunTiming, Store
-
-MAX_INTERVALS: Final = 100_000
-"""The most intervals one backfill plans unless told otherwise (``--max-intervals``): a range
-past it is most likely a mistake (a minutely schedule over years), refused before anything is
-made or stored."""
-
-RERUN_LEVELS: Final = ("none", "failed", "changed", "all")
-"""How much of what exists a backfill runs again; each level includes the ones before it."""
 
 ACTIONS: Final = ("run", "skip", "rerun", "resume", "taken")
 OUTCOMES: Final = ("succeeded", "failed", "interrupted", "skipped", "taken")

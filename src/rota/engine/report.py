@@ -6,7 +6,7 @@ the run's failed tasks beside it: a run can succeed with failures a fallback tas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -147,11 +147,16 @@ def summarize(store: Store, run_id: str) -> RunSummary:
     Raises:
         NotFound: no such run.
     """
-    run = store.get_run(run_id)
+    return summarize_records(store.get_run(run_id), store.attempts(run_id))
+
+
+def summarize_records(run: RunRecord, records: Iterable[AttemptRecord]) -> RunSummary:
+    """The summary of *run* from *records*, its attempts in creation (id) order: all of them, or
+    those of some of its tasks (a page), with a mapped task's instance counts from *records*."""
     latest: dict[str, AttemptRecord] = {}
     counts: dict[str, int] = {}
     instances: dict[str, dict[int, AttemptRecord]] = {}
-    for rec in store.attempts(run_id):
+    for rec in records:
         if rec.map_index >= 0:
             seen = instances.setdefault(rec.task_id, {})
             prev_inst = seen.get(rec.map_index)

@@ -8,11 +8,13 @@ The retries each task has are read from the flow as it is defined now (its code,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rota.model.dag import Dag, ParamSpec
 from rota.model.reliability import RETRY_LIMIT, FlowEstimate, TaskPlan, estimate
-from rota.store.base import Store
+
+if TYPE_CHECKING:  # types only: `rota stats` offers DEFAULT_LAST before anything is loaded
+    from rota.model.dag import Dag, ParamSpec
+    from rota.store.base import Store
 
 DEFAULT_LAST = 100
 """How many of a flow's last finished runs ``rota stats`` reads unless told."""

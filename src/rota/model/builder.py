@@ -126,7 +126,8 @@ def _timing(
             )
         datasets = coerce_datasets("schedule", schedule)
     else:
-        Schedule.parse("@daily", timezone=timezone)  # checks the zone even without a schedule
+        # checks the zone even without a schedule (an interval: no cron parser is loaded)
+        Schedule.parse(timedelta(days=1), timezone=timezone)
     return FlowTiming(clock, datasets, catchup, max_active_runs, timezone)
 
 

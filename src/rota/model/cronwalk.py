@@ -14,8 +14,6 @@ from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterError, croniter
-
 from rota.errors import PolicyError
 from rota.model.walltime import jump_before, occurrences, reading, resolve
 
@@ -60,6 +58,8 @@ class CronWalk:
                 f"cron expression must have 5 fields (minute hour day month weekday) or be one of "
                 f"{', '.join(PRESETS)}, got {expression!r}"
             )
+        from croniter import CroniterError, croniter  # here: a flow without a cron never loads it
+
         try:
             walker = croniter(expression, datetime(2000, 1, 1))
             walker.get_next(datetime)
@@ -100,6 +100,8 @@ class CronWalk:
         the wall times that follow the gap; so once a tick near a gap is found, the walk goes on for
         the gap's length of wall time and keeps the nearest tick.
         """
+        from croniter import croniter
+
         walker = croniter(self._cron, wall)
         step = walker.get_next if forward else walker.get_prev
         found: datetime | None = None

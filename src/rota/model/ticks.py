@@ -16,8 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 _MINUTE: Final = timedelta(minutes=1)
 _STEP: Final = timedelta(hours=6)  # offset changes are months apart: this finds each of them
 _SLACK: Final = timedelta(minutes=2)
@@ -105,6 +103,8 @@ class _DayPattern:
     def __init__(self, cron: str, zone: ZoneInfo, lo: datetime, hi: datetime) -> None:
         fields = cron.split()
         self._zone = zone
+        from croniter import croniter  # here: a flow without a cron never loads it
+
         probe = croniter(cron, datetime(2000, 1, 1))
         minutes, hours = probe.expanded[0], probe.expanded[1]
         mins = range(60) if minutes == ["*"] else sorted(int(m) for m in minutes)
@@ -135,6 +135,8 @@ class _DayPattern:
 def _matching_days(day_cron: str, first: date, last: date) -> Iterator[int]:
     """Ordinals of the days in ``[first, last]`` that *day_cron* (``0 0 <dom> <month> <dow>``)
     fires on."""
+    from croniter import croniter
+
     walker = croniter(day_cron, datetime.combine(first, datetime.min.time()) - _MINUTE)
     while True:
         fired = walker.get_next(datetime).date()

@@ -44,6 +44,7 @@ class RunQuery:
         since, until: only runs created at or after / before these times.
         after: a cursor from :func:`cursor_of`: only runs older than that run.
         limit: at most this many runs.
+        offset: skip this many of the runs selected first (a walk of the index, no rows read).
     """
 
     flow: str | None = None
@@ -52,6 +53,7 @@ class RunQuery:
     until: datetime | None = None
     after: str | None = None
     limit: int = 50
+    offset: int = 0
 
 
 def cursor_of(run: RunRecord) -> str:
@@ -97,6 +99,8 @@ def page_runs(
     if query.after is not None:
         at, run_id = read_cursor(query.after)
         stmt = stmt.where(or_(_r.created_at < at, and_(_r.created_at == at, _r.run_id < run_id)))
+    if query.offset:
+        stmt = stmt.offset(query.offset)
     return read_records(conn, stmt, _r.run_id, run_record, kind="run", on_corrupt=on_corrupt)
 
 

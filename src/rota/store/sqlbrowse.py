@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 
 from rota.model.states import TaskState
-from rota.store import browse
+from rota.store import browse, digest
 from rota.store.base import RunRecord
 from rota.store.browse import Graph, RunQuery
 from rota.store.rows import OnCorrupt
@@ -70,6 +70,24 @@ class BrowseMethods:
         """The last *per_flow* runs of each flow as ``(run id, state)``, newest first."""
         with self._errors("read recent runs"), self._engine.connect() as conn:
             return browse.recent_runs(conn, flows, per_flow)
+
+    def run_digest(
+        self, run_id: str, top: int = digest.TOP, slowest: int = digest.SLOWEST
+    ) -> digest.RunDigest:
+        """Run *run_id* at a glance: counts by state, the first failed and the slowest tasks."""
+        with self._errors(f"read run {run_id!r}"), self._engine.connect() as conn:
+            return digest.run_digest(conn, run_id, top, slowest)
+
+    def task_page(
+        self, run_id: str, limit: int, offset: int = 0, *, instances: int = 20
+    ) -> digest.TaskPage:
+        """A page of run *run_id*'s tasks, in the order the run made them (with their attempts).
+
+        Raises:
+            CorruptRow: an attempt's row cannot be read.
+        """
+        with self._errors(f"read tasks of run {run_id!r}"), self._engine.connect() as conn:
+            return digest.task_page(conn, run_id, limit, offset, instances=instances)
 
     def flow_names(self) -> list[str]:
         """Every flow the store knows of, sorted."""

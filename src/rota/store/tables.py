@@ -200,6 +200,7 @@ task_attempts = Table(
     UniqueConstraint("run_id", "task_id", "map_index", "try_number", name="uq_task_attempts_try"),
     Index("ix_task_attempts_run_id_state", "run_id", "state"),
     Index("ix_task_attempts_cache_key", "cache_key"),
+    Index("ix_task_attempts_run_first", "run_id", "map_index", "try_number", "id"),
 )
 
 scheduler_locks = Table(
