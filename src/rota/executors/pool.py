@@ -347,19 +347,22 @@ class LocalPoolExecutor:
         # (e.g. a child that ignored the SIGTERM of a timeout).
         _signal_group(worker.proc.pid, signal.SIGKILL)
         worker.proc.join(timeout=1)
+        unsent = set(worker.outbox)
         running = [a for a in worker.outstanding if a in worker.started]
-        queued = [a for a in worker.outstanding if a not in worker.started]
+        queued = [a for a in worker.outstanding if a not in worker.started and a not in unsent]
         # It died running an attempt: that one is lost (or timed out); those queued behind it
         # never began and go to a fresh worker. It died with none begun: what it held may be what
         # killed it, so each is reported lost (the engine's retry policy decides), as one would be.
+        # What it was never sent goes to a fresh worker in any case.
         lost = self._lost(worker, running or queued)
+        again = [a for a in worker.outstanding if a in unsent or (running and a in queued)]
         self._close_worker(worker)
         fresh = self._spawn(worker.index)
         self._workers[worker.index] = fresh
         del self._by_conn[worker.conn]
         self._by_conn[fresh.conn] = fresh
         self._holder = {p: w for p, w in self._holder.items() if w is not worker}
-        for attempt_id in queued if running else []:
+        for attempt_id in again:
             self._assign(attempt_id, self._least_loaded())
         return list(lost)
 

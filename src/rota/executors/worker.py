@@ -100,6 +100,11 @@ class Outbox:
         with self._lock:
             self._conn.send(events)
 
+    def send_quietly(self, events: list[Any]) -> None:
+        """Send *events*; if the engine is gone, the worker learns it from its pipes anyway."""
+        with contextlib.suppress(OSError):
+            self.send(events)
+
 
 def _read(conn: Connection, inbox: Inbox, outbox: Outbox) -> None:
     """The reader thread: queue the batches, answer the revokes, until the pipe closes."""
@@ -113,9 +118,10 @@ def _read(conn: Connection, inbox: Inbox, outbox: Outbox) -> None:
             # fails, nothing queued can be trusted; the worker ends and the engine reports what
             # it held.
             kind, body = pickle.loads(data)
-            if kind == REVOKE:
-                with contextlib.suppress(OSError):
-                    outbox.send([(REVOKED, inbox.revoke(body))])
+            if kind == REVOKE:  # answered by another thread: this one never waits to send, so
+                # the engine, however full the pipe back to it, can always send the next batch
+                reply = [(REVOKED, inbox.revoke(body))]
+                threading.Thread(target=outbox.send_quietly, args=(reply,), daemon=True).start()
             else:
                 inbox.put(body)
     finally:
