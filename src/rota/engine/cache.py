@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rota.artifacts.inline import is_inline
+from rota.artifacts.store import ArtifactStore
 from rota.engine.cachekey import constants_digest, key_parts, make_key, task_code
 from rota.engine.mapping import expand_args, instance_done
 from rota.engine.refs import record_ref
@@ -47,12 +49,20 @@ def try_cache(loop: RunLoop, key: Key) -> bool:
     expires = spec.cache.expires if spec.cache is not None else None
     since = loop.r.clock.now() - expires if expires is not None else None
     hit = loop.r.store.find_cached(tid, fields["cache_key"], since=since)
-    gone = hit is not None and hit.output_path and not loop.r.artifacts.exists(hit.output_path)
-    if hit is None or gone:
+    if hit is None or _output_gone(hit, loop.r.artifacts):
         return False
     del loop.cache_fields[key]
     _reuse(loop, key, hit, fields)
     return True
+
+
+def _output_gone(hit: AttemptRecord, artifacts: ArtifactStore) -> bool:
+    """Whether the output attempt *hit* stored is no longer there (deleted by hand or pruned)."""
+    if hit.output_path is None:  # the task returned None: nothing to lose
+        return False
+    if is_inline(hit.output_path):
+        return hit.output_inline is None
+    return not artifacts.exists(hit.output_path)
 
 
 def _key_fields(loop: RunLoop, key: Key, spec: TaskSpec) -> dict[str, Any]:
@@ -84,6 +94,7 @@ def _reuse(loop: RunLoop, key: Key, hit: AttemptRecord, fields: dict[str, Any]) 
         output_length=hit.output_length,
         output_hash=hit.output_hash,
         output_serializer=hit.output_serializer,
+        output_inline=hit.output_inline,
     )
     loop.change(key, TaskState.CACHED, fields)
     if index >= 0:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rota.artifacts.inline import INLINE_LIMIT
 from rota.artifacts.store import open_artifact_store
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.faults import NO_FAULTS, FaultPoints
@@ -126,6 +127,9 @@ class RunnerOptions:
     slot_poll: float = SLOT_POLL
     host: str | None = None
     """The machine's name in this runner's id (None: its host name)."""
+    inline_output_max: int = INLINE_LIMIT
+    """Outputs whose bytes are at most this many are kept in the attempt's row, committed with
+    its success, instead of a file each (``ROTA_INLINE_OUTPUT_MAX``; 0: always a file)."""
 
 
 def new_run_id(now: datetime) -> str:
