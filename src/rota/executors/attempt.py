@@ -125,6 +125,8 @@ def make_context(
         masker=masker if masker is not None else Masker(),
         store=store,
         downstream=spec.downstream,
+        artifacts=spec.artifacts,
+        map_index=spec.map_index,
     )
 
 
