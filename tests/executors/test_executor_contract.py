@@ -202,7 +202,8 @@ def test_capacity_is_bounded(executor: Executor, tmp_path: Path) -> None:
         executor.submit(_spec(tmp_path, i, PythonOp(whoami)))
     assert executor.capacity() == 0
     _drain(executor, free)
-    assert executor.capacity() == free
+    # all free again; the local pool may offer more once it has seen that the attempts are short
+    assert executor.capacity() >= free
 
 
 def test_local_pool_runs_attempts_in_other_processes(tmp_path: Path) -> None:

@@ -1,8 +1,13 @@
 """The loop of one warm worker process of the local pool.
 
-It receives attempts over a pipe, runs them one at a time and sends back a "started" and a
-"done" message for each. It keeps unpickled operators and recent outputs in memory between
-attempts, and exits at once when the engine that started it goes away (its lifeline pipe closes).
+A reader thread takes the engine's messages off the pipe as they come: batches of attempts,
+which it queues in an :class:`Inbox`, and requests to give back queued attempts another worker
+should run, which it answers at once (even while an attempt runs). The main thread runs the
+queued attempts one at a time, in the order they came, and streams back a "started" and an
+outcome for each without waiting for the engine; an outcome and the start of the next attempt
+travel in one message. The worker keeps unpickled operators and recent outputs in memory
+between attempts, and exits at once when the engine that started it goes away (its lifeline
+pipe closes).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -33,6 +39,94 @@ from rota.operators.liveends import end_live
 Message = tuple[int, tuple[tuple[str, str], ...], Any, bytes | None, bytes]
 """(attempt id, modules to import, operator key, pickled operator or None if sent before to this
 worker, pickled spec without its operator)."""
+
+RUN = "run"
+"""The engine sends ``(RUN, [Message, ...])``: attempts to queue, in order."""
+REVOKE = "revoke"
+"""The engine sends ``(REVOKE, [attempt id, ...])``: give back those not begun yet."""
+STARTED = "started"
+"""The worker sends ``(STARTED, attempt id, epoch seconds, worker name, monotonic seconds)``;
+the monotonic time is the machine's clock the engine's timeouts count on."""
+REVOKED = "revoked"
+"""The worker answers a REVOKE with ``(REVOKED, [attempt id, ...])``: those it will not run."""
+
+
+class Inbox:
+    """The attempts a worker received and has not begun, in order; shared by its two threads."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Message] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, messages: Iterable[Message]) -> None:
+        with self._cond:
+            self._queue.extend(messages)
+            self._cond.notify()
+
+    def close(self) -> None:
+        """The engine is gone: nothing queued will run."""
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            self._cond.notify()
+
+    def revoke(self, attempt_ids: Sequence[int]) -> list[int]:
+        """Drop the attempts of *attempt_ids* still queued; return those dropped."""
+        wanted = set(attempt_ids)
+        with self._cond:
+            dropped = [m[0] for m in self._queue if m[0] in wanted]
+            kept = [m for m in self._queue if m[0] not in wanted]
+            self._queue.clear()
+            self._queue.extend(kept)
+        return dropped
+
+    def take(self, *, wait: bool) -> Message | None:
+        """The next attempt (it leaves the queue: it will run here); with *wait*, block until
+        one comes. None when there is none, or the inbox was closed."""
+        with self._cond:
+            while wait and not self._queue and not self._closed:
+                self._cond.wait()
+            return self._queue.popleft() if self._queue else None
+
+
+class Outbox:
+    """Sends lists of events to the engine; both threads send, one message at a time."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, events: list[Any]) -> None:
+        with self._lock:
+            self._conn.send(events)
+
+    def send_quietly(self, events: list[Any]) -> None:
+        """Send *events*; if the engine is gone, the worker learns it from its pipes anyway."""
+        with contextlib.suppress(OSError):
+            self.send(events)
+
+
+def _read(conn: Connection, inbox: Inbox, outbox: Outbox) -> None:
+    """The reader thread: queue the batches, answer the revokes, until the pipe closes."""
+    try:
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            # The engine made this message with plain pickle of plain values: if even that
+            # fails, nothing queued can be trusted; the worker ends and the engine reports what
+            # it held.
+            kind, body = pickle.loads(data)
+            if kind == REVOKE:  # answered by another thread: this one never waits to send, so
+                # the engine, however full the pipe back to it, can always send the next batch
+                reply = [(REVOKED, inbox.revoke(body))]
+                threading.Thread(target=outbox.send_quietly, args=(reply,), daemon=True).start()
+            else:
+                inbox.put(body)
+    finally:
+        inbox.close()
 
 
 def _watch_lifeline(lifeline: Connection, capture: FdCapture) -> None:
@@ -80,44 +174,62 @@ def worker_main(
     # not the engine's handler, inherited by fork
     signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, capture))
     threading.Thread(target=_watch_lifeline, args=(lifeline, capture), daemon=True).start()
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    ops = _Operators()
-    cache = OutputCache(cache_bytes)
+    inbox, outbox = Inbox(), Outbox(conn)
+    threading.Thread(target=_read, args=(conn, inbox, outbox), daemon=True).start()
+    with contextlib.suppress(OSError):  # the engine went away while we sent
+        _serve_all(inbox, outbox, _Runner(capture, cache_bytes))
+
+
+def _serve_all(inbox: Inbox, outbox: Outbox, runner: _Runner) -> None:
+    """Run what comes in, in order, until the inbox closes. What is ready to tell the engine
+    goes in one message, sent as soon as an attempt begins or nothing is left to begin."""
+    events: list[Any] = []
     while True:
+        message = inbox.take(wait=False)
+        if message is None:
+            if events:
+                outbox.send(events)
+                events = []
+            message = inbox.take(wait=True)
+            if message is None:
+                return
+        loaded = runner.load(message)
+        if isinstance(loaded, AttemptOutcome):  # its spec or operator could not be loaded
+            events.append(loaded)
+            continue
+        started, began = time.time(), time.monotonic()
+        events.append((STARTED, loaded.attempt_id, started, runner.name, began))
+        outbox.send(events)
+        events = [runner.run(loaded, started)]
+
+
+class _Runner:
+    """Loads and runs attempts in this worker, whatever fails: an exception escaping here would
+    end the worker and turn the real error into a misleading WorkerLost."""
+
+    def __init__(self, capture: FdCapture, cache_bytes: int) -> None:
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._capture = capture
+        self._ops = _Operators()
+        self._cache = OutputCache(cache_bytes)
+
+    def load(self, message: Message) -> AttemptSpec | AttemptOutcome:
+        """The spec *message* carries, with its operator; or the failed outcome saying why not."""
+        attempt_id, modules, op_key, op_blob, spec_blob = message
         try:
-            data = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        # The engine made this message with plain pickle of plain values: if even that fails,
-        # the attempt cannot be named, and dying (the engine reports WorkerLost) beats a hang.
-        message: Message = pickle.loads(data)
-        conn.send(_serve(conn, message, ops, cache, capture, worker))
+            for _name, path in modules:
+                import_flow_file(Path(path))
+            op = self._ops.get(op_key, op_blob)
+            spec: AttemptSpec = replace(pickle.loads(spec_blob), op=op)
+        except Exception as err:
+            return crashed_outcome(attempt_id, self.name, err)
+        return spec
 
-
-def _serve(
-    conn: Connection,
-    message: Message,
-    ops: _Operators,
-    cache: OutputCache,
-    capture: FdCapture,
-    worker: str,
-) -> AttemptOutcome:
-    """Run the attempt *message* carries and return its outcome, whatever fails: an exception
-    escaping here would end the worker and turn the real error into a misleading WorkerLost."""
-    attempt_id, modules, op_key, op_blob, spec_blob = message
-    try:
-        for _name, path in modules:
-            import_flow_file(Path(path))
-        op = ops.get(op_key, op_blob)
-        spec: AttemptSpec = replace(pickle.loads(spec_blob), op=op)
-    except Exception as err:
-        return crashed_outcome(attempt_id, worker, err)
-    started = time.time()
-    conn.send(("started", spec.attempt_id, started, worker))
-    try:
-        return run_attempt(spec, cache, capture, worker, own_session=False)
-    except BaseException as err:  # SIGINT is ignored here, so a KeyboardInterrupt is the task's
-        return crashed_outcome(attempt_id, worker, err, started=started)
+    def run(self, spec: AttemptSpec, started: float) -> AttemptOutcome:
+        try:
+            return run_attempt(spec, self._cache, self._capture, self.name, own_session=False)
+        except BaseException as err:  # SIGINT is ignored here, so a KeyboardInterrupt is the task's
+            return crashed_outcome(spec.attempt_id, self.name, err, started=started)
 
 
 class _Operators:
