@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
+from rota.engine.book import Key
 from rota.engine.ending import outcome_fields
 from rota.engine.slots import REQUEST_WINDOW
 from rota.errors import StoreUnavailable
@@ -19,7 +20,10 @@ from rota.executors.base import AttemptOutcome, ErrorInfo
 from rota.model.states import TaskState
 
 if TYPE_CHECKING:
-    from rota.engine.loop import Key, Ready, RunLoop
+    from rota.engine.loop import RunLoop
+
+Ready = tuple[int, int, Key]
+"""A ready task in the heap: (minus its effective priority weight, arrival order, key)."""
 
 POOL_ERROR_MRO = ("rota.errors.PoolError", "rota.errors.UserError", "builtins.Exception")
 
@@ -86,7 +90,7 @@ def _give_back_idle(loop: RunLoop) -> None:
     seqs = loop.slots.take_idle()
     if seqs:
         store, run_id, owner = loop.r.store, loop.run_rec.run_id, str(loop.r.me)
-        loop.hooks.append(lambda: store.release_slots(run_id, owner, seqs))
+        loop.book.hooks.append(lambda: store.release_slots(run_id, owner, seqs))
         loop.flush()
 
 

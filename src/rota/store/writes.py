@@ -240,6 +240,11 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+READ_BACK_BY_TASK: Final = 100
+"""Up to this many distinct task ids, :func:`insert_attempts` reads its new rows back by task
+(the unique index on run, task, map index, try); beyond, by the run and state (a resume adding
+many tasks reads the run once, and stays within SQLite's limit of bound parameters)."""
+
 def insert_attempts(conn: Connection, new: Sequence[NewAttempt]) -> list[AttemptRecord]:
     """Insert *new* attempts (state ``scheduled``, or the state a mark gives) and read them back,
     in order."""
@@ -251,6 +256,11 @@ def insert_attempts(conn: Connection, new: Sequence[NewAttempt]) -> list[Attempt
     run_ids = {n.run_id for n in new}
     states = {row["state"] for row in rows}
     query = select(task_attempts).where(_ta.run_id.in_(run_ids), _ta.state.in_(states))
+    task_ids = {n.task_id for n in new}
+    if len(task_ids) <= READ_BACK_BY_TASK:
+        # a retry or a map expansion reads back its own task's rows, not every scheduled
+        # attempt of the run (O(run size) per retry in a large run)
+        query = query.where(_ta.task_id.in_(task_ids))
     found = {}
     for row in conn.execute(query):
         key = (row.task_id, row.map_index, row.try_number)
