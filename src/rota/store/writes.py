@@ -245,6 +245,7 @@ READ_BACK_BY_TASK: Final = 100
 (the unique index on run, task, map index, try); beyond, by the run and state (a resume adding
 many tasks reads the run once, and stays within SQLite's limit of bound parameters)."""
 
+
 def insert_attempts(conn: Connection, new: Sequence[NewAttempt]) -> list[AttemptRecord]:
     """Insert *new* attempts (state ``scheduled``, or the state a mark gives) and read them back,
     in order."""
