@@ -37,8 +37,8 @@ from rota.engine import datasets
 from rota.engine.book import Key, RunBook
 from rota.engine.cache import RunCache, try_cache
 from rota.engine.callbacks import CallbackRunner
-from rota.engine.dispatch import Ready, submit_ready
-from rota.engine.ending import end_run, outcome_fields, task_callbacks
+from rota.engine.dispatch import Dispatcher, Ready, submit_ready
+from rota.engine.ending import RunSite, end_run, outcome_fields, task_callbacks
 from rota.engine.mapping import Mapper, expand_args
 from rota.engine.progress import progress_of
 from rota.engine.refs import outcome_ref, record_ref
@@ -124,6 +124,7 @@ class RunLoop:
         self._last_progress = 0.0
         self.cancel: CancelWatch | None = None
         """Set by the runner: a cancel asked of this run stops the loop (engine/steer.py)."""
+        self.site = RunSite(dag, run.run_id, runner.ui_url, callbacks)
         now = runner.clock.now
         self.mapper = Mapper(
             self.book, dag, now, self._add_attempts, self.enqueue, self.note_datasets, self.settled
@@ -141,6 +142,20 @@ class RunLoop:
             self.mapper.instance_done,
             self.note_datasets,
             self.settled,
+        )
+        self.dispatcher = Dispatcher(
+            self.book,
+            dag,
+            self.ready,
+            self.weights,
+            slots,
+            self.in_flight,
+            writer.can_dispatch,
+            runner.executor.capacity,
+            self.dispatch,
+            self.refused,
+            self.give_back,
+            lambda: runner.clock.now().timestamp(),
         )
 
     # --- what the helpers are given ------------------------------------------------------------
@@ -219,7 +234,8 @@ class RunLoop:
             self.handle(self.r.executor.poll(self.poll_timeout()))
             self.report_progress()
             if self.cancel is not None and self.cancel.asked():
-                stop_loop(self, self.cancel.by)  # rota cancel / the UI: raises RunCancelled
+                # rota cancel / the UI: raises RunCancelled
+                stop_loop(self.book, self.run_rec, self.writer, self.r.clock.now(), self.cancel.by)
         self.report_progress(force=True)
 
     def poll_timeout(self) -> float:
@@ -258,7 +274,17 @@ class RunLoop:
     def submit_ready(self) -> None:
         """Dispatch the most urgent ready tasks that get slots (engine/dispatch.py); nothing new
         starts while the store is out of reach (the writer holds what ended)."""
-        submit_ready(self)
+        submit_ready(self.dispatcher)
+
+    def refused(self, key: Key, out: AttemptOutcome) -> None:
+        """Fail *key*'s attempt that no pool can take (never started)."""
+        self.finish(key, TaskState.FAILED, outcome_fields(out), out)
+
+    def give_back(self, seqs: Sequence[int]) -> None:
+        """Give back, through the writer thread, the pool slots numbered *seqs*."""
+        store, run_id, owner = self.r.store, self.run_rec.run_id, str(self.r.me)
+        self.book.hooks.append(lambda: store.release_slots(run_id, owner, seqs))
+        self.flush()
 
     def dispatch(self, key: Key) -> None:
         """Hand *key*'s attempt to the executor (it holds its slots)."""
@@ -466,13 +492,14 @@ class RunLoop:
         self, key: Key, event: str, out: AttemptOutcome, *, try_number: int | None = None
     ) -> None:
         """Queue *key*'s callbacks for *event*, to run once its change is committed."""
-        hook = task_callbacks(self, key, event, out, try_number=try_number)
+        tries = try_number or self.book.attempt[key].try_number
+        hook = task_callbacks(self.site, key, event, out, try_number=tries)
         if hook is not None:
             self.book.hooks.append(hook)
 
     def finish_run(self) -> None:
         """Record the run's end: success when every leaf succeeded or was skipped (Airflow)."""
-        end_run(self)
+        end_run(self.site, self.book.state, self.r.store, self.writer, self.r.clock.now())
 
     def abort(self) -> None:
         """Mark unfinished queued and running attempts, and the run, as interrupted (best effort).

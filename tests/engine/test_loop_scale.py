@@ -1,0 +1,157 @@
+"""Issue 14: the run loop's helpers have narrow interfaces, and nothing per task costs O(run size).
+
+Each test asserts a fact (which modules import which, rows a query reads back, memory a
+computation holds, what a snapshot reads), never a time.
+"""
+
+from __future__ import annotations
+
+import ast
+import tracemalloc
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+import rota.engine
+from rota import Flow, PythonTask
+from rota.engine.book import RunBook
+from rota.engine.progress import progress_of
+from rota.model.dag import Dag
+from rota.model.priority import effective_weights
+from rota.model.states import TaskState
+from rota.store.base import AttemptRecord, Change, NewAttempt, NewTask
+from rota.store.sql import open_store
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+HELPERS = ("book", "cache", "mapping", "sensing", "dispatch", "refs", "ending", "progress")
+
+
+def noop() -> None:
+    """A task that does nothing."""
+
+
+def _imports(module: str) -> set[str]:
+    """Every module *module* (of rota.engine) imports, at run time or for type checking."""
+    path = Path(rota.engine.__file__).parent / f"{module}.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", HELPERS)
+def test_no_helper_of_the_loop_imports_the_loop(module: str) -> None:
+    assert "rota.engine.loop" not in _imports(module)
+
+
+def test_cache_mapping_and_sensing_do_not_import_each_other_in_a_circle() -> None:
+    assert "rota.engine.cache" not in _imports("mapping")
+    assert "rota.engine.cache" not in _imports("sensing")
+    assert "rota.engine.mapping" not in _imports("sensing")
+
+
+def test_a_retry_reads_back_only_its_own_task_rows(tmp_path: Path) -> None:
+    """Adding the next attempt of one task reads back that task's rows, not every scheduled
+    attempt of the run: O(1) per retry, not O(run size)."""
+    n = 2_000
+    with open_store(f"sqlite:///{tmp_path}/rota.db") as store:
+        tasks = [NewTask(f"t{i}", "python", "h") for i in range(n)]
+        store.create_run("r1", "f", {}, tasks, T0)
+        first = store.attempts("r1")[0]
+        reads: list[tuple[str, Any]] = []
+
+        def record(_c: Any, _cur: Any, statement: str, params: Any, *_rest: Any) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and "task_attempts" in statement:
+                reads.append((statement, params))
+
+        event.listen(store.engine, "before_cursor_execute", record)
+        failed = [
+            Change(first.id, TaskState.SCHEDULED, TaskState.QUEUED),
+            Change(first.id, TaskState.QUEUED, TaskState.RUNNING),
+            Change(first.id, TaskState.RUNNING, TaskState.UP_FOR_RETRY),
+        ]
+        (new,) = store.add_attempts(failed, [NewAttempt("r1", "t0", 2, "python", "h")], at=T0)
+        event.remove(store.engine, "before_cursor_execute", record)
+        assert (new.task_id, new.try_number) == ("t0", 2)
+        assert len(reads) == 1
+        statement, params = reads[0]
+        with store.engine.connect() as conn:
+            rows = conn.exec_driver_sql(statement, params).fetchall()
+        assert len(rows) == 1, f"the read-back of one new attempt read {len(rows)} rows"
+
+
+def _layers(layers: int, width: int) -> Dag:
+    with Flow(f"layers{layers}") as f:
+        prev = [PythonTask(f"t_0_{i}", noop) for i in range(width)]
+        for k in range(1, layers):
+            layer = [PythonTask(f"t_{k}_{i}", noop) for i in range(width)]
+            for i, node in enumerate(layer):
+                [prev[i], prev[(i + 1) % width]] >> node
+            prev = layer
+    return f.build()
+
+
+def _peak_bytes(dag: Dag) -> tuple[int, dict[str, int]]:
+    tracemalloc.start()
+    try:
+        weights = effective_weights(dag)
+        return tracemalloc.get_traced_memory()[1], weights
+    finally:
+        tracemalloc.stop()
+
+
+def test_priority_weights_hold_memory_linear_in_the_graph() -> None:
+    """Four times the layers, about four times the memory (it was ten: every task's bit
+    and every task's set of descendants were held at once, 1.9 GiB for 100,000 tasks)."""
+    small, big = _layers(100, 10), _layers(400, 10)
+    small_peak, small_weights = _peak_bytes(small)
+    big_peak, big_weights = _peak_bytes(big)
+    # the weights are still each task's own plus its descendants' (the default rule): layer k
+    # holds min(k + 1, width) descendants of t_0_0
+    assert small_weights["t_0_0"] == 1 + sum(min(k + 1, 10) for k in range(1, 100))
+    assert big_weights["t_0_0"] == 1 + sum(min(k + 1, 10) for k in range(1, 400))
+    assert big_weights["t_399_3"] == 1
+    assert big_peak < 6 * small_peak, (small_peak, big_peak)
+
+
+class NoScan(dict[Any, TaskState]):
+    """The book's states, refusing to be walked: a snapshot may look keys up, never iterate."""
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the snapshot walked every task's state")
+
+    def items(self) -> Any:
+        raise AssertionError("the snapshot walked every task's state")
+
+    def values(self) -> Any:
+        raise AssertionError("the snapshot walked every task's state")
+
+
+def _record(i: int, tid: str) -> AttemptRecord:
+    return AttemptRecord(
+        id=i, run_id="r1", task_id=tid, map_index=-1, try_number=1,
+        state=TaskState.SCHEDULED, operator="python", code_hash="h",
+    )  # fmt: skip
+
+
+def test_a_progress_snapshot_reads_what_runs_and_waits_not_the_whole_run() -> None:
+    book = RunBook("r1")
+    book.state = NoScan()
+    for i in range(1_000):
+        book.load((f"t{i}", -1), _record(i, f"t{i}"))
+    for i in range(10):
+        book.change((f"t{i}", -1), TaskState.QUEUED, {})
+        book.change((f"t{i}", -1), TaskState.RUNNING, {})
+    for i in range(7):
+        book.change((f"t{i}", -1), TaskState.SUCCESS, {})
+    book.change(("t7", -1), TaskState.FAILED, {})
+    snap = progress_of(book, 1_000, [("t8", -1), ("t9", -1)], [], T0)
+    assert (snap.total, snap.done, snap.failed) == (1_000, 7, 1)
+    assert snap.running == ("t8", "t9")
+    assert book.counts[TaskState.SCHEDULED] == 990
