@@ -16,14 +16,20 @@ import pytest
 from sqlalchemy import event
 
 import rota.engine
-from rota import Flow, PythonTask
+from rota import Flow, PythonTask, task
 from rota.engine.book import RunBook
 from rota.engine.progress import progress_of
+from rota.engine.report import RunSummary
+from rota.engine.runner import FlowRef, Runner
+from rota.executors.base import Executor
+from rota.executors.threads import InProcessExecutor
 from rota.model.dag import Dag
 from rota.model.priority import effective_weights
-from rota.model.states import TaskState
+from rota.model.schedule import SystemClock
+from rota.model.states import RunState, TaskState
 from rota.store.base import AttemptRecord, Change, NewAttempt, NewTask
-from rota.store.sql import open_store
+from rota.store.sql import SqlStore, open_store
+from rota.store.writes import group_changes
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 HELPERS = ("book", "cache", "mapping", "sensing", "dispatch", "refs", "ending", "progress")
@@ -155,3 +161,126 @@ def test_a_progress_snapshot_reads_what_runs_and_waits_not_the_whole_run() -> No
     assert (snap.total, snap.done, snap.failed) == (1_000, 7, 1)
     assert snap.running == ("t8", "t9")
     assert book.counts[TaskState.SCHEDULED] == 990
+
+
+class StepCounter:
+    """The executor, with the loop's steps counted (one ``poll`` per step)."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.steps = 0
+
+    def poll(self, timeout: float) -> Any:
+        self.steps += 1
+        return self.inner.poll(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class Statements:
+    """Counts, on a store's engine, the statements that write or read attempts, and the
+    commits of transactions that changed attempts' states."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.commits = 0
+        self.updates: list[int] = []  # rows of parameters per UPDATE of task_attempts
+        self.inserts: list[int] = []
+        self._dirty = False
+        event.listen(store.engine, "commit", self._commit)
+        event.listen(store.engine, "before_cursor_execute", self._statement)
+
+    def _commit(self, _conn: Any) -> None:
+        self.commits += self._dirty
+        self._dirty = False
+
+    def _statement(
+        self, _c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool
+    ) -> None:
+        rows = len(params) if many else 1
+        head = statement.lstrip().upper()
+        if head.startswith("UPDATE TASK_ATTEMPTS"):
+            self.updates.append(rows)
+            self._dirty = True
+        elif head.startswith("INSERT INTO TASK_ATTEMPTS"):
+            self.inserts.append(rows)
+
+
+def _run(store: SqlStore, dag: Dag, tmp_path: Path) -> tuple[RunSummary, int]:
+    ex = StepCounter(InProcessExecutor())
+    try:
+        runner = Runner(store, ex, home=tmp_path, clock=SystemClock())
+        summary = runner.run(dag, FlowRef(dag.name))
+    finally:
+        ex.close()
+    return summary, ex.steps
+
+
+def test_every_transition_of_a_run_is_written_in_at_most_one_commit_per_step(
+    tmp_path: Path,
+) -> None:
+    """Queued, running and success of 200 tasks: every change goes through the writer, which
+    commits no more transactions than the loop makes steps, each of executemany updates."""
+    with Flow("fan") as f:
+        root = PythonTask("root", noop)
+        join = PythonTask("join", noop)
+        for i in range(200):
+            root >> PythonTask(f"leaf_{i}", noop) >> join
+    dag = f.build()
+    with open_store(f"sqlite:///{tmp_path}/rota.db") as store:
+        seen = Statements(store)
+        summary, steps = _run(store, dag, tmp_path)
+    assert summary.state is RunState.SUCCESS
+    assert sum(seen.updates) == 3 * len(dag)  # queued, running, success of each task
+    # one transaction per step (and the last step's, committed as the loop ends)
+    assert 0 < seen.commits <= steps + 1, (seen.commits, steps)
+    # each transaction updates its changes by groups setting the same columns (at most three
+    # kinds here: queued, running, ended), never one statement per row
+    print(f"{seen.commits} commits, {len(seen.updates)} updates, {steps} steps")
+    assert len(seen.updates) <= 3 * seen.commits
+
+
+@task
+def items() -> list[int]:
+    return list(range(300))
+
+
+@task
+def one(x: int) -> int:
+    return x
+
+
+def test_a_map_expansion_is_one_insert_of_its_instances(tmp_path: Path) -> None:
+    """A task mapped over 300 elements: its instances are one executemany INSERT."""
+    with Flow("mapped") as f:
+        one.map(items())
+    dag = f.build()
+    with open_store(f"sqlite:///{tmp_path}/rota.db") as store:
+        seen = Statements(store)
+        summary, _ = _run(store, dag, tmp_path)
+    assert summary.state is RunState.SUCCESS
+    assert summary.tasks["one"].mapped == {"count": 300, "success": 300}
+    assert seen.inserts == [2, 300]  # the run's two tasks, then the 300 instances at once
+    assert sum(seen.updates) == 3 * 2 + 3 * 300  # each instance's three transitions
+
+
+def test_a_batch_moving_each_attempt_three_times_is_three_statements(tmp_path: Path) -> None:
+    """Queued, running and success of 100 attempts, interleaved in one batch as a step makes
+    them: three executemany updates in one transaction (it was one statement per change when
+    an attempt appeared twice), each attempt's changes in their order."""
+    with open_store(f"sqlite:///{tmp_path}/rota.db") as store:
+        tasks = [NewTask(f"t{i}", "python", "h") for i in range(100)]
+        store.create_run("r1", "f", {}, tasks, T0)
+        ids = [rec.id for rec in store.attempts("r1")]
+        steps = [
+            (TaskState.SCHEDULED, TaskState.QUEUED, {"queued_at": T0}),
+            (TaskState.QUEUED, TaskState.RUNNING, {"started_at": T0}),
+            (TaskState.RUNNING, TaskState.SUCCESS, {"finished_at": T0}),
+        ]
+        batch = [Change(i, old, new, dict(f)) for i in ids for old, new, f in steps]
+        assert [len(g) for g in group_changes(batch)] == [100, 100, 100]
+        seen = Statements(store)
+        store.apply(batch, at=T0)
+        assert seen.updates == [100, 100, 100]
+        assert seen.commits == 1
+        assert {rec.state for rec in store.attempts("r1")} == {TaskState.SUCCESS}
