@@ -7,7 +7,9 @@ computation holds, what a snapshot reads), never a time.
 from __future__ import annotations
 
 import ast
+import sys
 import tracemalloc
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,11 @@ from sqlalchemy import event
 
 import rota.engine
 from rota import Flow, PythonTask, task
+from rota.engine import resume
 from rota.engine.book import RunBook
 from rota.engine.progress import progress_of
 from rota.engine.report import RunSummary
+from rota.engine.resume import plan_resume
 from rota.engine.runner import FlowRef, Runner
 from rota.executors.base import Executor
 from rota.executors.threads import InProcessExecutor
@@ -27,7 +31,7 @@ from rota.model.dag import Dag
 from rota.model.priority import effective_weights
 from rota.model.schedule import SystemClock
 from rota.model.states import RunState, TaskState
-from rota.store.base import AttemptRecord, Change, NewAttempt, NewTask
+from rota.store.base import AttemptRecord, Change, NewAttempt, NewTask, RunRecord
 from rota.store.sql import SqlStore, open_store
 from rota.store.writes import group_changes
 
@@ -284,3 +288,72 @@ def test_a_batch_moving_each_attempt_three_times_is_three_statements(tmp_path: P
         assert seen.updates == [100, 100, 100]
         assert seen.commits == 1
         assert {rec.state for rec in store.attempts("r1")} == {TaskState.SUCCESS}
+
+
+def _lines_run(module_file: str, call: Any, *args: Any) -> tuple[int, Any]:
+    """How many lines of *module_file* run during ``call(*args)`` (a count of work, not a
+    time), and what it returned."""
+    count = 0
+
+    def local(frame: Any, what: str, _arg: Any) -> Any:
+        nonlocal count
+        if what == "line":
+            count += 1
+        return local
+
+    def trace(frame: Any, _what: str, _arg: Any) -> Any:
+        return local if frame.f_code.co_filename == module_file else None
+
+    sys.settrace(trace)
+    try:
+        got = call(*args)
+    finally:
+        sys.settrace(None)
+    return count, got
+
+
+def _interrupted_run(n: int) -> tuple[Dag, RunRecord, list[AttemptRecord]]:
+    """A chain of *n* tasks whose runner died: half succeeded, one running, the rest scheduled."""
+    with Flow(f"chain{n}") as f:
+        prev = PythonTask("t0", noop)
+        for i in range(1, n):
+            prev = prev >> PythonTask(f"t{i}", noop)
+    dag = f.build()
+    run = RunRecord("r1", dag.name, RunState.RUNNING, {}, T0)
+    records = []
+    for i, tid in enumerate(dag.order):
+        state = TaskState.SUCCESS if i < n // 2 else TaskState.SCHEDULED
+        if i == n // 2:
+            state = TaskState.RUNNING
+        code = dag.tasks[tid].op.code_hash()
+        records.append(replace(_record(i + 1, tid), state=state, code_hash=code))
+    return dag, run, records
+
+
+def test_planning_the_resume_of_a_run_is_linear_in_its_tasks() -> None:
+    """Four times the tasks, about four times the work (each task to re-run walked every
+    attempt of the run looking for its mapped instances: sixteen)."""
+    work = {}
+    for n in (250, 1_000):
+        dag, run, records = _interrupted_run(n)
+        work[n], plan = _lines_run(resume.__file__, plan_resume, run, dag, records, T0)
+        assert len(plan.kept) == n // 2
+        assert len(plan.new) == 1  # the interrupted task; the scheduled ones wait already
+        assert plan.reasons[f"t{n // 2}"].startswith("interrupted in try 1")
+    assert work[1_000] < 6 * work[250], work
+
+
+def test_a_code_change_names_the_first_changed_task_above_each_task() -> None:
+    dag, run, records = _interrupted_run(6)
+    done = [replace(r, state=TaskState.SUCCESS) for r in records]
+    done[1] = replace(done[1], code_hash="old")
+    done[3] = replace(done[3], code_hash="old")
+    plan = plan_resume(replace(run, state=RunState.FAILED), dag, done, T0)
+    assert plan.kept == ["t0"]
+    assert plan.reasons == {
+        "t1": "code changed since its success in try 1",
+        "t2": "downstream of t1, whose code changed",
+        "t3": "code changed since its success in try 1",
+        "t4": "downstream of t1, whose code changed",
+        "t5": "downstream of t1, whose code changed",
+    }
