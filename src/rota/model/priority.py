@@ -104,22 +104,22 @@ def effective_weights(dag: Dag) -> dict[str, int]:
 def _relatives(
     dag: Dag, position: Mapping[str, int], *, downstream: bool
 ) -> Iterator[tuple[str, int]]:
-    """Per task, the bit set of the tasks downstream (or upstream) of it, transitively; each set
-    is forgotten once every task that adds it to its own has."""
+    """Per task, the bit set of the tasks downstream (or upstream) of it, transitively. Each is
+    kept with the task's own bit while tasks that build on it are left, then forgotten."""
     seen: dict[str, int] = {}
     left: dict[str, int] = {}  # per task: how many tasks have yet to take its set in
     for tid in reversed(dag.order) if downstream else dag.order:
         near = dag.downstream(tid) if downstream else dag.tasks[tid].upstream
         found = 0
         for other in near:
-            found |= (1 << position[other]) | seen[other]
+            found |= seen[other]  # the other task and its relatives
             left[other] -= 1
             if not left[other]:
                 del seen[other], left[other]
         yield tid, found
         takers = len(dag.tasks[tid].upstream) if downstream else len(dag.downstream(tid))
         if takers:
-            seen[tid] = found
+            seen[tid] = found | (1 << position[tid])
             left[tid] = takers
 
 
