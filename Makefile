@@ -44,6 +44,7 @@ typecheck: $(VENV)/.dev
 unit: $(VENV)/.dev
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-podman.sh
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test: lint typecheck unit

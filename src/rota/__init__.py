@@ -1,5 +1,7 @@
 """Rota: a workflow orchestrator for machine-learning pipelines."""
 
+from typing import TYPE_CHECKING
+
 from rota import cache
 from rota.api import Flow, flow, resume
 from rota.errors import FlowNotCalled, NoOutput, RotaError, RunFailed, Skip, UserError
@@ -11,6 +13,7 @@ from rota.model.priority import WeightRule
 from rota.model.secrets import Secret
 from rota.notifiers import CommandNotifier, EmailNotifier, SlackNotifier, WebhookNotifier
 from rota.operators.branch import BranchTask, ShortCircuitTask
+from rota.operators.containertask import ContainerTask
 from rota.operators.python import PythonTask, task
 from rota.operators.sensors import (
     DatasetSensor,
@@ -23,10 +26,16 @@ from rota.operators.sensors import (
 )
 from rota.operators.shell import ShellTask
 
+if TYPE_CHECKING:
+    from rota.engine.result import RunResult
+    from rota.operators.k8smanifest import PodVolume, Toleration
+    from rota.operators.kubernetes import KubernetesPodTask
+
 __all__ = [
     "BranchTask",
     "CallbackContext",
     "CommandNotifier",
+    "ContainerTask",
     "Dataset",
     "DatasetSensor",
     "EmailNotifier",
@@ -35,7 +44,9 @@ __all__ = [
     "FlowNotCalled",
     "FlowRunSensor",
     "KeySensor",
+    "KubernetesPodTask",
     "NoOutput",
+    "PodVolume",
     "PythonSensor",
     "PythonTask",
     "RetryPolicy",
@@ -48,6 +59,7 @@ __all__ = [
     "ShortCircuitTask",
     "Skip",
     "SlackNotifier",
+    "Toleration",
     "TriggerRule",
     "UserError",
     "WebhookNotifier",
@@ -63,10 +75,20 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> object:
-    # RunResult lives in the engine, which `import rota` (every flow file) does not load
-    if name == "RunResult":
-        from rota.engine.result import RunResult
+_LAZY = {
+    # the engine, which `import rota` (every flow file) does not load
+    "RunResult": "rota.engine.result",
+    # the pod task: loaded when a flow uses it (the `kubernetes` client only when a pod runs)
+    "KubernetesPodTask": "rota.operators.kubernetes",
+    "PodVolume": "rota.operators.k8smanifest",
+    "Toleration": "rota.operators.k8smanifest",
+}
 
-        return RunResult
-    raise AttributeError(f"module 'rota' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rota' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -124,6 +124,13 @@ class Settings:
         default="",  # $ROTA_HOME/artifacts
         metadata=setting(cv.location, "where outputs go: a folder or an fsspec URL (s3://...)"),
     )
+    inline_output_max: int = field(
+        default=64 * 1024,
+        metadata=setting(
+            cv.integer(minimum=0, note=" (0: every output in a file)"),
+            "bytes up to which an output is kept in the store's row, not a file",
+        ),
+    )
     flows: Path | None = field(
         default=None, metadata=setting(cv.folder, "the folder flow names are found in")
     )

@@ -118,9 +118,13 @@ class Stored:
     flow: Path
     markers: Path
     run_id: str
+    inline: bool
+    """Whether the outputs' bytes are kept in their rows (the default for small ones) or in
+    files (ROTA_INLINE_OUTPUT_MAX=0): every test here runs against both."""
 
     def rota(self, *args: str) -> Result:
         env = {**os.environ, "ROTA_HOME": str(self.home), "MARKERS": str(self.markers)}
+        env["ROTA_INLINE_OUTPUT_MAX"] = str(64 * 1024 if self.inline else 0)
         env.pop("ROTA_DATABASE_URL", None)
         proc = subprocess.run(
             [sys.executable, "-m", "rota", *args],
@@ -145,6 +149,17 @@ class Stored:
                     (value, self.run_id, task),
                 )
 
+    def replace_bytes(self, task: str, data: bytes) -> None:
+        """Replace *task*'s stored bytes behind the store: its file, or its row's bytes."""
+        if not self.inline:
+            self.uri(task).write_bytes(data)
+            return
+        with sqlite3.connect(self.home / "rota.db") as db:
+            db.execute(
+                "UPDATE task_attempts SET output_inline = ? WHERE run_id = ? AND task_id = ?",
+                (data, self.run_id, task),
+            )
+
     def uri(self, task: str) -> Path:
         with sqlite3.connect(self.home / "rota.db") as db:
             (uri,) = db.execute(
@@ -154,16 +169,18 @@ class Stored:
         return Path(uri)
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
+@pytest.fixture(scope="module", params=["file", "inline"])
+def stored(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Stored:
     root = tmp_path_factory.mktemp("outputs")
     (root / "markers").mkdir()
     flow = root / "outputs_flow.py"
     flow.write_text(textwrap.dedent(FLOW))
-    made = Stored(root / "home", root, flow, root / "markers", "")
+    inline = request.param == "inline"
+    made = Stored(root / "home", root, flow, root / "markers", "", inline)
     result = made.rota("run", str(flow), "--json")
     assert result.code == 0, result.err
     made.run_id = result.json()["run_id"]
+    assert made.uri("hostile").as_posix().startswith("inline:") is inline
     assert list(made.markers.iterdir()) == []  # pickling ran no __reduce__ result
     return made
 
@@ -214,10 +231,9 @@ def test_a_row_naming_another_unpickler_is_still_not_loaded(stored: Stored) -> N
     assert not (stored.markers / "hostile_row").exists()
 
 
-def test_a_file_replaced_behind_the_store_is_refused_before_any_reader(stored: Stored) -> None:
-    uri = stored.uri("grid_tampered")
+def test_bytes_replaced_behind_the_store_are_refused_before_any_reader(stored: Stored) -> None:
     touch = pickle.dumps(Touch(stored.markers / "tampered"))
-    uri.write_bytes(touch)
+    stored.replace_bytes("grid_tampered", touch)
     for extra in ((), ("--unsafe-load",)):
         shown = stored.show("grid_tampered", *extra)
         assert shown.code == 1

@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from rota.executors.base import AttemptOutcome, AttemptSpec
 from rota.executors.logsink import HOLD_LIMIT, LogSink
 from rota.executors.pool import LocalPoolExecutor
@@ -18,7 +20,7 @@ from rota.operators.python import PythonOp
 
 def wait_for_text(path: Path, text: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while text not in path.read_text():
+    while not path.exists() or text not in path.read_text():  # made at the first byte
         assert time.monotonic() < deadline, f"{text!r} never reached {path}"
         time.sleep(0.02)
 
@@ -28,8 +30,9 @@ def test_a_line_is_written_when_it_ends_and_a_held_one_when_the_log_closes(
 ) -> None:
     log = tmp_path / "logs" / "run" / "t" / "1.log"
     sink = LogSink(log, Masker())
+    assert log.parent.parent.is_dir() and not log.parent.exists()  # the run's folder only
     sink.write(b"abc")
-    assert log.read_bytes() == b""  # held: the line has not ended
+    assert not log.exists()  # held: the line has not ended, and the file is made at its first byte
     sink.write(b"def\nghi")
     assert log.read_bytes() == b"abcdef\n"
     sink.write(b" 50%\r")
@@ -137,3 +140,39 @@ def _outcome(ex: LocalPoolExecutor, attempt_id: int) -> AttemptOutcome:
         for event in ex.poll(0.1):
             if isinstance(event, AttemptOutcome) and event.attempt_id == attempt_id:
                 return event
+
+
+def test_a_silent_attempt_makes_no_file_and_no_task_folder(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "run" / "t" / "1.log"
+    sink = LogSink(log, Masker())
+    assert sink.finish(appended=False) is None
+    assert not log.parent.exists() and (tmp_path / "logs" / "run").is_dir()
+
+
+def test_an_unmakeable_run_folder_fails_when_the_attempt_begins(tmp_path: Path) -> None:
+    (tmp_path / "logs").write_text("a file where the logs folder should be")
+    with pytest.raises(OSError):
+        LogSink(tmp_path / "logs" / "run2" / "t" / "1.log", Masker())
+
+
+def test_an_unmakeable_task_folder_is_the_error_at_the_end(tmp_path: Path) -> None:
+    run = tmp_path / "logs" / "run3"
+    run.mkdir(parents=True)
+    (run / "t").write_text("a file where the task's folder should be")
+    sink = LogSink(run / "t" / "1.log", Masker())
+    sink.write(b"printed\n")
+    sink.write(b"more\n")
+    with pytest.raises(OSError):
+        sink.finish(appended=False)
+
+
+def test_a_link_planted_at_the_name_is_replaced_at_the_first_byte(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "run4" / "t" / "1.log"
+    log.parent.mkdir(parents=True)
+    target = tmp_path / "victim"
+    target.write_text("keep")
+    log.symlink_to(target)
+    sink = LogSink(log, Masker())
+    sink.write(b"line\n")
+    assert sink.finish(appended=False) == str(log)
+    assert not log.is_symlink() and log.read_text() == "line\n" and target.read_text() == "keep"

@@ -277,7 +277,7 @@ def test_fields_are_written_and_unknown_fields_refused(store: SqlStore) -> None:
         "error_message": "m", "error_traceback": "tb\n" * 100, "output_path": "/o",
         "output_size": 2**40, "output_length": 10_000, "log_path": "/l", "output_hash": "ab",
         "output_serializer": "json", "cache_key": "k", "cache_parts": {"code": "c"},
-        "cached_from": 7, "first_poke_at": T0, "pokes": 3,
+        "cached_from": 7, "first_poke_at": T0, "pokes": 3, "output_inline": b"\x00\xff" * 3000,
     }  # fmt: skip
     assert set(fields) == set(ATTEMPT_FIELDS)
     for bad in ({"state": "success"}, {"committed_at": T0}, {"bogus": 1}):

@@ -35,6 +35,7 @@ import fsspec.core
 from fsspec.implementations.local import LocalFileSystem
 
 from rota.artifacts import peek, serializers
+from rota.artifacts.inline import SpillWriter, inline_uri, is_inline
 from rota.artifacts.preview import preview as _preview
 from rota.errors import ArtifactError
 from rota.home import private_dir
@@ -60,6 +61,9 @@ class StoredOutput:
     serializer: str
     size: int
     content_hash: str  # BLAKE2b (64-byte digest) of the stored bytes, in hex
+    inline: bytes | None = None
+    """The bytes themselves, when they are small enough to be kept in the attempt's row instead
+    of a file (see :mod:`rota.artifacts.inline`); ``uri`` is then an ``inline:`` name."""
 
 
 class _DumpFailed(Exception):
@@ -169,11 +173,15 @@ class ArtifactStore:
         map_index: int,
         value: Any,
         serializer: str | None = None,
+        *,
+        inline_limit: int = 0,
     ) -> StoredOutput:
         """Store *value* as the output of (*run_id*, *task_id*, *map_index*), atomically.
 
         The serializer is the one named, or the one chosen by type; if a chosen one (not a named
         one) fails on the value, pickle is tried instead. A second put overwrites the first.
+        When the serialized bytes are at most *inline_limit*, nothing is written: they come back
+        in :attr:`StoredOutput.inline`, for the metadata store to keep with the attempt.
 
         Raises:
             DefinitionError: *serializer* names no serializer.
@@ -181,7 +189,7 @@ class ArtifactStore:
         """
         chosen = serializers.choose(value, serializer)
         try:
-            return self._put_with(chosen, run_id, task_id, map_index, value)
+            return self._put_with(chosen, (run_id, task_id, map_index), value, inline_limit)
         except _DumpFailed as err:
             if serializer is not None or chosen.name == serializers.FALLBACK:
                 raise ArtifactError(
@@ -190,58 +198,103 @@ class ArtifactStore:
         # e.g. a DataFrame with a column of mixed Python objects that Parquet cannot type
         fallback = serializers.get(serializers.FALLBACK)
         try:
-            return self._put_with(fallback, run_id, task_id, map_index, value)
+            return self._put_with(fallback, (run_id, task_id, map_index), value, inline_limit)
         except _DumpFailed as err:
             raise ArtifactError(
                 f"cannot serialize the output of task {task_id!r} with {fallback.name}: {err}"
             ) from err.__cause__
 
     def _put_with(
-        self, ser: serializers.Serializer, run_id: str, task_id: str, map_index: int, value: Any
+        self,
+        ser: serializers.Serializer,
+        where: tuple[str, str, int],
+        value: Any,
+        inline_limit: int,
     ) -> StoredOutput:
+        run_id, task_id, map_index = where
         uri = self.uri_for(run_id, task_id, map_index, ser.extension)
         _, path = self._path(uri)
         try:
             if self._local:
-                size, digest = self._write_local(path, ser, value)
+                size, digest, held = self._write_local(path, ser, value, inline_limit)
             else:
-                size, digest = self._write_remote(path, ser, value)
+                size, digest, held = self._write_remote(path, ser, value, inline_limit)
         except _DumpFailed:
             raise
         except Exception as err:
             raise ArtifactError(
                 f"cannot write the output of task {task_id!r} to {uri}: {_one_line(err)}"
             ) from err
-        return StoredOutput(uri=uri, serializer=ser.name, size=size, content_hash=digest)
+        if held is not None:
+            uri = inline_uri(run_id, task_id, map_index)
+        return StoredOutput(
+            uri=uri, serializer=ser.name, size=size, content_hash=digest, inline=held
+        )
 
-    def _write_local(self, path: str, ser: serializers.Serializer, value: Any) -> tuple[int, str]:
+    def _write_local(
+        self, path: str, ser: serializers.Serializer, value: Any, limit: int
+    ) -> tuple[int, str, bytes | None]:
+        """Serialize *value* to *path* (a temporary file, fsync, rename), or into memory when it
+        fits in *limit* bytes: then (size, hash, the bytes) and no file is touched."""
         folder, name = os.path.split(path)
-        private_dir(Path(folder))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        temps: list[str] = []
+
+        def open_temp() -> BinaryIO:
+            private_dir(Path(folder))
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+            temps.append(tmp)
+            return os.fdopen(fd, "wb")
+
+        spill = SpillWriter(limit, open_temp)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                result = _dump(ser, value, fh)
+            if limit <= 0:
+                spill.spill()
+            size, digest = _dump(ser, value, cast(BinaryIO, spill))
+            if spill.spilled is None:
+                return size, digest, spill.held()
+            with spill.spilled as fh:
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            os.replace(temps[0], path)
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            if spill.spilled is not None:
+                spill.spilled.close()
+            for tmp in temps:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
             raise
-        return result
+        return size, digest, None
 
-    def _write_remote(self, path: str, ser: serializers.Serializer, value: Any) -> tuple[int, str]:
-        fd, staging = tempfile.mkstemp(prefix="rota-artifact-", suffix=ser.extension)
+    def _write_remote(
+        self, path: str, ser: serializers.Serializer, value: Any, limit: int
+    ) -> tuple[int, str, bytes | None]:
+        """Serialize *value* into a local staging file and upload it, or into memory when it
+        fits in *limit* bytes: then (size, hash, the bytes) and nothing is uploaded."""
+        temps: list[str] = []
+
+        def open_staging() -> BinaryIO:
+            fd, staging = tempfile.mkstemp(prefix="rota-artifact-", suffix=ser.extension)
+            temps.append(staging)
+            return os.fdopen(fd, "wb")
+
+        spill = SpillWriter(limit, open_staging)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                result = _dump(ser, value, fh)
+            if limit <= 0:
+                spill.spill()
+            size, digest = _dump(ser, value, cast(BinaryIO, spill))
+            if spill.spilled is None:
+                return size, digest, spill.held()
+            spill.spilled.close()
             if self._atomic_upload:
-                self.fs.put_file(staging, path)
+                self.fs.put_file(temps[0], path)
             else:
-                self._upload_then_move(staging, path)
+                self._upload_then_move(temps[0], path)
         finally:
-            os.unlink(staging)
-        return result
+            if spill.spilled is not None:
+                spill.spilled.close()
+            for staging in temps:
+                os.unlink(staging)
+        return size, digest, None
 
     def _upload_then_move(self, staging: str, path: str) -> None:
         parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
@@ -257,9 +310,17 @@ class ArtifactStore:
     # --- read -------------------------------------------------------------------------------
 
     def get(
-        self, uri: str, serializer: str, *, producer: str, content_hash: str | None = None
+        self,
+        uri: str,
+        serializer: str,
+        *,
+        producer: str,
+        content_hash: str | None = None,
+        inline: bytes | None = None,
     ) -> Any:
         """Load the output at *uri*, stored with *serializer* by task *producer*; streamed.
+
+        An ``inline:`` output is loaded from *inline*, the bytes its attempt's row keeps.
 
         With *content_hash*, the bytes are hashed as they stream and must match it. A pickle or
         joblib output is unpickled, which runs whatever code it names: to look at an output
@@ -271,10 +332,16 @@ class ArtifactStore:
                 *producer*.
             DefinitionError: *serializer* names no serializer.
         """
-        return self._read(uri, producer, content_hash, serializers.get(serializer).load)
+        return self._read(uri, producer, content_hash, serializers.get(serializer).load, inline)
 
     def peek(
-        self, uri: str, serializer: str, *, producer: str, content_hash: str | None = None
+        self,
+        uri: str,
+        serializer: str,
+        *,
+        producer: str,
+        content_hash: str | None = None,
+        inline: bytes | None = None,
     ) -> peek.Description:
         """A preview of the output at *uri* read by safe readers only: nothing is unpickled.
 
@@ -286,7 +353,9 @@ class ArtifactStore:
             ArtifactError: the object is missing, unreadable, does not match *content_hash*, or
                 does not parse as the format *serializer* names; the message names *uri*.
         """
-        return self._read(uri, producer, content_hash, lambda s: peek.describe(s, serializer))
+        return self._read(
+            uri, producer, content_hash, lambda s: peek.describe(s, serializer), inline
+        )
 
     def _read(
         self,
@@ -294,8 +363,20 @@ class ArtifactStore:
         producer: str,
         content_hash: str | None,
         reader: Callable[[BinaryIO], _T],
+        inline: bytes | None = None,
     ) -> _T:
         """Open *uri*, check its bytes against *content_hash*, and give the stream to *reader*."""
+        fh, local = self._open(uri, producer, inline)
+        return _read_from(fh, local, uri, producer, content_hash, reader)
+
+    def _open(self, uri: str, producer: str, inline: bytes | None) -> tuple[BinaryIO, bool]:
+        """The stream of *uri*'s bytes, and whether it can be read twice (a local file)."""
+        if is_inline(uri):
+            if inline is None:
+                raise ArtifactError(
+                    f"output of task {producer!r} is missing: {uri} (its bytes are not recorded)"
+                )
+            return io.BytesIO(inline), True
         fs, path = self._path(uri)
         local = isinstance(fs, LocalFileSystem)
         try:  # a local file is opened directly: numpy and pyarrow read real files faster
@@ -306,51 +387,13 @@ class ArtifactStore:
             raise ArtifactError(
                 f"output of task {producer!r} at {uri} is unreadable: {_one_line(err)}"
             ) from err
-        with fh:
-            try:
-                stream = (
-                    fh if content_hash is None else self._verified(fh, content_hash, local=local)
-                )
-                with stream:
-                    return reader(stream)
-            except _Mismatch as err:
-                raise ArtifactError(
-                    f"output of task {producer!r} at {uri} is corrupt: {err}"
-                ) from None
-            except peek.PeekError as err:
-                raise ArtifactError(
-                    f"output of task {producer!r} at {uri} cannot be previewed: {err}"
-                ) from None
-            except Exception as err:
-                raise ArtifactError(
-                    f"output of task {producer!r} at {uri} is unreadable: {_one_line(err)}"
-                ) from err
-
-    @staticmethod
-    def _verified(fh: BinaryIO, expected: str, *, local: bool) -> BinaryIO:
-        """A stream of *fh*'s bytes, checked against *expected* before anything is loaded.
-
-        A local file is hashed, then rewound: the same open file, so a concurrent replace cannot
-        slip in between. A remote object is copied into a local spool while it is hashed, so it
-        is downloaded once and what is loaded is what was checked.
-        """
-        digest = hashlib.blake2b()
-        # closed by get() with the stream it returns, or just below on a mismatch
-        spool = None if local else tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY)  # noqa: SIM115
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            if spool is not None:
-                spool.write(chunk)
-        target = fh if spool is None else cast(BinaryIO, spool)
-        if digest.hexdigest() != expected:
-            target.close()
-            got = digest.hexdigest()
-            raise _Mismatch(f"content hash {got[:16]}… is not the recorded {expected[:16]}…")
-        target.seek(0)
-        return target
+        return cast(BinaryIO, fh), local
 
     def exists(self, uri: str) -> bool:
-        """Whether an object is stored at *uri*."""
+        """Whether an object is stored at *uri* (an ``inline:`` output is not: its attempt's row
+        holds it)."""
+        if is_inline(uri):
+            return False
         fs, path = self._path(uri)
         return bool(fs.exists(path))
 
@@ -365,6 +408,73 @@ class ArtifactStore:
     def preview(value: Any) -> str:
         """A short human preview of *value*; see :func:`rota.artifacts.preview.preview`."""
         return _preview(value)
+
+
+def _read_from(
+    fh: BinaryIO,
+    local: bool,
+    uri: str,
+    producer: str,
+    content_hash: str | None,
+    reader: Callable[[BinaryIO], _T],
+) -> _T:
+    """Check *fh*'s bytes against *content_hash* and give the stream to *reader*; closes *fh*."""
+    with fh:
+        try:
+            verified = fh if content_hash is None else _verified(fh, content_hash, local=local)
+            with verified:
+                return reader(verified)
+        except _Mismatch as err:
+            raise ArtifactError(f"output of task {producer!r} at {uri} is corrupt: {err}") from None
+        except peek.PeekError as err:
+            raise ArtifactError(
+                f"output of task {producer!r} at {uri} cannot be previewed: {err}"
+            ) from None
+        except Exception as err:
+            raise ArtifactError(
+                f"output of task {producer!r} at {uri} is unreadable: {_one_line(err)}"
+            ) from err
+
+
+def _verified(fh: BinaryIO, expected: str, *, local: bool) -> BinaryIO:
+    """A stream of *fh*'s bytes, checked against *expected* before anything is loaded.
+
+    A local file is hashed, then rewound: the same open file, so a concurrent replace cannot
+    slip in between. A remote object is copied into a local spool while it is hashed, so it
+    is downloaded once and what is loaded is what was checked.
+    """
+    digest = hashlib.blake2b()
+    # closed by get() with the stream it returns, or just below on a mismatch
+    spool = None if local else tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY)  # noqa: SIM115
+    while chunk := fh.read(_CHUNK):
+        digest.update(chunk)
+        if spool is not None:
+            spool.write(chunk)
+    target = fh if spool is None else cast(BinaryIO, spool)
+    if digest.hexdigest() != expected:
+        target.close()
+        got = digest.hexdigest()
+        raise _Mismatch(f"content hash {got[:16]}… is not the recorded {expected[:16]}…")
+    target.seek(0)
+    return target
+
+
+def load_inline(
+    uri: str, data: bytes, serializer: str, *, producer: str, content_hash: str | None
+) -> Any:
+    """Load the ``inline:`` output *uri* from *data*, the bytes its attempt's row keeps, checked
+    against *content_hash* first (as :meth:`ArtifactStore.get` checks a stored object)."""
+    reader = serializers.get(serializer).load
+    return _read_from(io.BytesIO(data), True, uri, producer, content_hash, reader)
+
+
+def peek_inline(
+    uri: str, data: bytes, serializer: str, *, producer: str, content_hash: str | None
+) -> peek.Description:
+    """A safe preview of the ``inline:`` output *uri* from *data* (nothing is unpickled)."""
+    return _read_from(
+        io.BytesIO(data), True, uri, producer, content_hash, lambda s: peek.describe(s, serializer)
+    )
 
 
 class _Mismatch(Exception):
@@ -396,4 +506,11 @@ def storage_options(url: str, environ: Mapping[str, str] | None = None) -> dict[
     return {}
 
 
-__all__ = ["ArtifactStore", "StoredOutput", "open_artifact_store", "storage_options"]
+__all__ = [
+    "ArtifactStore",
+    "StoredOutput",
+    "load_inline",
+    "open_artifact_store",
+    "peek_inline",
+    "storage_options",
+]

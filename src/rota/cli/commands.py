@@ -158,7 +158,7 @@ def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
     """Show the outputs of the flow's final tasks (those nothing depends on), secrets masked."""
     import os
 
-    from rota.artifacts.store import open_artifact_store
+    from rota.engine.result import read_output
     from rota.errors import ArtifactError
     from rota.model.secrets import Masker
 
@@ -175,12 +175,7 @@ def _print_results(ctx: CliContext, summary: Any, dag: Any) -> None:
             continue
         rec = t.latest
         try:
-            value = open_artifact_store(ctx.settings.artifacts).get(
-                str(rec.output_path),
-                rec.output_serializer or "pickle",
-                producer=tid,
-                content_hash=rec.output_hash,
-            )
+            value = read_output(rec, ctx.settings.artifacts)
         except ArtifactError as err:
             ctx.err.print(f"{tid}: {err}")
             continue

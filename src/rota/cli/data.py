@@ -70,7 +70,10 @@ def outputs_show(
     serializer = rec.output_serializer or "pickle"
     artifacts = open_artifact_store(ctx.settings.artifacts)
     uri, digest = rec.output_path, rec.output_hash
-    described = artifacts.peek(uri, serializer, producer=str(address), content_hash=digest)
+    inline = rec.output_inline
+    described = artifacts.peek(
+        uri, serializer, producer=str(address), content_hash=digest, inline=inline
+    )
     _say(ctx, f"{address}: {serializer}, {rec.output_size} bytes, blake2b {rec.output_hash}")
     _say(ctx, rec.output_path)
     if not (described.pickled and unsafe_load):
@@ -81,7 +84,9 @@ def outputs_show(
             )
         return
     _import_flow_if_named(flow_path, described.imports)
-    value = artifacts.get(uri, serializer, producer=str(address), content_hash=digest)
+    value = artifacts.get(
+        uri, serializer, producer=str(address), content_hash=digest, inline=inline
+    )
     _say(ctx, preview(value))
 
 

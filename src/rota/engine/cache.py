@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rota.artifacts.inline import is_inline
 from rota.engine.book import Key, RunBook, Settled
 from rota.engine.cachekey import constants_digest, key_parts, make_key, task_code
 from rota.engine.mapping import expand_args
@@ -83,12 +84,20 @@ def try_cache(cache: RunCache, key: Key) -> bool:
     expires = spec.cache.expires if spec.cache is not None else None
     since = cache.now() - expires if expires is not None else None
     hit = cache.find_cached(tid, fields["cache_key"], since)
-    gone = hit is not None and hit.output_path and not cache.exists(hit.output_path)
-    if hit is None or gone:
+    if hit is None or _output_gone(hit, cache.exists):
         return False
     del cache.fields[key]
     _reuse(cache, key, hit, fields)
     return True
+
+
+def _output_gone(hit: AttemptRecord, exists: Callable[[str], bool]) -> bool:
+    """Whether the output attempt *hit* stored is no longer there (deleted by hand or pruned)."""
+    if hit.output_path is None:  # the task returned None: nothing to lose
+        return False
+    if is_inline(hit.output_path):
+        return hit.output_inline is None
+    return not exists(hit.output_path)
 
 
 def _key_fields(cache: RunCache, key: Key, spec: TaskSpec) -> dict[str, Any]:
@@ -120,6 +129,7 @@ def _reuse(cache: RunCache, key: Key, hit: AttemptRecord, fields: dict[str, Any]
         output_length=hit.output_length,
         output_hash=hit.output_hash,
         output_serializer=hit.output_serializer,
+        output_inline=hit.output_inline,
     )
     cache.book.change(key, TaskState.CACHED, fields)
     if index >= 0:

@@ -36,6 +36,7 @@ def outcome_fields(out: AttemptOutcome) -> dict[str, Any]:
         "output_length": out.output_length,
         "output_hash": out.output_hash,
         "output_serializer": out.output_serializer,
+        "output_inline": out.output_inline,
     }
     if out.error is not None:
         fields.update(

@@ -318,6 +318,7 @@ class RunLoop:
             kwargs=kwargs,
             inputs=tuple(inputs),
             artifacts=self.r.artifacts_root,
+            inline_limit=self.r.options.inline_output_max,
             serializer=spec.serializer,
             log_path=self.log_path(key),
             params=self.dag.params,

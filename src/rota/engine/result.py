@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rota.artifacts.store import open_artifact_store
+from rota.artifacts.inline import is_inline
+from rota.artifacts.store import load_inline, open_artifact_store
 from rota.engine.ending import failed_tasks
 from rota.engine.report import RunSummary, TaskSummary, summarize
 from rota.errors import ArtifactError, NoOutput
@@ -173,6 +174,14 @@ def read_output(rec: AttemptRecord, artifacts: str) -> Any:
         raise ArtifactError(
             f"output of task {rec.task_id!r} at {rec.output_path} has no recorded content hash; "
             "it is not loaded unchecked"
+        )
+    if is_inline(rec.output_path):
+        return load_inline(
+            rec.output_path,
+            rec.output_inline or b"",
+            rec.output_serializer or "pickle",
+            producer=rec.task_id,
+            content_hash=rec.output_hash,
         )
     store = open_artifact_store(artifacts)
     return store.get(

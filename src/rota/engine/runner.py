@@ -17,10 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rota.artifacts.inline import INLINE_LIMIT
 from rota.artifacts.store import open_artifact_store
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.faults import NO_FAULTS, FaultPoints
 from rota.engine.lease import RunnerId, acquire, fence_after, is_dead
+from rota.engine.leftovers import remove_leftovers
 from rota.engine.report import RunSummary, summarize
 from rota.engine.resume import (
     ParamChange,
@@ -126,6 +128,9 @@ class RunnerOptions:
     slot_poll: float = SLOT_POLL
     host: str | None = None
     """The machine's name in this runner's id (None: its host name)."""
+    inline_output_max: int = INLINE_LIMIT
+    """Outputs whose bytes are at most this many are kept in the attempt's row, committed with
+    its success, instead of a file each (``ROTA_INLINE_OUTPUT_MAX``; 0: always a file)."""
 
 
 def new_run_id(now: datetime) -> str:
@@ -245,6 +250,7 @@ class Runner:
             latest = latest_attempts(self.store.attempts(run_id))
             sweep = sweep_stale(taken.run, latest, self.clock.now())
             self.store.apply(sweep.changes, sweep.run_changes, at=self.clock.now())
+            remove_leftovers(dag, run_id)  # the dead runner's containers and pods
         return self._drive_owned(run_id, dag, flow)
 
     def resume(
@@ -273,6 +279,7 @@ class Runner:
                     f"run {run_id} succeeded; nothing to resume "
                     f"(rota clear {run_id} --task ID re-runs chosen tasks)"
                 )
+            remove_leftovers(dag, run_id)  # a killed runner's containers and pods: ours now
             plan = plan_resume(taken.run, dag, self.store.attempts(run_id), now)
             if params is not None and params.changes:
                 self.store.set_run_params(run_id, params.stored, params.changes, now)

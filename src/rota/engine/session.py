@@ -71,6 +71,7 @@ def runner_options(
         heartbeat_every=heartbeat_every(timeout),
         host=settings.hostname or None,
         slot_group=slot_group,
+        inline_output_max=settings.inline_output_max,
     )
 
 

@@ -54,7 +54,13 @@ def _load(ref: StoredRef | None, producer: str, cache: OutputCache, root: str) -
     hit, value = cache.get(ref.uri)
     if not hit:
         store = artifact_store(root)
-        value = store.get(ref.uri, ref.serializer, producer=producer, content_hash=ref.content_hash)
+        value = store.get(
+            ref.uri,
+            ref.serializer,
+            producer=producer,
+            content_hash=ref.content_hash,
+            inline=ref.inline,
+        )
         cache.put(ref.uri, value, ref.size)
     return value
 
@@ -119,6 +125,8 @@ def make_context(
         masker=masker if masker is not None else Masker(),
         store=store,
         downstream=spec.downstream,
+        artifacts=spec.artifacts,
+        map_index=spec.map_index,
     )
 
 
@@ -180,6 +188,7 @@ def run_attempt(
         output_length=result.length,
         output_hash=result.stored.content_hash if result.stored else None,
         output_serializer=result.stored.serializer if result.stored else None,
+        output_inline=result.stored.inline if result.stored else None,
         log_path=log_path,
         error=result.error,
         skipped=result.skipped,
@@ -234,7 +243,14 @@ def _execute(
             return _Result(choice=choice)
         length = output_length(value)
         outputs = artifact_store(spec.artifacts)
-        stored = outputs.put(spec.run_id, spec.task_id, spec.map_index, value, spec.serializer)
+        stored = outputs.put(
+            spec.run_id,
+            spec.task_id,
+            spec.map_index,
+            value,
+            spec.serializer,
+            inline_limit=spec.inline_limit,
+        )
         cache.put(stored.uri, value, stored.size)
         return _Result(stored, length, choice=choice)
     except Reschedule as sig:

@@ -23,6 +23,8 @@ class StoredRef:
     serializer: str
     content_hash: str | None = None
     size: int = 0
+    inline: bytes | None = None
+    """The output's bytes, for an ``inline:`` output kept in its attempt's row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,9 @@ class AttemptSpec:
     resources; executors on one machine ignore them."""
     downstream: tuple[str, ...] = ()
     """Ids of the task's direct downstream tasks, among which a branch task chooses."""
+    inline_limit: int = 0
+    """An output of at most this many bytes comes back in the outcome (the engine keeps it in
+    the attempt's row) instead of a file; 0: always a file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,9 @@ class AttemptOutcome:
     output_hash: str | None = None
     """BLAKE2b of the stored bytes: the output's content, for cache keys and integrity."""
     output_serializer: str | None = None
+    output_inline: bytes | None = None
+    """The output's bytes when they are small enough to be kept in the attempt's row (its
+    ``output_path`` is then an ``inline:`` name): committed with the success."""
     log_path: str | None = None
     error: ErrorInfo | None = None
     skipped: bool = False

@@ -266,7 +266,14 @@ class DaskExecutor:
         except OSError as err:
             lost = describe_error(err)
             if outcome.error is None:
-                return replace(outcome, ok=False, log_path=None, error=lost, output_path=None)
+                return replace(
+                    outcome,
+                    ok=False,
+                    log_path=None,
+                    error=lost,
+                    output_path=None,
+                    output_inline=None,
+                )
             note = f"\n(the attempt's log could not be saved: {lost.type_name}: {lost.message})\n"
             error = replace(outcome.error, traceback=outcome.error.traceback + note)
             return replace(outcome, log_path=None, error=error)

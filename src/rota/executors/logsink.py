@@ -21,6 +21,12 @@ attempt's log.
 The file is created exclusively for a new attempt (whatever sits at its name, such as a planted
 symbolic link, is removed, never followed) and opened without following a link when a sensor's
 later poke adds to it; it is 0600 in 0700 folders (:mod:`rota.home`).
+
+A new attempt's file is created at its first byte, not before: most tasks of a large run print
+nothing, and a folder, a file and its removal per silent task cost more than the task. The run's
+logs folder is made (and so checked) when the attempt begins, once per process and run, so an
+unwritable logs tree still fails an attempt before it runs; the task's own folder and file follow
+with the first output, and an error making them is the attempt's error when it ends.
 """
 
 from __future__ import annotations
@@ -37,6 +43,16 @@ from rota.model.secrets import Masker
 
 HOLD_LIMIT: Final = 1 << 16
 """Bytes of a line not yet ended that are held back before they are written anyway."""
+_MADE: set[Path] = set()
+"""Run log folders this process has made (or found) already: each is made once, not per task."""
+
+
+def _run_folder(path: Path) -> None:
+    """Make the folder two levels above the log *path* (``logs/<run>``), once per process."""
+    folder = path.parent.parent
+    if folder not in _MADE:
+        private_dir(folder)
+        _MADE.add(folder)
 
 
 class LogSink:
@@ -49,10 +65,14 @@ class LogSink:
         Raises:
             OSError: the folder or the file cannot be made.
         """
-        private_dir(path.parent)
         self.path = path
-        self._fd = open_private(path, append=True) if append else create_exclusive(path)
-        self._size = os.fstat(self._fd).st_size
+        self._fd: int | None = None
+        self._size = 0
+        if append:
+            self._fd = open_private(path, append=True)
+            self._size = os.fstat(self._fd).st_size
+        else:
+            _run_folder(path)
         self._masker = masker
         self._held = b""
         self._lock = threading.Lock()
@@ -95,6 +115,11 @@ class LogSink:
             data = self._masker.redact(text).encode("utf-8", "surrogateescape")
         view = memoryview(data)
         try:
+            if self._fd is None:  # the first byte: the file is made now
+                if self._error is not None:  # it could not be made: what comes is lost
+                    return
+                private_dir(self.path.parent)
+                self._fd = create_exclusive(self.path)
             while view:
                 view = view[os.write(self._fd, view) :]
         except OSError as err:  # reported when the attempt ends; the task itself goes on
@@ -138,7 +163,8 @@ class LogSink:
                 if self._held:
                     self._emit(self._held)
                     self._held = b""
-                os.close(self._fd)
+                if self._fd is not None:
+                    os.close(self._fd)
         finally:
             self._lock.release()
         if self._error is not None:
@@ -154,8 +180,9 @@ class LogSink:
         """
         if self.close() or appended:
             return str(self.path)
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        if self._fd is not None:  # made, but what reached it was empty
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
         return None
 
 

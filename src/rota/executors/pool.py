@@ -89,6 +89,7 @@ class LocalPoolExecutor:
         self._holder: dict[str, _Worker] = {}
         self._timeouts: dict[int, float] = {}
         self._logs: dict[int, str] = {}  # attempt -> its log, named in a lost attempt's outcome
+        self._grace = kill_grace
         self._watch = _Deadlines(kill_grace)
         self._ctx = _context(start_method)
         self._workers: list[_Worker] = []
@@ -242,9 +243,12 @@ class LocalPoolExecutor:
                 conn.close()
 
     def close(self, *, cancel: bool = False) -> None:
-        # A worker sees EOF and returns; a busy one sees its lifeline close, keeps what its
-        # attempt printed and ends its process group (the worker and whatever its task started).
-        # With *cancel*, one that has not done so within half a second is killed.
+        # With *cancel*, a busy worker is ended as at a timeout (_end_busy). Then a worker sees
+        # EOF and returns; a busy one sees its lifeline close, keeps what its attempt printed and
+        # ends its process group (the worker and whatever its task started). With *cancel*, one
+        # that has not done so within half a second is killed.
+        if cancel:
+            self._end_busy()
         for w in self._workers:
             self._close_worker(w)
         deadline = time.monotonic() + (0.5 if cancel else 5.0)
@@ -254,6 +258,18 @@ class LocalPoolExecutor:
                 with contextlib.suppress(OSError):
                     os.killpg(w.proc.pid, signal.SIGKILL)
                 w.proc.join(timeout=5)
+
+    def _end_busy(self) -> None:
+        """End each worker running an attempt as a timeout does: SIGTERM to its process group,
+        so the attempt removes what it started outside it (a container, a pod) and the worker
+        dies; SIGKILL to what is left of the group after the grace."""
+        busy = [w for w in self._workers if w.outstanding]
+        for w in busy:
+            _signal_group(w.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self._grace
+        for w in busy:
+            w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            _signal_group(w.proc.pid, signal.SIGKILL)
 
 
 class _Deadlines:

@@ -13,6 +13,7 @@ from rota.executors.attempt import crashed_outcome, run_attempt
 from rota.executors.base import AttemptEvent, AttemptOutcome, AttemptSpec, AttemptStarted
 from rota.executors.logs import ThreadCapture
 from rota.executors.queues import drain
+from rota.operators.liveends import end_live
 
 
 class InProcessExecutor:
@@ -103,7 +104,9 @@ class ThreadExecutor:
     def close(self, *, cancel: bool = False) -> None:
         for _ in self._threads:
             self._inbox.put(None)
-        if not cancel:
+        if cancel:  # a thread cannot be ended: what its attempt started outside it can
+            end_live()
+        else:
             for t in self._threads:
                 t.join()
         self._capture.uninstall()

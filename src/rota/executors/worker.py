@@ -28,6 +28,7 @@ from rota.executors.attempt import crashed_outcome, run_attempt
 from rota.executors.base import AttemptOutcome, AttemptSpec
 from rota.executors.logs import FdCapture
 from rota.flowfile import import_flow_file
+from rota.operators.liveends import end_live
 
 Message = tuple[int, tuple[tuple[str, str], ...], Any, bytes | None, bytes]
 """(attempt id, modules to import, operator key, pickled operator or None if sent before to this
@@ -39,8 +40,9 @@ def _watch_lifeline(lifeline: Connection, capture: FdCapture) -> None:
         lifeline.recv()
     # The engine is gone: end this worker and its process group's children now, so no orphan
     # finishes a task behind the back of whoever resumes the run; what the attempt printed so
-    # far stays in its log (masked as it was written).
+    # far stays in its log (masked as it was written); a container it started is removed.
     capture.abandon()
+    end_live()
     with contextlib.suppress(OSError):
         os.killpg(0, signal.SIGKILL)
     os._exit(70)
@@ -51,6 +53,7 @@ def _on_sigterm(capture: FdCapture, signum: int, frame: object) -> None:
     printed, then die of the signal as the engine expects."""
     del frame
     capture.abandon()
+    end_live()  # e.g. remove the attempt's container, which is outside this process group
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 

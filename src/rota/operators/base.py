@@ -77,6 +77,9 @@ class ExecContext:
         store: the metadata store, read-only, for sensors that read it; set only when the
             engine pokes such a sensor itself (None on every worker).
         downstream: ids of the task's direct downstream tasks.
+        artifacts: the artifact store's root (a folder or an fsspec URL); a container task
+            mounts the run's folder of it when it is a local folder.
+        map_index: the instance of a mapped task (-1 for a task that is not mapped).
     """
 
     run_id: str
@@ -96,6 +99,8 @@ class ExecContext:
     store: StoreReader | None = None
     downstream: tuple[str, ...] = ()
     """Ids of the task's direct downstream tasks (what a branch task may choose among)."""
+    artifacts: str = ""
+    map_index: int = -1
 
     def template_vars(self) -> dict[str, Any]:
         """The variables this attempt's templates see (``rota.model.templating.template_vars``)."""
@@ -145,6 +150,24 @@ class ReadsRun(Protocol):
 
         Raises:
             TemplateRenderError: a template does not render.
+        """
+
+
+@runtime_checkable
+class LeavesLeftovers(Protocol):
+    """An operator whose attempts start something outside the worker (a container, a pod) that
+    can outlive a runner killed with SIGKILL. What it starts is labelled with the run, so that
+    the runner that drives the run again (``rota resume``, a takeover) removes it first
+    (``rota.engine.leftovers``)."""
+
+    def leftovers_scope(self) -> str:
+        """Operators with equal scopes find the same leftovers: one of them is asked."""
+
+    def remove_leftovers(self, run_id: str) -> list[str]:
+        """Remove what attempts of run *run_id* left running; the names of what was removed.
+
+        Raises:
+            Exception: the leftovers could not be listed or removed (logged, not fatal).
         """
 
 

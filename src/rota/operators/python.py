@@ -94,6 +94,9 @@ class PythonTask(TaskNode):
         on_failure: CallbackArg = None,
         on_retry: CallbackArg = None,
         map_args: Iterable[str] = (),
+        image: str | None = None,
+        container: Mapping[str, Any] | None = None,
+        executor: str | None = None,
         **cache_options: Any,
     ) -> None:
         if not callable(fn):
@@ -104,9 +107,17 @@ class PythonTask(TaskNode):
         if takes_ctx and "ctx" in kwargs:
             raise DefinitionError(f"task {task_id!r}: 'ctx' is given by Rota at run time")
         _check_call(task_id, fn, args, {**kwargs, "ctx": None} if takes_ctx else kwargs)
+        op: Any = PythonOp(fn, takes_ctx)
+        if image is not None:  # the function runs in a container (or a pod) of that image
+            from rota.operators.imagetask import image_op
+
+            op = image_op(task_id, op, image, container, executor)
+        elif container is not None or executor is not None:
+            given = "container options" if container is not None else "executor="
+            raise DefinitionError(f"task {task_id!r}: {given} need image=")
         super().__init__(
             task_id,
-            PythonOp(fn, takes_ctx),
+            op,
             args=args,
             kwargs=kwargs,
             retries=retries,
@@ -159,7 +170,7 @@ class TaskFunction:
         Raises:
             DefinitionError: an unknown option.
         """
-        check_task_options(options)
+        check_task_options(options, extra=IMAGE_OPTIONS)
         return TaskFunction(self.fn, {**self.options, **options})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -242,6 +253,12 @@ _TASK_OPTIONS = frozenset(
 )
 
 
+IMAGE_OPTIONS = frozenset({"image", "container", "executor"})
+"""Options of a plain ``@task`` only: run the function in a container of ``image``
+(``container``: that container's options, see ``rota.operators.imagetask``), or in a pod with
+``executor="kubernetes"`` (``rota.operators.imagepod``)."""
+
+
 def check_task_options(options: Mapping[str, Any], extra: frozenset[str] = frozenset()) -> None:
     """Refuse options a task decorator does not know (*extra*: those of this kind of task).
 
@@ -265,7 +282,7 @@ class TaskDecorator:
         Raises:
             DefinitionError: an unknown option.
         """
-        check_task_options(options)
+        check_task_options(options, extra=IMAGE_OPTIONS)
         if fn is not None:
             return TaskFunction(fn, options)
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -23,6 +23,7 @@ from rota.model.secrets import MASK, Secret, is_sensitive_name
 from rota.model.shellwords import REF_PREFIX
 from rota.model.templating import ShellCommand, check_template, is_template, render, render_shell
 from rota.operators.base import ExecContext, RunReads, digest
+from rota.operators.streams import copy_lines, has_fileno, stdout_sink
 
 
 class ShellCommandFailed(Exception):
@@ -76,14 +77,14 @@ class ShellOp:
             [shell, "-c", command.text],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.PIPE,
+            stderr=sys.stderr.fileno() if has_fileno(sys.stderr) else subprocess.PIPE,
             env=env,
             cwd=self.cwd,
             start_new_session=ctx.own_session,
         ) as proc:
             lines: list[str] = []
-            sink = _stdout_sink()
-            pump = threading.Thread(target=_pump, args=(proc, lines, sink), daemon=True)
+            sink = stdout_sink()
+            pump = threading.Thread(target=copy_lines, args=(proc, lines, sink), daemon=True)
             pump.start()
             code = _wait(proc, ctx)
             pump.join()
@@ -137,37 +138,6 @@ class ShellOp:
         return command, env
 
 
-def _stdout_sink() -> Callable[[bytes], None]:
-    """Where the command's stdout goes: this thread's stdout, looked up here, in the attempt's
-    thread (thread executors route ``sys.stdout`` per thread, so the pump must not look)."""
-    stream = sys.stdout
-    if not _has_fileno(stream):
-
-        def write_text(raw: bytes) -> None:
-            stream.write(raw.decode(errors="replace"))
-
-        return write_text
-    fd = stream.fileno()
-
-    def write(raw: bytes) -> None:
-        view = memoryview(raw)
-        while view:
-            view = view[os.write(fd, view) :]
-
-    return write
-
-
-def _pump(proc: subprocess.Popen[bytes], lines: list[str], sink: Callable[[bytes], None]) -> None:
-    """Copy the command's stdout to *sink*, keeping its last non-empty line."""
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        sink(raw)
-        line = raw.decode(errors="replace")
-        if line.strip():
-            lines.append(line.rstrip("\n"))
-            del lines[:-1]
-
-
 def _wait(proc: subprocess.Popen[bytes], ctx: ExecContext) -> int | None:
     """The exit code, or None when the deadline passed and the command's group was ended."""
     if ctx.deadline is None or not ctx.own_session:
@@ -197,14 +167,6 @@ def end_group(pgid: int, *, grace: float) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _has_fileno(stream: object) -> bool:
-    try:
-        stream.fileno()  # type: ignore[attr-defined]
-    except (AttributeError, OSError, ValueError):
-        return False
-    return True
 
 
 def _check_templates(task_id: str, command: str, env: Mapping[str, str]) -> None:

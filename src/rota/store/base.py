@@ -120,6 +120,8 @@ class AttemptRecord:
     output_length: int | None = None
     output_hash: str | None = None
     output_serializer: str | None = None
+    output_inline: bytes | None = None
+    """A small output's bytes, kept in this row (``output_path`` is then an ``inline:`` name)."""
     cache_key: str | None = None
     cache_parts: Mapping[str, Any] | None = None
     cached_from: int | None = None
@@ -207,6 +209,7 @@ ATTEMPT_FIELDS = frozenset(
         "output_length",
         "output_hash",
         "output_serializer",
+        "output_inline",
         "cache_key",
         "cache_parts",
         "cached_from",

@@ -24,7 +24,7 @@ from rota.config import DEFAULT_DB_CONNECT_TIMEOUT
 from rota.errors import DatabaseUrlError, StoreError
 from rota.home import FILE_MODE, private_dir
 
-HEAD_REVISION: Final = "0006"
+HEAD_REVISION: Final = "0007"
 """The newest migration in ``migrations/versions`` (a test checks it against Alembic's head)."""
 
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")

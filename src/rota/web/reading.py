@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Final
 
-from rota.artifacts.store import open_artifact_store
+from rota.artifacts.inline import is_inline
+from rota.artifacts.store import open_artifact_store, peek_inline
 from rota.errors import NotFound
 from rota.model.states import TERMINAL, TaskState
 from rota.store.base import AttemptRecord
@@ -75,12 +76,21 @@ def preview(artifacts_root: str, rec: AttemptRecord) -> dict[str, object]:
     """
     if not rec.output_path:
         raise NotFound(f"attempt {rec.try_number} of {rec.task_id!r} stored no output")
-    store = open_artifact_store(artifacts_root)
     uri = rec.output_path
-    if not _inside_root(store.root, uri):
-        raise NotFound(f"the output of {rec.task_id!r} is not in the artifact store")
     serializer = rec.output_serializer or "pickle"
-    told = store.peek(uri, serializer, producer=rec.task_id, content_hash=rec.output_hash)
+    if is_inline(uri):
+        told = peek_inline(
+            uri,
+            rec.output_inline or b"",
+            serializer,
+            producer=rec.task_id,
+            content_hash=rec.output_hash,
+        )
+    else:
+        store = open_artifact_store(artifacts_root)
+        if not _inside_root(store.root, uri):
+            raise NotFound(f"the output of {rec.task_id!r} is not in the artifact store")
+        told = store.peek(uri, serializer, producer=rec.task_id, content_hash=rec.output_hash)
     return {
         "serializer": serializer,
         "size": rec.output_size,
