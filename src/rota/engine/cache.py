@@ -11,70 +11,105 @@ without a key and the reason is kept in its key parts for ``rota cache explain``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from rota.artifacts.inline import is_inline
-from rota.artifacts.store import ArtifactStore
+from rota.engine.book import Key, RunBook, Settled
 from rota.engine.cachekey import constants_digest, key_parts, make_key, task_code
-from rota.engine.mapping import expand_args, instance_done
+from rota.engine.mapping import expand_args
 from rota.engine.refs import record_ref
-from rota.executors.base import AttemptSpec
+from rota.executors.base import AttemptSpec, StoredRef
 from rota.model import cacheon
-from rota.model.dag import TaskSpec
+from rota.model.dag import Dag, TaskSpec
 from rota.model.policies import CacheInputs
 from rota.model.safetext import safe_text
 from rota.model.secrets import Masker, display_params
 from rota.model.states import TaskState
 from rota.operators.base import ExecContext, ReadsRun, RunReads
+from rota.operators.codehash import CodeHash
 from rota.store.base import AttemptRecord
 
-if TYPE_CHECKING:
-    from rota.engine.loop import Key, RunLoop
+FindCached = Callable[[str, str, datetime | None], AttemptRecord | None]
+"""The store's latest success of a task with a cache key, committed since a time (or ever)."""
 
 
-def try_cache(loop: RunLoop, key: Key) -> bool:
+@dataclass(slots=True, eq=False)
+class RunCache:
+    """What the cache reads and writes of one run (given by the loop; never the loop itself).
+
+    Args:
+        book: the run's attempts, states and outputs.
+        dag: the run's graph; *inputs*: per task, the upstreams whose outputs it reads.
+        find_cached: looks an earlier output up; *exists*: whether its artifact is still there.
+        use_cache: False: keys are computed and recorded, never used (``--no-cache``).
+        now: the clock.
+        spec_of: the AttemptSpec the executor would get for a key's current attempt.
+        instance_done: ends a mapped instance (engine/mapping.py); *note_datasets* and *settled*
+            end a plain task (its datasets, then its downstreams).
+    """
+
+    book: RunBook
+    dag: Dag
+    inputs: Mapping[str, tuple[str, ...]]
+    find_cached: FindCached
+    exists: Callable[[str], bool]
+    use_cache: bool
+    now: Callable[[], datetime]
+    spec_of: Callable[[Key], AttemptSpec]
+    instance_done: Callable[[str, int, TaskState, StoredRef | None], None]
+    note_datasets: Callable[[str], None]
+    settled: Settled
+    codes: dict[str, CodeHash] = field(default_factory=dict)
+    fields: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    """The key fields of attempts that run (cache missed): recorded with their outcome."""
+
+
+def try_cache(cache: RunCache, key: Key) -> bool:
     """Reuse an earlier output with the same cache key; True when *key* is done that way.
 
     Either way, the key and its parts are recorded with the attempt.
     """
     tid = key[0]
-    spec = loop.dag.tasks[tid]
-    fields = _key_fields(loop, key, spec)
-    loop.cache_fields[key] = fields
+    spec = cache.dag.tasks[tid]
+    fields = _key_fields(cache, key, spec)
+    cache.fields[key] = fields
     if fields["cache_key"] is None:
         return False
-    if not loop.r.options.use_cache:
+    if not cache.use_cache:
         fields["cache_parts"]["bypassed"] = True
         return False
     expires = spec.cache.expires if spec.cache is not None else None
-    since = loop.r.clock.now() - expires if expires is not None else None
-    hit = loop.r.store.find_cached(tid, fields["cache_key"], since=since)
-    if hit is None or _output_gone(hit, loop.r.artifacts):
+    since = cache.now() - expires if expires is not None else None
+    hit = cache.find_cached(tid, fields["cache_key"], since)
+    if hit is None or _output_gone(hit, cache.exists):
         return False
-    del loop.cache_fields[key]
-    _reuse(loop, key, hit, fields)
+    del cache.fields[key]
+    _reuse(cache, key, hit, fields)
     return True
 
 
-def _output_gone(hit: AttemptRecord, artifacts: ArtifactStore) -> bool:
+def _output_gone(hit: AttemptRecord, exists: Callable[[str], bool]) -> bool:
     """Whether the output attempt *hit* stored is no longer there (deleted by hand or pruned)."""
     if hit.output_path is None:  # the task returned None: nothing to lose
         return False
     if is_inline(hit.output_path):
         return hit.output_inline is None
-    return not artifacts.exists(hit.output_path)
+    return not exists(hit.output_path)
 
 
-def _key_fields(loop: RunLoop, key: Key, spec: TaskSpec) -> dict[str, Any]:
+def _key_fields(cache: RunCache, key: Key, spec: TaskSpec) -> dict[str, Any]:
     """The attempt's ``cache_key`` and ``cache_parts``; no key when user code fails on the way."""
-    code = loop.codes.get(key[0])
+    code = cache.codes.get(key[0])
     if code is None:
-        code = loop.codes[key[0]] = task_code(spec)
+        code = cache.codes[key[0]] = task_code(spec)
     try:
-        inputs = cache_inputs(loop, key, code.digest)
+        inputs = cache_inputs(cache, key, code.digest)
         cache_key, added = make_key(spec, inputs)
     except Exception as err:  # a template or a cache_key function: the attempt runs, unkeyed
-        masker = Masker.of_params(loop.dag.params)
+        masker = Masker.of_params(cache.dag.params)
         why = safe_text(masker.redact(f"{type(err).__name__}: {err}"))[:1000]
         parts = {"code": code.digest, "code_parts": dict(code.parts), "unkeyed": why}
         return {"cache_key": None, "cache_parts": parts}
@@ -83,12 +118,12 @@ def _key_fields(loop: RunLoop, key: Key, spec: TaskSpec) -> dict[str, Any]:
     return {"cache_key": cache_key, "cache_parts": parts}
 
 
-def _reuse(loop: RunLoop, key: Key, hit: AttemptRecord, fields: dict[str, Any]) -> None:
+def _reuse(cache: RunCache, key: Key, hit: AttemptRecord, fields: dict[str, Any]) -> None:
     """Finish *key* as cached, with the stored output of attempt *hit*."""
     tid, index = key
     fields.update(
         cached_from=hit.cached_from or hit.id,
-        finished_at=loop.r.clock.now(),
+        finished_at=cache.now(),
         output_path=hit.output_path,
         output_size=hit.output_size,
         output_length=hit.output_length,
@@ -96,34 +131,32 @@ def _reuse(loop: RunLoop, key: Key, hit: AttemptRecord, fields: dict[str, Any]) 
         output_serializer=hit.output_serializer,
         output_inline=hit.output_inline,
     )
-    loop.change(key, TaskState.CACHED, fields)
+    cache.book.change(key, TaskState.CACHED, fields)
     if index >= 0:
-        loop.maps[tid].record(index, TaskState.CACHED, record_ref(hit))
-        instance_done(loop, tid, index, TaskState.CACHED, None)
+        cache.instance_done(tid, index, TaskState.CACHED, record_ref(hit))
         return
-    loop.outputs[tid] = record_ref(hit)
-    loop.lengths[tid] = hit.output_length
-    loop.hashes[tid] = hit.output_hash
-    loop.note_datasets(tid)
-    loop.apply_decisions(loop.ready_set.done(tid, TaskState.CACHED))
+    cache.book.booked(tid, record_ref(hit), hit.output_length, hit.output_hash)
+    cache.note_datasets(tid)
+    cache.settled(tid, TaskState.CACHED)
 
 
-def cache_inputs(loop: RunLoop, key: Key, code: str) -> CacheInputs:
+def cache_inputs(cache: RunCache, key: Key, code: str) -> CacheInputs:
     """What the key of *key*'s next attempt is made of, from the spec the executor would get.
 
     Raises:
         TemplateRenderError: a template of the task does not render.
     """
     tid, index = key
-    spec = loop.dag.tasks[tid]
+    spec = cache.dag.tasks[tid]
     kwargs = spec.kwargs
-    hashes = {up: str(loop.hashes.get(up)) for up in loop.inputs[tid]}
+    known = cache.book.hashes
+    hashes = {up: str(known.get(up)) for up in cache.inputs[tid]}
     if index >= 0:
-        kwargs, extra = expand_args(spec, index, loop.outputs)
+        kwargs, extra = expand_args(spec, index, cache.book.outputs)
         for ref in extra:
             producer = ref.task_id.split("@", 1)[0]
-            hashes[ref.task_id] = f"{loop.hashes.get(producer)}[{index}]"
-    ctx = attempt_context(loop.attempt_spec(key, loop.attempt[key]))
+            hashes[ref.task_id] = f"{known.get(producer)}[{index}]"
+    ctx = attempt_context(cache.spec_of(key))
     reads = spec.op.run_reads(ctx) if isinstance(spec.op, ReadsRun) else RunReads(False)
     variables = ctx.template_vars()
     return CacheInputs(

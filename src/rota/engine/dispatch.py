@@ -10,40 +10,73 @@ waits in the heap, and idle slots nobody took go back to the store.
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from rota.engine.ending import outcome_fields
-from rota.engine.slots import REQUEST_WINDOW
+from rota.engine.book import Key, RunBook
+from rota.engine.slots import REQUEST_WINDOW, SlotBook
 from rota.errors import StoreUnavailable
 from rota.executors.base import AttemptOutcome, ErrorInfo
-from rota.model.states import TaskState
+from rota.model.dag import Dag
 
-if TYPE_CHECKING:
-    from rota.engine.loop import Key, Ready, RunLoop
+Ready = tuple[int, int, Key]
+"""A ready task in the heap: (minus its effective priority weight, arrival order, key)."""
 
 POOL_ERROR_MRO = ("rota.errors.PoolError", "rota.errors.UserError", "builtins.Exception")
 
 
-def free_slots(loop: RunLoop) -> int:
-    """How many more attempts *loop*'s run may dispatch now: the executor's free capacity, within
+@dataclass(slots=True, eq=False)
+class Dispatcher:
+    """What dispatching reads and calls (given by the loop; never the loop itself).
+
+    Args:
+        book: the run's attempts (their ids claim the slots).
+        dag: the run's graph (each task's pool, the flow's ``max_active_tasks``).
+        ready: the loop's heap of ready tasks; *weights*: each task's effective weight.
+        slots: the run's pool slots; *in_flight*: the attempts handed to the executor.
+        can_dispatch: False while the store is out of reach (the writer holds what ended).
+        capacity: the executor's free capacity now.
+        dispatch: hands a key's attempt, holding its slots, to the executor.
+        refused: fails a key's attempt that no pool can take, with the outcome given.
+        give_back: gives back, through the writer, the slots no ready task took.
+        now: the clock, as epoch seconds.
+    """
+
+    book: RunBook
+    dag: Dag
+    ready: list[Ready]
+    weights: Mapping[str, int]
+    slots: SlotBook
+    in_flight: Mapping[int, Key]
+    can_dispatch: Callable[[], bool]
+    capacity: Callable[[], int]
+    dispatch: Callable[[Key], None]
+    refused: Callable[[Key, AttemptOutcome], None]
+    give_back: Callable[[Sequence[int]], None]
+    now: Callable[[], float]
+
+
+def free_slots(loop: Dispatcher) -> int:
+    """How many more attempts the run may dispatch now: the executor's free capacity, within
     the flow's ``max_active_tasks``; none while the store is out of reach (the writer holds what
     ended)."""
-    if not loop.writer.can_dispatch():
+    if not loop.can_dispatch():
         return 0
-    free = loop.r.executor.capacity()
+    free = loop.capacity()
     limit = loop.dag.max_active_tasks
     return free if limit is None else min(free, limit - len(loop.in_flight))
 
 
-def submit_ready(loop: RunLoop) -> None:
+def submit_ready(loop: Dispatcher) -> None:
     """Dispatch what may run now; see the module docstring."""
     free = free_slots(loop)
     need: list[Ready] = []
+    attempt = loop.book.attempt
     while loop.ready and free > 0 and len(need) < free + REQUEST_WINDOW:
         item = heapq.heappop(loop.ready)
         key = item[2]
         use = loop.dag.tasks[key[0]].pool
-        if loop.slots.hand_on(loop.attempt[key].id, use.pool, use.slots, loop.weights[key[0]]):
+        if loop.slots.hand_on(attempt[key].id, use.pool, use.slots, loop.weights[key[0]]):
             loop.dispatch(key)
             free -= 1
         else:
@@ -53,15 +86,18 @@ def submit_ready(loop: RunLoop) -> None:
     else:
         for item in need:
             heapq.heappush(loop.ready, item)
-    _give_back_idle(loop)
+    seqs = loop.slots.take_idle()
+    if seqs:
+        loop.give_back(seqs)
 
 
-def _claim(loop: RunLoop, need: list[Ready], free: int) -> None:
+def _claim(loop: Dispatcher, need: list[Ready], free: int) -> None:
     """One store pass for the tasks of *need* (in priority order); dispatch what is granted."""
+    attempt = loop.book.attempt
     wanted = []
     for _, _, key in need:
         use = loop.dag.tasks[key[0]].pool
-        attempt_id = loop.attempt[key].id
+        attempt_id = attempt[key].id
         wanted.append(loop.slots.request(attempt_id, use.pool, use.slots, loop.weights[key[0]]))
     try:
         got = loop.slots.claim(wanted, free)
@@ -72,7 +108,7 @@ def _claim(loop: RunLoop, need: list[Ready], free: int) -> None:
         return
     for item in need:
         key = item[2]
-        attempt_id = loop.attempt[key].id
+        attempt_id = attempt[key].id
         if attempt_id in got.granted:
             loop.dispatch(key)
         elif attempt_id in got.refused:
@@ -81,18 +117,8 @@ def _claim(loop: RunLoop, need: list[Ready], free: int) -> None:
             heapq.heappush(loop.ready, item)
 
 
-def _give_back_idle(loop: RunLoop) -> None:
-    """Give back, through the writer thread, the slots no ready task took."""
-    seqs = loop.slots.take_idle()
-    if seqs:
-        store, run_id, owner = loop.r.store, loop.run_rec.run_id, str(loop.r.me)
-        loop.hooks.append(lambda: store.release_slots(run_id, owner, seqs))
-        loop.flush()
-
-
-def refuse(loop: RunLoop, key: Key, why: str) -> None:
+def refuse(loop: Dispatcher, key: Key, why: str) -> None:
     """Fail *key*'s attempt, never started, that no pool can take (no retry would help)."""
-    at = loop.r.clock.now().timestamp()
+    at = loop.now()
     error = ErrorInfo("PoolError", why, mro=POOL_ERROR_MRO)
-    out = AttemptOutcome(loop.attempt[key].id, False, at, at, "", error=error)
-    loop.finish(key, TaskState.FAILED, outcome_fields(out), out)
+    loop.refused(key, AttemptOutcome(loop.book.attempt[key].id, False, at, at, "", error=error))

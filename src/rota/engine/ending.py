@@ -8,20 +8,20 @@ it among the run's failed tasks all the same.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rota.engine.writer import Hook
+from rota.engine.book import Key
+from rota.engine.callbacks import CallbackRunner
+from rota.engine.writer import BatchWriter, Hook
 from rota.executors.base import AttemptOutcome
 from rota.model.callbacks import CallbackContext, FailedTask, ui_link
 from rota.model.dag import Dag, run_succeeded
 from rota.model.safetext import safe_text
 from rota.model.states import RunState, TaskState
 from rota.store.base import AttemptRecord, RunChange, Store
-
-if TYPE_CHECKING:
-    from rota.engine.loop import Key, RunLoop
 
 _EVENT_STATE = {"success": "success", "failure": "failed", "retry": "up_for_retry"}
 
@@ -48,10 +48,21 @@ def outcome_fields(out: AttemptOutcome) -> dict[str, Any]:
     return fields
 
 
+@dataclass(frozen=True, slots=True)
+class RunSite:
+    """What callbacks are told of a run, and who calls them: its graph, id and UI address."""
+
+    dag: Dag
+    run_id: str
+    ui_url: str
+    callbacks: CallbackRunner
+
+
 def task_callbacks(
-    loop: RunLoop, key: Key, event: str, out: AttemptOutcome, *, try_number: int | None = None
+    loop: RunSite, key: Key, event: str, out: AttemptOutcome, *, try_number: int
 ) -> Hook | None:
-    """A hook calling task *key*'s callbacks for *event* (None when it has none)."""
+    """A hook calling task *key*'s callbacks for *event* (None when it has none), of attempt
+    *try_number*."""
     tid, index = key
     callbacks = loop.dag.tasks[tid].callbacks.for_event(event)
     if not callbacks:
@@ -59,38 +70,44 @@ def task_callbacks(
     err = out.error
     ctx = CallbackContext(
         event=event,
-        run_id=loop.run_rec.run_id,
+        run_id=loop.run_id,
         flow=loop.dag.name,
         state=_EVENT_STATE[event],
         task_id=tid if index < 0 else f"{tid}@{index}",
-        try_number=try_number or loop.attempt[key].try_number,
+        try_number=try_number,
         error_type=err.type_name if err else None,
         error_message=err.message if err else None,
         traceback=err.traceback if err else None,
         params=loop.dag.params,
-        url=ui_link(loop.r.ui_url, loop.run_rec.run_id, tid),
+        url=ui_link(loop.ui_url, loop.run_id, tid),
     )
     runner = loop.callbacks
     return lambda: runner.fire(callbacks, ctx)
 
 
-def end_run(loop: RunLoop) -> None:
+def end_run(
+    loop: RunSite,
+    state: Mapping[Key, TaskState],
+    store: Store,
+    writer: BatchWriter,
+    now: datetime,
+) -> None:
     """Queue the run's end: success when every leaf succeeded or was skipped, and its callbacks.
 
-    The callbacks are told of the run's failed tasks and their errors, read back from the store
-    once the run's end is committed (every earlier change is, by then).
+    *state* is each key's state; only the leaves' are read. The callbacks are told of the run's
+    failed tasks and their errors, read back from the store once the run's end is committed
+    (every earlier change is, by then).
     """
-    states = {tid: state for (tid, index), state in loop.state.items() if index < 0}
-    failed = not run_succeeded(loop.dag, states)
+    leaves = {tid: state[(tid, -1)] for tid in loop.dag.leaves if (tid, -1) in state}
+    failed = not run_succeeded(loop.dag, leaves)
     final = RunState.FAILED if failed else RunState.SUCCESS
-    now = loop.r.clock.now()
-    run_id = loop.run_rec.run_id
+    run_id = loop.run_id
     change = RunChange(run_id, RunState.RUNNING, final, now)
     callbacks = loop.dag.callbacks.for_event("failure" if failed else "success")
     if not callbacks:
-        loop.writer.put([], [change])
+        writer.put([], [change])
         return
-    store, dag, ui_url = loop.r.store, loop.dag, loop.r.ui_url
+    dag, ui_url = loop.dag, loop.ui_url
 
     def context() -> CallbackContext:
         failures = read_failures(store, dag, run_id)
@@ -110,7 +127,7 @@ def end_run(loop: RunLoop) -> None:
         )
 
     runner = loop.callbacks
-    loop.writer.put([], [change], [lambda: runner.fire_with(callbacks, context)])
+    writer.put([], [change], [lambda: runner.fire_with(callbacks, context)])
 
 
 def read_failures(store: Store, dag: Dag, run_id: str) -> tuple[FailedTask, ...]:

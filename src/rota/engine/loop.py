@@ -17,6 +17,12 @@ first served among equals, and is dispatched once the store grants its claim on 
 
 Work is keyed by (task id, map index): -1 for a plain task or a mapped task as a whole, 0..n-1
 for the instances a mapped task fans out into once the lengths of its inputs are known.
+
+What the loop knows of its attempts is one :class:`~rota.engine.book.RunBook`, shared with its
+helpers: :class:`~rota.engine.mapping.Mapper` (fan-out), :class:`~rota.engine.cache.RunCache`
+(reuse) and the sensor functions (engine/sensing.py) each take the book and the few callables
+they need, never the loop, so no helper imports this module. Each step costs O(what it handles):
+nothing scans the run's tasks per task, and a step's changes are one commit of the writer.
 """
 
 from __future__ import annotations
@@ -28,18 +34,26 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rota.engine import datasets
-from rota.engine.cache import try_cache
+from rota.engine.book import Key, RunBook
+from rota.engine.cache import RunCache, try_cache
 from rota.engine.callbacks import CallbackRunner
-from rota.engine.dispatch import submit_ready
-from rota.engine.ending import end_run, outcome_fields, task_callbacks
-from rota.engine.mapping import MapState, expand, expand_args, instance_done
+from rota.engine.dispatch import Dispatcher, Ready, submit_ready
+from rota.engine.ending import RunSite, end_run, outcome_fields, task_callbacks
+from rota.engine.mapping import Mapper, expand_args
 from rota.engine.progress import progress_of
 from rota.engine.refs import outcome_ref, record_ref
 from rota.engine.resume import counted_tries
-from rota.engine.sensing import SENSOR_TIMEOUT, SensorBook, is_sensor, requeue, reschedule
+from rota.engine.sensing import (
+    SENSOR_TIMEOUT,
+    SensorBook,
+    Waiting,
+    is_sensor,
+    requeue,
+    reschedule,
+)
 from rota.engine.slots import SlotBook
 from rota.engine.steer import CancelWatch, stop_loop
-from rota.engine.writer import BatchWriter, Hook
+from rota.engine.writer import BatchWriter
 from rota.executors.base import (
     AttemptOutcome,
     AttemptSpec,
@@ -52,16 +66,14 @@ from rota.model.dag import Dag, Decision, ReadySet
 from rota.model.priority import effective_weights
 from rota.model.safetext import safe_text
 from rota.model.states import SUCCEEDED, TERMINAL, RunState, TaskState
-from rota.operators.codehash import CodeHash
 from rota.store.base import AttemptRecord, Change, NewAttempt, RunChange, RunRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rota.engine.runner import FlowRef, Runner
 
-Key = tuple[str, int]
-Ready = tuple[int, int, Key]
-"""A ready task in the heap: (minus its effective priority weight, arrival order, key)."""
-Output = StoredRef | None | tuple[StoredRef | None, ...]
+__all__ = ["IDLE_WAIT", "PROGRESS_WAIT", "Key", "Ready", "RunLoop"]
 
 IDLE_WAIT = 5.0
 """The longest the loop blocks in ``poll`` with nothing due, so that a store writer's error (a
@@ -93,26 +105,14 @@ class RunLoop:
         self.flow = flow
         self.writer = writer
         self.callbacks = callbacks
-        self.attempt: dict[Key, AttemptRecord] = {}
-        self.tries: dict[Key, int] = {}
-        """Attempts that started, per key: what retry policies count (a crash before a worker
-        began an attempt uses up no retry)."""
-        self.state: dict[Key, TaskState] = {}
-        self.outputs: dict[str, Output] = {}
-        self.lengths: dict[str, int | None] = {}
-        self.hashes: dict[str, str | None] = {}
-        self.cache_fields: dict[Key, dict[str, Any]] = {}
-        self.codes: dict[str, CodeHash] = {}
-        self.maps: dict[str, MapState] = {}
+        self.book = RunBook(run.run_id)
         self.ready: list[Ready] = []  # a heap: highest weight first, then first come
         self._arrival = itertools.count()
         self.weights = effective_weights(dag)
         self.slots = slots
-        self.waiting: list[tuple[datetime, Key]] = []  # (not_before, key) heap
+        self.waiting: Waiting = []  # (not_before, key) heap
         self.in_flight: dict[int, Key] = {}
         self.dispatched: dict[int, datetime] = {}
-        self.pending: list[Change] = []
-        self.hooks: list[Hook] = []
         self.sensors = SensorBook()
         self.modules = ((flow.module, flow.path),) if flow.module and flow.path else ()
         self.inputs = {tid: spec.data_inputs for tid, spec in dag.tasks.items()}
@@ -124,43 +124,104 @@ class RunLoop:
         self._last_progress = 0.0
         self.cancel: CancelWatch | None = None
         """Set by the runner: a cancel asked of this run stops the loop (engine/steer.py)."""
+        self.site = RunSite(dag, run.run_id, runner.ui_url, callbacks)
+        now = runner.clock.now
+        self.mapper = Mapper(
+            self.book, dag, now, self._add_attempts, self.enqueue, self.note_datasets, self.settled
+        )
+        store = runner.store
+        self.cache = RunCache(
+            self.book,
+            dag,
+            self.inputs,
+            lambda tid, key, since: store.find_cached(tid, key, since=since),
+            runner.artifacts.exists,
+            runner.options.use_cache,
+            now,
+            self._current_spec,
+            self.mapper.instance_done,
+            self.note_datasets,
+            self.settled,
+        )
+        self.dispatcher = Dispatcher(
+            self.book,
+            dag,
+            self.ready,
+            self.weights,
+            slots,
+            self.in_flight,
+            writer.can_dispatch,
+            runner.executor.capacity,
+            self.dispatch,
+            self.refused,
+            self.give_back,
+            lambda: runner.clock.now().timestamp(),
+        )
+
+    # --- what the helpers are given ------------------------------------------------------------
+    @property
+    def attempt(self) -> dict[Key, AttemptRecord]:
+        """The current attempt of each key (the book's)."""
+        return self.book.attempt
+
+    @property
+    def state(self) -> dict[Key, TaskState]:
+        """The state of each key's current attempt, as committed or queued (the book's)."""
+        return self.book.state
+
+    def change(self, key: Key, new: TaskState, fields: dict[str, Any]) -> None:
+        """Queue the move of *key* to *new* (:meth:`RunBook.change`)."""
+        self.book.change(key, new, fields)
+
+    def settled(self, tid: str, state: TaskState) -> None:
+        """Count plain or mapped task *tid*, ended in *state*, for its downstreams; act on what
+        that decides (O(its out-degree), and what cascades)."""
+        self.apply_decisions(self.ready_set.done(tid, state))
+
+    def _add_attempts(self, new: Sequence[NewAttempt]) -> list[AttemptRecord]:
+        """Insert *new* attempts once everything queued before is committed (one transaction)."""
+        self.flush()
+        self.writer.flush()
+        return self.r.store.add_attempts([], new, at=self.r.clock.now())
+
+    def _current_spec(self, key: Key) -> AttemptSpec:
+        return self.attempt_spec(key, self.book.attempt[key])
 
     # --- setup ---------------------------------------------------------------------------------
     def start(self) -> None:
+        """Read the run's attempts (one query), and take the ready set's first decisions."""
+        book = self.book
         records = self.r.store.attempts(self.run_rec.run_id)
-        self.tries = counted_tries(records)
+        book.tries = counted_tries(records)
+        latest: dict[Key, AttemptRecord] = {}
         for rec in records:
             key = (rec.task_id, rec.map_index)
             self.sensors.note(key, rec)
-            current = self.attempt.get(key)
+            current = latest.get(key)
             if current is None or rec.try_number > current.try_number:
-                self.attempt[key] = rec
+                latest[key] = rec
         finished: dict[str, TaskState] = {}
-        for key, rec in self.attempt.items():
-            self.state[key] = rec.state
+        instances: dict[str, dict[int, StoredRef | None]] = {}
+        for key, rec in latest.items():
+            book.load(key, rec)
             tid, index = key
-            if rec.state in TERMINAL and index < 0 and tid in self.dag.tasks:
+            if tid not in self.dag.tasks:
+                continue
+            if index >= 0:
+                instances.setdefault(tid, {})[index] = record_ref(rec)
+            elif rec.state in TERMINAL:
                 finished[tid] = rec.state  # a resume keeps them (e.g. skips a kept branch chose)
-            if rec.state in SUCCEEDED and index < 0 and tid in self.dag.tasks:
-                self.outputs[tid] = record_ref(rec)
-                self.lengths[tid] = rec.output_length
-                self.hashes[tid] = rec.output_hash
+            if rec.state in SUCCEEDED and index < 0:
+                book.booked(tid, record_ref(rec), rec.output_length, rec.output_hash)
         for tid, state in finished.items():
             if state in SUCCEEDED and self.dag.tasks[tid].mapped:
-                self.outputs[tid] = self._instance_outputs(tid)
+                found = instances.get(tid, {})
+                book.outputs[tid] = tuple(found[i] for i in sorted(found))
         self.ready_set = ReadySet(self.dag, finished)
         now = self.r.clock.now()
         run_id = self.run_rec.run_id
         self.writer.put([], [RunChange(run_id, self.run_rec.state, RunState.RUNNING, now)])
         self.apply_decisions(self.ready_set.initial())
-
-    def _instance_outputs(self, tid: str) -> tuple[StoredRef | None, ...]:
-        found = sorted(
-            (index, record_ref(rec))
-            for (task, index), rec in self.attempt.items()
-            if task == tid and index >= 0
-        )
-        return tuple(ref for _, ref in found)
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -173,7 +234,8 @@ class RunLoop:
             self.handle(self.r.executor.poll(self.poll_timeout()))
             self.report_progress()
             if self.cancel is not None and self.cancel.asked():
-                stop_loop(self, self.cancel.by)  # rota cancel / the UI: raises RunCancelled
+                # rota cancel / the UI: raises RunCancelled
+                stop_loop(self.book, self.run_rec, self.writer, self.r.clock.now(), self.cancel.by)
         self.report_progress(force=True)
 
     def poll_timeout(self) -> float:
@@ -199,7 +261,7 @@ class RunLoop:
                 # of its last poke, and must not take those its next poke is about to claim
                 self.flush()
                 self.writer.flush()
-                requeue(self, key)
+                requeue(self.sensors, self.book, key)
             else:
                 self.change(key, TaskState.QUEUED, {"queued_at": now})
             self.push_ready(key)
@@ -212,7 +274,17 @@ class RunLoop:
     def submit_ready(self) -> None:
         """Dispatch the most urgent ready tasks that get slots (engine/dispatch.py); nothing new
         starts while the store is out of reach (the writer holds what ended)."""
-        submit_ready(self)
+        submit_ready(self.dispatcher)
+
+    def refused(self, key: Key, out: AttemptOutcome) -> None:
+        """Fail *key*'s attempt that no pool can take (never started)."""
+        self.finish(key, TaskState.FAILED, outcome_fields(out), out)
+
+    def give_back(self, seqs: Sequence[int]) -> None:
+        """Give back, through the writer thread, the pool slots numbered *seqs*."""
+        store, run_id, owner = self.r.store, self.run_rec.run_id, str(self.r.me)
+        self.book.hooks.append(lambda: store.release_slots(run_id, owner, seqs))
+        self.flush()
 
     def dispatch(self, key: Key) -> None:
         """Hand *key*'s attempt to the executor (it holds its slots)."""
@@ -228,7 +300,7 @@ class RunLoop:
         kwargs = spec.kwargs
         inputs = [self._input_ref(up) for up in self.inputs[tid]]
         if index >= 0:
-            kwargs, extra = expand_args(spec, index, self.outputs)
+            kwargs, extra = expand_args(spec, index, self.book.outputs)
             inputs.extend(extra)
         name = tid if index < 0 else f"{tid}@{index}"
         checkpoints = self.dirs[1]
@@ -262,7 +334,7 @@ class RunLoop:
         )
 
     def _input_ref(self, up: str) -> InputRef:
-        out = self.outputs.get(up)
+        out = self.book.outputs.get(up)
         if isinstance(out, tuple):
             return InputRef(up, None, parts=out)
         return InputRef(up, out)
@@ -295,7 +367,8 @@ class RunLoop:
         if is_sensor(self.dag.tasks[key[0]].op):
             new_try = self.sensors.on_started(key, ev.attempt_id, _ts(ev.at), fields)
         if new_try:
-            self.tries[key] = self.tries.get(key, 0) + 1
+            tries = self.book.tries
+            tries[key] = tries.get(key, 0) + 1
         self.change(key, TaskState.RUNNING, fields)
 
     def on_outcome(self, out: AttemptOutcome) -> None:
@@ -305,14 +378,14 @@ class RunLoop:
         if self.state[key] is TaskState.QUEUED:  # its worker was lost before it reported a start
             self.started(key, AttemptStarted(out.attempt_id, out.started_at, out.worker), {})
         fields = outcome_fields(out)
-        fields.update(self.cache_fields.pop(key, {}))
+        fields.update(self.cache.fields.pop(key, {}))
         if out.ok and out.reschedule_at is not None:
-            reschedule(self, key, out.reschedule_at, fields)
+            reschedule(self.sensors, self.book, self.waiting, key, out.reschedule_at, fields)
         elif out.ok and not out.skipped:
             if out.output_path:
                 self.r.options.faults.hit("output_written")
             self.finish(key, TaskState.SUCCESS, fields, out)
-            self.hooks.append(lambda: self.r.options.faults.hit("success_committed"))
+            self.book.hooks.append(lambda: self.r.options.faults.hit("success_committed"))
         elif out.skipped:
             self.finish(key, TaskState.SKIPPED, fields, out)
         elif self.should_retry(key, out):
@@ -330,17 +403,15 @@ class RunLoop:
         if event is not None and out is not None:
             self.fire(key, event, out)
         if index >= 0:
-            instance_done(self, tid, index, new, out)
+            self.mapper.instance_done(tid, index, new, outcome_ref(out) if out else None)
             return
         if new is TaskState.SUCCESS and not self.dag.tasks[tid].mapped and out is not None:
-            self.outputs[tid] = outcome_ref(out)
-            self.lengths[tid] = out.output_length
-            self.hashes[tid] = out.output_hash
+            self.book.booked(tid, outcome_ref(out), out.output_length, out.output_hash)
         if new is TaskState.SUCCESS:
             self.note_datasets(tid)
             if out is not None and out.choice is not None:
                 self.apply_choice(tid, out.choice)
-        self.apply_decisions(self.ready_set.done(tid, new))
+        self.settled(tid, new)
 
     def apply_choice(self, tid: str, choice: Choice) -> None:
         """Skip what branch or short-circuit task *tid* chose to skip (before its success counts
@@ -353,7 +424,7 @@ class RunLoop:
         mro = out.error.mro if out.error is not None else ()
         if SENSOR_TIMEOUT in mro:
             return False
-        return policy.should_retry(self.tries.get(key, 1), mro)
+        return policy.should_retry(self.book.tries.get(key, 1), mro)
 
     def retry(self, key: Key, out: AttemptOutcome, fields: dict[str, Any]) -> None:
         """Record the failed attempt as up_for_retry and create the next one, waiting its delay.
@@ -364,7 +435,7 @@ class RunLoop:
         tid, index = key
         rec = self.attempt[key]
         spec = self.dag.tasks[tid]
-        delay = spec.retry.delay_after(self.tries.get(key, 1), self.r.rng)
+        delay = spec.retry.delay_after(self.book.tries.get(key, 1), self.r.rng)
         self.flush()
         self.writer.flush()
         old = Change(rec.id, self.state[key], TaskState.UP_FOR_RETRY, fields)
@@ -378,8 +449,7 @@ class RunLoop:
             not_before=_ts(out.finished_at) + delay,
         )
         (new,) = self.r.store.add_attempts([old], [nxt], at=self.r.clock.now())
-        self.attempt[key] = new
-        self.state[key] = TaskState.SCHEDULED
+        self.book.load(key, new)
         self.fire(key, "retry", out, try_number=rec.try_number)
         self.enqueue(key)
 
@@ -390,7 +460,7 @@ class RunLoop:
                 why = {"error_type": BRANCH_SKIP if d.chosen else None, "error_message": d.reason}
                 self.change(key, d.state, why)
             elif self.dag.tasks[d.task_id].mapped:
-                expand(self, d.task_id)
+                self.mapper.expand(d.task_id)
             else:
                 self.enqueue(key)
 
@@ -401,7 +471,7 @@ class RunLoop:
             heapq.heappush(self.waiting, (not_before, key))
             return
         self.change(key, TaskState.QUEUED, {"queued_at": self.r.clock.now()})
-        if self.dag.tasks[key[0]].cache is not None and try_cache(self, key):
+        if self.dag.tasks[key[0]].cache is not None and try_cache(self.cache, key):
             return
         self.push_ready(key)
 
@@ -410,31 +480,27 @@ class RunLoop:
         spec = self.dag.tasks[tid]
         if spec.outlets or spec.inlets:
             store, run_id, now = self.r.store, self.run_rec.run_id, self.r.clock.now()
-            self.hooks.append(lambda: datasets.record(store, spec, run_id, now))
-
-    def change(self, key: Key, new: TaskState, fields: dict[str, Any]) -> None:
-        rec = self.attempt[key]
-        self.pending.append(Change(rec.id, self.state[key], new, fields))
-        self.state[key] = new
+            self.book.hooks.append(lambda: datasets.record(store, spec, run_id, now))
 
     def flush(self) -> None:
-        if self.pending or self.hooks:
-            self.writer.put(self.pending, (), self.hooks)
-            self.pending = []
-            self.hooks = []
+        """Hand what the book queued to the writer: the next commit (one per step)."""
+        if self.book.pending or self.book.hooks:
+            changes, hooks = self.book.take()
+            self.writer.put(changes, (), hooks)
 
     # --- callbacks and the end ------------------------------------------------------------------
     def fire(
         self, key: Key, event: str, out: AttemptOutcome, *, try_number: int | None = None
     ) -> None:
         """Queue *key*'s callbacks for *event*, to run once its change is committed."""
-        hook = task_callbacks(self, key, event, out, try_number=try_number)
+        tries = try_number or self.book.attempt[key].try_number
+        hook = task_callbacks(self.site, key, event, out, try_number=tries)
         if hook is not None:
-            self.hooks.append(hook)
+            self.book.hooks.append(hook)
 
     def finish_run(self) -> None:
         """Record the run's end: success when every leaf succeeded or was skipped (Airflow)."""
-        end_run(self)
+        end_run(self.site, self.book.state, self.r.store, self.writer, self.r.clock.now())
 
     def abort(self) -> None:
         """Mark unfinished queued and running attempts, and the run, as interrupted (best effort).
@@ -450,8 +516,8 @@ class RunLoop:
                 self.change(key, TaskState.INTERRUPTED, {"finished_at": now})
         run_change = RunChange(self.run_rec.run_id, RunState.RUNNING, RunState.INTERRUPTED, now)
         try:
-            self.writer.put(self.pending, [run_change])
-            self.pending = []
+            changes, _ = self.book.take()  # the hooks are dropped: nothing more is fired
+            self.writer.put(changes, [run_change])
             self.writer.close()
         except Exception as err:  # the interruption matters more; a later resume sorts it out
             print(f"rota: could not record the interruption: {safe_text(err)}", file=sys.stderr)
@@ -464,4 +530,5 @@ class RunLoop:
         if not force and now - self._last_progress < self.r.progress_every:
             return
         self._last_progress = now
-        hook(progress_of(self))
+        now_at = self.r.clock.now()
+        hook(progress_of(self.book, len(self.dag), self.in_flight.values(), self.waiting, now_at))

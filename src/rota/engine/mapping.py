@@ -1,22 +1,24 @@
-"""Dynamic mapping: how many instances a mapped task gets, and what each one receives."""
+"""Dynamic mapping: how many instances a mapped task gets, and what each one receives.
+
+:class:`Mapper` fans a mapped task out when the ready set queues it, and ends it when its last
+instance ends; it reads and writes the loop's :class:`~rota.engine.book.RunBook` and is given
+what else it needs as callables (never the loop itself).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
-from rota.engine.refs import outcome_ref, record_ref
-from rota.executors.base import AttemptOutcome, InputRef, StoredRef
-from rota.model.dag import Ref, TaskSpec
+from rota.engine.book import Key, Output, RunBook, Settled
+from rota.engine.refs import record_ref
+from rota.executors.base import InputRef, StoredRef
+from rota.model.dag import Dag, Ref, TaskSpec
 from rota.model.states import SUCCEEDED, TaskState
 from rota.operators.base import digest
-from rota.store.base import NewAttempt
-
-if TYPE_CHECKING:
-    from rota.engine.loop import RunLoop
-
-Output = StoredRef | None | tuple[StoredRef | None, ...]
+from rota.store.base import AttemptRecord, NewAttempt
 
 
 def map_length(
@@ -95,81 +97,97 @@ class MapState:
         return f"{len(self.failed)} of {self.size} mapped instances failed (index {shown}{more})"
 
 
-def instance_done(
-    loop: RunLoop, tid: str, index: int, new: TaskState, out: AttemptOutcome | None
-) -> None:
-    """Count a mapped task's instance; end the mapped task when its last instance ends."""
-    ms = loop.maps[tid]
-    if out is not None:
-        ms.record(index, new, outcome_ref(out))
-    if ms.left:
-        return
-    final = TaskState.FAILED if ms.failed else TaskState.SUCCESS
-    if final is TaskState.SUCCESS:
-        loop.note_datasets(tid)
-    loop.outputs[tid] = ms.outputs()
-    loop.hashes[tid] = ms.content_hash()
-    fields: dict[str, Any] = {
-        "finished_at": loop.r.clock.now(),
-        "output_length": ms.size,
-        "output_hash": loop.hashes[tid],
-    }
-    if ms.failed:
-        fields.update(error_type="MappedInstancesFailed", error_message=ms.describe_failures())
-    loop.change((tid, -1), final, fields)
-    loop.apply_decisions(loop.ready_set.done(tid, final))
+AddAttempts = Callable[[Sequence[NewAttempt]], list[AttemptRecord]]
+"""Insert new attempts in one transaction, once every change queued before is committed."""
 
 
-def expand(loop: RunLoop, tid: str) -> None:
-    """Fan mapped task *tid* out into one instance per element of its mapped inputs."""
-    key = (tid, -1)
-    now = loop.r.clock.now()
-    loop.change(key, TaskState.QUEUED, {"queued_at": now})
-    loop.change(key, TaskState.RUNNING, {"started_at": now})
-    size, problem = map_length(loop.dag.tasks[tid], loop.outputs, loop.lengths)
-    if problem is not None:
-        fields = {"finished_at": now, "error_type": "MapError", "error_message": problem}
-        loop.change(key, TaskState.FAILED, fields)
-        loop.apply_decisions(loop.ready_set.done(tid, TaskState.FAILED))
-        return
-    ms = loop.maps[tid] = MapState(size)
-    missing = [i for i in range(size) if (tid, i) not in loop.attempt]
-    if missing:
-        spec = loop.dag.tasks[tid]
-        loop.flush()
-        loop.writer.flush()
-        new = [
-            NewAttempt(loop.run_rec.run_id, tid, 1, spec.op.kind, spec.op.code_hash(), i)
-            for i in missing
-        ]
-        for rec in loop.r.store.add_attempts([], new, at=now):
-            loop.attempt[(tid, rec.map_index)] = rec
-            loop.state[(tid, rec.map_index)] = rec.state
-    todo: list[int] = []
-    for i in range(size):
-        rec = loop.attempt[(tid, i)]
-        if rec.state in SUCCEEDED:
-            ms.record(i, rec.state, record_ref(rec))
-        else:
-            todo.append(i)
-    if not todo:
-        instance_done_all(loop, tid)
-        return
-    # Enqueueing an instance can finish it at once (a cache hit): the last one to finish ends
-    # the mapped task in instance_done(), so nothing may end it again here.
-    for i in todo:
-        loop.enqueue((tid, i))
+@dataclass(slots=True, eq=False)
+class Mapper:
+    """The mapped tasks of one run: their fan-out and their end.
 
+    Args:
+        book: the run's attempts, states and outputs (the instances' are added to it).
+        dag: the run's graph.
+        now: the clock.
+        add_attempts: inserts the instances' attempts (one transaction per expansion).
+        enqueue: queues an instance (which may end it at once: a cache hit).
+        note_datasets: records, once committed, the datasets of a mapped task that succeeded.
+        settled: told when a mapped task as a whole ends.
+    """
 
-def instance_done_all(loop: RunLoop, tid: str) -> None:
-    """A mapped task with nothing to run (no elements, or all reused): end it now."""
-    ms = loop.maps[tid]
-    loop.outputs[tid] = ms.outputs()
-    loop.hashes[tid] = ms.content_hash()
-    fields = {
-        "finished_at": loop.r.clock.now(),
-        "output_length": ms.size,
-        "output_hash": loop.hashes[tid],
-    }
-    loop.change((tid, -1), TaskState.SUCCESS, fields)
-    loop.apply_decisions(loop.ready_set.done(tid, TaskState.SUCCESS))
+    book: RunBook
+    dag: Dag
+    now: Callable[[], datetime]
+    add_attempts: AddAttempts
+    enqueue: Callable[[Key], None]
+    note_datasets: Callable[[str], None]
+    settled: Settled
+    maps: dict[str, MapState] = field(default_factory=dict)
+
+    def instance_done(self, tid: str, index: int, new: TaskState, ref: StoredRef | None) -> None:
+        """Count instance *index* of *tid*, ended in *new* with output *ref*; end the mapped
+        task when it was its last instance."""
+        ms = self.maps[tid]
+        ms.record(index, new, ref)
+        if ms.left:
+            return
+        final = TaskState.FAILED if ms.failed else TaskState.SUCCESS
+        if final is TaskState.SUCCESS:
+            self.note_datasets(tid)
+        self._end(tid, final)
+
+    def expand(self, tid: str) -> None:
+        """Fan mapped task *tid* out into one instance per element of its mapped inputs."""
+        book, key, now = self.book, (tid, -1), self.now()
+        book.change(key, TaskState.QUEUED, {"queued_at": now})
+        book.change(key, TaskState.RUNNING, {"started_at": now})
+        size, problem = map_length(self.dag.tasks[tid], book.outputs, book.lengths)
+        if problem is not None:
+            fields = {"finished_at": now, "error_type": "MapError", "error_message": problem}
+            book.change(key, TaskState.FAILED, fields)
+            self.settled(tid, TaskState.FAILED)
+            return
+        ms = self.maps[tid] = MapState(size)
+        self._add_missing(tid, size)
+        todo: list[int] = []
+        for i in range(size):
+            rec = book.attempt[(tid, i)]
+            if rec.state in SUCCEEDED:
+                ms.record(i, rec.state, record_ref(rec))
+            else:
+                todo.append(i)
+        if not todo:  # no elements, or all reused
+            self._end(tid, TaskState.SUCCESS)
+            return
+        # Enqueueing an instance can finish it at once (a cache hit): the last one to finish ends
+        # the mapped task in instance_done(), so nothing may end it again here.
+        for i in todo:
+            self.enqueue((tid, i))
+
+    def _add_missing(self, tid: str, size: int) -> None:
+        """Create the attempts of the instances of *tid* the store does not have (all of them,
+        but on a resume), in one transaction."""
+        book = self.book
+        missing = [i for i in range(size) if (tid, i) not in book.attempt]
+        if not missing:
+            return
+        spec = self.dag.tasks[tid]
+        kind, code = spec.op.kind, spec.op.code_hash()
+        new = [NewAttempt(book.run_id, tid, 1, kind, code, i) for i in missing]
+        for rec in self.add_attempts(new):
+            book.load((tid, rec.map_index), rec)
+
+    def _end(self, tid: str, final: TaskState) -> None:
+        """End mapped task *tid* as a whole: its output is the list of its instances'."""
+        ms, book = self.maps[tid], self.book
+        book.outputs[tid] = ms.outputs()
+        book.hashes[tid] = ms.content_hash()
+        fields: dict[str, Any] = {
+            "finished_at": self.now(),
+            "output_length": ms.size,
+            "output_hash": book.hashes[tid],
+        }
+        if ms.failed:
+            fields.update(error_type="MappedInstancesFailed", error_message=ms.describe_failures())
+        book.change((tid, -1), final, fields)
+        self.settled(tid, final)

@@ -158,6 +158,7 @@ def plan_resume(
     latest = {tid: rec for (tid, index), rec in by_key.items() if index < 0}
     plan = sweep_stale(run, by_key, now)
     plan.reasons = _reasons(dag, latest)
+    instances = instances_by_task(by_key)
     for tid in dag.order:
         rec = latest.get(tid)
         if tid not in plan.reasons:
@@ -168,8 +169,8 @@ def plan_resume(
         if rec is None or rec.state is not TaskState.SCHEDULED:
             plan.new.append(_again(run.run_id, spec, tid, -1, rec))
         code_changed = plan.reasons[tid].startswith(("code changed", "downstream of"))
-        for (task, index), inst in by_key.items():
-            if task != tid or index < 0 or inst.state is TaskState.SCHEDULED:
+        for index, inst in instances.get(tid, ()):
+            if inst.state is TaskState.SCHEDULED:
                 continue
             if inst.state not in SUCCEEDED or code_changed:
                 plan.new.append(_again(run.run_id, spec, tid, index, inst))
@@ -186,10 +187,37 @@ def _reasons(dag: Dag, latest: Mapping[str, AttemptRecord]) -> dict[str, str]:
             reasons[tid] = why
             if why.startswith("code changed"):
                 changed.append(tid)
-    for tid in changed:
-        for down in _cone(dag, tid):
-            reasons.setdefault(down, f"downstream of {tid}, whose code changed")
+    for down, tid in _first_changed_above(dag, changed).items():
+        reasons.setdefault(down, f"downstream of {tid}, whose code changed")
     return {tid: reasons[tid] for tid in dag.order if tid in reasons}
+
+
+def instances_by_task(
+    by_key: Mapping[tuple[str, int], AttemptRecord],
+) -> dict[str, list[tuple[int, AttemptRecord]]]:
+    """The mapped instances' latest attempts, per task (in the order of *by_key*): one pass,
+    so that looking a task's instances up costs O(its instances), not O(run size)."""
+    out: dict[str, list[tuple[int, AttemptRecord]]] = {}
+    for (tid, index), rec in by_key.items():
+        if index >= 0:
+            out.setdefault(tid, []).append((index, rec))
+    return out
+
+
+def _first_changed_above(dag: Dag, changed: Sequence[str]) -> dict[str, str]:
+    """For each task downstream of a task of *changed* (in graph order), the first of those it
+    is downstream of: one pass over the edges in topological order, not one walk per task."""
+    rank = {tid: i for i, tid in enumerate(changed)}
+    none = len(changed)
+    above: dict[str, int] = {}  # task -> rank of the first changed task upstream of it
+    for tid in dag.order:
+        here = min(rank.get(tid, none), above.get(tid, none))
+        if here == none:
+            continue
+        for down in dag.downstream(tid):
+            if here < above.get(down, none):
+                above[down] = here
+    return {tid: changed[above[tid]] for tid in dag.order if tid in above}
 
 
 def _again(
@@ -207,18 +235,6 @@ def _again(
     )
 
 
-def _cone(dag: Dag, start: str) -> list[str]:
-    """Every task downstream of *start*, in topological order."""
-    seen: set[str] = set()
-    stack = list(dag.downstream(start))
-    while stack:
-        tid = stack.pop()
-        if tid not in seen:
-            seen.add(tid)
-            stack.extend(dag.downstream(tid))
-    return [tid for tid in dag.order if tid in seen]
-
-
 def cleared_attempts(
     run_id: str,
     dag: Dag,
@@ -231,6 +247,7 @@ def cleared_attempts(
     instance that did not succeed, or that *instances* names) that is not waiting to run
     already, each marked cleared at *now* so that it starts a full retry budget."""
     by_key = latest_by_key(records)
+    mapped = instances_by_task(by_key)
     new: list[NewAttempt] = []
     for tid in chosen:
         spec = dag.tasks[tid]
@@ -238,8 +255,8 @@ def cleared_attempts(
         rec = by_key.get((tid, -1))
         if rec is None or rec.state is not TaskState.SCHEDULED:
             new.append(_again(run_id, spec, tid, -1, rec, cleared_at=now))
-        for (task, index), inst in by_key.items():
-            if task != tid or index < 0 or inst.state is TaskState.SCHEDULED:
+        for index, inst in mapped.get(tid, ()):
+            if inst.state is TaskState.SCHEDULED:
                 continue
             if inst.state not in _KEPT_INSTANCE or index in named:
                 new.append(_again(run_id, spec, tid, index, inst, cleared_at=now))

@@ -16,15 +16,17 @@ earliest first poke of all of them, so the timeout survives restarts.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rota.engine.book import Key, RunBook
 from rota.model.states import TaskState
 from rota.store.base import AttemptRecord
 
-if TYPE_CHECKING:
-    from rota.engine.loop import Key, RunLoop
+Waiting = list[tuple[datetime, Key]]
+"""The loop's heap of keys waiting for a time (a retry's back-off, a sensor's next poke)."""
 
 SENSOR_TIMEOUT = "rota.errors.SensorTimeout"
 """Qualified name of the error a timed-out sensor fails with; never retried."""
@@ -73,22 +75,26 @@ class SensorBook:
         return True
 
 
-def reschedule(loop: RunLoop, key: Key, at: float, fields: dict[str, Any]) -> None:
+def reschedule(
+    sensors: SensorBook,
+    book: RunBook,
+    waiting: Waiting,
+    key: Key,
+    at: float,
+    fields: dict[str, Any],
+) -> None:
     """Park the attempt of *key* in ``sensing`` until *at* (epoch seconds), holding no worker."""
-    import heapq
-
-    book = loop.sensors
-    book.pokes[key] = book.pokes.get(key, 0) + 1
-    fields["pokes"] = book.pokes[key]
-    loop.change(key, TaskState.SENSING, fields)
-    heapq.heappush(loop.waiting, (datetime.fromtimestamp(at, UTC), key))
+    sensors.pokes[key] = sensors.pokes.get(key, 0) + 1
+    fields["pokes"] = sensors.pokes[key]
+    book.change(key, TaskState.SENSING, fields)
+    heapq.heappush(waiting, (datetime.fromtimestamp(at, UTC), key))
 
 
-def requeue(loop: RunLoop, key: Key) -> None:
+def requeue(sensors: SensorBook, book: RunBook, key: Key) -> None:
     """Queue the attempt of *key* again from ``sensing``, as a re-poke (not a new try).
 
     A re-poke keeps the attempt's queue, dispatch and start times (its first poke's; see
     :meth:`SensorBook.on_started`): its waits stay in order, and its execution spans its pokes.
     """
-    loop.sensors.repoking.add(loop.attempt[key].id)
-    loop.change(key, TaskState.QUEUED, {})
+    sensors.repoking.add(book.attempt[key].id)
+    book.change(key, TaskState.QUEUED, {})

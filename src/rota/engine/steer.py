@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from rota.engine.book import RunBook
 from rota.engine.lease import RunBusy, RunnerId, acquire
 from rota.engine.resume import latest_by_key
 from rota.errors import RotaError, UserError
@@ -24,7 +25,7 @@ from rota.model.states import RUN_TERMINAL, RunState, TaskState
 from rota.store.base import AttemptRecord, Change, RunChange, RunRecord, Store
 
 if TYPE_CHECKING:
-    from rota.engine.loop import RunLoop
+    from rota.engine.writer import BatchWriter
 
 CANCELLED: Final = "Cancelled"
 """The error type of an attempt that a cancel failed (and of the reason of a task it skipped)."""
@@ -126,18 +127,21 @@ class CancelWatch:
         return self._seen.is_set()
 
 
-def stop_loop(loop: RunLoop, by: str) -> None:
+def stop_loop(book: RunBook, run: RunRecord, writer: BatchWriter, now: datetime, by: str) -> None:
     """In a runner whose run was cancelled: record the cancel, then raise RunCancelled.
+
+    What *book* queued is committed first, then the cancel of every attempt not ended.
 
     Raises:
         RunCancelled: always; the runner's caller stops its executor, killing what runs.
     """
-    loop.flush()
-    states = {key: (loop.attempt[key].id, state) for key, state in loop.state.items()}
-    run = replace(loop.run_rec, state=RunState.RUNNING)
-    changes, run_changes = cancel_changes(run, states, loop.r.clock.now(), by)
-    loop.writer.put(changes, run_changes)
-    loop.writer.close()
+    pending, hooks = book.take()
+    writer.put(pending, (), hooks)
+    states = {key: (book.attempt[key].id, state) for key, state in book.state.items()}
+    run = replace(run, state=RunState.RUNNING)
+    changes, run_changes = cancel_changes(run, states, now, by)
+    writer.put(changes, run_changes)
+    writer.close()
     raise RunCancelled(f"run {run.run_id} was cancelled by {by}")
 
 

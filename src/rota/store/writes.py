@@ -107,21 +107,22 @@ def check_fields(change: Change) -> None:
 def group_changes(changes: Sequence[Change]) -> list[list[Change]]:
     """Split *changes* into groups that set the same columns, one executemany each.
 
-    When an attempt appears more than once, only neighbours are grouped, so order is kept.
+    An attempt changed more than once in the batch (queued, running and success in one step)
+    keeps its order: its first change is in the first round of groups, its second in the next,
+    and so on; within a round every attempt appears once, so its changes group by columns as
+    those of distinct attempts do (a batch of n tasks' three changes is a few statements, not
+    3n).
     """
-    if len({c.attempt_id for c in changes}) == len(changes):
-        by_columns: dict[frozenset[str], list[Change]] = {}
-        for change in changes:
-            by_columns.setdefault(frozenset(change.fields), []).append(change)
-        # Sorted ids: concurrent PostgreSQL writers lock rows in one order (fewer deadlocks).
-        return [sorted(g, key=lambda c: c.attempt_id) for g in by_columns.values()]
-    runs_of_same: list[list[Change]] = []
+    rounds: list[dict[frozenset[str], list[Change]]] = []
+    seen: dict[int, int] = {}
     for change in changes:
-        if runs_of_same and runs_of_same[-1][0].fields.keys() == change.fields.keys():
-            runs_of_same[-1].append(change)
-        else:
-            runs_of_same.append([change])
-    return runs_of_same
+        level = seen.get(change.attempt_id, 0)
+        seen[change.attempt_id] = level + 1
+        if level == len(rounds):
+            rounds.append({})
+        rounds[level].setdefault(frozenset(change.fields), []).append(change)
+    # Sorted ids: concurrent PostgreSQL writers lock rows in one order (fewer deadlocks).
+    return [sorted(g, key=lambda c: c.attempt_id) for r in rounds for g in r.values()]
 
 
 def update_attempts(conn: Connection, group: list[Change], at: datetime) -> None:
@@ -240,6 +241,12 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+READ_BACK_BY_TASK: Final = 100
+"""Up to this many distinct task ids, :func:`insert_attempts` reads its new rows back by task
+(the unique index on run, task, map index, try); beyond, by the run and state (a resume adding
+many tasks reads the run once, and stays within SQLite's limit of bound parameters)."""
+
+
 def insert_attempts(conn: Connection, new: Sequence[NewAttempt]) -> list[AttemptRecord]:
     """Insert *new* attempts (state ``scheduled``, or the state a mark gives) and read them back,
     in order."""
@@ -251,6 +258,11 @@ def insert_attempts(conn: Connection, new: Sequence[NewAttempt]) -> list[Attempt
     run_ids = {n.run_id for n in new}
     states = {row["state"] for row in rows}
     query = select(task_attempts).where(_ta.run_id.in_(run_ids), _ta.state.in_(states))
+    task_ids = {n.task_id for n in new}
+    if len(task_ids) <= READ_BACK_BY_TASK:
+        # a retry or a map expansion reads back its own task's rows, not every scheduled
+        # attempt of the run (O(run size) per retry in a large run)
+        query = query.where(_ta.task_id.in_(task_ids))
     found = {}
     for row in conn.execute(query):
         key = (row.task_id, row.map_index, row.try_number)
