@@ -55,11 +55,14 @@ def test_the_ml_example_runs_on_the_cluster_with_a_shared_folder(
 ) -> None:
     shared = tmp_path / "shared-artifacts"
     run_id = _run_ml(rota, dask_cluster, "--artifacts", str(shared), env={})
-    # every output is in the shared folder the workers wrote, none in the home
+    # every output is in the shared folder the workers wrote (a small one in its row), not the home
     outputs = {a.task_id: a.output_path for a in store.attempts(run_id) if a.output_path}
     assert {"extract", "train", "deploy"} <= set(outputs)  # notify, not chosen, made none
-    elsewhere = {t: p for t, p in outputs.items() if not str(p).startswith(str(shared))}
+    elsewhere = {
+        t: p for t, p in outputs.items() if not str(p).startswith((str(shared), "inline:"))
+    }
     assert not elsewhere
+    assert any(str(p).startswith(str(shared)) for p in outputs.values())
     assert not (tmp_path / "rota-home" / "artifacts" / run_id).exists()
     # the attempts ran in the workers' processes, not here: their pids are not the engine's
     workers = {a.worker for a in store.attempts(run_id) if a.state is not TaskState.SKIPPED}
@@ -83,7 +86,9 @@ def test_the_ml_example_runs_on_the_cluster_with_artifacts_on_s3(
     url = f"{s3_bucket}/artifacts"
     run_id = _run_ml(rota, dask_cluster, env={"ROTA_ARTIFACTS": url})
     paths = [a.output_path for a in store.attempts(run_id) if a.state is not TaskState.SKIPPED]
-    assert paths and all(str(p).startswith(f"{url}/{run_id}/") for p in paths), paths
+    places = (f"{url}/{run_id}/", f"inline:{run_id}/")  # a small output is kept in its row
+    assert paths and all(str(p).startswith(places) for p in paths), paths
+    assert any(str(p).startswith(places[0]) for p in paths), paths
     import s3fs
 
     fs = s3fs.S3FileSystem(endpoint_url=os.environ["ROTA_S3_ENDPOINT_URL"])

@@ -84,7 +84,17 @@ def test_everything_a_run_creates_under_the_home_is_0700_or_0600_whatever_the_um
 ) -> None:
     home = tmp_path / "new-home" / "rota"  # neither exists yet: Rota makes both
     path = write_flow("everything.py", EVERYTHING)
-    ran = _rota(home, tmp_path, "run", str(path), "--executor", executor, "--json", umask=umask)
+    ran = _rota(
+        home,
+        tmp_path,
+        "run",
+        str(path),
+        "--executor",
+        executor,
+        "--json",
+        umask=umask,
+        ROTA_INLINE_OUTPUT_MAX="0",
+    )  # outputs in files: their modes are checked
     assert ran.code == 0, ran.err
     run_id = ran.json()["run_id"]
     found = _assert_private(tmp_path / "new-home")
