@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import floor  # the bench folder is not a package
 import measure
 import peers
-import report
+import suitereport as report
 from workloads import WORKLOADS
 
 START = "START"  # the start-up figures: `rota --help` and a one-task `rota run`

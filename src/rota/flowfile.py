@@ -24,7 +24,8 @@ def module_name_for(path: Path) -> str:
 def import_flow_file(path: Path, *, reload: bool = False) -> ModuleType:
     """Import *path* (once per process unless *reload*) and return the module.
 
-    The file's folder goes on ``sys.path`` so a flow file can import its sibling modules.
+    The file's folder goes at the end of ``sys.path`` so a flow file can import its sibling
+    modules, but no file beside it takes the place of an installed module.
     Exceptions raised by the file's own code propagate unchanged; callers turn them into
     :class:`~rota.errors.FlowLoadError` with the file and line.
     """
@@ -33,8 +34,8 @@ def import_flow_file(path: Path, *, reload: bool = False) -> ModuleType:
     if not reload and name in sys.modules:
         return sys.modules[name]
     folder = str(path.parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    if folder not in sys.path:  # last: a file beside the flow never shadows a module installed
+        sys.path.append(folder)  # (a flow folder holding numbers.py or json.py)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

@@ -10,8 +10,8 @@ from typing import Any
 import floor  # from bench/ (conftest.py puts it on the path)
 import measure
 import pytest
-import report
 import suite
+import suitereport as report
 from workloads import WORKLOADS, scaled
 
 SIZES = {"W1": 0.05, "W2": 0.01, "F2K": 0.005, "F10K": 0.001, "S1": 0.03, "S2": 0.003}

@@ -3,7 +3,6 @@ timeouts and what a killed runner leaves (skipped with the reason when podman ca
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from clihelp import RotaCli, rota_env, wait_for
 
 from fixtures_podman import BUSYBOX_IMAGE, busybox_image, containers_with, podman  # noqa: F401
 from rota.store.sql import SqlStore
+from storedvalues import stored_json
 
 WriteFlow = Callable[[str, str], Path]
 
@@ -38,7 +38,7 @@ with Flow("mixed", params={{"who": "world"}}) as mixed:
 
 
 def _stored(home: Path, run_id: str, task: str) -> object:
-    return json.loads((home / "artifacts" / run_id / f"{task}.json").read_text())
+    return stored_json(home, run_id, task)
 
 
 def test_a_container_s_output_file_is_the_input_of_a_python_task(

@@ -3,7 +3,6 @@ Python task, through ``rota run`` with a real podman (skipped with the reason ot
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from fixtures_podman import (  # noqa: F401
     rota_in_image,
 )
 from rota.store.sql import SqlStore
+from storedvalues import stored_json
 
 WriteFlow = Callable[[str, str], Path]
 
@@ -45,7 +45,7 @@ with Flow("mixed") as mixed:
 
 
 def _stored(home: Path, run_id: str, task: str) -> object:
-    return json.loads((home / "artifacts" / run_id / f"{task}.json").read_text())
+    return stored_json(home, run_id, task)
 
 
 def test_a_container_an_image_task_and_a_python_task_make_one_run(
