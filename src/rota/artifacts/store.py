@@ -13,8 +13,10 @@ old object, the new one, or none, never part of one (DESIGN.md, invariant 2):
   key beside the final one, then moved onto it with ``fs.mv``.
 
 The store records nothing itself: :meth:`ArtifactStore.put` returns a :class:`StoredOutput`
-(URI, serializer, size, BLAKE2b hash of the bytes) for the metadata store to keep; the bytes
-never pass through the database. Reads are streamed from ``fs.open``, never read whole.
+(URI, serializer, size, BLAKE2b hash of the bytes) for the metadata store to keep. The bytes of
+a stored object never pass through the database; a small output asked to be kept inline
+(``inline_limit``) comes back in :attr:`StoredOutput.inline` instead, for the metadata store to
+keep in the attempt's row. Reads are streamed from ``fs.open``, never read whole.
 """
 
 from __future__ import annotations
