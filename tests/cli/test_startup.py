@@ -134,3 +134,4 @@ def test_a_run_on_a_new_store_or_one_at_head_does_not_import_alembic(tmp_path: P
     assert "sqlalchemy" in _top(again)
     assert "alembic" not in _top(again)  # already at head: one cheap read of the revision
     assert {"jinja2", "bashlex", "croniter"} & _top(again) == set()  # no template, shell, cron
+    assert "fsspec" not in _top(first) | _top(again)  # a local artifact folder: plain files
