@@ -241,8 +241,13 @@ def wait_timed(
 
 
 def fresh_env(home: str) -> dict[str, str]:
-    """The environment of a whole-process run: a fresh ROTA_HOME, no store or executor set."""
+    """The environment of a whole-process run: a fresh ROTA_HOME, no store or executor set,
+    and Python's bytecode cache on. An installed rota has its modules compiled (the installer
+    does it); an environment with PYTHONDONTWRITEBYTECODE would have every process compile
+    them from source again (a tenth of a second), which no user pays. The warm-up process
+    writes the cache of an editable install."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTA_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["ROTA_HOME"] = home
     return env
 

@@ -306,6 +306,23 @@ def test_local_root_is_an_absolute_path(tmp_path: Path, monkeypatch: pytest.Monk
     assert sorted(os.listdir(tmp_path / "relative" / "dir" / "r")) == ["t.json"]
 
 
+def test_a_folder_named_as_a_path_or_a_url_is_one_store(tmp_path: Path) -> None:
+    from fsspec.implementations.local import LocalFileSystem
+
+    plain = ArtifactStore(f"{tmp_path}/a/")  # read and written with os, fsspec not loaded
+    url = ArtifactStore(f"file://{tmp_path}/a")  # through fsspec
+    assert plain.root == url.root == str(tmp_path / "a")
+    assert plain.fs_is_local and url.fs_is_local
+    assert isinstance(plain.fs, LocalFileSystem)  # made when asked for
+    out = plain.put("r", "t", -1, [1, 2])
+    assert url.uri_for("r", "t", -1, ".json") == out.uri
+    assert url.get(out.uri, out.serializer, producer="t", content_hash=out.content_hash) == [1, 2]
+    assert url.exists(out.uri) and plain.exists(out.uri)
+    plain.delete_run("r")
+    assert not url.exists(out.uri) and not (tmp_path / "a" / "r").exists()
+    plain.delete_run("r")  # nothing left: nothing happens
+
+
 def test_a_store_reads_a_uri_of_another_root(tmp_path: Path) -> None:
     one, two = ArtifactStore(str(tmp_path / "one")), ArtifactStore(str(tmp_path / "two"))
     out = two.put("r", "t", -1, "hello")

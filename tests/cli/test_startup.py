@@ -104,7 +104,7 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         rota.nope  # noqa: B018
 
 
-def test_a_run_on_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+def test_a_run_on_a_new_store_or_one_at_head_does_not_import_alembic(tmp_path: Path) -> None:
     (tmp_path / "f.py").write_text(
         textwrap.dedent(
             """
@@ -127,8 +127,11 @@ def test_a_run_on_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> Non
     main()
     """
     first = _modules(run, tmp_path, {"ROTA_WORKERS": "1"})
-    assert "alembic" in _top(first)  # a new store is migrated to the head revision
+    assert "rota.store.fresh" in first  # a new store: the head revision's tables at once
+    assert "alembic" not in _top(first)
+    assert (tmp_path / "home" / "rota.db").exists()
     again = _modules(run, tmp_path, {"ROTA_WORKERS": "1"})
     assert "sqlalchemy" in _top(again)
     assert "alembic" not in _top(again)  # already at head: one cheap read of the revision
     assert {"jinja2", "bashlex", "croniter"} & _top(again) == set()  # no template, shell, cron
+    assert "fsspec" not in _top(first) | _top(again)  # a local artifact folder: plain files

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rota.executors.base import AttemptOutcome, AttemptSpec
-from rota.executors.logsink import HOLD_LIMIT, LogSink
+from rota.executors.logsink import HOLD_LIMIT, LogSink, WorkerPump
 from rota.executors.pool import LocalPoolExecutor
 from rota.model.secrets import Masker
 from rota.operators.python import PythonOp
@@ -80,6 +80,33 @@ def test_a_child_writes_through_the_pipe_and_the_end_does_not_wait_for_it(
     go.touch()
     child.wait(timeout=30)
     assert log.read_text() == "early ***\n"  # what it wrote after the end went nowhere
+
+
+def test_one_pump_thread_serves_every_attempt_of_a_worker_each_into_its_own_log(
+    tmp_path: Path,
+) -> None:
+    import os
+    import threading
+
+    pump = WorkerPump()
+    big = b"x" * 100 + b"\n"
+    for n in range(30):
+        sink = LogSink(tmp_path / "logs" / "r" / f"t{n}" / "1.log", Masker(["s3cret"]))
+        fd = pump.attach(sink)
+        if n == 0:  # 1 MiB, far past a pipe's capacity: only a reader running meanwhile
+            for _ in range((1 << 20) // len(big) + 1):  # lets these writes through
+                os.write(fd, big)
+        os.write(fd, f"attempt {n} s3cret\n".encode())
+        assert pump.detach()
+        sink.close()
+    pumps = [t for t in threading.enumerate() if t.name == "rota-log-pump"]
+    assert len(pumps) == 1
+    first = (tmp_path / "logs" / "r" / "t0" / "1.log").read_bytes()
+    assert first.count(big) == (1 << 20) // len(big) + 1
+    assert first.endswith(b"attempt 0 ***\n")
+    for n in range(1, 30):
+        log = tmp_path / "logs" / "r" / f"t{n}" / "1.log"
+        assert log.read_text() == f"attempt {n} ***\n"
 
 
 def leave_a_child(go: str, pid_file: str) -> None:

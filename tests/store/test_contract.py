@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import Engine, inspect, text
 
 from rota.errors import (
     ConcurrentUpdate,
@@ -622,29 +622,87 @@ def test_head_revision_constant_matches_the_migrations() -> None:
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
 
 
-def test_migrated_schema_matches_the_tables(store: SqlStore) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    with store.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
-
-
-def test_a_database_at_the_previous_revision_is_upgraded_keeping_its_attempts(
-    store_url: str,
-) -> None:
+def _alembic_upgrade(url: str, revision: str) -> Engine:
+    """Replay the migrations on the database at *url* up to *revision*, with Alembic itself
+    (a new store is made from the tables instead: store/fresh.py); its engine."""
     from alembic import command
     from alembic.config import Config
 
     from rota.store.connect import connect, writer
 
-    engine = connect(store_url)
+    engine = connect(url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
     with writer(engine).begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0002")
+        command.upgrade(config, revision)
+    return engine
+
+
+def test_migrated_schema_matches_the_tables(fresh_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = _alembic_upgrade(fresh_url, "head")
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    engine.dispose()
+
+
+def _schema(engine: Engine) -> dict[str, object]:
+    """What the database of *engine* holds, table by table, as reflection sees it (column order
+    aside: a migration adds a column at the end), with its seeded rows."""
+    found = inspect(engine)
+    out: dict[str, object] = {}
+    for name in sorted(found.get_table_names()):
+        columns = {
+            c["name"]: (str(c["type"]), c["nullable"], str(c.get("default")))
+            for c in found.get_columns(name)
+        }
+        indexes = sorted(
+            (i["name"] or "", tuple(map(str, i["column_names"])), i["unique"])
+            for i in found.get_indexes(name)
+        )
+        uniques = sorted(
+            (u["name"] or "", tuple(u["column_names"])) for u in found.get_unique_constraints(name)
+        )
+        keys = sorted(
+            (f["name"] or "", tuple(f["constrained_columns"]), f["referred_table"],
+             tuple(f["referred_columns"]), str(sorted(f["options"].items())))
+            for f in found.get_foreign_keys(name)
+        )  # fmt: skip
+        primary = tuple(found.get_pk_constraint(name)["constrained_columns"])
+        out[name] = (columns, indexes, uniques, keys, primary)
+    with engine.connect() as conn:
+        out["rows"] = (
+            list(conn.execute(text("SELECT name, slots, description FROM pools"))),
+            list(conn.execute(text("SELECT version_num FROM alembic_version"))),
+        )
+    return out
+
+
+def test_a_new_store_has_exactly_the_schema_and_rows_the_migrations_make(
+    fresh_url: str, backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if backend == "sqlite":
+        replayed_url = f"sqlite:///{tmp_path}/replayed/rota.db"
+    else:
+        replayed_url = request.getfixturevalue("postgres_database_factory")()
+    replayed = _alembic_upgrade(replayed_url, "head")
+    with open_store(fresh_url) as made:
+        assert _versions(made) == [HEAD_REVISION]
+        assert "default_pool" in str(_schema(made.engine)["rows"])
+        assert _schema(made.engine) == _schema(replayed)
+    replayed.dispose()
+
+
+def test_a_database_at_the_previous_revision_is_upgraded_keeping_its_attempts(
+    store_url: str,
+) -> None:
+    from rota.store.connect import writer
+
+    engine = _alembic_upgrade(store_url, "0002")
     with writer(engine).begin() as conn:
         conn.execute(
             text(

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from rota.executors.logsink import LogSink
+from rota.executors.logsink import LogSink, WorkerPump
 from rota.model.secrets import Masker
 
 
@@ -34,6 +34,7 @@ class FdCapture:
         self._devnull = os.open(os.devnull, os.O_WRONLY)
         self._sink: LogSink | None = None
         self._appended = False
+        self._pump = WorkerPump()  # its thread starts with the first attempt
 
     def begin(self, log_path: str, masker: Masker, *, append: bool = False) -> None:
         """Send fds 1 and 2 to the log at *log_path* (added to its end with *append*: a
@@ -45,7 +46,7 @@ class FdCapture:
         _flush_std()
         sink = LogSink(Path(log_path), masker, append=append)
         try:
-            fd = sink.pipe()
+            fd = self._pump.attach(sink)
         except BaseException:
             sink.close()
             raise
@@ -62,6 +63,7 @@ class FdCapture:
         _flush_std()
         os.dup2(self._devnull, 1)
         os.dup2(self._devnull, 2)
+        self._pump.detach()
         sink, self._sink = self._sink, None
         return sink.finish(appended=self._appended) if sink is not None else None
 
@@ -73,6 +75,8 @@ class FdCapture:
             return
         with contextlib.suppress(Exception):
             _flush_std()
+        with contextlib.suppress(Exception):
+            self._pump.detach(timeout)
         with contextlib.suppress(Exception):
             sink.close(timeout=timeout)
 

@@ -16,7 +16,9 @@ Output arrives either as bytes given to :meth:`LogSink.write` (thread workers ro
 point fds 1 and 2 at it, so C extensions and child processes are captured too, and a pump thread
 copies what arrives into the sink. When the attempt ends the pipe is drained and closed; a
 process the task left running that writes to it later gets a broken pipe, not the next
-attempt's log.
+attempt's log. A process worker gives each attempt a pipe of its own but keeps one pump thread
+for its whole life (:class:`WorkerPump`): starting a thread per attempt, and waiting for it to
+start and to end, cost more than a task that does nothing.
 
 The file is created exclusively for a new attempt (whatever sits at its name, such as a planted
 symbolic link, is removed, never followed) and opened without following a link when a sensor's
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import threading
 from pathlib import Path
@@ -248,3 +251,114 @@ class _Pump:
         for fd in (self._read_fd, self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class WorkerPump:
+    """One thread, for a worker process's life, that copies the pipe of the attempt running now
+    into that attempt's sink (one attempt at a time).
+
+    :meth:`attach` gives an attempt a new pipe; :meth:`detach` drains it into the attempt's sink
+    in the caller's thread (nothing is waited for: whatever the attempt wrote before is in the
+    pipe) and closes it, so a process the attempt left running gets a broken pipe. The thread
+    reads only under the lock, so a chunk is never in between the pipe and the sink while
+    :meth:`detach` drains.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._read_fd: int | None = None
+        self._write_fd: int | None = None
+        self._sink: LogSink | None = None
+        self._thread: threading.Thread | None = None
+
+    def attach(self, sink: LogSink) -> int:
+        """Give *sink*'s attempt a new pipe; its write end (point fds 1 and 2 at it).
+
+        Raises:
+            OSError: the pipe or the thread cannot be made.
+        """
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        with self._lock:
+            self._read_fd, self._write_fd, self._sink = read_fd, write_fd, sink
+        try:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rota-log-pump", daemon=True)
+                self._thread.start()
+        except BaseException:
+            self.detach()
+            raise
+        self._wake()
+        return write_fd
+
+    def detach(self, timeout: float | None = None) -> bool:
+        """Copy what the attempt's pipe holds into its sink, close the pipe and forget both.
+
+        *timeout* bounds the wait for the thread's lock (a worker about to die).
+
+        Returns:
+            False if the lock could not be had in time (the pipe is left to the OS).
+        """
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
+            read_fd, write_fd, sink = self._read_fd, self._write_fd, self._sink
+            self._read_fd = self._write_fd = self._sink = None
+            if write_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(write_fd)
+            if read_fd is not None and sink is not None:
+                while _copy_once(read_fd, sink):
+                    pass
+            if read_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(read_fd)
+        finally:
+            self._lock.release()
+        self._wake()  # the thread stops watching the closed pipe
+        return True
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full: the thread is to look again anyway
+            os.write(self._wake_w, b"x")
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                fd = self._read_fd
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            if fd is not None:
+                poller.register(fd, select.POLLIN)
+            ready = {ready_fd for ready_fd, _ in poller.poll()}
+            if self._wake_r in ready:
+                with contextlib.suppress(OSError):
+                    os.read(self._wake_r, 4096)
+            if fd is not None and fd in ready:
+                with self._lock:
+                    if fd == self._read_fd and self._sink is not None:
+                        _copy_once(fd, self._sink)
+
+
+def _copy_once(fd: int, sink: LogSink) -> bool:
+    """Copy one chunk of what the pipe *fd* holds into *sink*; False when it holds nothing.
+
+    Whatever goes wrong writing, the pipe is still read: a reader that stopped would leave the
+    task blocked on a full pipe.
+    """
+    try:
+        data = os.read(fd, HOLD_LIMIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False
+    if not data:
+        return False
+    try:
+        sink.write(data)
+    except Exception as err:
+        sink.fail(err)
+    return True

@@ -139,12 +139,31 @@ def schema_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine) -> None:
-    """Run Alembic's upgrade to head, holding SQLite's write lock or a PostgreSQL advisory lock.
+    """Bring the schema to the head revision, holding SQLite's write lock or a PostgreSQL
+    advisory lock: a new database gets the tables at once (:mod:`rota.store.fresh`), one with
+    an older schema Alembic's upgrade.
 
     Concurrent callers wait for the lock, then find the schema at head and do nothing.
 
     Raises:
         StoreError: Alembic refused, e.g. the database has a revision newer than ours.
+    """
+    from rota.store import fresh
+
+    with writer(engine).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+        if fresh.is_new(conn):
+            fresh.create_schema(conn, HEAD_REVISION)
+        else:
+            _alembic_upgrade(conn)
+
+
+def _alembic_upgrade(conn: Connection) -> None:
+    """Run Alembic's upgrade to head on *conn* (its caller holds the lock).
+
+    Raises:
+        StoreError: Alembic refused.
     """
     from alembic import command  # imported only when migrating: CLI start-up time
     from alembic.config import Config
@@ -153,16 +172,13 @@ def upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
-    with writer(engine).begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
-        config.attributes["connection"] = conn
-        try:
-            command.upgrade(config, "head")
-        except CommandError as err:
-            where = engine.url.render_as_string(hide_password=True)
-            first = (str(err).strip().splitlines() or ["refused"])[0]
-            raise StoreError(f"cannot migrate {where}: {first}") from err
+    config.attributes["connection"] = conn
+    try:
+        command.upgrade(config, "head")
+    except CommandError as err:
+        where = conn.engine.url.render_as_string(hide_password=True)
+        first = (str(err).strip().splitlines() or ["refused"])[0]
+        raise StoreError(f"cannot migrate {where}: {first}") from err
 
 
 def _parse_url(url: str) -> URL:
