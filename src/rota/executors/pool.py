@@ -16,7 +16,7 @@ import os
 import pickle
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +31,7 @@ from rota.executors.base import (
     AttemptSpec,
     AttemptStarted,
     ErrorInfo,
+    spec_values,
     timeout_error,
 )
 from rota.executors.pace import Pace
@@ -186,7 +187,7 @@ class LocalPoolExecutor:
         others submitted before it."""
         key = self._op_key(attempt.op)
         self._blob(key, attempt.op)  # pickled once, here, so an operator that cannot be fails now
-        bare = replace(attempt, op=None)  # type: ignore[arg-type]
+        bare = spec_values(attempt)
         try:
             spec_blob = pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # arguments only cloudpickle can carry (lambdas, local classes)

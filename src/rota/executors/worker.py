@@ -23,7 +23,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from rota.artifacts.local import OutputCache
 from rota.errors import ExecutorError
 from rota.executors.attempt import crashed_outcome, run_attempt
-from rota.executors.base import AttemptOutcome, AttemptSpec
+from rota.executors.base import AttemptOutcome, AttemptSpec, spec_from_values
 from rota.executors.logs import FdCapture
 from rota.flowfile import import_flow_file
 from rota.operators.liveends import end_live
@@ -220,7 +219,7 @@ class _Runner:
             for _name, path in modules:
                 import_flow_file(Path(path))
             op = self._ops.get(op_key, op_blob)
-            spec: AttemptSpec = replace(pickle.loads(spec_blob), op=op)
+            spec = spec_from_values(pickle.loads(spec_blob), op)
         except Exception as err:
             return crashed_outcome(attempt_id, self.name, err)
         return spec
