@@ -187,11 +187,15 @@ def test_sigkill_and_restart_make_no_duplicate_runs_and_resume_cut_runs(
         wait_for(lambda: not store.runs_in_states([RunState.RUNNING], "every"), 30)
         cut = {r.run_id for r in store.runs_in_states([RunState.INTERRUPTED], "every")}
         assert cut
+        before = {r.run_id for r in store.list_runs("every")}
         daemon = _start_daemon(home, flows)
         wait_for(
             lambda: all(store.get_run(r).state is RunState.SUCCESS for r in cut),
             60,
         )
+        # the cut runs may hold every active slot (max_active_runs=3) until the last ends: wait
+        # for the restarted scheduler's own next run before stopping it
+        wait_for(lambda: bool({r.run_id for r in store.list_runs("every")} - before), 60)
     finally:
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=30)
