@@ -20,7 +20,7 @@ from clihelp import RotaCli, rota_env, wait_for
 from rota.engine.flowdir import FlowFolder
 from rota.engine.launcher import DriverLauncher
 from rota.engine.scheduler import Scheduler, SchedulerOptions
-from rota.model.states import RunState
+from rota.model.states import RunState, TaskState
 from rota.store.sql import SqlStore, open_store
 from rota.testing import FakeClock
 
@@ -160,16 +160,19 @@ def _start_daemon(home: Path, flows: Path, *extra: str) -> subprocess.Popen[str]
 def test_sigkill_and_restart_make_no_duplicate_runs_and_resume_cut_runs(
     store: SqlStore, home: Path, write_flow: WriteFlow
 ) -> None:
+    go = home.parent / "go"  # the tasks wait for it: the kill finds runs in the middle
     write_flow(
         "every.py",
-        """
+        f"""
         import time
         from datetime import timedelta
+        from pathlib import Path
         from rota import flow, task
 
         @task
         def slow() -> None:
-            time.sleep(1.5)
+            while not Path({str(go)!r}).exists():
+                time.sleep(0.05)
 
         @flow(schedule=timedelta(seconds=2), catchup=True, max_active_runs=3)
         def every():
@@ -181,6 +184,7 @@ def test_sigkill_and_restart_make_no_duplicate_runs_and_resume_cut_runs(
     try:
         wait_for(lambda: len(store.list_runs("every")) >= 3, 60)
         wait_for(lambda: bool(store.runs_in_states([RunState.RUNNING], "every")), 30)
+        wait_for(lambda: _a_task_is_running(store, "every"), 30)
         daemon.send_signal(signal.SIGKILL)
         daemon.communicate(timeout=10)
         # the drivers notice their lifeline closed and interrupt their runs
@@ -188,6 +192,7 @@ def test_sigkill_and_restart_make_no_duplicate_runs_and_resume_cut_runs(
         cut = {r.run_id for r in store.runs_in_states([RunState.INTERRUPTED], "every")}
         assert cut
         before = {r.run_id for r in store.list_runs("every")}
+        go.touch()
         daemon = _start_daemon(home, flows)
         wait_for(
             lambda: all(store.get_run(r).state is RunState.SUCCESS for r in cut),
@@ -205,6 +210,15 @@ def test_sigkill_and_restart_make_no_duplicate_runs_and_resume_cut_runs(
     gaps = sorted(d for d in dates if d is not None)
     assert all(b - a == timedelta(seconds=2) for a, b in itertools.pairwise(gaps))
     assert "created run" in err
+
+
+def _a_task_is_running(store: SqlStore, flow: str) -> bool:
+    """Whether a run of *flow* has an attempt that has started and not ended."""
+    return any(
+        a.state is TaskState.RUNNING and a.started_at is not None
+        for run in store.runs_in_states([RunState.RUNNING], flow)
+        for a in store.attempts(run.run_id)
+    )
 
 
 def test_a_second_scheduler_on_one_sqlite_store_refuses_and_names_the_holder(
