@@ -154,6 +154,7 @@ def run_peers(
 ) -> list[dict[str, Any]]:
     """Every job of every tool in *tools* that can run here; a note record for those that can't."""
     out: list[dict[str, Any]] = []
+    peers_dir = peers_dir.resolve()  # each script runs in its own folder: a relative path breaks
     state = Path(tempfile.mkdtemp(prefix="rota_bench_peers_"))
     try:
         for tool in tools:
