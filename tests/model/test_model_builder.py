@@ -701,3 +701,29 @@ def test_merge_params() -> None:
         merge_params("f", specs, None)
     with pytest.raises(ParameterError, match="parameters: none"):
         merge_params("f", (), {"x": 1})
+
+
+class _Unhashable:
+    __hash__ = None
+
+    def __call__(self, x: int) -> int:
+        return x
+
+
+def test_a_function_s_signature_is_read_once_and_still_checks_every_task() -> None:
+    from rota.operators.python import signature_of
+
+    def two(a: int, b: int) -> int:
+        return a + b
+
+    assert signature_of(two) is signature_of(two)  # kept per function
+    odd = _Unhashable()  # cannot be a cache key: read each time
+    assert signature_of(odd) is not None
+    with Flow("sigs"):
+        PythonTask("ok", two, args=(1, 2))
+        for n in range(3):  # the kept signature refuses each bad call, not only the first
+            with pytest.raises(DefinitionError, match=f"task 'bad{n}'.*missing"):
+                PythonTask(f"bad{n}", two, args=(1,))
+        PythonTask("builtin", len, args=([1],))
+        with pytest.raises(DefinitionError, match="task 'u'"):
+            PythonTask("u", odd, args=(1, 2))

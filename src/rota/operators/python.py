@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import sys
@@ -136,9 +137,8 @@ class PythonTask(TaskNode):
 def _check_call(
     task_id: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> None:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins without a signature: trust the caller
+    sig = signature_of(fn)
+    if sig is None:  # builtins without a signature: trust the caller
         return
     try:
         sig.bind(*args, **kwargs)
@@ -206,8 +206,11 @@ class TaskFunction:
         if not self._takes_task_id and "task_id" in kwargs:
             options["task_id"] = kwargs.pop("task_id")
         task_id = options.pop("task_id", None) or builder.auto_id(self.__name__)
+        sig = signature_of(self.fn)
+        if sig is None:
+            raise DefinitionError(f"task {task_id!r}: .map() needs a function with a signature")
         try:
-            bound = inspect.signature(self.fn).bind_partial(*args, **kwargs)
+            bound = sig.bind_partial(*args, **kwargs)
         except TypeError as err:
             raise DefinitionError(f"task {task_id!r}: {err}") from None
         arguments, mapped = split_mapped(bound.arguments)
@@ -219,10 +222,30 @@ class TaskFunction:
 
 
 def _param_names(fn: Callable[..., Any]) -> set[str]:
+    sig = signature_of(fn)
+    return set() if sig is None else set(sig.parameters)
+
+
+def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """*fn*'s signature, or None for a callable without one, read once per function: a flow of
+    thousands of tasks often calls a few functions, and reading a signature cost more than the
+    rest of a task's definition."""
     try:
-        return set(inspect.signature(fn).parameters)
+        return _cached_signature(fn)
+    except TypeError:  # a callable that cannot be a key (unhashable): read it each time
+        return _read_signature(fn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    return _read_signature(fn)
+
+
+def _read_signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
     except (TypeError, ValueError):
-        return set()
+        return None
 
 
 _TASK_OPTIONS = frozenset(
