@@ -26,14 +26,19 @@ class _ByPosition:
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         cls = type(self)
-        values = _VALUES.get(cls)
-        if values is None:
-            values = _VALUES[cls] = attrgetter(*(f.name for f in fields(cast(Any, self))))
-        return cls, values(self)
+        return cls, _field_values(cls)(self)
 
 
 _VALUES: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
 """Per class, what gives the values of its fields in order."""
+
+
+def _field_values(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """What gives the values of dataclass *cls*'s fields, in order (made once per class)."""
+    values = _VALUES.get(cls)
+    if values is None:
+        values = _VALUES[cls] = attrgetter(*(f.name for f in fields(cast(Any, cls))))
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +111,6 @@ class AttemptSpec(_ByPosition):
 
 
 _SPEC_FIELDS: Final = tuple(f.name for f in fields(AttemptSpec))
-_SPEC_VALUES: Final = attrgetter(*_SPEC_FIELDS)
 _OP_AT: Final = _SPEC_FIELDS.index("op")
 
 
@@ -114,7 +118,7 @@ def spec_values(spec: AttemptSpec) -> tuple[Any, ...]:
     """The fields of *spec* in order, its operator left out (None): what a process executor
     pickles per attempt, the operator going to each worker once. A tuple pickles several times
     faster than the dataclass, whose pickling asks ``dataclasses.fields`` each time."""
-    values = list(_SPEC_VALUES(spec))
+    values = list(_field_values(AttemptSpec)(spec))
     values[_OP_AT] = None
     return tuple(values)
 

@@ -221,12 +221,7 @@ class _Pump:
                     return
 
     def _copy(self, data: bytes) -> None:
-        # Whatever goes wrong, the pipe is still read: a pump that stopped would leave the task
-        # blocked on a full pipe.
-        try:
-            self._sink.write(data)
-        except Exception as err:
-            self._sink.fail(err)
+        _into(self._sink, data)
 
     def _drain(self) -> None:
         """Copy what the pipe holds now; writers that are left (a process the task started and
@@ -344,21 +339,21 @@ class WorkerPump:
 
 
 def _copy_once(fd: int, sink: LogSink) -> bool:
-    """Copy one chunk of what the pipe *fd* holds into *sink*; False when it holds nothing.
-
-    Whatever goes wrong writing, the pipe is still read: a reader that stopped would leave the
-    task blocked on a full pipe.
-    """
+    """Copy one chunk of what the pipe *fd* holds into *sink*; False when it holds nothing (or
+    is closed)."""
     try:
         data = os.read(fd, HOLD_LIMIT)
-    except (BlockingIOError, InterruptedError):
+    except OSError:  # BlockingIOError: empty for now
         return False
-    except OSError:
-        return False
-    if not data:
-        return False
+    if data:
+        _into(sink, data)
+    return bool(data)
+
+
+def _into(sink: LogSink, data: bytes) -> None:
+    """Add *data* to *sink*. Whatever goes wrong, the pipe is still read: a reader that stopped
+    would leave the task blocked on a full pipe."""
     try:
         sink.write(data)
     except Exception as err:
         sink.fail(err)
-    return True
