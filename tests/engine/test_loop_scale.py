@@ -31,6 +31,7 @@ from rota.model.dag import Dag
 from rota.model.priority import effective_weights
 from rota.model.schedule import SystemClock
 from rota.model.states import RunState, TaskState
+from rota.store import litewrite
 from rota.store.base import AttemptRecord, Change, NewAttempt, NewTask, RunRecord
 from rota.store.sql import SqlStore, open_store
 from rota.store.writes import group_changes
@@ -183,16 +184,29 @@ class StepCounter:
 
 
 class Statements:
-    """Counts, on a store's engine, the statements that write or read attempts, and the
-    commits of transactions that changed attempts' states."""
+    """Counts the statements that write or read attempts, and the commits of transactions that
+    changed attempts' states: on the store's engine (SQLAlchemy's events) and on the driver path
+    SQLite's state writes take (store/litewrite.py, which emits no engine events)."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
         self.commits = 0
         self.updates: list[int] = []  # rows of parameters per UPDATE of task_attempts
         self.inserts: list[int] = []
         self._dirty = False
         event.listen(store.engine, "commit", self._commit)
         event.listen(store.engine, "before_cursor_execute", self._statement)
+        run_step, transaction = litewrite._Step.run, litewrite._transaction
+
+        def step(me: Any, cursor: Any) -> None:
+            self._statement(None, cursor, me.prepared.sql, me.rows, None, len(me.rows) > 1)
+            run_step(me, cursor)
+
+        def committed(*args: Any) -> None:
+            transaction(*args)
+            self._commit(None)
+
+        monkeypatch.setattr(litewrite._Step, "run", step)
+        monkeypatch.setattr(litewrite, "_transaction", committed)
 
     def _commit(self, _conn: Any) -> None:
         self.commits += self._dirty
@@ -221,7 +235,7 @@ def _run(store: SqlStore, dag: Dag, tmp_path: Path) -> tuple[RunSummary, int]:
 
 
 def test_every_transition_of_a_run_is_written_in_at_most_one_commit_per_step(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Queued, running and success of 200 tasks: every change goes through the writer, which
     commits no more transactions than the loop makes steps, each of executemany updates."""
@@ -232,7 +246,7 @@ def test_every_transition_of_a_run_is_written_in_at_most_one_commit_per_step(
             root >> PythonTask(f"leaf_{i}", noop) >> join
     dag = f.build()
     with open_store(f"sqlite:///{tmp_path}/rota.db") as store:
-        seen = Statements(store)
+        seen = Statements(store, monkeypatch)
         summary, steps = _run(store, dag, tmp_path)
     assert summary.state is RunState.SUCCESS
     assert sum(seen.updates) == 3 * len(dag)  # queued, running, success of each task
@@ -255,13 +269,15 @@ def one(x: int) -> int:
     return x
 
 
-def test_a_map_expansion_is_one_insert_of_its_instances(tmp_path: Path) -> None:
+def test_a_map_expansion_is_one_insert_of_its_instances(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A task mapped over 300 elements: its instances are one executemany INSERT."""
     with Flow("mapped") as f:
         one.map(items())
     dag = f.build()
     with open_store(f"sqlite:///{tmp_path}/rota.db") as store:
-        seen = Statements(store)
+        seen = Statements(store, monkeypatch)
         summary, _ = _run(store, dag, tmp_path)
     assert summary.state is RunState.SUCCESS
     assert summary.tasks["one"].mapped == {"count": 300, "success": 300}
@@ -269,7 +285,9 @@ def test_a_map_expansion_is_one_insert_of_its_instances(tmp_path: Path) -> None:
     assert sum(seen.updates) == 3 * 2 + 3 * 300  # each instance's three transitions
 
 
-def test_a_batch_moving_each_attempt_three_times_is_three_statements(tmp_path: Path) -> None:
+def test_a_batch_moving_each_attempt_three_times_is_three_statements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Queued, running and success of 100 attempts, interleaved in one batch as a step makes
     them: three executemany updates in one transaction (it was one statement per change when
     an attempt appeared twice), each attempt's changes in their order."""
@@ -284,7 +302,7 @@ def test_a_batch_moving_each_attempt_three_times_is_three_statements(tmp_path: P
         ]
         batch = [Change(i, old, new, dict(f)) for i in ids for old, new, f in steps]
         assert [len(g) for g in group_changes(batch)] == [100, 100, 100]
-        seen = Statements(store)
+        seen = Statements(store, monkeypatch)
         store.apply(batch, at=T0)
         assert seen.updates == [100, 100, 100]
         assert seen.commits == 1

@@ -43,13 +43,14 @@ def test_sqlite_settings_are_in_effect(sqlite_store: SqlStore) -> None:
 
 
 def test_sqlite_writes_begin_immediate_and_reads_begin_deferred(sqlite_store: SqlStore) -> None:
+    # the driver's own trace: apply runs on the DBAPI connection, not through SQLAlchemy's events
     seen: list[str] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if statement.startswith("BEGIN"):
-            seen.append(statement)
+    def trace(dbapi: Any, _record: Any) -> None:
+        dbapi.set_trace_callback(lambda s: seen.append(s) if s.startswith("BEGIN") else None)
 
-    event.listen(sqlite_store.engine, "before_cursor_execute", record)
+    event.listen(sqlite_store.engine, "connect", trace)
+    sqlite_store.engine.dispose()  # connections from now on are traced
     sqlite_store.create_run("r1", "f", {}, [NewTask("a", "python", "h")], T0)
     (attempt,) = sqlite_store.attempts("r1")
     sqlite_store.apply([Change(attempt.id, TaskState.SCHEDULED, TaskState.QUEUED)], at=T0)

@@ -32,7 +32,7 @@ from rota.errors import (
 from rota.model.reliability import FlowHistory
 from rota.model.secrets import stored_params
 from rota.model.states import RUN_INITIAL, TASK_INITIAL, RunState
-from rota.store import history, leases, lineage, lookup, prune, timing
+from rota.store import history, leases, lineage, litewrite, lookup, prune, timing
 from rota.store import slots as pool_sql
 from rota.store.base import (
     AttemptRecord,
@@ -131,6 +131,7 @@ class SqlStore(BrowseMethods):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = writer(engine)
+        self._lite = engine.dialect.name == "sqlite"  # apply through the driver (litewrite.py)
         self.url: Final = engine.url.render_as_string(hide_password=True)
 
     @property
@@ -302,10 +303,14 @@ class SqlStore(BrowseMethods):
         if not changes and not run_changes:
             return
         try:
-            with self._errors("apply changes"), self._write() as conn:
-                if lease is not None:
-                    leases.hold_lease(conn, lease, at)
-                self._apply_in(conn, changes, run_changes, at)
+            with self._errors("apply changes"):
+                if self._lite:
+                    litewrite.apply(self._engine, changes, run_changes, at, lease)
+                    return
+                with self._write() as conn:
+                    if lease is not None:
+                        leases.hold_lease(conn, lease, at)
+                    self._apply_in(conn, changes, run_changes, at)
         except leases.LeaseMismatch:
             raise LeaseLost(
                 f"run {lease.run_id if lease else '?'} is no longer held by this runner; "

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select
+from sqlalchemy import Connection, RowMapping, Update, bindparam, func, insert, select
 from sqlalchemy.sql import Executable
 
 from rota.model.states import (
@@ -125,27 +125,26 @@ def group_changes(changes: Sequence[Change]) -> list[list[Change]]:
     return [sorted(g, key=lambda c: c.attempt_id) for r in rounds for g in r.values()]
 
 
+def attempt_params(change: Change, at: datetime) -> dict[str, Any]:
+    """The values of *change*'s conditional update, by column name (``b_id``, ``b_expect``: the
+    row it matches), committed at *at*."""
+    return {"b_id": change.attempt_id, "b_expect": change.expect.value,
+            "state": change.new.value, "committed_at": at, **change.fields}  # fmt: skip
+
+
 def update_attempts(conn: Connection, group: list[Change], at: datetime) -> None:
     """Conditionally update the attempts of *group* (all setting the same columns).
 
     Raises:
         Mismatch: fewer rows than changes were in their expected state.
     """
-    params = [
-        {"b_id": c.attempt_id, "b_expect": c.expect.value, "state": c.new.value,
-         "committed_at": at, **c.fields}
-        for c in group
-    ]  # fmt: skip
+    params = [attempt_params(c, at) for c in group]
     if conn.execute(_ATTEMPT_UPDATE, params).rowcount != len(group):
         raise Mismatch(changes=group)
 
 
-def update_run(conn: Connection, change: RunChange) -> None:
-    """Conditionally move one run, stamping started_at/ended_at.
-
-    Raises:
-        Mismatch: the run is not in its expected state.
-    """
+def run_statement(change: RunChange) -> tuple[Update, dict[str, Any]]:
+    """The conditional update that moves one run, stamping started_at/ended_at, and its values."""
     if change.new is RunState.RUNNING:
         stmt = _RUN_START
     elif change.new in _RUN_ENDED:
@@ -154,6 +153,16 @@ def update_run(conn: Connection, change: RunChange) -> None:
         stmt = _RUN_OTHER
     params = {"b_id": change.run_id, "b_expect": change.expect.value,
               "b_new": change.new.value, "b_at": change.at}  # fmt: skip
+    return stmt, params
+
+
+def update_run(conn: Connection, change: RunChange) -> None:
+    """Conditionally move one run, stamping started_at/ended_at.
+
+    Raises:
+        Mismatch: the run is not in its expected state.
+    """
+    stmt, params = run_statement(change)
     if conn.execute(stmt, params).rowcount != 1:
         raise Mismatch(run_change=change)
 
