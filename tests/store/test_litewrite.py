@@ -46,7 +46,7 @@ _VALUES: dict[str, Any] = {
     "cache_parts": {"code": "h", "inputs": [1, 2.5, None, "x"]},
     "cached_from": 7,
     "log_path": "/logs/t/1.log",
-    "first_poke_at": T0 - timedelta(days=400),
+    "first_poke_at": datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC),
     "pokes": 3,
 }
 
