@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import FrozenInstanceError, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from rota.errors import CorruptRow
-from rota.model.states import RunState
-from rota.store.base import NewTask
+from rota.model.states import RunState, TaskState
+from rota.store.base import AttemptRecord, NewTask
+from rota.store.rows import record_maker
 from rota.store.sql import SqlStore, open_store
+from rota.store.tables import task_attempts
+from rota.store.writes import attempt_record
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _MINUTE = timedelta(minutes=1)
@@ -110,3 +114,62 @@ def test_sqlite_garbage_that_does_not_even_decode_names_its_column(tmp_path: Pat
         assert problems[ids[1]].startswith("started_at: ")
         with pytest.raises(CorruptRow, match=f"^run {ids[0]}: unreadable row: params: "):
             store.get_run(ids[0])
+
+
+# --- records made by setting their slots (rows.record_maker) ------------------------------------
+
+
+def test_attempts_read_in_bulk_equal_those_made_field_by_field(store: SqlStore) -> None:
+    (run_id,) = _runs(store, 1)
+    (attempt,) = store.attempts(run_id)
+    _sql(
+        store,
+        "UPDATE task_attempts SET state = 'failed', worker = 'w', exit_code = 3, pokes = 2, "
+        "cache_parts = :parts, started_at = :at, output_inline = :blob WHERE id = :i",
+        parts='{"a": [1, 2]}',
+        at=T0 if store.engine.dialect.name == "postgresql" else "2026-03-01 12:00:00.000000",
+        blob=b"\x00\x01",
+        i=attempt.id,
+    )
+    (bulk,) = store.attempts(run_id)
+    with store.engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM task_attempts WHERE id = :i"), {"i": attempt.id})
+        columns = list(row.keys())
+    assert set(columns) >= {f.name for f in fields(AttemptRecord)}
+    assert bulk.state is TaskState.FAILED and bulk.started_at == T0
+    assert (bulk.worker, bulk.exit_code, bulk.pokes) == ("w", 3, 2)
+    assert bulk.cache_parts == {"a": [1, 2]} and bulk.output_inline == b"\x00\x01"
+    with store.engine.connect() as conn:
+        query = select(task_attempts).where(task_attempts.c.id == attempt.id)
+        mapping = conn.execute(query).one()._mapping
+        assert attempt_record(mapping) == bulk  # the record made by the dataclass's own __init__
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    a: int
+    b: str = "-"
+
+
+def test_a_record_maker_sets_every_field_by_column_name_and_converts() -> None:
+    make = record_maker(_Pair, ["b", "extra", "a"], {"a": int})
+    made = make(("x", None, "7"))
+    assert made == _Pair(7, "x")
+    assert made.__class__ is _Pair
+    with pytest.raises(FrozenInstanceError):
+        made.__setattr__("a", 1)
+
+
+def test_a_record_maker_without_a_column_uses_the_default_or_refuses() -> None:
+    assert record_maker(_Pair, ["a"], {})((1,)) == _Pair(1)
+    with pytest.raises(TypeError, match="no column for field 'a'"):
+        record_maker(_Pair, ["b"], {})
+
+
+def test_a_record_maker_refuses_a_class_whose_init_does_more() -> None:
+    @dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    with pytest.raises(TypeError, match="NoSlots: a dataclass with slots"):
+        record_maker(NoSlots, ["a"], {})

@@ -20,7 +20,7 @@ from rota.store.base import AttemptRecord
 from rota.store.browse import _seconds
 from rota.store.rows import read_records
 from rota.store.tables import task_attempts
-from rota.store.writes import attempt_record
+from rota.store.writes import attempt_record, attempt_records
 
 _ta = task_attempts.c
 _later = task_attempts.alias("later")
@@ -241,7 +241,14 @@ def task_page(
     own = select(task_attempts).where(
         _ta.run_id == run_id, _ta.task_id.in_(ids), _ta.map_index == -1
     )
-    records = read_records(conn, own.order_by(_ta.id), _ta.id, attempt_record, kind="attempt")
+    records = read_records(
+        conn,
+        own.order_by(_ta.id),
+        _ta.id,
+        attempt_record,
+        kind="attempt",
+        convert_all=attempt_records,
+    )
     counts = _instance_counts(conn, run_id, ids)
     for task_id in counts:
         records += _unfinished_instances(conn, run_id, task_id, instances)
@@ -282,4 +289,11 @@ def _unfinished_instances(
     query = select(task_attempts).where(
         _ta.run_id == run_id, _ta.task_id == task_id, _ta.map_index.in_(indexes)
     )
-    return read_records(conn, query.order_by(_ta.id), _ta.id, attempt_record, kind="attempt")
+    return read_records(
+        conn,
+        query.order_by(_ta.id),
+        _ta.id,
+        attempt_record,
+        kind="attempt",
+        convert_all=attempt_records,
+    )

@@ -62,6 +62,7 @@ from rota.store.transient import is_transient
 from rota.store.writes import (
     Mismatch,
     attempt_record,
+    attempt_records,
     check_changes,
     first_line,
     flow_upsert,
@@ -518,7 +519,9 @@ class SqlStore(BrowseMethods):
         """
         query = select(task_attempts).where(_ta.run_id == run_id).order_by(_ta.id)
         with self._errors(f"read attempts of run {run_id!r}"), self._engine.connect() as conn:
-            return read_records(conn, query, _ta.id, attempt_record, kind="attempt")
+            return read_records(
+                conn, query, _ta.id, attempt_record, kind="attempt", convert_all=attempt_records
+            )
 
     def claim_slots(
         self,

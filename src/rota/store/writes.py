@@ -6,11 +6,12 @@ conditional ``UPDATE … WHERE id = :id AND state = :expect`` whose row count mu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection, RowMapping, Update, bindparam, func, insert, select
+from sqlalchemy import Connection, Result, RowMapping, Update, bindparam, func, insert, select
 from sqlalchemy.sql import Executable
 
 from rota.model.states import (
@@ -28,6 +29,7 @@ from rota.store.base import (
     RunChange,
     RunRecord,
 )
+from rota.store.rows import record_maker
 from rota.store.tables import flows, runs, task_attempts
 
 _TIME_FIELDS: Final = frozenset(name for name in ATTEMPT_FIELDS if name.endswith("_at"))
@@ -221,6 +223,26 @@ def attempt_record(row: RowMapping) -> AttemptRecord:
     return AttemptRecord(**{**row, "state": _state(TaskState, row["state"])})
 
 
+def attempt_records(result: Result[Any]) -> list[AttemptRecord]:
+    """The AttemptRecords of every task_attempts row of *result* (as :func:`attempt_record`
+    makes each, several times faster: :func:`~rota.store.rows.record_maker`).
+
+    Raises:
+        ValueError: a row's state is not a task state.
+    """
+    make = _attempt_maker(tuple(result.keys()))
+    return [make(row) for row in result]
+
+
+def _task_state(value: Any) -> TaskState:
+    return _state(TaskState, value)
+
+
+@lru_cache(maxsize=8)
+def _attempt_maker(columns: tuple[str, ...]) -> Callable[[Sequence[Any]], AttemptRecord]:
+    return record_maker(AttemptRecord, columns, {"state": _task_state})
+
+
 _S = TypeVar("_S", RunState, TaskState)
 
 
@@ -318,6 +340,7 @@ def set_owner(
 __all__ = [
     "Mismatch",
     "attempt_record",
+    "attempt_records",
     "check_changes",
     "first_line",
     "flow_upsert",
