@@ -18,8 +18,11 @@ from rota.store.sql import SqlStore
 def _commands(
     group: click.Group, path: tuple[str, ...] = ()
 ) -> Iterator[tuple[str, click.Command]]:
-    for name, command in sorted(group.commands.items()):
-        if command.hidden:
+    # through click's own lookup: the `rota` group imports a command's modules when asked
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is None or command.hidden:
             continue
         here = (*path, name)
         if isinstance(command, click.Group):

@@ -6,12 +6,13 @@ This is the only place that maps errors to exit codes: 0 success, 1 a run failed
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -23,7 +24,7 @@ from rota.model.safetext import safe_text
 if TYPE_CHECKING:  # rich loads when a command first prints, not for `rota --help`
     from rota.cli.console import SafeConsole
 
-__all__ = ["CliContext", "cli", "main", "open_store", "parse_params"]
+__all__ = ["CliContext", "cli", "load_all_commands", "main", "open_store", "parse_params"]
 
 
 @dataclass
@@ -75,7 +76,58 @@ class CliContext:
         return self._settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+COMMAND_MODULES: Final[dict[str, tuple[str, ...]]] = {
+    "run": ("commands",),
+    "runs": ("commands", "prune", "steer"),
+    "tasks": ("commands", "logs", "tasktest"),
+    "flows": ("commands", "steer"),
+    "graph": ("commands",),
+    "backfill": ("backfill",),
+    "completion": ("completion",),
+    "config": ("configure",),
+    "outputs": ("data",),
+    "cache": ("data",),
+    "datasets": ("data",),
+    "lineage": ("data",),
+    "pools": ("pools",),
+    "resume": ("rerun",),
+    "clear": ("rerun",),
+    "mark": ("rerun",),
+    "stats": ("stats",),
+    "cancel": ("steer",),
+    "pause": ("steer",),
+    "unpause": ("steer",),
+    "_drive": ("timing",),
+    "trigger": ("timing",),
+    "scheduler": ("timing",),
+    "ui": ("ui",),
+}
+"""The modules of ``rota.cli`` that define each command of ``rota`` and its subcommands
+(tests/cli/test_lazy_commands.py checks it against the commands every module defines)."""
+
+
+class _LazyGroup(click.Group):
+    """The ``rota`` group: a command's modules are imported when the command is asked for, so
+    ``rota run`` does not import the other twenty commands' code (and what they import)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for module in COMMAND_MODULES.get(cmd_name, ()):
+            importlib.import_module(f"rota.cli.{module}")
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        load_all_commands()
+        return super().list_commands(ctx)
+
+
+def load_all_commands() -> None:
+    """Import every module that defines commands (``--help``, completion, the docs)."""
+    for modules in COMMAND_MODULES.values():
+        for module in modules:
+            importlib.import_module(f"rota.cli.{module}")
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rota")
 def cli() -> None:
     """Rota: workflow orchestration for machine-learning pipelines."""
@@ -102,25 +154,6 @@ def parse_params(loaded: Any, raw: tuple[str, ...]) -> dict[str, Any]:
             )
         out[key] = parse_param(specs[key], value)
     return out
-
-
-from rota.cli import backfill as _backfill  # noqa: E402, F401
-from rota.cli import commands as _commands  # noqa: E402  (registers the commands on `cli`)
-from rota.cli import completion as _completion  # noqa: E402
-from rota.cli import configure as _configure  # noqa: E402
-from rota.cli import data as _data  # noqa: E402
-from rota.cli import logs as _logs  # noqa: E402
-from rota.cli import pools as _pools  # noqa: E402
-from rota.cli import prune as _prune  # noqa: E402
-from rota.cli import rerun as _rerun  # noqa: E402
-from rota.cli import stats as _stats  # noqa: E402
-from rota.cli import steer as _steer  # noqa: E402
-from rota.cli import tasktest as _tasktest  # noqa: E402
-from rota.cli import timing as _timing  # noqa: E402
-from rota.cli import ui as _ui  # noqa: E402
-
-del _commands, _completion, _configure, _data, _logs, _pools, _prune, _rerun, _stats, _steer
-del _tasktest, _timing, _ui
 
 
 def _interrupt(signum: int, frame: object) -> None:
