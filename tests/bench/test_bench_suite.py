@@ -132,6 +132,19 @@ def test_the_targets_pass_miss_or_say_not_measured() -> None:
     assert len(got) == len(report.TARGETS)
 
 
+@pytest.mark.parametrize(("end_to_start", "verdict"), [(0.5, "PASS"), (1.5, "MISS")])
+def test_l1_is_judged_on_end_to_start_with_commit_to_start_beside_it(
+    end_to_start: float, verdict: str
+) -> None:
+    l1 = {"tool": "rota", "mode": "in-run", "workload": "L1", "ms_per_task": 0.9, "s": 0.2,
+          "n_runs": 1, "ok": True, "latency_p50_ms": -0.4, "latency_p99_ms": 0.1,
+          "latency_finish_p50_ms": end_to_start, "latency_finish_p99_ms": 2.0}  # fmt: skip
+    (l1_target,) = [t for t in report.verdicts([l1]) if t[0].startswith("L1 ")]
+    assert l1_target[1:] == (f"{end_to_start:.3f} ms", verdict)
+    (line,) = [x for x in report.table([l1]) if x.startswith("L1 in-run")]
+    assert "commit->start p50 -0.400 ms" in line and "negative" in line
+
+
 def test_the_results_file_names_no_path_of_this_machine() -> None:
     argv = ["--peers", "luigi", "--peers-dir", "/x/peers", "--peer-venvs", "/y/v", "--save", "/z"]
     argv += ["--write-results", "bench/RESULTS.md", "--quick"]
