@@ -14,6 +14,7 @@ import pytest
 
 from rota import flow, task
 from rota.artifacts.inline import is_inline
+from rota.engine.mapping import MAP_SOURCE_INLINE_MAX
 from rota.engine.report import RunSummary
 from rota.engine.runner import FlowRef, Runner, RunnerOptions
 from rota.executors.pool import LocalPoolExecutor
@@ -162,3 +163,43 @@ def test_a_cache_hit_copies_the_inline_bytes_into_its_own_row(store: Store, tmp_
     assert hit.state is TaskState.CACHED and hit.cached_from == source.id
     assert hit.output_inline is not None and hit.output_inline == source.output_inline
     assert hit.output_hash == source.output_hash
+
+
+@task
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task
+def doubled(x: int) -> int:
+    return 2 * x
+
+
+@task
+def added(xs: list[int], ys: list[int]) -> int:
+    return sum(xs) + sum(ys)
+
+
+@flow
+def mapped_over(n: int = 5) -> None:
+    added(doubled.map(numbers(n, task_id="source")), numbers(n, task_id="plain"))
+
+
+@pytest.mark.parametrize(("n", "source_inline"), [(5, True), (3000, False)])
+def test_a_list_a_mapped_task_maps_over_is_a_file_past_a_few_kilobytes(
+    store: Store, tmp_path: Path, n: int, source_inline: bool
+) -> None:
+    """Each instance's spec carries its input's reference, an inline one with the bytes: the
+    list mapped over is kept inline only up to MAP_SOURCE_INLINE_MAX; the same list read by a
+    plain task stays inline up to the usual limit."""
+    summary = _run(store, mapped_over.build({"n": n}), tmp_path)
+    assert summary.state is RunState.SUCCESS
+    assert output_of(summary, "added") == 3 * sum(range(n))
+    source, plain = summary.tasks["source"].latest, summary.tasks["plain"].latest
+    assert source.output_size == plain.output_size
+    assert plain.output_inline is not None
+    assert (source.output_inline is not None) is source_inline
+    assert is_inline(str(source.output_path)) is source_inline
+    if not source_inline:
+        assert source.output_size is not None and source.output_size > MAP_SOURCE_INLINE_MAX
+        assert [p.name for p in _files(tmp_path)] == [Path(str(source.output_path)).name]

@@ -39,7 +39,7 @@ from rota.engine.cache import RunCache, try_cache
 from rota.engine.callbacks import CallbackRunner
 from rota.engine.dispatch import Dispatcher, Ready, submit_ready
 from rota.engine.ending import RunSite, end_run, outcome_fields, task_callbacks
-from rota.engine.mapping import Mapper, expand_args
+from rota.engine.mapping import Mapper, expand_args, inline_limit, map_sources
 from rota.engine.progress import progress_of
 from rota.engine.refs import outcome_ref, record_ref
 from rota.engine.resume import counted_tries
@@ -116,6 +116,7 @@ class RunLoop:
         self.sensors = SensorBook()
         self.modules = ((flow.module, flow.path),) if flow.module and flow.path else ()
         self.inputs = {tid: spec.data_inputs for tid, spec in dag.tasks.items()}
+        self.map_sources = map_sources(dag)
         run_id = run.run_id
         self.dirs = (
             f"{runner.logs_dir}/{run_id}",
@@ -318,7 +319,7 @@ class RunLoop:
             kwargs=kwargs,
             inputs=tuple(inputs),
             artifacts=self.r.artifacts_root,
-            inline_limit=self.r.options.inline_output_max,
+            inline_limit=inline_limit(tid, self.map_sources, self.r.options.inline_output_max),
             serializer=spec.serializer,
             log_path=self.log_path(key),
             params=self.dag.params,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from rota.engine.book import Key, Output, RunBook, Settled
 from rota.engine.refs import record_ref
@@ -19,6 +19,31 @@ from rota.model.dag import Dag, Ref, TaskSpec
 from rota.model.states import SUCCEEDED, TaskState
 from rota.operators.base import digest
 from rota.store.base import AttemptRecord, NewAttempt
+
+MAP_SOURCE_INLINE_MAX: Final = 4096
+"""Bytes up to which the output of a task that a mapped task maps over is kept inline.
+
+Every instance's spec carries its input's stored reference, and an inline output's reference
+carries the output's bytes: 10,000 instances over a 30 KB list sent 300 MB through the workers'
+pipes. Past this size the list is one file instead (one write, one fsync), and each worker reads
+it once (its output cache). A list of this size has on the order of a thousand small elements,
+so that many instances or more."""
+
+
+def map_sources(dag: Dag) -> frozenset[str]:
+    """The tasks whose output some mapped task of *dag* maps over."""
+    return frozenset(
+        value.task_id
+        for spec in dag.tasks.values()
+        for name in spec.map_args
+        if isinstance(value := spec.kwargs[name], Ref)
+    )
+
+
+def inline_limit(task_id: str, sources: frozenset[str], limit: int) -> int:
+    """The inline limit of *task_id*'s output: *limit*, or at most MAP_SOURCE_INLINE_MAX for a
+    task in *sources* (see :func:`map_sources`)."""
+    return min(limit, MAP_SOURCE_INLINE_MAX) if task_id in sources else limit
 
 
 def map_length(
