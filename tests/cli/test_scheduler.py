@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 from zoneinfo import ZoneInfo
 
 from clihelp import RotaCli, rota_env, wait_for
@@ -194,22 +195,55 @@ def test_sigkill_and_restart_make_no_duplicate_runs_and_resume_cut_runs(
         before = {r.run_id for r in store.list_runs("every")}
         go.touch()
         daemon = _start_daemon(home, flows)
+        said = _Drained(daemon)
         wait_for(
             lambda: all(store.get_run(r).state is RunState.SUCCESS for r in cut),
             60,
         )
         # the cut runs may hold every active slot (max_active_runs=3) until the last ends: wait
-        # for the restarted scheduler's own next run before stopping it
+        # for the restarted scheduler's own next run, and for its tick to have said so (a tick
+        # prints after it commits: stopped in between, the line would never come)
         wait_for(lambda: bool({r.run_id for r in store.list_runs("every")} - before), 60)
+        wait_for(lambda: "created run" in said.err(), 60)
     finally:
         daemon.send_signal(signal.SIGTERM)
-        _out, err = daemon.communicate(timeout=30)
+        daemon.wait(timeout=30)
+    err = said.err(closed=True)
     runs = store.list_runs("every")
     dates = Counter(r.logical_date for r in runs)
     assert max(dates.values()) == 1, dates
     gaps = sorted(d for d in dates if d is not None)
     assert all(b - a == timedelta(seconds=2) for a, b in itertools.pairwise(gaps))
     assert "created run" in err
+
+
+class _Drained:
+    """Reads a process's stdout and stderr as it writes them (so a test can wait for a line)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._proc = proc
+        self._parts: dict[str, list[str]] = {"out": [], "err": []}
+        self._threads = [
+            threading.Thread(target=self._read, args=(stream, self._parts[name]), daemon=True)
+            for name, stream in (("out", proc.stdout), ("err", proc.stderr))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _read(stream: IO[str] | None, into: list[str]) -> None:
+        for line in stream if stream is not None else ():
+            into.append(line)
+
+    def err(self, *, closed: bool = False) -> str:
+        """What the process wrote to stderr so far (all of it once it exited, with *closed*)."""
+        if closed:
+            for thread in self._threads:
+                thread.join(timeout=30)
+            for stream in (self._proc.stdout, self._proc.stderr):
+                if stream is not None:
+                    stream.close()
+        return "".join(self._parts["err"])
 
 
 def _a_task_is_running(store: SqlStore, flow: str) -> bool:
