@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import Connection, func, literal, select, update
+from sqlalchemy import Connection, bindparam, func, literal, select, update
 
 from rota.model.states import RunState
 from rota.store.base import Claim, Lease
@@ -29,18 +29,26 @@ class LeaseMismatch(Exception):
     """Raised inside a write transaction to roll it back: the lease's owner no longer holds it."""
 
 
+LEASE_RENEWAL: Final = (
+    update(runs)
+    .where(_r.run_id == bindparam("b_id"), _r.owner == bindparam("b_owner"))
+    .values(heartbeat_at=bindparam("b_at", type_=_r.heartbeat_at.type))
+)
+"""Renews a lease: the run's heartbeat, where *owner* still holds it (one row, or none)."""
+
+
+def lease_params(lease: Lease, at: datetime) -> dict[str, Any]:
+    """The values of :data:`LEASE_RENEWAL` for *lease* renewed at *at*."""
+    return {"b_id": lease.run_id, "b_owner": lease.owner, "b_at": to_utc(at)}
+
+
 def hold_lease(conn: Connection, lease: Lease, at: datetime) -> None:
     """Renew *lease* inside the caller's transaction (the run's heartbeat becomes *at*).
 
     Raises:
         LeaseMismatch: the run has another owner (or none).
     """
-    stmt = (
-        update(runs)
-        .where(_r.run_id == lease.run_id, _r.owner == lease.owner)
-        .values(heartbeat_at=to_utc(at))
-    )
-    if conn.execute(stmt).rowcount != 1:
+    if conn.execute(LEASE_RENEWAL, lease_params(lease, at)).rowcount != 1:
         raise LeaseMismatch
 
 

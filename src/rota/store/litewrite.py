@@ -27,26 +27,20 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final, cast
 
-from sqlalchemy import Dialect, Engine, Update, bindparam, update
+from sqlalchemy import Dialect, Engine, Update, bindparam
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from rota.store.base import Change, Lease, RunChange
-from rota.store.leases import LeaseMismatch
-from rota.store.tables import runs, task_attempts
-from rota.store.writes import Mismatch, attempt_params, group_changes, run_statement, to_utc
+from rota.store.leases import LEASE_RENEWAL, LeaseMismatch, lease_params
+from rota.store.tables import task_attempts
+from rota.store.writes import Mismatch, attempt_params, group_changes, run_statement
 
 Processor = Callable[[Any], Any]
 _ta = task_attempts.c
 _PREFIX: Final = "v_"
 """Bind names of SET values: a bind may not be named as the column it sets."""
-
-_LEASE: Final = (
-    update(runs)
-    .where(runs.c.run_id == bindparam("b_id"), runs.c.owner == bindparam("b_owner"))
-    .values(heartbeat_at=bindparam("v_heartbeat_at", type_=runs.c.heartbeat_at.type))
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,22 +130,17 @@ def plan(
     """The statements of one :meth:`apply`, their values bound, before the transaction begins."""
     steps: list[_Step] = []
     if lease is not None:
-        values = {"b_id": lease.run_id, "b_owner": lease.owner, "heartbeat_at": to_utc(at)}
-        lease_row = _row(_LEASE, dialect, values)
-        steps.append(_Step(_prepared(_LEASE, dialect), [lease_row], LeaseMismatch()))
+        renewal = _prepared(LEASE_RENEWAL, dialect)
+        steps.append(_Step(renewal, [renewal.row(lease_params(lease, at))], LeaseMismatch()))
     for group in group_changes(changes):
         prepared = attempt_update(dialect, frozenset(group[0].fields))
         rows = [prepared.row(attempt_params(c, at)) for c in group]
         steps.append(_Step(prepared, rows, Mismatch(changes=group)))
     for change in run_changes:
         stmt, params = run_statement(change)
-        steps.append(_Step(_prepared(stmt, dialect), [_row(stmt, dialect, params)],
-                           Mismatch(run_change=change)))  # fmt: skip
+        moved = _prepared(stmt, dialect)
+        steps.append(_Step(moved, [moved.row(params)], Mismatch(run_change=change)))
     return steps
-
-
-def _row(stmt: Update, dialect: Dialect, values: Mapping[str, Any]) -> tuple[Any, ...]:
-    return _prepared(stmt, dialect).row(values)
 
 
 def apply(
