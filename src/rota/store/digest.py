@@ -18,9 +18,8 @@ from sqlalchemy import Connection, and_, exists, func, select
 from rota.model.states import SUCCEEDED, TaskState
 from rota.store.base import AttemptRecord
 from rota.store.browse import _seconds
-from rota.store.rows import read_records
 from rota.store.tables import task_attempts
-from rota.store.writes import attempt_record, attempt_records
+from rota.store.writes import read_attempts
 
 _ta = task_attempts.c
 _later = task_attempts.alias("later")
@@ -241,14 +240,7 @@ def task_page(
     own = select(task_attempts).where(
         _ta.run_id == run_id, _ta.task_id.in_(ids), _ta.map_index == -1
     )
-    records = read_records(
-        conn,
-        own.order_by(_ta.id),
-        _ta.id,
-        attempt_record,
-        kind="attempt",
-        convert_all=attempt_records,
-    )
+    records = read_attempts(conn, own.order_by(_ta.id))
     counts = _instance_counts(conn, run_id, ids)
     for task_id in counts:
         records += _unfinished_instances(conn, run_id, task_id, instances)
@@ -289,11 +281,4 @@ def _unfinished_instances(
     query = select(task_attempts).where(
         _ta.run_id == run_id, _ta.task_id == task_id, _ta.map_index.in_(indexes)
     )
-    return read_records(
-        conn,
-        query.order_by(_ta.id),
-        _ta.id,
-        attempt_record,
-        kind="attempt",
-        convert_all=attempt_records,
-    )
+    return read_attempts(conn, query.order_by(_ta.id))

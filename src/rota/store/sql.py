@@ -62,12 +62,12 @@ from rota.store.transient import is_transient
 from rota.store.writes import (
     Mismatch,
     attempt_record,
-    attempt_records,
     check_changes,
     first_line,
     flow_upsert,
     group_changes,
     insert_attempts,
+    read_attempts,
     run_record,
     run_row,
     set_owner,
@@ -519,9 +519,7 @@ class SqlStore(BrowseMethods):
         """
         query = select(task_attempts).where(_ta.run_id == run_id).order_by(_ta.id)
         with self._errors(f"read attempts of run {run_id!r}"), self._engine.connect() as conn:
-            return read_records(
-                conn, query, _ta.id, attempt_record, kind="attempt", convert_all=attempt_records
-            )
+            return read_attempts(conn, query)
 
     def claim_slots(
         self,

@@ -11,7 +11,17 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection, Result, RowMapping, Update, bindparam, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Result,
+    RowMapping,
+    Select,
+    Update,
+    bindparam,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.sql import Executable
 
 from rota.model.states import (
@@ -29,7 +39,7 @@ from rota.store.base import (
     RunChange,
     RunRecord,
 )
-from rota.store.rows import record_maker
+from rota.store.rows import read_records, record_maker
 from rota.store.tables import flows, runs, task_attempts
 
 _TIME_FIELDS: Final = frozenset(name for name in ATTEMPT_FIELDS if name.endswith("_at"))
@@ -234,6 +244,18 @@ def attempt_records(result: Result[Any]) -> list[AttemptRecord]:
     return [make(row) for row in result]
 
 
+def read_attempts(conn: Connection, query: Select[Any]) -> list[AttemptRecord]:
+    """The attempts *query* (a select of whole task_attempts rows) reads, in its order, made in
+    bulk; a bad row is named (:func:`~rota.store.rows.read_records`).
+
+    Raises:
+        CorruptRow: a row cannot be read.
+    """
+    return read_records(
+        conn, query, task_attempts.c.id, attempt_record, kind="attempt", convert_all=attempt_records
+    )
+
+
 def _task_state(value: Any) -> TaskState:
     return _state(TaskState, value)
 
@@ -346,6 +368,7 @@ __all__ = [
     "flow_upsert",
     "group_changes",
     "insert_attempts",
+    "read_attempts",
     "run_record",
     "run_row",
     "set_owner",
