@@ -48,17 +48,12 @@ class UtcDateTime(TypeDecorator[datetime]):
         """
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()}: the store needs aware datetimes")
-        value = value.astimezone(UTC)
+        value = _in_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         """Return *value* as an aware UTC datetime."""
-        if value is None:
-            return None
-        stamp: datetime = value
-        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+        return None if value is None else _aware(value)
 
     # On SQLite each timestamp crosses as text. SQLAlchemy's DATETIME formats and parses it
     # field by field with a pattern (about 4 µs a value, three or four values per state change);
@@ -87,9 +82,7 @@ def sqlite_text(value: datetime | None) -> str | None:
     """
     if value is None:
         return None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()}: the store needs aware datetimes")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return _in_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def sqlite_time(value: Any) -> datetime | None:
@@ -99,6 +92,22 @@ def sqlite_time(value: Any) -> datetime | None:
     stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
     if not isinstance(stamp, datetime):
         raise ValueError(f"{value!r} is not a timestamp")
+    return _aware(stamp)
+
+
+def _in_utc(value: datetime) -> datetime:
+    """Aware *value* in UTC.
+
+    Raises:
+        ValueError: *value* is naive.
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: the store needs aware datetimes")
+    return value.astimezone(UTC)
+
+
+def _aware(stamp: datetime) -> datetime:
+    """A stored time (naive: UTC) as an aware UTC datetime."""
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
