@@ -48,7 +48,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         """
         if value is None:
             return None
-        value = _in_utc(value)
+        value = to_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
@@ -82,7 +82,7 @@ def sqlite_text(value: datetime | None) -> str | None:
     """
     if value is None:
         return None
-    return _in_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return to_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def sqlite_time(value: Any) -> datetime | None:
@@ -95,7 +95,7 @@ def sqlite_time(value: Any) -> datetime | None:
     return _aware(stamp)
 
 
-def _in_utc(value: datetime) -> datetime:
+def to_utc(value: datetime) -> datetime:
     """Aware *value* in UTC.
 
     Raises:

@@ -7,7 +7,7 @@ conditional ``UPDATE … WHERE id = :id AND state = :expect`` whose row count mu
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final, TypeVar
 
@@ -40,7 +40,7 @@ from rota.store.base import (
     RunRecord,
 )
 from rota.store.rows import read_records, record_maker
-from rota.store.tables import flows, runs, task_attempts
+from rota.store.tables import flows, runs, task_attempts, to_utc
 
 _TIME_FIELDS: Final = frozenset(name for name in ATTEMPT_FIELDS if name.endswith("_at"))
 _RUN_ENDED: Final = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.INTERRUPTED})
@@ -274,17 +274,6 @@ def _state(kind: type[_S], value: Any) -> _S:
     except ValueError:
         known = ", ".join(s.value for s in kind)
         raise ValueError(f"state: {value!r} is not one of {known}") from None
-
-
-def to_utc(at: datetime) -> datetime:
-    """*at* in UTC.
-
-    Raises:
-        ValueError: *at* is naive.
-    """
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"naive datetime {at.isoformat()}: the store needs aware datetimes")
-    return at.astimezone(UTC)
 
 
 def first_line(err: BaseException) -> str:
